@@ -1,0 +1,30 @@
+"""Models: typed configs, the four seed architectures and their per-family steps (torch only)."""
+
+from __future__ import annotations
+
+from models.config import (
+    FAMILY_GAN,
+    FAMILY_VAE,
+    GANConfig,
+    ModelConfig,
+    TrainConfig,
+    VAEConfig,
+    seed_model_config,
+)
+
+
+def build_model(cfg: ModelConfig):
+    """Config -> the family's nn.Module (GAN or VAE), each with the same small interface:
+    networks(), parameter_counts(), make_optimizers(), sample_latent(), decode_to_unit(),
+    train_step(x_unit, optimizers)."""
+    if cfg.family == FAMILY_GAN:
+        from models.gan import GAN
+
+        return GAN(cfg)
+    from models.vae import VAE
+
+    return VAE(cfg)
+
+
+__all__ = ["FAMILY_GAN", "FAMILY_VAE", "GANConfig", "VAEConfig", "TrainConfig", "ModelConfig",
+           "seed_model_config", "build_model"]

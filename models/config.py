@@ -1,0 +1,239 @@
+"""Typed configs: the only thing a model sees.
+
+`GANConfig` / `VAEConfig` describe one network pair and its optimiser; `TrainConfig` wraps one
+of them with the loop's settings. `study/` and `search_spaces/` translate flags and Optuna
+trials into these; nothing here knows about argparse, Ray or Optuna, and this module does not
+import torch, so `analysis/` can read configs cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILY_GAN = "gan"
+FAMILY_VAE = "vae"
+FAMILIES = (FAMILY_GAN, FAMILY_VAE)
+
+ARCH_DCGAN = "dcgan"
+ARCH_MLP = "mlp"
+ARCH_CONV = "conv"
+ARCHS = {FAMILY_GAN: (ARCH_DCGAN, ARCH_MLP), FAMILY_VAE: (ARCH_CONV, ARCH_MLP)}
+
+
+# Names of the per-step losses the families return; study/results.py re-exports them as columns.
+LOSS_D = "loss_d"
+LOSS_G = "loss_g"
+D_REAL = "d_real"  # mean D(x) on real images, a GAN health signal
+D_FAKE = "d_fake"
+LOSS_NELBO = "loss_nelbo"  # VAE training loss: recon + kl_beta * KL, nats per image
+LOSS_RECON = "loss_recon"
+LOSS_KL = "loss_kl"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be built; the message says what to change."""
+
+
+def _check_widths(name: str, widths: tuple[int, ...], exact_len: int | None = None) -> None:
+    if not widths or any(int(w) < 1 for w in widths):
+        raise ConfigError(f"{name}={widths!r}: every width must be a positive integer.")
+    if exact_len is not None and len(widths) != exact_len:
+        raise ConfigError(
+            f"{name}={widths!r}: this architecture needs exactly {exact_len} widths."
+        )
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """A generator/discriminator pair and its two Adam optimisers.
+
+    dcgan: g_widths = (channels of the 7x7 dense projection, channels of the 14x14 transposed
+           conv); d_widths = filters of the stride-2 convs (any depth, 28 -> 14 -> 7 -> 4 -> 2).
+    mlp:   g_widths / d_widths = hidden layer widths (depth = their length).
+    """
+
+    arch: str = ARCH_DCGAN
+    latent_dim: int = 100
+    g_widths: tuple[int, ...] = (128, 64)
+    d_widths: tuple[int, ...] = (64, 128, 256, 512)
+    leaky_slope: float = 0.2
+    dropout: float = 0.0  # discriminator dropout after each hidden layer
+    batch_norm: bool = False
+    # dcgan only: the first seed study's printed second dense layer of 14*14*64 units (see
+    # models/gan.py: DCGANGenerator for why it is off by default)
+    printed_second_dense: bool = False
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+    family = FAMILY_GAN
+
+    def __post_init__(self) -> None:
+        _check_arch(FAMILY_GAN, self.arch)
+        _validate_common(self)
+        if self.arch == ARCH_DCGAN:
+            _check_widths("g_widths", self.g_widths, exact_len=2)
+            if len(self.d_widths) > 5:
+                raise ConfigError(f"d_widths={self.d_widths!r}: at most 5 stride-2 convs fit 28x28.")
+        else:
+            _check_widths("g_widths", self.g_widths)
+        _check_widths("d_widths", self.d_widths)
+        for name in ("lr_g", "lr_d"):
+            _check_positive(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """An encoder/decoder pair trained on the negative ELBO, and its Adam optimiser.
+
+    conv: enc_channels = filters of the two stride-2 convs (28 -> 14 -> 7); dec_channels =
+          (channels of the 7x7 projection and of the 14x14 transposed conv,).
+    mlp:  enc_widths / dec_widths = hidden widths; the channel fields are ignored.
+    """
+
+    arch: str = ARCH_CONV
+    latent_dim: int = 10
+    enc_channels: tuple[int, ...] = (32, 64)
+    enc_widths: tuple[int, ...] = (512, 256)
+    dec_widths: tuple[int, ...] = (256, 512)
+    dec_channels: tuple[int, ...] = (64,)
+    activation: str = "leaky_relu"  # "leaky_relu" | "relu"
+    leaky_slope: float = 0.2
+    dropout: float = 0.0
+    batch_norm: bool = False
+    kl_beta: float = 1.0  # beta-VAE weight on the KL term; 1.0 is the true ELBO
+    lr: float = 2e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    family = FAMILY_VAE
+
+    def __post_init__(self) -> None:
+        _check_arch(FAMILY_VAE, self.arch)
+        _validate_common(self)
+        if self.activation not in ("leaky_relu", "relu"):
+            raise ConfigError(f"activation={self.activation!r}: use 'leaky_relu' or 'relu'.")
+        _check_widths("enc_widths", self.enc_widths)
+        _check_widths("dec_widths", self.dec_widths)
+        if self.arch == ARCH_CONV:
+            _check_widths("enc_channels", self.enc_channels, exact_len=2)
+            _check_widths("dec_channels", self.dec_channels, exact_len=1)
+        _check_positive("lr", self.lr)
+        if self.kl_beta < 0:
+            raise ConfigError(f"kl_beta={self.kl_beta}: must be >= 0.")
+
+
+ModelConfig = GANConfig | VAEConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one trial needs besides the data: the model config and the loop's settings."""
+
+    model: ModelConfig = field(default_factory=GANConfig)
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    checkpoint_every: int = 10  # the first seed study checkpoints every 10 epochs
+    eval_samples: int = 10_000  # generated images per validation FID/KID/IS
+    train_subset: int | None = None  # first N images of the training split, for quick runs
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1.")
+        if self.eval_samples < 0:
+            raise ConfigError(f"eval_samples={self.eval_samples}: must be >= 0 (0 skips evaluation).")
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, JSON-able dict: loop fields plus the model fields plus `family`."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        flat.update(dataclasses.asdict(self.model))
+        flat["family"] = self.family
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, flat: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys are an error so a typo never passes silently."""
+        flat = dict(flat)
+        family = flat.pop("family", None)
+        if family not in FAMILIES:
+            raise ConfigError(f"family={family!r}: choose one of {', '.join(FAMILIES)}.")
+        model_cls = GANConfig if family == FAMILY_GAN else VAEConfig
+        loop_names = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        model_names = {f.name for f in dataclasses.fields(model_cls)}
+        unknown = set(flat) - loop_names - model_names
+        if unknown:
+            raise ConfigError(
+                f"unknown {family} config keys {sorted(unknown)}; valid keys are "
+                f"{sorted(loop_names | model_names)}."
+            )
+        model_kwargs = {k: _tuple_if_list(v) for k, v in flat.items() if k in model_names}
+        loop_kwargs = {k: v for k, v in flat.items() if k in loop_names}
+        return cls(model=model_cls(**model_kwargs), **loop_kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Copy with loop and/or model fields changed (model fields are routed to the model)."""
+        model_names = {f.name for f in dataclasses.fields(self.model)}
+        model_changes = {k: _tuple_if_list(v) for k, v in changes.items() if k in model_names}
+        loop_changes = {k: v for k, v in changes.items() if k not in model_names}
+        model = dataclasses.replace(self.model, **model_changes) if model_changes else self.model
+        return dataclasses.replace(self, model=model, **loop_changes)
+
+
+# --- the seed studies' printed configurations ---------------------------------------------------
+
+def seed_model_config(family: str, arch: str) -> ModelConfig:
+    """The configuration a seed study printed (with the misprint resolutions of the issues).
+
+    gan/dcgan and vae/conv: first seed study (TensorFlow). gan/mlp and vae/mlp: second seed
+    study (PyTorch). All use Adam at lr 2e-4, the first seed study's rate.
+    """
+    _check_arch(family, arch)
+    if family == FAMILY_GAN and arch == ARCH_DCGAN:
+        return GANConfig()
+    if family == FAMILY_GAN:
+        return GANConfig(arch=ARCH_MLP, g_widths=(256, 512, 1024), d_widths=(1024, 512, 256), dropout=0.3)
+    if arch == ARCH_CONV:
+        return VAEConfig()
+    return VAEConfig(arch=ARCH_MLP, latent_dim=16, enc_widths=(512, 256), dec_widths=(256, 512), activation="relu")
+
+
+def _tuple_if_list(value: Any) -> Any:
+    return tuple(int(v) for v in value) if isinstance(value, list) else value
+
+
+def _check_arch(family: str, arch: str) -> None:
+    if family not in FAMILIES:
+        raise ConfigError(f"family={family!r}: choose one of {', '.join(FAMILIES)}.")
+    if arch not in ARCHS[family]:
+        raise ConfigError(f"arch={arch!r} is not a {family} architecture: choose one of {', '.join(ARCHS[family])}.")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name}={value}: must be > 0.")
+
+
+def _validate_common(cfg: GANConfig | VAEConfig) -> None:
+    if int(cfg.latent_dim) < 1:
+        raise ConfigError(f"latent_dim={cfg.latent_dim}: must be at least 1.")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout={cfg.dropout}: must be in [0, 1).")
+    if not (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0):
+        raise ConfigError(f"Adam betas ({cfg.beta1}, {cfg.beta2}): each must be in [0, 1).")

@@ -1,0 +1,1 @@
+"""ganvae-study: the study harness (data, metrics, the one training loop, Ray launch, results)."""

@@ -1,0 +1,100 @@
+"""Column names of every record the study writes, and the tidy-file writers.
+
+One constant per name: the training loop, the Ray trainable, the launcher and `analysis/`
+all import these, so no metric or column is spelled twice. Importing this module pulls in
+nothing heavier than pandas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+# --- identity -------------------------------------------------------------------------------
+STUDY = "study"
+TRIAL_ID = "trial_id"
+FAMILY = "family"
+ARCH = "arch"
+SEED = "seed"
+CONFIG_JSON = "config_json"  # the full, exact config; the flat hp columns are for pandas
+NODE = "node"
+DEVICE = "device"
+TORCH_VERSION = "torch_version"
+FEATURENET_SHA256 = "featurenet_sha256"
+
+# --- per-epoch training record -----------------------------------------------------------------
+EPOCH = "epoch"
+EPOCH_SECONDS = "epoch_seconds"
+TRAIN_SECONDS = "train_seconds"  # cumulative training wall time, evaluation excluded
+EVAL_SECONDS = "eval_seconds"
+IMAGES_PER_S = "images_per_s"
+# the per-step loss names are the models' own
+from models.config import D_FAKE, D_REAL, LOSS_D, LOSS_G, LOSS_KL, LOSS_NELBO, LOSS_RECON  # noqa: E402,F401
+
+# --- quality metrics ---------------------------------------------------------------------------
+VAL_FID = "val_fid"  # the early-stopping / model-selection metric
+VAL_KID = "val_kid"
+VAL_IS = "val_is"
+TEST_FID = "test_fid"
+TEST_KID = "test_kid"
+TEST_IS = "test_is"
+TEST_INCEPTION_FID = "test_inception_fid"
+TEST_RECON_MSE = "test_recon_mse"  # per-pixel MSE in [0, 1] pixel units
+TEST_NELBO = "test_nelbo"  # nats per image
+TEST_IW_NLL = "test_iw_nll"  # importance-weighted NLL estimate, nats per image
+
+# --- trial summary -----------------------------------------------------------------------------
+PARAMS_PREFIX = "params_"  # params_generator, params_discriminator, params_encoder, ...
+PARAMS_TOTAL = "params_total"
+EPOCHS_RUN = "epochs_run"
+STOP_REASON = "stop_reason"
+BEST_VAL_FID = "best_val_fid"
+BEST_EPOCH = "best_epoch"
+FINAL_VAL_FID = "final_val_fid"
+ERROR_MESSAGE = "error_message"
+
+# stop reasons
+STOP_COMPLETED = "completed"
+STOP_EARLY = "early-stopped"
+STOP_DIVERGED = "diverged"
+STOP_ERROR = "error"
+STOP_REASONS = (STOP_COMPLETED, STOP_EARLY, STOP_DIVERGED, STOP_ERROR)
+
+# hyperparameter columns are the config's field names, prefixed, so they never clash
+HP_PREFIX = "hp_"
+
+TRIALS_FILE = "trials.parquet"
+HISTORY_FILE = "history.parquet"
+
+
+def hp_column(field_name: str) -> str:
+    return HP_PREFIX + field_name
+
+
+def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
+    """Write rows to parquet atomically (tmp file + rename), so a crash never leaves half a file."""
+    frame = pd.DataFrame(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return frame
+
+# --- a trial's artifact directory (the same for `study.train --out DIR` and a Ray trial) -------
+TRIAL_DIR = "trial_dir"  # column: the trial's artifact directory, relative to the study dir
+METRICS_CSV = "metrics.csv"  # one row per epoch
+METRICS_JSON = "metrics.json"
+SUMMARY_JSON = "summary.json"  # the trial's summary row
+SAMPLES_DIR = "samples"  # samples/epoch_001.png ... (8x8 grid from fixed noise)
+CHECKPOINTS_DIR = "checkpoints"  # checkpoints/epoch_010.pt ..., checkpoints/final.pt
+FINAL_CHECKPOINT = "final.pt"
+
+
+def sample_grid_name(epoch: int) -> str:
+    return f"epoch_{epoch:03d}.png"
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch_{epoch:03d}.pt"

@@ -1,0 +1,395 @@
+"""The one training loop for both families, and `python -m study.train`, the single-trial runner.
+
+`run_trial(config, data, report)` trains one configuration and calls `report(record, artifacts)`
+once per epoch. It never imports Ray: the same loop runs here, under Ray Tune
+(study/trainable.py) and in the tests. Families plug in through the small interface of
+`models.build_model` (train_step, decode_to_unit, ...), so there is no per-family loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from models import build_model
+from models.checkpoint import CONFIG_KEY, MODEL_KEY, load_checkpoint
+from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
+from study import results as R
+from study.data import BatchIterator, DataNotFoundError, MNISTSplits, load_splits
+
+SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
+DIVERGENCE_CHECK_EVERY = 50  # steps between finite-loss checks (each check syncs the device)
+
+
+class Evaluator(Protocol):
+    """Quality metrics for a model (study/metrics.py provides the real one)."""
+
+    featurenet_sha256: str
+
+    def validation(self, model) -> dict[str, float]: ...
+
+    def test(self, model) -> dict[str, float]: ...
+
+
+@dataclass
+class EpochArtifacts:
+    samples: torch.Tensor  # [64, 1, 28, 28] in [0, 1], from fixed noise
+    checkpoint: dict[str, Any] | None  # set on checkpoint epochs and the last epoch
+
+
+Reporter = Callable[[dict[str, Any], EpochArtifacts], None]
+
+
+@dataclass
+class TrialResult:
+    summary: dict[str, Any]  # one tidy row: config, parameter counts, timings, metrics, environment
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    model: torch.nn.Module | None = None
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {R.NODE: platform.node(), R.DEVICE: str(device), R.TORCH_VERSION: torch.__version__}
+
+
+def config_columns(config: TrainConfig) -> dict[str, Any]:
+    """Flat hp_* columns (tuples as 'a-b-c' strings so pandas can group on them) + the exact JSON."""
+    flat = config.to_dict()
+    row = {R.FAMILY: flat.pop("family"), R.ARCH: flat.pop("arch"), R.SEED: flat.pop("seed")}
+    for key, value in flat.items():
+        row[R.hp_column(key)] = "-".join(map(str, value)) if isinstance(value, list) else value
+    row[R.CONFIG_JSON] = config.to_json()
+    return row
+
+
+def _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds) -> dict[str, Any]:
+    return {
+        CONFIG_KEY: config.to_json(),
+        MODEL_KEY: model.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "epoch": epoch,
+        "history": history,
+        "train_seconds": train_seconds,
+        "torch_rng": torch.get_rng_state(),
+        "batch_rng": batches.state(),
+    }
+
+
+def run_trial(
+    config: TrainConfig,
+    data: MNISTSplits,
+    report: Reporter | None = None,
+    *,
+    evaluator: Evaluator | None = None,
+    device: torch.device | str | None = None,
+    resume: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> TrialResult:
+    """Train one configuration; report each epoch; return the summary row and history.
+
+    NaN/inf losses end the run with stop reason 'diverged' (recorded, never raised).
+    `resume` is a checkpoint dict from an earlier report; training continues bit-for-bit on CPU.
+    """
+    device = pick_device(str(device) if device else None)
+    report = report or (lambda record, artifacts: None)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device)
+    optimizers = model.make_optimizers()
+    train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
+    batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
+    fixed_noise = model.sample_latent(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(config.seed + 1))
+    fixed_noise = fixed_noise.to(device)
+
+    history: list[dict[str, Any]] = []
+    train_seconds = 0.0
+    first_epoch = 1
+    if resume is not None:
+        if resume[CONFIG_KEY] != config.to_json():
+            raise ConfigError("the checkpoint was written by a different configuration; resume with the same flags")
+        model.load_state_dict(resume[MODEL_KEY])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(resume["optimizers"][name])
+        torch.set_rng_state(resume["torch_rng"])
+        batches.set_state(resume["batch_rng"])
+        history = list(resume["history"])
+        train_seconds = float(resume["train_seconds"])
+        first_epoch = int(resume["epoch"]) + 1
+
+    stop_reason = R.STOP_COMPLETED
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(config.epochs - first_epoch + 1) * len(batches), unit="step", dynamic_ncols=True)
+    for epoch in range(first_epoch, config.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        diverged = False
+        for step, x in enumerate(batches, start=1):
+            losses = model.train_step(x, optimizers)
+            for key, value in losses.items():
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
+                diverged = True
+                break
+            if bar is not None:
+                bar.update(1)
+        steps = step
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
+        record: dict[str, Any] = {key: float(total) / steps for key, total in sums.items()}
+        diverged = diverged or not all(math.isfinite(v) for v in record.values())
+        record.update({
+            R.EPOCH: epoch,
+            R.EPOCH_SECONDS: epoch_seconds,
+            R.TRAIN_SECONDS: train_seconds,
+            R.IMAGES_PER_S: steps * config.batch_size / epoch_seconds,
+        })
+        model.eval()
+        samples = model.decode_to_unit(fixed_noise).cpu()
+        if diverged:
+            stop_reason = R.STOP_DIVERGED
+            record[R.STOP_REASON] = R.STOP_DIVERGED
+        elif evaluator is not None:
+            eval_started = time.perf_counter()
+            record.update(evaluator.validation(model))
+            record[R.EVAL_SECONDS] = time.perf_counter() - eval_started
+        history.append(record)
+        last = diverged or epoch == config.epochs
+        checkpoint = None
+        if last or epoch % config.checkpoint_every == 0:
+            checkpoint = _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in losses or k == R.VAL_FID})
+        report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint))
+        if diverged:
+            break
+    if bar is not None:
+        bar.close()
+
+    summary = summarize(config, model, history, stop_reason, device)
+    if evaluator is not None:
+        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        if stop_reason != R.STOP_DIVERGED:
+            summary.update(evaluator.test(model))
+    return TrialResult(summary=summary, history=history, model=model)
+
+
+def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str, device) -> dict[str, Any]:
+    """The trial's tidy summary row: full config, sizes, timings, best/final validation FID."""
+    counts = model.parameter_counts()
+    row = config_columns(config)
+    row.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
+    row[R.PARAMS_TOTAL] = sum(counts.values())
+    row[R.EPOCHS_RUN] = len(history)
+    row[R.STOP_REASON] = stop_reason
+    row[R.TRAIN_SECONDS] = history[-1][R.TRAIN_SECONDS] if history else 0.0
+    row[R.IMAGES_PER_S] = (sum(h[R.IMAGES_PER_S] for h in history) / len(history)) if history else float("nan")
+    fids = [(h[R.VAL_FID], h[R.EPOCH]) for h in history if math.isfinite(h.get(R.VAL_FID, math.nan))]
+    if fids:
+        row[R.BEST_VAL_FID], row[R.BEST_EPOCH] = min(fids)
+        row[R.FINAL_VAL_FID] = history[-1].get(R.VAL_FID, math.nan)
+    row.update(environment(torch.device(device)))
+    return row
+
+
+# --- the single-trial runner -----------------------------------------------------------------
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set latent_dim=32 or --set g_widths=64,32")
+        value: Any = text
+        for cast in (int, float):
+            try:
+                value = cast(text)
+                break
+            except ValueError:
+                pass
+        if isinstance(value, str) and "," in text:
+            value = [int(v) for v in text.split(",") if v]
+        elif text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        changes[key.replace("-", "_")] = value
+    return changes
+
+
+def scale_widths(config: TrainConfig, factor: float) -> TrainConfig:
+    """Every width/channel tuple of the model multiplied by `factor` (at least 1 unit each)."""
+    flat = config.to_dict()
+    width_keys = [k for k in flat if k.endswith(("_widths", "_channels"))]
+    return config.replace(**{k: [max(1, round(w * factor)) for w in flat[k]] for k in width_keys})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.train",
+        description="Train one GAN or VAE configuration on MNIST (no Ray): progress bar, per-epoch "
+        "metrics (CSV + JSON), a sample grid per epoch, checkpoints, and a final summary.",
+    )
+    p.add_argument("--family", required=True, choices=FAMILIES)
+    p.add_argument("--arch", help="dcgan|mlp for gan, conv|mlp for vae (default: dcgan / conv)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--latent-dim", type=int, help="latent size (default: the seed study's)")
+    p.add_argument("--width-scale", type=float, default=1.0, help="multiply every layer width, e.g. 0.25")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any model/loop config field, e.g. --set lr_g=1e-4 --set d_widths=32,64 (repeatable)")
+    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
+    p.add_argument("--eval-samples", type=int, default=10_000,
+                   help="generated images for the per-epoch validation FID/KID/IS (0 skips evaluation)")
+    p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+    p.add_argument("--train-subset", type=int, help="train on the first N images of the training split")
+    p.add_argument("--out", default="runs/trial", help="output directory (refused if it holds a run, unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="a seconds-long run: 2 epochs on 512 images at 1/8 width, 256 evaluation samples")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    arch = args.arch or ARCHS[args.family][0]
+    config = TrainConfig(model=seed_model_config(args.family, arch), epochs=args.epochs, seed=args.seed,
+                         batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
+                         eval_samples=args.eval_samples, train_subset=args.train_subset)
+    if args.smoke_test:
+        config = config.replace(epochs=2, train_subset=512, eval_samples=min(args.eval_samples, 256), batch_size=64)
+        args.width_scale = args.width_scale * 0.125
+    if args.width_scale != 1.0:
+        config = scale_widths(config, args.width_scale)
+    if args.latent_dim is not None:
+        config = config.replace(latent_dim=args.latent_dim)
+    changes = _parse_set(args.set)
+    return config.replace(**changes) if changes else config
+
+
+class RunDirectory:
+    """Writes one trial's artifacts in the layout of study/results.py (shared with Ray trials)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        (out / R.SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+        (out / R.CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+        self.history: list[dict[str, Any]] = []
+
+    def __call__(self, record: dict[str, Any], artifacts: EpochArtifacts) -> None:
+        import pandas as pd
+        from torchvision.utils import save_image
+
+        epoch = record[R.EPOCH]
+        self.history.append(record)
+        save_image(artifacts.samples, self.out / R.SAMPLES_DIR / R.sample_grid_name(epoch), nrow=8, padding=2)
+        _atomic_write(self.out / R.METRICS_JSON, json.dumps(self.history, indent=1))
+        _atomic_write(self.out / R.METRICS_CSV, pd.DataFrame(self.history).to_csv(index=False))
+        if artifacts.checkpoint is not None:
+            self.save_checkpoint(artifacts.checkpoint, R.checkpoint_name(epoch))
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], name: str) -> Path:
+        path = self.out / R.CHECKPOINTS_DIR / name
+        tmp = path.with_suffix(".tmp")
+        torch.save(checkpoint, tmp)
+        tmp.replace(path)
+        return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / R.CHECKPOINTS_DIR).glob("epoch_*.pt"))
+    return found[-1] if found else None
+
+
+def make_evaluator(config: TrainConfig, data: MNISTSplits, device: torch.device) -> Evaluator | None:
+    """The metrics evaluator, or None when evaluation is switched off (--eval-samples 0)."""
+    if config.eval_samples == 0:
+        return None
+    try:
+        from study.metrics import TrialEvaluator
+    except ImportError:  # metrics land in a later step
+        return None
+    return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        out = Path(args.out)
+        resume = None
+        if args.resume:
+            ckpt_path = latest_checkpoint(out)
+            if ckpt_path is None:
+                raise ConfigError(f"--resume: no checkpoint in {out / R.CHECKPOINTS_DIR}; run without --resume first")
+            resume = load_checkpoint(ckpt_path)
+            print(f"resuming from {ckpt_path} (epoch {resume['epoch']})")
+        elif out.exists() and any(out.iterdir()):
+            raise ConfigError(
+                f"--out {out} already holds files; pass --resume to continue that run, "
+                "or choose a new --out directory (nothing was overwritten)"
+            )
+        device = pick_device(args.device)
+        data = load_splits(args.data_dir, train_subset=config.train_subset)
+    except (ConfigError, DataNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    evaluator = make_evaluator(config, data, device)
+    run_dir = RunDirectory(out)
+    if resume is not None:
+        run_dir.history = list(resume["history"])
+    print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
+          f"{len(data.train)} training images -> {out}")
+    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
+    final = _checkpoint_from_run(run_dir, config)
+    if final is not None:
+        run_dir.save_checkpoint(final, R.FINAL_CHECKPOINT)
+    _atomic_write(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
+    print_summary(result.summary)
+    return 0
+
+
+def _checkpoint_from_run(run_dir: RunDirectory, config: TrainConfig) -> dict[str, Any] | None:
+    """The last epoch's checkpoint doubles as final.pt."""
+    last = latest_checkpoint(run_dir.out)
+    return load_checkpoint(last) if last is not None else None
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    keys = [R.FAMILY, R.ARCH, R.STOP_REASON, R.EPOCHS_RUN, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S,
+            R.BEST_VAL_FID, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL]
+    keys += [k for k in summary if k.startswith(R.PARAMS_PREFIX) and k != R.PARAMS_TOTAL]
+    print("\nsummary")
+    for key in keys:
+        if key in summary:
+            value = summary[key]
+            print(f"  {key:<24} {value:.4g}" if isinstance(value, float) else f"  {key:<24} {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
