@@ -98,3 +98,22 @@ def sample_grid_name(epoch: int) -> str:
 
 def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
+
+# --- columns that only analysis/ derives (tables of the report) --------------------------------
+STUDY_PATH = "study_path"  # absolute study directory a loaded row came from (resolves trial_dir)
+ROLE = "role"  # why a trial is in the comparison table: best / seed config / Pareto
+QUANTITY = "quantity"
+PUBLISHED = "published"  # the number a seed study printed
+OURS_SEED_CONFIG = "ours_seed_config"  # our value for the seed study's own configuration
+OURS_BEST = "ours_best"  # our value for the family's best trial
+COMPARABLE = "comparable"  # yes / with caveats / no
+SOURCE = "source"
+NOTE = "note"
+N_TRIALS = "n_trials"
+BUDGET = "budget"  # number of trials k of a budget curve
+EXPECTED_BEST = "expected_best"
+BAND_LOW = "band_low"
+BAND_HIGH = "band_high"
+AXIS = "axis"  # a verdict axis: quality, size vs quality, ...
+MEASURE = "measure"
+WINNER = "winner"
