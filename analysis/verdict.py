@@ -75,7 +75,7 @@ def normalised_hypervolumes(trials: pd.DataFrame, objectives: Sequence[Objective
     over all families' finite rows; reference 1.1 in every objective. Minimised objectives only."""
     if any(o.direction != MINIMIZE for o in objectives):
         raise ValueError("normalised_hypervolumes takes minimised objectives only.")
-    values = trials[[o.column for o in objectives]].to_numpy(dtype=float, na_value=np.nan)
+    values = trials[[o.column for o in objectives]].to_numpy(dtype=float, na_value=np.nan, copy=True)
     for j, o in enumerate(objectives):
         if o.column in log_columns:
             with np.errstate(divide="ignore", invalid="ignore"):

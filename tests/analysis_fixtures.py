@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,9 @@ class PlaceholderEvaluator:
         self.metrics = {}
         for split in ("val", "test"):
             fid = FrechetInceptionDistance(feature=self.net, normalize=False, reset_real_features=False)
-            kid = KernelInceptionDistance(feature=self.net, subsets=10, subset_size=100, reset_real_features=False)
+            with warnings.catch_warnings():  # "will save all extracted features": a few hundred here
+                warnings.simplefilter("ignore", UserWarning)
+                kid = KernelInceptionDistance(feature=self.net, subsets=10, subset_size=100, reset_real_features=False)
             real = to_unit(data.get(split).images[:num_samples])
             fid.update(real, real=True)
             kid.update(real, real=True)
@@ -108,7 +111,9 @@ class PlaceholderEvaluator:
         fake = model.decode_to_unit(z).cpu()  # [N, 1, 28, 28] in [0, 1]
         fid.update(fake, real=False)
         kid.update(fake, real=False)
-        inception = InceptionScore(feature=self.net, splits=4, normalize=False)  # normalize would rescale to uint8
+        with warnings.catch_warnings():  # "will save all extracted features": 400 of them here
+            warnings.simplefilter("ignore", UserWarning)
+            inception = InceptionScore(feature=self.net, splits=4, normalize=False)  # normalize would rescale to uint8
         inception.update(fake)
         return float(fid.compute()), float(kid.compute()[0]), float(inception.compute()[0])
 
