@@ -106,7 +106,7 @@ def test_hypervolume_3d_by_hand():
     assert hypervolume_of_points(points, np.array([3.0, 3.0, 3.0])) == 5.0
 
 
-@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("dims", [2, 3, 4])
 def test_hypervolume_agrees_with_optunas_exact_implementation(dims):
     from optuna._hypervolume import compute_hypervolume  # private, but Optuna's own exact WFG code
 
@@ -122,3 +122,16 @@ def test_nadir_reference_is_worst_plus_a_tenth_of_the_range_in_each_direction():
     objectives = (FID, Objective(R.TEST_IS, MAXIMIZE))
     assert nadir_reference(trials, objectives) == pytest.approx((32.0, 1.4))
     assert hypervolume(trials, objectives, nadir_reference(trials, objectives)).n_counted == 2
+
+
+def test_the_fronts_benchmark_smoke_test_prints_its_figures(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "analysis_fronts.py"
+    spec = importlib.util.spec_from_file_location("analysis_fronts_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--smoke-test"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "trials" and [line.split()[0] for line in lines[1:]] == ["16", "64"]
