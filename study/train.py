@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -384,18 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
           f"{len(data.train)} training images -> {out}")
     result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
-    final = _checkpoint_from_run(run_dir, config)
-    if final is not None:
-        run_dir.save_checkpoint(final, R.FINAL_CHECKPOINT)
+    last = latest_checkpoint(out)
+    if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
+        shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)
     _atomic_write(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
     print_summary(result.summary)
     return 0
-
-
-def _checkpoint_from_run(run_dir: RunDirectory, config: TrainConfig) -> dict[str, Any] | None:
-    """The last epoch's checkpoint doubles as final.pt."""
-    last = latest_checkpoint(run_dir.out)
-    return load_checkpoint(last) if last is not None else None
 
 
 def print_summary(summary: dict[str, Any]) -> None:
