@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.load import final_checkpoint
 from models.config import FAMILY_VAE
 from study import results as R
 
@@ -32,14 +33,13 @@ class LatentEmbedding:
     checkpoint: Path
 
 
-def best_vae(trials: pd.DataFrame, select: str = R.FINAL_VAL_FID) -> pd.Series | None:
-    """The VAE trial with the lowest `select` that left a final checkpoint, or None."""
-    from analysis.load import trial_path
-
+def best_vae(trials: pd.DataFrame, select: str = R.FINAL_VAL_FID) -> tuple[pd.Series, Path] | None:
+    """(row, final checkpoint) of the VAE trial with the lowest `select` that left one, or None."""
     vaes = trials[(trials[R.FAMILY] == FAMILY_VAE) & trials[select].notna()].sort_values(select, kind="stable")
     for _, row in vaes.iterrows():
-        if pd.notna(row[R.TRIAL_DIR]) and (trial_path(row) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT).is_file():
-            return row
+        checkpoint = final_checkpoint(row)
+        if checkpoint is not None:
+            return row, checkpoint
     return None
 
 
@@ -80,16 +80,14 @@ def project_2d(means: np.ndarray, method: str = PCA, seed: int = 0) -> tuple[np.
     raise ValueError(f"latent projection {method!r}: choose one of {', '.join(METHODS)}.")
 
 
-def latent_embedding(trial: pd.Series, data_dir: str | Path | None, n_images: int = 3000,
+def latent_embedding(trial_id: str, checkpoint: Path, data_dir: str | Path | None, n_images: int = 3000,
                      method: str = PCA, seed: int = 0) -> LatentEmbedding:
-    """Encode the first `n_images` test images with the trial's final VAE and project to 2-D."""
-    from analysis.load import trial_path
+    """Encode the first `n_images` test images with a VAE checkpoint and project them to 2-D."""
     from study.data import load_splits
 
-    checkpoint = trial_path(trial) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT
     test = load_splits(data_dir, download=False).test
     images, labels = test.images[:n_images], test.labels[:n_images].numpy()
     means = encode_means(checkpoint, images)
     coords, used, explained = project_2d(means, method, seed)
     return LatentEmbedding(coords=coords, labels=labels, method=used, latent_dim=int(means.shape[1]),
-                           explained_variance=explained, trial_id=str(trial[R.TRIAL_ID]), checkpoint=checkpoint)
+                           explained_variance=explained, trial_id=str(trial_id), checkpoint=Path(checkpoint))

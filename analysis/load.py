@@ -114,6 +114,23 @@ def trial_path(row: pd.Series) -> Path:
     return Path(row[R.STUDY_PATH]) / str(row[R.TRIAL_DIR])
 
 
+def final_checkpoint(row: pd.Series) -> Path | None:
+    """The trial's final model: checkpoints/final.pt (study.train's layout), else the highest-epoch
+    epoch_NNN.pt anywhere in the trial directory (a Ray trial keeps them in checkpoint_NNNNNN/)."""
+    if pd.isna(row.get(R.TRIAL_DIR)):
+        return None
+    directory = trial_path(row)
+    final = directory / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT
+    if final.is_file():
+        return final
+    epochs = {}
+    for path in directory.rglob("epoch_*.pt"):  # R.checkpoint_name(epoch), as study.train.latest_checkpoint globs
+        digits = path.stem.rpartition("_")[2]
+        if digits.isdigit():
+            epochs[int(digits)] = path
+    return epochs[max(epochs)] if epochs else None
+
+
 def _read(file: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(file)

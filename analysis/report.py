@@ -182,16 +182,17 @@ def _rel(path: Path, out: Path) -> str:
 
 
 def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path, progress) -> tuple[str | None, str | None]:
-    row = best_vae(trials, settings.select)
-    if row is None:
+    found = best_vae(trials, settings.select)
+    if found is None:
         return None, "No VAE trial with a final checkpoint: latent-space figure skipped."
+    row, checkpoint = found
     root, _ = resolve_data_dir(settings.data_dir)
     if not has_mnist(root):
         return None, (f"MNIST not found under {root}: latent-space figure skipped (pass --data-dir DIR with "
                       "DIR/MNIST/raw/).")
     progress(f"encoding {settings.latent_images} test images with {row[R.TRIAL_ID]}")
-    embedding = latent_embedding(row, root, n_images=settings.latent_images, method=settings.latent_method,
-                                 seed=settings.seed)
+    embedding = latent_embedding(row[R.TRIAL_ID], checkpoint, root, n_images=settings.latent_images,
+                                 method=settings.latent_method, seed=settings.seed)
     return _rel(plots.plot_latent(embedding, path), out), None
 
 

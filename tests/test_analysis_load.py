@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.load import StudyLoadError, epoch_curves, load_studies, load_study, trial_path
+from analysis.load import (
+    StudyLoadError,
+    epoch_curves,
+    final_checkpoint,
+    load_studies,
+    load_study,
+    trial_path,
+)
 from study import results as R
 
 
@@ -75,3 +82,19 @@ def test_the_same_study_twice_and_mixed_feature_networks_are_refused(tiny_study_
     trials.to_parquet(other / R.TRIALS_FILE)
     with pytest.raises(StudyLoadError, match="2 different feature networks"):
         load_studies([tiny_study_dirs.gan, other])
+
+
+def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the_trial(tiny_study_dirs, tmp_path):
+    trials = load_study(tiny_study_dirs.vae).trials
+    row = trials.set_index(R.TRIAL_ID).loc["vae_00001"].copy()
+    assert final_checkpoint(row) == trial_path(row) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT
+    # a Ray trial directory: no checkpoints/final.pt, one epoch file per checkpoint_NNNNNN/ folder
+    ray_trial = tmp_path / "trial_0001"
+    for folder, epoch in (("checkpoint_000000", 1), ("checkpoint_000001", 2)):
+        (ray_trial / folder).mkdir(parents=True)
+        shutil.copyfile(trial_path(row) / R.CHECKPOINTS_DIR / R.checkpoint_name(epoch),
+                        ray_trial / folder / R.checkpoint_name(epoch))
+    row[R.STUDY_PATH], row[R.TRIAL_DIR] = str(tmp_path), "trial_0001"
+    assert final_checkpoint(row) == ray_trial / "checkpoint_000001" / R.checkpoint_name(2)
+    row[R.TRIAL_DIR] = None
+    assert final_checkpoint(row) is None
