@@ -80,15 +80,17 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
 
 
 def is_seed_config(trials: pd.DataFrame) -> pd.Series:
-    """True where a trial's model configuration is exactly a seed study's printed one.
-
-    Compares the model part of config_json only: loop settings (epochs, subset) may differ.
-    """
+    """True where the launcher flagged a trial as a seed configuration (column seed_config, which
+    covers seed points it ran at reduced width), or where the model part of config_json is exactly
+    a seed study's printed configuration (loop settings such as epochs or subset may differ)."""
     def matches(text: str) -> bool:
         model = TrainConfig.from_json(text).model
         return model == seed_model_config(model.family, model.arch)
 
-    return trials[R.CONFIG_JSON].map(matches).astype(bool)
+    printed = trials[R.CONFIG_JSON].map(matches).astype(bool)
+    if R.SEED_CONFIG not in trials:
+        return printed
+    return printed | trials[R.SEED_CONFIG].fillna(False).astype(bool)
 
 
 def best_trials(trials: pd.DataFrame, select: str = R.FINAL_VAL_FID) -> dict[str, object]:

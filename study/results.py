@@ -100,6 +100,7 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
 
 # --- columns that only analysis/ derives (tables of the report) --------------------------------
+SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (branch launch adds it too: keep one)
 STUDY_PATH = "study_path"  # absolute study directory a loaded row came from (resolves trial_dir)
 ROLE = "role"  # why a trial is in the comparison table: best / seed config / Pareto
 QUANTITY = "quantity"

@@ -54,9 +54,12 @@ def hand_study() -> tuple[pd.DataFrame, pd.DataFrame]:
     return trials, history
 
 
-def test_seed_configurations_are_recognised_by_their_model_config_only():
+def test_seed_configurations_are_recognised_by_their_model_config_or_the_launchers_flag():
     trials, _ = hand_study()
     assert is_seed_config(trials).tolist() == [True, False, False, False, True, False, False]
+    # the launcher flags a seed point it ran at 1/8 width (g2 here); NaN (an old export) is not a seed
+    trials[R.SEED_CONFIG] = [False, False, True, None, False, False, False]
+    assert is_seed_config(trials).tolist() == [True, False, True, False, True, False, False]
 
 
 def test_best_trial_per_family_is_chosen_on_validation_fid_first_on_ties():
