@@ -128,7 +128,7 @@ def test_the_fronts_benchmark_smoke_test_prints_its_figures(capsys):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "analysis_fronts.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_analysis.py"
     spec = importlib.util.spec_from_file_location("analysis_fronts_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,7 +1,7 @@
 """Seconds the analysis maths takes on study-sized inputs: Pareto fronts, exact hypervolumes
 (2 and 3 objectives) and bootstrap budget curves, on random trials.
 
-    python benchmarks/analysis_fronts.py [--smoke-test]
+    python benchmarks/bench_analysis.py [--smoke-test]
 """
 
 from __future__ import annotations
