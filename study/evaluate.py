@@ -89,8 +89,8 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.iw_k < 1 or args.iw_images < 1:
         raise UsageError("--iw-k and --iw-images must be at least 1")
     if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise UsageError(f"--checkpoint {args.checkpoint} is not a file: pass the .pt file a trial wrote, "
-                         "e.g. runs/trial/checkpoints/final.pt")
+        raise UsageError(f"--checkpoint {args.checkpoint} is not a file: pass a checkpoint written by "
+                         "`python -m study.train --out DIR` (DIR/checkpoints/final.pt) or by a Ray trial")
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory: pass a file name such as {args.out / 'metrics.json'}")
     if args.inception:

@@ -492,9 +492,9 @@ class InceptionTap(nn.Module):
 
 def load_inception(device: torch.device | str = "cpu") -> tuple[InceptionTap, str]:
     """(the Inception tap in eval mode, the SHA-256 of its TorchScript file)."""
-    path = inception_weights_path()
-    with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export
+    with warnings.catch_warnings():  # the package's import and torch.jit.load warn that TorchScript is deprecated
         warnings.simplefilter("ignore", FutureWarning)
+        path = inception_weights_path()
         inception = torch.jit.load(str(path), map_location="cpu")
     inception.eval()  # the file is saved in training mode
     return InceptionTap(inception).eval().to(device), hashlib.sha256(path.read_bytes()).hexdigest()
