@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -215,3 +217,14 @@ def test_run_trial_reports_metrics_and_the_hash(data, assets):
     assert result.summary[R.FEATURENET_SHA256] == SHIPPED_SHA256
     assert result.summary[R.BEST_VAL_FID] == min(h[R.VAL_FID] for h in result.history)
     assert math.isfinite(result.summary[R.TEST_IW_NLL])
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_test_prints_its_figures(tmp_path):
+    env = {**os.environ, M.STATS_DIR_ENV: str(tmp_path)}
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_metrics.py"), "--smoke-test",
+                          "--data-dir", DATA_DIR], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "real-statistics pass" in run.stdout and "FID+KID+IS on 1,000 generated images" in run.stdout
+    assert "ms/image" in run.stdout  # the Inception per-image cost (the extra is installed in the dev venv)
