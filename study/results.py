@@ -98,3 +98,10 @@ def sample_grid_name(epoch: int) -> str:
 
 def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
+
+# --- a Ray Tune study directory (study/launch.py writes it, study/export.py fills the tables) --
+RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
+CHECKPOINT = "checkpoint"  # column: the trial's last checkpoint file, relative to the study dir
+SEED_CONFIG = "seed_config"  # column: True for the seed studies' own configurations
+BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
+STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
