@@ -190,6 +190,13 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """Copy with loop and/or model fields changed (model fields are routed to the model)."""
         model_names = {f.name for f in dataclasses.fields(self.model)}
+        loop_names = {f.name for f in dataclasses.fields(self)} - {"model"}
+        unknown = set(changes) - model_names - loop_names
+        if unknown:
+            raise ConfigError(
+                f"unknown {self.family} config keys {sorted(unknown)}; valid keys are "
+                f"{sorted(model_names | loop_names)}."
+            )
         model_changes = {k: _tuple_if_list(v) for k, v in changes.items() if k in model_names}
         loop_changes = {k: v for k, v in changes.items() if k not in model_names}
         model = dataclasses.replace(self.model, **model_changes) if model_changes else self.model

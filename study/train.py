@@ -9,9 +9,11 @@ once per epoch. It never imports Ray: the same loop runs here, under Ray Tune
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -78,7 +80,8 @@ def config_columns(config: TrainConfig) -> dict[str, Any]:
 
 
 def _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds) -> dict[str, Any]:
-    return {
+    """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
+    return copy.deepcopy({
         CONFIG_KEY: config.to_json(),
         MODEL_KEY: model.state_dict(),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
@@ -87,7 +90,23 @@ def _checkpoint(config, model, optimizers, batches, epoch, history, train_second
         "train_seconds": train_seconds,
         "torch_rng": torch.get_rng_state(),
         "batch_rng": batches.state(),
-    }
+    })
+
+
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every")  # may differ on resume: extend a run, checkpoint more often
+
+
+def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint into a different trial (anything but epochs/checkpointing changed)."""
+    saved = TrainConfig.from_json(checkpoint[CONFIG_KEY]).to_dict()
+    wanted = config.to_dict()
+    differing = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and wanted[k] != saved.get(k))
+    if differing:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {wanted[k]!r}" for k in differing)
+        raise ConfigError(f"cannot resume: the checkpoint was written by a different configuration ({details}); "
+                          "resume with the flags of the original run (only --epochs and --checkpoint-every may change)")
+    if checkpoint["epoch"] > config.epochs:
+        raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond --epochs {config.epochs}")
 
 
 def run_trial(
@@ -122,8 +141,7 @@ def run_trial(
     train_seconds = 0.0
     first_epoch = 1
     if resume is not None:
-        if resume[CONFIG_KEY] != config.to_json():
-            raise ConfigError("the checkpoint was written by a different configuration; resume with the same flags")
+        check_resumable(config, resume)
         model.load_state_dict(resume[MODEL_KEY])
         for name, opt in optimizers.items():
             opt.load_state_dict(resume["optimizers"][name])
@@ -350,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             if ckpt_path is None:
                 raise ConfigError(f"--resume: no checkpoint in {out / R.CHECKPOINTS_DIR}; run without --resume first")
             resume = load_checkpoint(ckpt_path)
+            check_resumable(config, resume)
             print(f"resuming from {ckpt_path} (epoch {resume['epoch']})")
         elif out.exists() and any(out.iterdir()):
             raise ConfigError(
@@ -369,18 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
           f"{len(data.train)} training images -> {out}")
     result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
-    final = _checkpoint_from_run(run_dir, config)
-    if final is not None:
-        run_dir.save_checkpoint(final, R.FINAL_CHECKPOINT)
+    last = latest_checkpoint(out)
+    if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
+        shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)
     _atomic_write(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
     print_summary(result.summary)
     return 0
-
-
-def _checkpoint_from_run(run_dir: RunDirectory, config: TrainConfig) -> dict[str, Any] | None:
-    """The last epoch's checkpoint doubles as final.pt."""
-    last = latest_checkpoint(run_dir.out)
-    return load_checkpoint(last) if last is not None else None
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -1,0 +1,136 @@
+import pytest
+import torch
+
+from models import (
+    FAMILY_GAN,
+    FAMILY_VAE,
+    GANConfig,
+    TrainConfig,
+    VAEConfig,
+    build_model,
+    seed_model_config,
+)
+from models.config import ConfigError
+from models.gan import DISCRIMINATOR, GENERATOR
+from models.vae import DECODER, ENCODER
+
+
+def lin(d_in, d_out):  # weights + bias of a dense layer
+    return d_in * d_out + d_out
+
+
+def conv(c_in, c_out, k):  # weights + bias of a (transposed) conv
+    return c_in * c_out * k * k + c_out
+
+
+# Hand-counted from the seed studies' printed layer sizes (see models/*.py for the readings).
+PRINTED_COUNTS = {
+    ("gan", "dcgan"): {
+        GENERATOR: lin(100, 7 * 7 * 128) + conv(128, 64, 5) + conv(64, 1, 5),
+        DISCRIMINATOR: conv(1, 64, 5) + conv(64, 128, 5) + conv(128, 256, 5) + conv(256, 512, 5) + lin(512 * 2 * 2, 1),
+    },
+    ("gan", "mlp"): {
+        GENERATOR: lin(100, 256) + lin(256, 512) + lin(512, 1024) + lin(1024, 784),
+        DISCRIMINATOR: lin(784, 1024) + lin(1024, 512) + lin(512, 256) + lin(256, 1),
+    },
+    ("vae", "conv"): {
+        ENCODER: conv(1, 32, 3) + conv(32, 64, 3) + lin(64 * 7 * 7, 512) + lin(512, 256) + lin(256, 2 * 10),
+        DECODER: lin(10, 256) + lin(256, 512) + lin(512, 64 * 7 * 7) + conv(64, 64, 3) + conv(64, 1, 3),
+    },
+    ("vae", "mlp"): {
+        ENCODER: lin(784, 512) + lin(512, 256) + lin(256, 2 * 16),
+        DECODER: lin(16, 256) + lin(256, 512) + lin(512, 784),
+    },
+}
+
+
+@pytest.mark.parametrize("family,arch", list(PRINTED_COUNTS))
+def test_printed_architectures_have_hand_counted_parameters_and_mnist_shapes(family, arch):
+    model = build_model(seed_model_config(family, arch))
+    assert model.parameter_counts() == PRINTED_COUNTS[(family, arch)]
+    z = model.sample_latent(5, generator=torch.Generator().manual_seed(0))
+    images = model.decode_to_unit(z)
+    assert images.shape == (5, 1, 28, 28)
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    if family == FAMILY_GAN:
+        assert model.discriminator(images * 2 - 1).shape == (5,)
+    else:
+        mu, logvar = model.encoder(images)
+        assert mu.shape == logvar.shape == (5, model.config.latent_dim)
+
+
+def test_printed_second_dense_option_keeps_28x28_and_adds_the_printed_layer():
+    default = build_model(GANConfig()).parameter_counts()[GENERATOR]
+    printed = build_model(GANConfig(printed_second_dense=True))
+    extra_dense = lin(7 * 7 * 128, 14 * 14 * 64)
+    # the first transposed conv becomes stride 1 with 64 input channels instead of 128
+    conv_change = conv(64, 64, 5) - conv(128, 64, 5)
+    assert printed.parameter_counts()[GENERATOR] == default + extra_dense + conv_change
+    assert printed.generator(torch.zeros(2, 100)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GANConfig(latent_dim=7, g_widths=(16, 8), d_widths=(8, 16)),
+        GANConfig(arch="mlp", latent_dim=3, g_widths=(32,), d_widths=(64, 32, 16, 8), dropout=0.1, batch_norm=True),
+        VAEConfig(latent_dim=2, enc_channels=(4, 8), enc_widths=(32,), dec_widths=(16, 32, 64), dec_channels=(8,)),
+        VAEConfig(arch="mlp", latent_dim=128, enc_widths=(64,), dec_widths=(64, 64), batch_norm=True),
+        GANConfig(d_widths=(8, 8, 8, 8, 8), batch_norm=True),
+    ],
+)
+def test_searched_widths_depths_and_latents_build(cfg):
+    model = build_model(cfg).eval()
+    z = model.sample_latent(3)
+    assert z.shape == (3, cfg.latent_dim)
+    assert model.decode_to_unit(z).shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda: GANConfig(arch="conv"), "arch='conv'"),
+        (lambda: GANConfig(g_widths=(64,)), "exactly 2"),
+        (lambda: VAEConfig(latent_dim=0), "latent_dim"),
+        (lambda: VAEConfig(dropout=1.5), "dropout"),
+        (lambda: TrainConfig(epochs=0), "epochs"),
+        (lambda: TrainConfig.from_dict({"family": "vae", "latent_size": 3}), "latent_size"),
+    ],
+)
+def test_bad_configs_say_what_to_change(make, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_config_round_trips_through_flat_dict_and_json():
+    for family, arch in PRINTED_COUNTS:
+        cfg = TrainConfig(model=seed_model_config(family, arch), epochs=3, seed=7, train_subset=100)
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+        assert TrainConfig.from_json(cfg.to_json()) == cfg
+    assert TrainConfig(model=VAEConfig()).family == FAMILY_VAE
+
+
+def test_gan_step_updates_both_networks():
+    torch.manual_seed(0)
+    model = build_model(GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16)))
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in model.networks().items()}
+    losses = model.train_step(torch.rand(16, 1, 28, 28), model.make_optimizers())
+    for name, net in model.networks().items():
+        changed = [not torch.equal(a, b) for a, b in zip(before[name], net.parameters(), strict=True)]
+        assert all(changed), f"{name}: some parameters did not move"
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert 0 < losses["d_real"] < 1 and 0 < losses["d_fake"] < 1
+
+
+def test_vae_elbo_terms_are_consistent():
+    torch.manual_seed(0)
+    model = build_model(VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,)))
+    x = torch.rand(8, 1, 28, 28).round()
+    terms = model.loss_terms(x)
+    assert (terms["loss_kl"] >= 0).all()
+    # untrained decoder ~ p=0.5 per pixel: reconstruction close to 784 * ln 2 nats
+    assert terms["loss_recon"].mean().item() == pytest.approx(784 * 0.6931, rel=0.1)
+    # the importance-weighted bound is tighter than (<=) the one-sample ELBO estimate on average
+    nelbo = (terms["loss_recon"] + terms["loss_kl"]).mean()
+    iw = model.importance_weighted_nll(x, k=64, generator=torch.Generator().manual_seed(1)).mean()
+    assert iw <= nelbo + 1.0

@@ -1,0 +1,148 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from models import GANConfig, TrainConfig, VAEConfig, build_model
+from models.checkpoint import load_checkpoint, load_model
+from study import results as R
+from study.data import MNISTSplits, to_unit
+from study.train import RunDirectory, run_trial
+from tests.conftest import REPO_ROOT
+
+TINY_GAN = GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16))
+TINY_VAE = VAEConfig(arch="mlp", latent_dim=4, enc_widths=(64,), dec_widths=(64,), lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def small(mnist) -> MNISTSplits:
+    return MNISTSplits(train=mnist.train, val=mnist.val, test=mnist.test, data_dir=mnist.data_dir)
+
+
+def losses_of(history):
+    return [{k: v for k, v in h.items() if k.startswith(("loss", "d_"))} for h in history]
+
+
+def test_one_small_epoch_lowers_the_vae_loss_on_held_out_images(small):
+    config = TrainConfig(model=TINY_VAE, epochs=1, batch_size=64, train_subset=2000, seed=0)
+    held_out = to_unit(small.val.images[:500])
+
+    def held_out_nelbo(model):
+        with torch.no_grad():
+            terms = model.loss_terms(held_out, generator=torch.Generator().manual_seed(0))
+            return (terms[R.LOSS_RECON] + terms[R.LOSS_KL]).mean().item()
+
+    torch.manual_seed(config.seed)
+    untrained = held_out_nelbo(build_model(config.model))
+    trained = held_out_nelbo(run_trial(config, small).model)
+    assert trained < untrained - 100  # ~545 nats -> well under 300 after 31 steps
+
+
+def test_same_seed_same_losses_other_seed_other_losses(small):
+    config = TrainConfig(model=TINY_GAN, epochs=2, batch_size=32, train_subset=256, seed=5)
+    first = run_trial(config, small).history
+    again = run_trial(config, small).history
+    other = run_trial(config.replace(seed=6), small).history
+    assert losses_of(first) == losses_of(again)
+    assert losses_of(first) != losses_of(other)
+
+
+def test_resume_from_a_checkpoint_continues_bit_for_bit(small):
+    config = TrainConfig(model=TINY_VAE, epochs=3, batch_size=64, train_subset=512, seed=1, checkpoint_every=1)
+    checkpoints = {}
+    full = run_trial(config, small, report=lambda rec, art: checkpoints.setdefault(rec[R.EPOCH], art.checkpoint))
+    resumed = run_trial(config, small, resume=checkpoints[1])
+    assert [h[R.EPOCH] for h in resumed.history] == [1, 2, 3]
+    assert losses_of(resumed.history) == losses_of(full.history)
+
+
+def test_records_carry_timings_and_summary_carries_config_sizes_environment(small):
+    config = TrainConfig(model=TINY_GAN, epochs=2, batch_size=32, train_subset=256)
+    result = run_trial(config, small)
+    for record in result.history:
+        assert record[R.EPOCH_SECONDS] > 0 and record[R.IMAGES_PER_S] > 0
+        assert {R.LOSS_D, R.LOSS_G, R.D_REAL, R.D_FAKE} <= record.keys()
+    row = result.summary
+    assert row[R.STOP_REASON] == R.STOP_COMPLETED and row[R.EPOCHS_RUN] == 2
+    assert row[R.PARAMS_TOTAL] == row["params_generator"] + row["params_discriminator"]
+    assert row[R.hp_column("g_widths")] == "16-8" and row[R.hp_column("lr_d")] == 2e-4
+    assert TrainConfig.from_json(row[R.CONFIG_JSON]) == config
+    assert row[R.TRAIN_SECONDS] == pytest.approx(sum(h[R.EPOCH_SECONDS] for h in result.history))
+    assert {R.NODE, R.DEVICE, R.TORCH_VERSION} <= row.keys()
+
+
+def test_nan_losses_end_the_run_as_diverged_without_raising(small):
+    config = TrainConfig(model=TINY_VAE.__class__(**{**TINY_VAE.__dict__, "lr": 50.0}), epochs=5,
+                         batch_size=64, train_subset=512, checkpoint_every=10)
+    reports = []
+    result = run_trial(config, small, report=lambda rec, art: reports.append((rec, art.checkpoint)))
+    assert result.summary[R.STOP_REASON] == R.STOP_DIVERGED
+    assert result.summary[R.EPOCHS_RUN] == 1 < config.epochs
+    record, checkpoint = reports[-1]
+    assert record[R.STOP_REASON] == R.STOP_DIVERGED and checkpoint is not None
+
+
+def test_checkpoint_round_trip_with_weights_only(small, tmp_path):
+    config = TrainConfig(model=TINY_VAE, epochs=1, batch_size=64, train_subset=256)
+    run_dir = RunDirectory(tmp_path)
+    result = run_trial(config, small, report=run_dir)
+    path = tmp_path / R.CHECKPOINTS_DIR / R.checkpoint_name(1)
+    loaded_config, model, raw = load_model(path)
+    assert loaded_config == config and raw["epoch"] == 1
+    z = torch.randn(4, 4)
+    assert torch.equal(model.decode_to_unit(z), result.model.eval().decode_to_unit(z))
+    torch.save({"evil": object()}, tmp_path / "bad.pt")
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def run_cli(*args, cwd=REPO_ROOT):
+    return subprocess.run([sys.executable, "-m", "study.train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("family", ["gan", "vae"])
+def test_runner_smoke_mode_writes_metrics_grids_checkpoints_and_resumes(family, data_dir, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("--family", family, "--smoke-test", "--eval-samples", "0", "--data-dir", str(data_dir),
+                   "--out", str(out), "--checkpoint-every", "1")
+    assert done.returncode == 0, done.stderr
+    assert "summary" in done.stdout and "params_total" in done.stdout
+    history = pd.read_csv(out / R.METRICS_CSV)
+    assert history[R.EPOCH].tolist() == [1, 2]
+    assert json.loads((out / R.METRICS_JSON).read_text())[1][R.EPOCH] == 2
+    assert sorted(p.name for p in (out / R.SAMPLES_DIR).iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert {"epoch_001.pt", "epoch_002.pt", R.FINAL_CHECKPOINT} <= {p.name for p in (out / R.CHECKPOINTS_DIR).iterdir()}
+    summary = json.loads((out / R.SUMMARY_JSON).read_text())
+    assert summary[R.FAMILY] == family and summary[R.EPOCHS_RUN] == 2
+
+    # rerunning into the same directory is refused and leaves it untouched
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    refused = run_cli("--family", family, "--smoke-test", "--data-dir", str(data_dir), "--out", str(out))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+    # resuming a finished run from its last checkpoint re-runs nothing and keeps the history
+    resumed = run_cli("--family", family, "--smoke-test", "--eval-samples", "0", "--data-dir", str(data_dir),
+                      "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert pd.read_csv(out / R.METRICS_CSV)[R.EPOCH].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--family", "gan", "--arch", "conv"], "arch='conv'"),
+        (["--family", "vae", "--set", "latent_size=3"], "latent_size"),
+        (["--family", "vae", "--data-dir", "/nonexistent/mnist"], "--data-dir"),
+    ],
+)
+def test_runner_bad_input_exits_2_with_a_message_and_writes_nothing(args, needle, tmp_path):
+    out = tmp_path / "never"
+    done = run_cli(*args, "--out", str(out), "--epochs", "1")
+    assert done.returncode == 2
+    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
