@@ -151,13 +151,18 @@ def trial_rows(
     trials: Sequence,
     seed_configs: Sequence[TrainConfig] = (),
     early_stop_evaluator: EarlyStopEvaluator | None = None,
+    errored: set[str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """(trials rows, history rows) of a study's finished trials."""
+    """(trials rows, history rows) of a study's finished trials. `errored`: the directory names
+    of trials that ended in error (default: the saved experiment state's statuses)."""
     trials = sorted(trials, key=_creation_order)
+    if errored is None:
+        errored = {_creation_order(t) for t in trials if t.status == "ERROR"}
+    failed = [_creation_order(t) in errored for t in trials]
     histories = [_json_or_none(store, posixpath.join(t.path, R.METRICS_JSON)) or [] for t in trials]
     summaries = [_json_or_none(store, posixpath.join(t.path, R.SUMMARY_JSON)) for t in trials]
     # stopped by the scheduler before their last epoch: no summary of their own
-    stopped = [i for i, t in enumerate(trials) if t.status != "ERROR" and summaries[i] is None]
+    stopped = [i for i in range(len(trials)) if not failed[i] and summaries[i] is None]
     with_checkpoint = [i for i in stopped if trials[i].checkpoint is not None]
     if early_stop_evaluator is not None and with_checkpoint:
         evaluated = early_stop_evaluator([trials[i].checkpoint for i in with_checkpoint])
@@ -167,10 +172,10 @@ def trial_rows(
 
     seed_jsons = {c.to_json() for c in seed_configs}
     rows, history_rows = [], []
-    for trial, history, summary in zip(trials, histories, summaries, strict=True):
+    for trial, history, summary, error in zip(trials, histories, summaries, failed, strict=True):
         config = train_config(trial.config)
         last = dict(trial.last_result or {})
-        if trial.status == "ERROR":
+        if error:
             summary = _fallback_summary(config, history, R.STOP_ERROR, last)
             summary[R.ERROR_MESSAGE] = _error_message(trial)
         elif summary is None:
@@ -212,13 +217,14 @@ def export_study(
     study_name: str,
     seed_configs: Sequence[TrainConfig] = (),
     early_stop_evaluator: EarlyStopEvaluator | None = None,
+    errored: set[str] | None = None,
 ) -> ExportedStudy:
     """Write trials.parquet, history.parquet and best_samples.png into the study directory."""
     from ray.tune import ExperimentAnalysis
 
     store = StudyStore(study_dir)
     analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
-    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator)
+    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator, errored)
     trials = trials_frame(rows)
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)

@@ -18,6 +18,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import posixpath
 import sys
 import time
 from dataclasses import dataclass
@@ -294,9 +295,9 @@ def checkpoint_epochs(plan: StudyPlan) -> frozenset[int]:
 
 def default_evaluators(data, device):
     """The metrics' evaluator factory, with the feature network and real statistics computed once."""
-    from study.metrics import TrialEvaluatorFactory
+    from study.trainable import MetricsFactory
 
-    return TrialEvaluatorFactory.build(data, device)
+    return MetricsFactory.build(data, device)
 
 
 def code_runtime_env() -> dict[str, Any]:
@@ -341,11 +342,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def resolve_gpus(plan: StudyPlan) -> float:
+    """--gpus-per-trial, defaulting to 1 when the cluster has GPUs; refuses requests no node can
+    meet (Tune would otherwise wait for them forever)."""
     import ray
 
-    if plan.gpus_per_trial is not None:
-        return plan.gpus_per_trial
-    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    gpus = plan.gpus_per_trial if plan.gpus_per_trial is not None else (1.0 if most_gpus > 0 else 0.0)
+    if plan.cpus_per_trial > most_cpus or gpus > most_gpus:
+        _fail(f"a trial asks for {plan.cpus_per_trial:g} CPU + {gpus:g} GPU, but the largest node of this "
+              f"Ray cluster has {most_cpus:g} CPU + {most_gpus:g} GPU; lower --cpus-per-trial / --gpus-per-trial.")
+    return gpus
 
 
 def run_study(plan: StudyPlan, data, evaluators, resume: bool = False):
@@ -381,11 +389,10 @@ def run_study(plan: StudyPlan, data, evaluators, resume: bool = False):
                 sync_config=tune.SyncConfig(sync_artifacts=True),  # trial files -> trial directory
             ),
         )
-    tuner.fit()
-
-    statuses = _trial_statuses(store)
-    unfinished = [s for s in statuses if s not in ("TERMINATED", "ERROR")]
-    if unfinished or len(statuses) < plan.trials:
+    results = tuner.fit()
+    # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
+    # trials it stopped while paused marked PAUSED on disk)
+    if results.num_terminated + results.num_errors < plan.trials:
         return None
 
     setup_ref = ray.put(setup)
@@ -395,7 +402,9 @@ def run_study(plan: StudyPlan, data, evaluators, resume: bool = False):
         print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
         return ray.get([evaluate.remote(c, setup_ref) for c in checkpoints])
 
-    return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()), evaluate_stopped)
+    errored = {posixpath.basename(r.path) for r in results if r.error is not None}
+    return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()), evaluate_stopped,
+                        errored=errored)
 
 
 def trial_dirname(trial) -> str:
@@ -403,12 +412,6 @@ def trial_dirname(trial) -> str:
     the seed configurations' trials sort first."""
     counter = str(trial.experiment_tag).split("_", 1)[0]
     return f"trial_{counter.zfill(4)}_{trial.trial_id}" if counter.isdigit() else f"trial_{trial.trial_id}"
-
-
-def _trial_statuses(store: StudyStore) -> list[str]:
-    from ray.tune import ExperimentAnalysis
-
-    return [t.status for t in ExperimentAnalysis(store.root, storage_filesystem=store.fs).trials]
 
 
 def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
@@ -459,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - began
     except KeyboardInterrupt:
         exported, wall = None, 0.0
+    except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         if started:
             ray.shutdown()

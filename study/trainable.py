@@ -49,11 +49,35 @@ class EvaluatorFactory(Protocol):
 
 
 @dataclass(frozen=True)
+class MetricsFactory:
+    """study.metrics' TrialEvaluator with the feature network and the real-image statistics
+    computed once by the driver (`build`), instead of once per trial."""
+
+    assets: Any  # study.metrics.EvaluationAssets: (featurenet on CPU, real_stats per split)
+
+    @classmethod
+    def build(cls, data: MNISTSplits, device: torch.device | str = "cpu") -> MetricsFactory:
+        from study.metrics import prepare_evaluation
+
+        return cls(prepare_evaluation(data, device))
+
+    @property
+    def featurenet_sha256(self) -> str:
+        return self.assets.featurenet.sha256
+
+    def __call__(self, config: TrainConfig, data: MNISTSplits, device: torch.device) -> Evaluator:
+        from study.metrics import TrialEvaluator
+
+        return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed,
+                              featurenet=self.assets.featurenet, real_stats=self.assets.real_stats)
+
+
+@dataclass(frozen=True)
 class TrialSetup:
     """What every trial of a study shares (the `tune.with_parameters` payload)."""
 
     data: MNISTSplits
-    evaluators: EvaluatorFactory | None  # None: no metrics (only for runs without a scheduler)
+    evaluators: EvaluatorFactory | None  # MetricsFactory; None: no metrics (only without a scheduler)
     checkpoint_epochs: frozenset[int] = frozenset()  # scheduler rungs, see module docstring
     threads: int = 1  # torch CPU threads per trial (= --cpus-per-trial)
 
@@ -201,5 +225,5 @@ def with_setup(setup: TrialSetup):
     return tune.with_parameters(train_trial, setup=setup)
 
 
-__all__ = ["TrialSetup", "EvaluatorFactory", "train_trial", "with_setup", "scheduler_rungs",
+__all__ = ["TrialSetup", "EvaluatorFactory", "MetricsFactory", "train_trial", "with_setup", "scheduler_rungs",
            "evaluate_checkpoint", "load_tune_checkpoint", "checkpoint_file"]
