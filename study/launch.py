@@ -50,12 +50,12 @@ EXIT_INTERRUPTED = 130
 # "smoke" is what the tests run (1/8-width networks, 2,000 images, seconds per trial).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, train_subset=None,
-                 eval_samples=10_000, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
+                 eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
                  batch_sizes=(32, 64, 128, 256)),
     "quick": dict(trials=8, max_epochs=6, grace_period=1, reduction_factor=2, train_subset=4_000,
-                  eval_samples=1_000, width_scale=1.0, width_range=(0.25, 1.0), batch_sizes=(64, 128, 256)),
+                  eval_samples=1_000, iw_images=2_000, width_scale=1.0, width_range=(0.25, 1.0), batch_sizes=(64, 128, 256)),
     "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, train_subset=2_000,
-                  eval_samples=500, width_scale=0.125, width_range=(0.5, 1.0), batch_sizes=(64, 128)),
+                  eval_samples=500, iw_images=500, width_scale=0.125, width_range=(0.5, 1.0), batch_sizes=(64, 128)),
 }
 
 
@@ -75,6 +75,7 @@ class StudyPlan:
     seed: int
     train_subset: int | None
     eval_samples: int
+    iw_images: int | None  # test images behind a VAE's importance-weighted NLL (None: all)
     checkpoint_every: int
     width_scale: float
     width_range: tuple[float, float]
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="study name: results go to <storage-path>/<name> (default: <family>-<time>)")
     p.add_argument("--train-subset", type=int, help="train on the first N training images (default: all 50,000)")
     p.add_argument("--eval-samples", type=int, help="generated images per validation FID/KID/IS (default 10,000)")
+    p.add_argument("--iw-images", type=int,
+                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all 10,000)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
     p.add_argument("--data-dir", help=f"directory holding MNIST/raw/ (default: ${DATA_DIR_ENV}, else a download cache)")
@@ -175,7 +178,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     """Resolve presets and defaults; raise ConfigError on anything invalid."""
     preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
     values = dict(PRESETS[preset])
-    for key in ("trials", "max_epochs", "grace_period", "reduction_factor", "train_subset", "eval_samples"):
+    for key in ("trials", "max_epochs", "grace_period", "reduction_factor", "train_subset", "eval_samples",
+                "iw_images"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     name = args.name or f"{args.family}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -185,7 +189,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         family=args.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
         grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
         scheduler=args.scheduler, sampler=args.sampler, objective=args.objective, seed=args.seed,
-        train_subset=values["train_subset"], eval_samples=values["eval_samples"],
+        train_subset=values["train_subset"], eval_samples=values["eval_samples"], iw_images=values["iw_images"],
         checkpoint_every=args.checkpoint_every, width_scale=values["width_scale"],
         width_range=tuple(values["width_range"]), batch_sizes=tuple(values["batch_sizes"]),
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
@@ -209,8 +213,10 @@ def validate(plan: StudyPlan) -> None:
     if plan.scheduler != "none" and plan.eval_samples < 1:
         _fail(f"--eval-samples {plan.eval_samples}: the {plan.scheduler} scheduler stops trials on "
               "validation FID, which needs generated samples; give e.g. --eval-samples 1000 or use --scheduler none.")
-    if plan.eval_samples < 0:
-        _fail(f"--eval-samples {plan.eval_samples}: must be >= 0.")
+    if plan.eval_samples < 0 or plan.eval_samples == 1:
+        _fail(f"--eval-samples {plan.eval_samples}: give 0 (no metrics) or at least 2 generated images.")
+    if plan.iw_images is not None and plan.iw_images < 1:
+        _fail(f"--iw-images {plan.iw_images}: give at least 1 test image (or leave it out for all).")
     if plan.train_subset is not None and plan.train_subset < max(plan.batch_sizes):
         _fail(f"--train-subset {plan.train_subset}: smaller than the largest searched batch size "
               f"({max(plan.batch_sizes)}); give at least that many images.")
@@ -293,11 +299,11 @@ def checkpoint_epochs(plan: StudyPlan) -> frozenset[int]:
     return frozenset()
 
 
-def default_evaluators(data, device):
+def default_evaluators(plan: StudyPlan, data, device):
     """The metrics' evaluator factory, with the feature network and real statistics computed once."""
     from study.trainable import MetricsFactory
 
-    return MetricsFactory.build(data, device)
+    return MetricsFactory.build(data, device, iw_images=plan.iw_images)
 
 
 def code_runtime_env() -> dict[str, Any]:
@@ -456,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     started = start_ray(args.address, args.num_cpus, args.dashboard_host, args.dashboard_port)
     try:
-        evaluators = default_evaluators(data, pick_device()) if plan.eval_samples > 0 else None
+        evaluators = default_evaluators(plan, data, pick_device()) if plan.eval_samples > 0 else None
         began = time.perf_counter()
         exported = run_study(plan, data, evaluators, resume=args.resume)
         wall = time.perf_counter() - began

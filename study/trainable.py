@@ -54,12 +54,13 @@ class MetricsFactory:
     computed once by the driver (`build`), instead of once per trial."""
 
     assets: Any  # study.metrics.EvaluationAssets: (featurenet on CPU, real_stats per split)
+    iw_images: int | None = None  # test images behind the VAE's IW-NLL (None: all; it costs k passes each)
 
     @classmethod
-    def build(cls, data: MNISTSplits, device: torch.device | str = "cpu") -> MetricsFactory:
+    def build(cls, data: MNISTSplits, device: torch.device | str = "cpu", iw_images: int | None = None) -> MetricsFactory:
         from study.metrics import prepare_evaluation
 
-        return cls(prepare_evaluation(data, device))
+        return cls(prepare_evaluation(data, device), iw_images)
 
     @property
     def featurenet_sha256(self) -> str:
@@ -69,7 +70,8 @@ class MetricsFactory:
         from study.metrics import TrialEvaluator
 
         return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed,
-                              featurenet=self.assets.featurenet, real_stats=self.assets.real_stats)
+                              featurenet=self.assets.featurenet, real_stats=self.assets.real_stats,
+                              iw_images=self.iw_images)
 
 
 @dataclass(frozen=True)

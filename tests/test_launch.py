@@ -286,8 +286,7 @@ def local_ray():
 
 @pytest.mark.slow
 def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkpoint(tmp_path, data_dir, local_ray):
-    import cloudpickle
-    from ray import tune
+    from ray import cloudpickle, tune
 
     from models.config import TrainConfig as TC
     from models.config import VAEConfig
@@ -297,7 +296,7 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     data = load_splits(data_dir, train_subset=1000)
-    factory = CrashOnce(MetricsFactory.build(data), tmp_path / "crashed")
+    factory = CrashOnce(MetricsFactory.build(data, iw_images=200), tmp_path / "crashed")
     base = TC(model=VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,)), epochs=4,
               batch_size=100, train_subset=1000, eval_samples=200, checkpoint_every=2).to_dict()
     setup = TrialSetup(data=data, evaluators=factory)
