@@ -243,6 +243,20 @@ def check_data(data_dir: str) -> None:
         )
 
 
+def check_dashboard_port(host: str, port: int) -> None:
+    """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be running "
+                f"there: join it with --address auto, or pick a free port with --dashboard-port."
+            ) from None
+
+
 def make_sampler(plan: StudyPlan):
     import optuna
 
@@ -450,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                 _fail(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to continue that "
                       "study, or choose another --name (nothing was changed).")
         check_data(plan.data_dir)
+        if not args.address:
+            check_dashboard_port(args.dashboard_host, args.dashboard_port)
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

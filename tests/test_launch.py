@@ -142,6 +142,20 @@ def test_a_missing_data_directory_is_refused_before_anything_starts(tmp_path, ca
     assert not storage.exists() and not (tmp_path / "no-mnist").exists()
 
 
+def test_a_busy_dashboard_port_is_refused_before_ray_starts(tmp_path, data_dir, capsys):
+    import ray
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc = launch.main(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir), "--dashboard-port",
+                          str(port), "--storage-path", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert rc == launch.EXIT_BAD_INPUT and f"127.0.0.1:{port}" in err and "--dashboard-port" in err
+    assert not (tmp_path / "results").exists() and not ray.is_initialized()
+
+
 def test_an_unknown_family_is_refused_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         launch.main(["--family", "flow", "--storage-path", str(tmp_path / "results")])
