@@ -100,8 +100,27 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
 
 # --- a Ray Tune study directory (study/launch.py writes it, study/export.py fills the tables) --
+SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (the first trials)
 RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
 CHECKPOINT = "checkpoint"  # column: the trial's last checkpoint file, relative to the study dir
-SEED_CONFIG = "seed_config"  # column: True for the seed studies' own configurations
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
+
+# --- columns that only analysis/ derives (tables of the report) --------------------------------
+STUDY_PATH = "study_path"  # absolute study directory a loaded row came from (resolves trial_dir)
+ROLE = "role"  # why a trial is in the comparison table: best / seed config / Pareto
+QUANTITY = "quantity"
+PUBLISHED = "published"  # the number a seed study printed
+OURS_SEED_CONFIG = "ours_seed_config"  # our value for the seed study's own configuration
+OURS_BEST = "ours_best"  # our value for the family's best trial
+COMPARABLE = "comparable"  # yes / with caveats / no
+SOURCE = "source"
+NOTE = "note"
+N_TRIALS = "n_trials"
+BUDGET = "budget"  # number of trials k of a budget curve
+EXPECTED_BEST = "expected_best"
+BAND_LOW = "band_low"
+BAND_HIGH = "band_high"
+AXIS = "axis"  # a verdict axis: quality, size vs quality, ...
+MEASURE = "measure"
+WINNER = "winner"

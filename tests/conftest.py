@@ -25,3 +25,11 @@ def mnist(data_dir):
     from study.data import load_splits
 
     return load_splits(data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_study_dirs(data_dir, tmp_path_factory):
+    """analysis tests: a tiny GAN study and a tiny VAE study, really trained (tests/analysis_fixtures.py)."""
+    from analysis_fixtures import build_tiny_studies
+
+    return build_tiny_studies(tmp_path_factory.mktemp("analysis-studies"), data_dir.resolve())

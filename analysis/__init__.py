@@ -1,0 +1,6 @@
+"""Analysis of finished studies: tidy loading, Pareto fronts, budget curves, tables, plots, report.
+
+Reads only the files a study wrote (trials.parquet, history.parquet, trial artifacts); never
+needs Ray. Pure computation (load, pareto, budget, tables, verdict, latent) is separate from
+drawing (plots) and from the command line (report: `python -m analysis.report`).
+"""

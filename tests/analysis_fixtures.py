@@ -1,0 +1,247 @@
+"""The analysis tests' fixture study: a GAN and a VAE study directory made by REALLY training tiny
+configurations with study.train.run_trial, written in the layout of study/results.py.
+
+It stands in for `python -m study.launch --smoke-test` until the launcher lands on main (swap
+`build_tiny_studies` for that command then). Each study holds: a seed-study configuration,
+tiny variants, one trial stopped early by the caller (as ASHA would), one diverged trial
+(VAE, real NaN losses) or one errored trial (GAN, a real error from run_trial), so NaN rows,
+stop reasons and missing sizes all occur.
+
+PLACEHOLDER METRICS. study.metrics (the MNIST feature network and TrialEvaluator) is not on
+main yet. When study.train.make_evaluator finds it, it is used. Until then `PlaceholderEvaluator`
+fills the metric columns: FID/KID/IS through the real torchmetrics classes, but with a softmax
+regression trained here in a second as the "feature network" (its 10 logits are the features),
+on a few hundred images. Its numbers are NOT domain FIDs and are on no published scale; every
+row says so in featurenet_sha256 (PLACEHOLDER_FEATURENET). The VAE metrics (reconstruction MSE,
+negative ELBO, importance-weighted NLL) are the real formulas of models.vae on 500 test images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models import build_model
+from models.checkpoint import load_checkpoint
+from models.config import (
+    ARCH_CONV,
+    ARCH_DCGAN,
+    ARCH_MLP,
+    FAMILY_GAN,
+    FAMILY_VAE,
+    TrainConfig,
+    seed_model_config,
+)
+from study import results as R
+from study.data import MNISTSplits, load_splits, to_unit
+from study.train import (
+    RunDirectory,
+    config_columns,
+    latest_checkpoint,
+    make_evaluator,
+    run_trial,
+    scale_widths,
+    summarize,
+)
+
+PLACEHOLDER_FEATURENET = "PLACEHOLDER-softmax-regression-fixture-not-a-featurenet"
+EVAL_SAMPLES = 400  # generated images per placeholder FID/KID/IS
+TRAIN_SUBSET = 256
+BATCH = 32
+
+
+class _SoftmaxRegression(nn.Module):
+    """x [B, 1, 28, 28] in [0, 1] -> 10 logits; the placeholder's feature extractor."""
+
+    num_features = 10
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.float().flatten(1))  # [B, 10]
+
+
+class PlaceholderEvaluator:
+    """Implements study.train.Evaluator with torchmetrics over a throwaway classifier (see module doc)."""
+
+    featurenet_sha256 = PLACEHOLDER_FEATURENET
+
+    def __init__(self, data: MNISTSplits, num_samples: int = EVAL_SAMPLES, seed: int = 0):
+        # the submodules import without torch-fidelity (torchmetrics.image only re-exports with it)
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        torch.manual_seed(seed)
+        self.net = _SoftmaxRegression()
+        x, y = to_unit(data.train.images[:5000]), data.train.labels[:5000]
+        opt = torch.optim.Adam(self.net.parameters(), lr=0.01)
+        for _ in range(60):  # full-batch steps: ~90% test accuracy in about a second
+            opt.zero_grad()
+            nn.functional.cross_entropy(self.net(x), y).backward()
+            opt.step()
+        self.net.eval().requires_grad_(False)
+        self.num_samples, self.seed = num_samples, seed
+        self.data = data
+        self.metrics = {}
+        for split in ("val", "test"):
+            fid = FrechetInceptionDistance(feature=self.net, normalize=False, reset_real_features=False)
+            with warnings.catch_warnings():  # "will save all extracted features": a few hundred here
+                warnings.simplefilter("ignore", UserWarning)
+                kid = KernelInceptionDistance(feature=self.net, subsets=10, subset_size=100, reset_real_features=False)
+            real = to_unit(data.get(split).images[:num_samples])
+            fid.update(real, real=True)
+            kid.update(real, real=True)
+            self.metrics[split] = (fid, kid)
+
+    def _quality(self, model, split: str) -> tuple[float, float, float]:
+        from torchmetrics.image.inception import InceptionScore
+
+        fid, kid = self.metrics[split]
+        fid.reset()
+        kid.reset()
+        z = model.sample_latent(self.num_samples, generator=torch.Generator().manual_seed(self.seed + 7))
+        fake = model.decode_to_unit(z).cpu()  # [N, 1, 28, 28] in [0, 1]
+        fid.update(fake, real=False)
+        kid.update(fake, real=False)
+        with warnings.catch_warnings():  # "will save all extracted features": 400 of them here
+            warnings.simplefilter("ignore", UserWarning)
+            inception = InceptionScore(feature=self.net, splits=4, normalize=False)  # normalize would rescale to uint8
+        inception.update(fake)
+        return float(fid.compute()), float(kid.compute()[0]), float(inception.compute()[0])
+
+    def validation(self, model) -> dict[str, float]:
+        fid, kid, inception = self._quality(model, "val")
+        return {R.VAL_FID: fid, R.VAL_KID: kid, R.VAL_IS: inception}
+
+    def test(self, model) -> dict[str, float]:
+        fid, kid, inception = self._quality(model, "test")
+        row = {R.TEST_FID: fid, R.TEST_KID: kid, R.TEST_IS: inception}
+        if model.family == FAMILY_VAE:
+            x = to_unit(self.data.test.images[:500])
+            with torch.no_grad():
+                mu, _ = model.encoder(x)
+                row[R.TEST_RECON_MSE] = float((model.decode_to_unit(mu) - x).pow(2).mean())
+                terms = model.loss_terms(x, generator=torch.Generator().manual_seed(self.seed))
+                row[R.TEST_NELBO] = float((terms[R.LOSS_RECON] + terms[R.LOSS_KL]).mean())
+                row[R.TEST_IW_NLL] = float(model.importance_weighted_nll(
+                    x, k=8, generator=torch.Generator().manual_seed(self.seed)).mean())
+        return row
+
+
+class _StopTrial(Exception):
+    """Raised by the reporter to stop a trial after an epoch, as ASHA stops a Ray trial."""
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    trial_id: str
+    config: TrainConfig
+    stop_after: int | None = None  # stop early after this epoch
+
+
+@dataclass(frozen=True)
+class TinyStudies:
+    gan: Path
+    vae: Path
+    data_dir: Path
+
+
+def _tiny(family: str, arch: str, scale: float = 0.125, epochs: int = 2, **changes) -> TrainConfig:
+    config = TrainConfig(model=seed_model_config(family, arch), epochs=epochs, batch_size=BATCH,
+                         train_subset=TRAIN_SUBSET, eval_samples=EVAL_SAMPLES, checkpoint_every=1)
+    config = scale_widths(config, scale) if scale != 1.0 else config
+    return config.replace(**changes) if changes else config
+
+
+def study_specs() -> dict[str, list[TrialSpec]]:
+    """Tiny trials per study; trial 0 of each is a seed study's own configuration at full width."""
+    return {
+        FAMILY_GAN: [
+            TrialSpec("gan_00000", _tiny(FAMILY_GAN, ARCH_MLP, scale=1.0)),
+            TrialSpec("gan_00001", _tiny(FAMILY_GAN, ARCH_DCGAN, latent_dim=16)),
+            TrialSpec("gan_00002", _tiny(FAMILY_GAN, ARCH_DCGAN, epochs=3, lr_g=1e-3, lr_d=1e-3), stop_after=1),
+            TrialSpec("gan_00003", _tiny(FAMILY_GAN, ARCH_MLP, scale=0.25, latent_dim=8, lr_g=5e-4)),
+            TrialSpec("gan_00004", _tiny(FAMILY_GAN, ARCH_MLP, batch_size=4096)),  # errors: batch > subset
+        ],
+        FAMILY_VAE: [
+            TrialSpec("vae_00000", _tiny(FAMILY_VAE, ARCH_MLP, scale=1.0)),
+            TrialSpec("vae_00001", _tiny(FAMILY_VAE, ARCH_CONV, latent_dim=8, lr=1e-3)),
+            TrialSpec("vae_00002", _tiny(FAMILY_VAE, ARCH_MLP, scale=0.25, latent_dim=4, epochs=3, lr=1e-3),
+                      stop_after=2),
+            TrialSpec("vae_00003", _tiny(FAMILY_VAE, ARCH_CONV, latent_dim=2)),
+            TrialSpec("vae_00004", _tiny(FAMILY_VAE, ARCH_MLP, lr=50.0)),  # diverges: NaN losses
+        ],
+    }
+
+
+def _run(spec: TrialSpec, data: MNISTSplits, study: str, study_dir: Path, evaluator_for) -> tuple[dict, list[dict]]:
+    """Train one spec into study_dir/trials/<id>/; return its summary row and history rows."""
+    out = study_dir / "trials" / spec.trial_id
+    run_dir = RunDirectory(out)
+    config = spec.config
+    evaluator = evaluator_for(config)
+
+    def report(record, artifacts):
+        run_dir(record, artifacts)
+        if spec.stop_after is not None and record[R.EPOCH] >= spec.stop_after:
+            raise _StopTrial
+
+    identity = {R.STUDY: study, R.TRIAL_ID: spec.trial_id, R.TRIAL_DIR: str(out.relative_to(study_dir))}
+    try:
+        summary = run_trial(config, data, report, evaluator=evaluator, device="cpu").summary
+    except _StopTrial:  # rebuild the model from the last checkpoint, as a trainable restores one
+        model = build_model(config.model)
+        model.load_state_dict(load_checkpoint(latest_checkpoint(out))["model"])
+        model.eval()
+        summary = summarize(config, model, run_dir.history, R.STOP_EARLY, torch.device("cpu"))
+        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        summary.update(evaluator.test(model))
+    except ValueError as exc:  # a crashed trial is recorded, as the launcher records it
+        summary = {**config_columns(config), R.STOP_REASON: R.STOP_ERROR, R.ERROR_MESSAGE: str(exc),
+                   R.EPOCHS_RUN: 0, R.TRAIN_SECONDS: math.nan, R.PARAMS_TOTAL: math.nan}
+    last = latest_checkpoint(out)
+    if last is not None:
+        run_dir.save_checkpoint(load_checkpoint(last), R.FINAL_CHECKPOINT)
+    history = [{**identity, R.FAMILY: config.family, R.ARCH: config.model.arch, R.SEED: config.seed, **record}
+               for record in run_dir.history]
+    return {**identity, **summary}, history
+
+
+def build_tiny_studies(root: Path, data_dir: Path, specs: dict[str, list[TrialSpec]] | None = None,
+                       prefix: str = "tiny") -> TinyStudies:
+    """Train every spec and write root/tiny-gan/ and root/tiny-vae/ (trials + history parquet)."""
+    torch.set_num_threads(1)  # the test machine has 2 shared cores
+    data = load_splits(data_dir, download=False)
+    placeholder = None
+
+    def evaluator_for(config):
+        nonlocal placeholder
+        real = make_evaluator(config, data, torch.device("cpu"))
+        if real is not None:
+            return real
+        placeholder = placeholder or PlaceholderEvaluator(data)
+        return placeholder
+
+    dirs = {}
+    for family, family_specs in (specs or study_specs()).items():
+        name = f"{prefix}-{family}"
+        study_dir = root / name
+        trials, history = [], []
+        started = time.perf_counter()
+        for spec in family_specs:
+            row, rows = _run(spec, data, name, study_dir, evaluator_for)
+            trials.append(row)
+            history.extend(rows)
+        R.write_table(trials, study_dir / R.TRIALS_FILE)
+        R.write_table(history, study_dir / R.HISTORY_FILE)
+        print(f"fixture study {name}: {len(family_specs)} trials in {time.perf_counter() - started:.1f} s")
+        dirs[family] = study_dir
+    return TinyStudies(gan=dirs[FAMILY_GAN], vae=dirs[FAMILY_VAE], data_dir=Path(data_dir))

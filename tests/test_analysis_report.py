@@ -1,0 +1,88 @@
+"""`python -m analysis.report` end to end on the fixture studies, and its refusals of bad input."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from analysis.report import REPORT_HTML, REPORT_MD, ReportSettings, build_report, main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = {"figures/pareto_fronts.png", "figures/fid_vs_epoch.png", "figures/budget.png",
+           "figures/hyperparameters.png", "figures/pareto_samples.png", "figures/vae_latent.png"}
+TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "seed_studies", "trials", "pareto_fronts", "budget")}
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tiny_study_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report"
+    code = main([str(tiny_study_dirs.gan), str(tiny_study_dirs.vae), "--out", str(out), "--smoke-test",
+                 "--data-dir", str(tiny_study_dirs.data_dir)])
+    return code, out
+
+
+def test_smoke_report_writes_every_table_and_figure(smoke_report):
+    code, out = smoke_report
+    assert code == 0
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert files == {REPORT_MD, REPORT_HTML} | FIGURES | TABLES
+    for figure in FIGURES:
+        with Image.open(out / figure) as image:
+            assert image.format == "PNG"
+            assert round(image.info["dpi"][0]) == 200
+            assert min(image.size) >= 600  # paper-sized, not a thumbnail
+    markdown = (out / REPORT_MD).read_text()
+    assert set(re.findall(r"\]\((figures/[^)]+)\)", markdown)) == FIGURES
+    html = (out / REPORT_HTML).read_text()
+    assert set(re.findall(r"<img src='([^']+)'", html)) == FIGURES
+    for heading in ("## Verdict", "## The seed studies' numbers, side by side", "## Pareto fronts",
+                    "## Expected best FID at equal budget", "## Latent space of the best VAE"):
+        assert heading in markdown
+    assert "- quality: " in markdown and "- budget: lower expected best FID" in markdown
+    assert "| FID | gan | 18.24 |" in markdown  # the published figures, side by side
+    assert not list(out.parent.glob(".report.*"))  # the staging directory was moved, not left behind
+
+
+def test_report_without_mnist_skips_only_the_latent_figure(tiny_study_dirs, tmp_path):
+    result = build_report([tiny_study_dirs.gan, tiny_study_dirs.vae], tmp_path / "r",
+                          ReportSettings(resamples=50, data_dir=str(tmp_path / "no-mnist")), progress=lambda *_: None)
+    assert {p.as_posix() for p in result.files} == {REPORT_MD, REPORT_HTML} | (FIGURES - {"figures/vae_latent.png"}) | TABLES
+    assert len(result.notes) == 1 and result.notes[0].startswith("MNIST not found")
+    assert "## Skipped" in (tmp_path / "r" / REPORT_MD).read_text()
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda tmp: [str(tmp / "missing")], "does not exist"),
+    (lambda tmp: [str(tmp)], "holds no trials.parquet"),
+])
+def test_bad_study_directories_exit_2_and_write_nothing(tmp_path, capsys, make_input, message):
+    out = tmp_path / "out"
+    assert main([*make_input(tmp_path), "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_existing_report_is_not_overwritten_and_a_bad_data_dir_is_refused(tiny_study_dirs, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main([str(tiny_study_dirs.gan), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert main([str(tiny_study_dirs.gan), "--out", str(out), "--overwrite", "--smoke-test"]) == 0
+    assert (out / REPORT_MD).is_file() and not (out / "keep.txt").exists()
+    fresh = tmp_path / "fresh"
+    assert main([str(tiny_study_dirs.gan), "--out", str(fresh), "--data-dir", str(tmp_path / "nothing")]) == 2
+    assert "holds no MNIST/raw/" in capsys.readouterr().err
+    assert not fresh.exists()
+
+
+def test_analysis_never_imports_ray():
+    code = "import sys, analysis.report, analysis.latent; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
