@@ -10,7 +10,8 @@ inside the trial; early-stopped trials are evaluated here from their last checkp
 the epoch ASHA stopped them at (the trainable checkpoints every rung); diverged and errored
 trials have none (NaN).
 
-`python -m study.export results/<name>` re-exports a study without test-evaluating anything.
+`python -m study.export results/<name>` rebuilds the tables of a finished study (e.g. after the
+launcher died while exporting), evaluating early-stopped trials in-process.
 """
 
 from __future__ import annotations
@@ -29,20 +30,19 @@ import pyarrow.fs as pafs
 
 from models import build_model
 from models.config import TrainConfig
-from search_spaces import train_config
+from search_spaces import seed_configs, train_config
 from study import results as R
 from study.train import summarize
+from study.trainable import TEST_METRICS
 
-TEST_METRICS = (R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL)
 # Every trials.parquet has these (NaN where a family or trial has no value), then the hp_* and
 # params_* columns of its configurations and whatever else the trials' summaries carry.
 TRIAL_COLUMNS = (
     R.STUDY, R.TRIAL_ID, R.FAMILY, R.ARCH, R.SEED, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN,
     R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S, R.BEST_VAL_FID, R.BEST_EPOCH, R.FINAL_VAL_FID,
-    *TEST_METRICS, R.FEATURENET_SHA256, R.NODE, R.RAY_NODE_ID, R.DEVICE, R.TORCH_VERSION,
+    *TEST_METRICS, R.NODE, R.RAY_NODE_ID, R.DEVICE, R.TORCH_VERSION,
     R.TRIAL_DIR, R.CHECKPOINT, R.ERROR_MESSAGE, R.CONFIG_JSON,
 )
-HISTORY_ID_COLUMNS = (R.STUDY, R.TRIAL_ID, R.FAMILY, R.ARCH)
 ERROR_CHARS = 500
 
 # [last checkpoint of each early-stopped trial] -> their summary rows, test metrics included
@@ -248,22 +248,39 @@ def summary_table(trials: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from study.launch import StudyPlan  # the launcher imports this module
+
     p = argparse.ArgumentParser(
         prog="python -m study.export",
-        description="Re-export a finished study directory to trials.parquet / history.parquet "
-        "(early-stopped trials keep NaN test metrics: this command evaluates nothing).",
+        description="Rebuild trials.parquet / history.parquet / best_samples.png of a finished study "
+        "directory written by python -m study.launch (early-stopped trials are test-evaluated here, "
+        "in this process).",
     )
     p.add_argument("study_dir", help="results/<name>, or a URI such as s3://bucket/results/<name>")
+    p.add_argument("--data-dir", help="MNIST directory (default: the one the study used)")
     args = p.parse_args(argv)
     store = StudyStore(args.study_dir)
     if not store.exists(store.path(R.STUDY_JSON)):
         print(f"error: {args.study_dir} holds no {R.STUDY_JSON}; pass a directory written by "
               "python -m study.launch", file=sys.stderr)
         return 2
-    info = json.loads(store.read_bytes(store.path(R.STUDY_JSON)))
-    exported = export_study(args.study_dir, info["name"])
+    plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    exported = export_study(args.study_dir, plan.name, seed_configs(plan.family, plan.space()),
+                            in_process_evaluator(plan, args.data_dir or plan.data_dir))
     print(summary_table(exported.trials))
     return 0
+
+
+def in_process_evaluator(plan, data_dir: str) -> EarlyStopEvaluator | None:
+    """Test-evaluate early-stopped trials here, one after another (no Ray needed)."""
+    from study.data import load_splits
+    from study.trainable import MetricsFactory, TrialSetup, evaluate_checkpoint
+
+    if plan.eval_samples == 0:
+        return None
+    data = load_splits(data_dir, train_subset=plan.train_subset, download=False)
+    setup = TrialSetup(data=data, evaluators=MetricsFactory.build(data, iw_images=plan.iw_images))
+    return lambda checkpoints: [evaluate_checkpoint(c, setup) for c in checkpoints]
 
 
 if __name__ == "__main__":

@@ -35,9 +35,20 @@ from models.config import TrainConfig
 from search_spaces import train_config
 from study import results as R
 from study.data import MNISTSplits
-from study.train import EpochArtifacts, Evaluator, RunDirectory, _atomic_write, run_trial
+from study.train import (
+    EpochArtifacts,
+    Evaluator,
+    RunDirectory,
+    _atomic_write,
+    environment,
+    pick_device,
+    run_trial,
+)
 
 CHECKPOINT_GLOB = "epoch_*.pt"
+# what a finished trial adds to its last report (and early-stopped trials get in the export)
+TEST_METRICS = (R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_INCEPTION_FID, R.TEST_RECON_MSE, R.TEST_NELBO,
+                R.TEST_IW_NLL, R.FEATURENET_SHA256)
 
 
 class EvaluatorFactory(Protocol):
@@ -85,9 +96,12 @@ class TrialSetup:
 
 
 def trial_device() -> torch.device:
-    """The GPU Ray assigned to this trial (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    """The GPU Ray assigned to this trial (it sets CUDA_VISIBLE_DEVICES), else the CPU; outside
+    Ray (study.export), any GPU."""
     import ray
 
+    if not ray.is_initialized():
+        return pick_device()
     if ray.get_gpu_ids() and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
@@ -112,9 +126,10 @@ class TuneReporter(RunDirectory):
 
     def __init__(self, out: Path, config: TrainConfig, extra: dict[str, Any]):
         super().__init__(out)
-        (out / R.CHECKPOINTS_DIR).rmdir()  # checkpoints go through tune.report instead
+        if not any((out / R.CHECKPOINTS_DIR).iterdir()):
+            (out / R.CHECKPOINTS_DIR).rmdir()  # checkpoints go through tune.report instead
         self.config = config
-        self.extra = extra  # parameter counts and node, added to every report
+        self.extra = extra  # parameter counts and where the trial runs, added to every report
         self.held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
         self._writer = None
 
@@ -134,7 +149,7 @@ class TuneReporter(RunDirectory):
             metrics, checkpoint = self.held
         else:
             metrics, checkpoint = {R.VAL_FID: math.nan, **self.history[-1], **self.extra}, None
-        final = {k: v for k, v in summary.items() if k.startswith("test_") or k == R.FEATURENET_SHA256}
+        final = {k: summary[k] for k in TEST_METRICS if k in summary}
         self._report({**metrics, **final}, checkpoint)
         if self._writer is not None:
             self._writer.close()
@@ -174,6 +189,7 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     counts = build_model(config.model).parameter_counts()
     extra = {R.PARAMS_PREFIX + name: n for name, n in counts.items()}
     extra[R.PARAMS_TOTAL] = sum(counts.values())
+    extra.update(environment(device))  # node, device, torch version
     extra[R.RAY_NODE_ID] = ray.get_runtime_context().get_node_id()
     reporter = TuneReporter(Path.cwd(), config, extra)  # Ray runs each trial in its working dir
     if resume is not None:
