@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     from study.data import load_splits
     from study.train import pick_device
 
+    if args.resume:
+        print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
+              "other study flags are ignored", flush=True)
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     started = start_ray(args.address, args.num_cpus, args.dashboard_host, args.dashboard_port)
     try:
