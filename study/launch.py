@@ -21,6 +21,7 @@ import os
 import posixpath
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,7 +263,9 @@ def make_sampler(plan: StudyPlan):
 
     seed = plan.seed
     if plan.sampler == "tpe":  # multivariate + group: TPE for conditional (per-architecture) spaces
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        with warnings.catch_warnings():  # `group` is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     if plan.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if plan.sampler == "nsga2":
