@@ -43,6 +43,12 @@ TEST_INCEPTION_FID = "test_inception_fid"
 TEST_RECON_MSE = "test_recon_mse"  # per-pixel MSE in [0, 1] pixel units
 TEST_NELBO = "test_nelbo"  # nats per image
 TEST_IW_NLL = "test_iw_nll"  # importance-weighted NLL estimate, nats per image
+# how a metric record was produced (python -m study.evaluate --checkpoint)
+CHECKPOINT = "checkpoint"
+NUM_SAMPLES = "num_samples"  # generated images per FID/KID/IS
+EVAL_SEED = "eval_seed"  # seed of the generated samples and of KID's subsets / IS's splits
+IW_K = "iw_k"  # importance samples per image behind TEST_IW_NLL
+INCEPTION_SAMPLES = "inception_samples"  # generated (and test) images behind TEST_INCEPTION_FID
 
 # --- trial summary -----------------------------------------------------------------------------
 PARAMS_PREFIX = "params_"  # params_generator, params_discriminator, params_encoder, ...

@@ -199,7 +199,7 @@ def run_trial(
         if last or epoch % config.checkpoint_every == 0 or epoch in checkpoint_epochs:
             checkpoint = _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds)
         if bar is not None:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in losses or k == R.VAL_FID})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in losses or k in (R.VAL_FID, R.VAL_KID, R.VAL_IS)})
         report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint))
         if diverged:
             break

@@ -1,0 +1,182 @@
+"""`python -m study.evaluate`: the metrics' reference floors, and the evaluation of a saved trial.
+
+    python -m study.evaluate --reference --data-dir ../shared/data
+    python -m study.evaluate --checkpoint runs/trial/checkpoints/final.pt [--inception] [--samples N]
+
+A checkpoint's metrics are printed and written as JSON next to it (final.pt -> final.metrics.json)
+or to --out; each record carries the trial's full config, the feature-network hash and the
+environment. Bad input exits with status 2 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import load_model
+from models.config import FAMILY_VAE
+from study import results as R
+from study.data import SPLIT_TEST, DataNotFoundError, load_splits
+from study.featurenet import FeatureNetError, load_featurenet
+from study.metrics import (
+    BLUR_SIGMAS,
+    GENERATION_SEED_OFFSET,
+    INCEPTION_BATCH,
+    IW_IMAGES,
+    IW_K,
+    InceptionUnavailable,
+    TrialEvaluator,
+    generate,
+    inception_fid,
+    inception_weights_path,
+    reference_floors,
+)
+from study.train import config_columns, environment, pick_device
+
+SMOKE_SAMPLES = 256
+SMOKE_REFERENCE_IMAGES = 1000
+SMOKE_INCEPTION_SAMPLES = 8
+SMOKE_IW_K = 5
+
+
+class UsageError(ValueError):
+    """Bad flags or paths; the message says what to change."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.evaluate",
+                                description="Print the metrics' reference floors, or evaluate a saved trial's checkpoint.")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--reference", action="store_true",
+                      help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred test images")
+    mode.add_argument("--checkpoint", type=Path, help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
+    p.add_argument("--samples", type=int, default=10_000,
+                   help="generated images per metric (--checkpoint) or real images per set (--reference); default 10000")
+    p.add_argument("--inception", action="store_true",
+                   help="also the paper-comparable Inception FID (needs the 'inception' extra; slow without a GPU)")
+    p.add_argument("--inception-samples", type=int,
+                   help="generated and test images for the Inception FID (default: --samples; the protocol is 10000)")
+    p.add_argument("--iw-k", type=int, default=IW_K, help=f"importance samples per image for the VAE's IW-NLL (default {IW_K})")
+    p.add_argument("--iw-images", type=int, default=IW_IMAGES,
+                   help=f"first N test images for the IW-NLL (default {IW_IMAGES}; 10000 for the whole test set)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated samples and the KID/IS subsets")
+    p.add_argument("--out", type=Path, help="JSON file to write (default: next to the checkpoint; --reference: none)")
+    p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--smoke-test", action="store_true",
+                   help=f"seconds-long run: {SMOKE_SAMPLES} samples ({SMOKE_REFERENCE_IMAGES} images for --reference), "
+                        f"IW-NLL with k={SMOKE_IW_K} on {SMOKE_SAMPLES} images, {SMOKE_INCEPTION_SAMPLES} Inception images")
+    return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.smoke_test:
+        args.samples = min(args.samples, SMOKE_REFERENCE_IMAGES if args.reference else SMOKE_SAMPLES)
+        args.iw_k = min(args.iw_k, SMOKE_IW_K)
+        args.iw_images = min(args.iw_images, SMOKE_SAMPLES)
+        args.inception_samples = min(args.inception_samples or SMOKE_INCEPTION_SAMPLES, SMOKE_INCEPTION_SAMPLES)
+    if args.samples < 2:
+        raise UsageError(f"--samples {args.samples}: FID/KID/IS need at least 2 images")
+    if args.inception_samples is not None and args.inception_samples < 2:
+        raise UsageError(f"--inception-samples {args.inception_samples}: FID needs at least 2 images")
+    if args.iw_k < 1 or args.iw_images < 1:
+        raise UsageError("--iw-k and --iw-images must be at least 1")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint} is not a file: pass a checkpoint written by "
+                         "`python -m study.train --out DIR` (DIR/checkpoints/final.pt) or by a Ray trial")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a directory: pass a file name such as {args.out / 'metrics.json'}")
+    if args.inception:
+        inception_weights_path()  # fail before any slow work when the extra is missing
+
+
+def _print_table(title: str, values: dict[str, Any]) -> None:
+    print(title)
+    for key, value in values.items():
+        print(f"  {key:<24} {value:.5g}" if isinstance(value, float) else f"  {key:<24} {value}")
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    tmp.replace(path)
+
+
+def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: torch.device, iw_k: int = IW_K,
+                        iw_images: int | None = IW_IMAGES, inception_samples: int | None = None) -> dict[str, Any]:
+    """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`), as one record."""
+    try:
+        config, model, raw = load_model(path, map_location=device)
+    except Exception as exc:  # not a trial checkpoint: say so instead of a traceback
+        raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); pass a "
+                         "checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray trial") from None
+    model = model.to(device)
+    evaluator = TrialEvaluator(data, num_samples=samples, device=device, seed=seed, iw_k=iw_k, iw_images=iw_images)
+    started = time.perf_counter()
+    record: dict[str, Any] = {R.CHECKPOINT: str(path), R.EPOCH: raw.get("epoch")}
+    record.update(evaluator.validation(model))
+    record.update(evaluator.test(model))
+    record[R.EVAL_SECONDS] = time.perf_counter() - started
+    if inception_samples:
+        gen_seed = seed + GENERATION_SEED_OFFSET[SPLIT_TEST]
+        with torch.no_grad():
+            record[R.TEST_INCEPTION_FID] = inception_fid(
+                generate(model.eval(), inception_samples, gen_seed, INCEPTION_BATCH), inception_samples,
+                data.test.images[:inception_samples], SPLIT_TEST, device=device, progress=True)
+        record[R.INCEPTION_SAMPLES] = inception_samples
+    record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples, R.EVAL_SEED: seed,
+                   R.IW_K: iw_k if config.family == FAMILY_VAE else None})
+    record.update(config_columns(config))
+    record.update(environment(device))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _check_args(args)
+        device = pick_device(args.device)
+        data = load_splits(args.data_dir)
+        if args.reference:
+            net = load_featurenet(device=device)
+            print(f"reference floors on {args.samples} images per set, feature network {net.sha256[:12]}...")
+            floors = reference_floors(data, net, num_images=args.samples, seed=args.seed, device=device,
+                                      kid_subsets=10 if args.smoke_test else 100)
+            values = floors._asdict()
+            blurred = values.pop("fid_blur_test")
+            values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred, strict=True)})
+            values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
+            _print_table("reference floors", values)
+            if args.out:
+                _write_json(args.out, {**values, **environment(device)})
+            return 0
+        record = evaluate_checkpoint(args.checkpoint, data, samples=args.samples, seed=args.seed, device=device,
+                                     iw_k=args.iw_k, iw_images=args.iw_images,
+                                     inception_samples=(args.inception_samples or args.samples) if args.inception else None)
+    except (UsageError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or args.checkpoint.with_suffix(".metrics.json")
+    _write_json(out, record)
+    metric_keys = [R.VAL_FID, R.VAL_KID, R.VAL_IS, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_INCEPTION_FID,
+                   R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL, R.EVAL_SECONDS]
+    _print_table(f"{record[R.FAMILY]}/{record[R.ARCH]} epoch {record[R.EPOCH]}: {args.samples} samples",
+                 {k: record[k] for k in metric_keys if k in record and not _is_nan(record[k])})
+    print(f"wrote {out}")
+    return 0
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Domain FID/KID/IS, the real-statistics cache, VAE metrics and TrialEvaluator, on real MNIST."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from models import build_model, seed_model_config
+from models.config import TrainConfig
+from study import metrics as M
+from study import results as R
+from study.data import SPLIT_TEST, SPLIT_VAL, load_splits
+from study.featurenet import SHIPPED_SHA256, load_featurenet
+from study.train import run_trial, scale_widths
+
+DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_splits(DATA_DIR)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_featurenet()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("real_stats")
+
+
+@pytest.fixture(scope="module")
+def floors(data, net, cache_dir):
+    """The full-size reference floors (10k vs 10k), computed once for the module."""
+    return M.reference_floors(data, net, num_images=10_000, seed=0, cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def test_stats(data, net, cache_dir, floors):
+    return M.real_stats_for(data.test.images, SPLIT_TEST, net, cache_dir=cache_dir)  # cached by `floors`
+
+
+def tiny_model(family: str, arch: str):
+    torch.manual_seed(0)
+    return build_model(scale_widths(TrainConfig(model=seed_model_config(family, arch)), 0.125).model)
+
+
+# --- reference floors: the deterministic checks of the issue ------------------------------------
+
+def test_real_data_floor_is_small(floors):
+    assert floors.featurenet_sha256 == SHIPPED_SHA256 and floors.num_images == 10_000
+    assert 0 < floors.fid_train_test < 1.0
+    assert abs(floors.kid_train_test) < 0.01
+
+
+def test_noise_is_far_above_the_floor(floors):
+    assert floors.fid_noise_test > 100 * floors.fid_train_test
+    assert floors.kid_noise_test > 100 * max(floors.kid_train_test, 1e-3)
+
+
+def test_fid_rises_monotonically_with_blur(floors):
+    fids = (floors.fid_train_test, *floors.fid_blur_test)
+    assert len(floors.fid_blur_test) == len(M.BLUR_SIGMAS) == 3
+    assert all(a < b for a, b in zip(fids[:-1], fids[1:], strict=True)), fids
+
+
+def test_inception_score_of_the_test_set(floors):
+    assert 9.5 <= floors.is_test <= 10.0  # 10 is the maximum for 10 classes
+
+
+# --- scoring: determinism, torchmetrics agreement, edge cases -------------------------------------
+
+def test_preloaded_real_stats_match_torchmetrics_on_the_images(data, net, test_stats):
+    """Loading cached states gives exactly what torchmetrics computes from the real images themselves."""
+    fake = data.val.images[:2000]
+    ours = M.score_images(M.unit_batches(fake), test_stats, net, kid_subsets=10)
+    memo = M._OneBatchMemo()
+    fid = FrechetInceptionDistance(feature=M.FeatureTap(net, M.FEATURES, memo, torch.float64))
+    for x in M.unit_batches(data.test.images):
+        fid.update(x, real=True)
+    for x in M.unit_batches(fake):
+        fid.update(x, real=False)
+    assert ours.fid == pytest.approx(float(fid.compute()), rel=1e-9)
+    assert fid.compute().dtype == torch.float64
+
+
+def test_scores_are_deterministic_and_seeded(data, net, test_stats):
+    images = data.val.images[:1500]
+    a = M.score_images(M.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
+    b = M.score_images(M.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
+    c = M.score_images(M.unit_batches(images, 500), test_stats, net, seed=4, kid_subsets=20)
+    d = M.score_images(M.unit_batches(images, 300), test_stats, net, seed=3, kid_subsets=20)
+    assert a == b  # the whole tuple, bit for bit
+    assert a.fid == c.fid and a.kid != c.kid  # the seed only picks KID subsets / IS splits
+    assert d == pytest.approx(a, rel=1e-9)  # other batching: only float summation order differs
+    assert a.num_images == 1500
+
+
+def test_few_samples_clip_kid_subsets_and_nan_images_score_nan(data, net, test_stats):
+    few = M.score_images(M.unit_batches(data.val.images[:50]), test_stats, net)
+    assert few.num_images == 50 and all(math.isfinite(v) for v in few[:5])
+    bad = torch.full((10, 1, 28, 28), float("nan"))
+    assert all(math.isnan(v) for v in M.score_images([bad], test_stats, net)[:5])
+    with pytest.raises(ValueError, match="at least 2 images"):
+        M.score_images(M.unit_batches(data.val.images[:1]), test_stats, net)
+
+
+def test_stats_from_another_network_are_refused(data, net, test_stats):
+    other = load_featurenet()
+    other.sha256 = "f" * 64
+    with pytest.raises(ValueError, match="recompute them with this network"):
+        M.score_images(M.unit_batches(data.val.images[:100]), test_stats, other)
+
+
+# --- the on-disk cache ----------------------------------------------------------------------------
+
+def test_cache_is_used_keyed_and_self_healing(data, net, tmp_path):
+    images = data.val.images[:600]
+
+    def compute():
+        return M.compute_real_stats(images, SPLIT_VAL, net)
+
+    def must_not_compute():
+        raise AssertionError("the cached statistics should have been used")
+
+    first = M.cached_real_stats(images, SPLIT_VAL, net.sha256, compute, tmp_path)
+    (path,) = tmp_path.glob("*.pt")
+    assert path.name.startswith(f"{SPLIT_VAL}-600-") and not list(tmp_path.glob("*.tmp"))
+    again = M.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
+    assert torch.equal(again.feature_cov_sum, first.feature_cov_sum) and torch.equal(again.features, first.features)
+    # other images or another network never reuse the file
+    with pytest.raises(AssertionError, match="should have been used"):
+        M.cached_real_stats(data.val.images[:601], SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
+    with pytest.raises(AssertionError, match="should have been used"):
+        M.cached_real_stats(images, SPLIT_VAL, "e" * 64, must_not_compute, tmp_path)
+    # a damaged file is recomputed (with a warning) and rewritten
+    path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable real-statistics cache"):
+        healed = M.cached_real_stats(images, SPLIT_VAL, net.sha256, compute, tmp_path)
+    assert torch.equal(healed.feature_sum, first.feature_sum)
+    assert M.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path).num_images == 600
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(M.STATS_DIR_ENV, str(tmp_path))
+    assert M.stats_cache_dir() == tmp_path
+    assert M.stats_cache_dir(tmp_path / "x") == tmp_path / "x"
+
+
+# --- TrialEvaluator ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def assets(data, net, cache_dir, floors):
+    return M.prepare_evaluation(data, featurenet=net, cache_dir=cache_dir)
+
+
+def test_evaluator_from_shipped_assets_matches_one_that_loads_its_own(data, assets, cache_dir):
+    shipped = pickle.loads(pickle.dumps(assets))  # what Ray's object store does
+    model = tiny_model("gan", "mlp")
+    a = M.TrialEvaluator(data, num_samples=300, seed=1, featurenet=shipped.featurenet,
+                         real_stats=shipped.real_stats).validation(model)
+    b = M.TrialEvaluator(data, num_samples=300, seed=1, cache_dir=cache_dir).validation(model)
+    c = M.TrialEvaluator(data, num_samples=300, seed=2, cache_dir=cache_dir).validation(model)
+    assert a == b and set(a) == {R.VAL_FID, R.VAL_KID, R.VAL_IS}
+    assert a[R.VAL_FID] != c[R.VAL_FID]  # the seed picks the generated samples
+    assert model.training  # the evaluator hands the model back in the mode it came in
+
+
+def test_evaluator_refuses_mismatched_stats(data, assets):
+    with pytest.raises(ValueError, match="belong to split"):
+        M.TrialEvaluator(data, num_samples=10, real_stats={SPLIT_TEST: assets.real_stats[SPLIT_VAL]})
+    with pytest.raises(ValueError, match="at least 2 generated images"):
+        M.TrialEvaluator(data, num_samples=1)
+
+
+def test_test_metrics_per_family(data, assets):
+    ev = M.TrialEvaluator(data, num_samples=200, featurenet=assets.featurenet, real_stats=assets.real_stats,
+                          iw_k=4, iw_images=100)
+    gan = ev.test(tiny_model("gan", "dcgan"))
+    assert set(gan) == {R.TEST_FID, R.TEST_KID, R.TEST_IS}
+    vae = ev.test(tiny_model("vae", "mlp"))
+    assert set(vae) == {R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL}
+    assert 0 < vae[R.TEST_RECON_MSE] < 1
+    # an untrained decoder puts p ~ 0.5 on every pixel: about 784 * ln 2 = 543 nats per image
+    assert vae[R.TEST_NELBO] == pytest.approx(784 * math.log(2), rel=0.05)
+
+
+def test_vae_importance_weighted_bound_is_tighter_than_the_elbo(data):
+    model = tiny_model("vae", "conv")
+    images = data.test.images[:300]
+    k1 = M.vae_scores(model, images, iw_k=1, iw_images=None)
+    k32 = M.vae_scores(model, images, iw_k=32, iw_images=None)
+    # Burda et al. 2016: NLL <= IW-NLL_k <= IW-NLL_1 = NELBO in expectation
+    assert k32.iw_nll < k1.iw_nll
+    assert k1.iw_nll == pytest.approx(k1.nelbo, rel=0.01)
+    assert k32.recon_mse == k1.recon_mse and k32.iw_images == 300
+    assert M.vae_scores(model, images, iw_k=2, iw_images=50).iw_images == 50
+
+
+def test_run_trial_reports_metrics_and_the_hash(data, assets):
+    config = scale_widths(TrainConfig(model=seed_model_config("vae", "mlp"), epochs=2, batch_size=64,
+                                      train_subset=256, eval_samples=128), 0.125)
+    ev = M.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed, featurenet=assets.featurenet,
+                          real_stats=assets.real_stats, iw_k=2, iw_images=64)
+    result = run_trial(config, data, evaluator=ev)
+    assert all(math.isfinite(h[R.VAL_FID]) and R.VAL_IS in h and R.VAL_KID in h for h in result.history)
+    assert result.summary[R.FEATURENET_SHA256] == SHIPPED_SHA256
+    assert result.summary[R.BEST_VAL_FID] == min(h[R.VAL_FID] for h in result.history)
+    assert math.isfinite(result.summary[R.TEST_IW_NLL])
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_test_prints_its_figures(tmp_path):
+    env = {**os.environ, M.STATS_DIR_ENV: str(tmp_path)}
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_metrics.py"), "--smoke-test",
+                          "--data-dir", DATA_DIR], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "real-statistics pass" in run.stdout and "FID+KID+IS on 1,000 generated images" in run.stdout
+    assert "ms/image" in run.stdout  # the Inception per-image cost (the extra is installed in the dev venv)
