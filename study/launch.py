@@ -262,18 +262,17 @@ def check_dashboard_port(host: str, port: int) -> None:
 def make_sampler(plan: StudyPlan):
     import optuna
 
-    seed = plan.seed
-    if plan.sampler == "tpe":  # multivariate + group: TPE for conditional (per-architecture) spaces
-        with warnings.catch_warnings():  # `group` is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if plan.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if plan.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if plan.sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    samplers = {
+        # multivariate + group: TPE that models the per-architecture (conditional) parameters jointly
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
+        "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+        "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+        "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False),
+    }
+    with warnings.catch_warnings():  # TPE's `group` and QMC are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return samplers[plan.sampler](plan.seed)
 
 
 def make_searcher(plan: StudyPlan):

@@ -365,3 +365,29 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     history = json.loads((tmp_path / "faults" / recovered[R.TRIAL_DIR] / R.METRICS_JSON).read_text())
     assert [h[R.EPOCH] for h in history] == [1, 2, 3, 4]  # epoch 3 re-run from the epoch-2 checkpoint
     assert math.isfinite(recovered[R.TEST_FID])
+
+
+@pytest.mark.parametrize("sampler", launch.SAMPLERS)
+@pytest.mark.parametrize("objective", launch.OBJECTIVES)
+def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, objective):
+    """The launcher's samplers with its searcher's directions, on the define-by-run space (no Ray)."""
+    import optuna
+
+    from search_spaces import define_by_run, train_config
+
+    args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--sampler", sampler,
+                                             "--objective", objective])
+    try:
+        plan = launch.plan_from_args(args)
+    except launch.ConfigError as exc:  # gp and qmc are single-objective
+        assert objective == "pareto" and sampler in ("gp", "qmc") and "--objective pareto" in str(exc)
+        return
+    directions = ["minimize"] * (len(launch.PARETO_METRICS) if objective == "pareto" else 1)
+    study = optuna.create_study(sampler=launch.make_sampler(plan), directions=directions)
+    space = define_by_run(plan.family, plan.space())
+    for i in range(12):  # past the samplers' random start-up trials
+        trial = study.ask()
+        config = train_config(space(trial))
+        values = [float(i % 5), float(config.model.latent_dim), 1.0][: len(directions)]
+        study.tell(trial, values if len(values) > 1 else values[0])
+    assert len(study.trials) == 12 and all(t.state.name == "COMPLETE" for t in study.trials)
