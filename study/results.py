@@ -44,7 +44,7 @@ TEST_RECON_MSE = "test_recon_mse"  # per-pixel MSE in [0, 1] pixel units
 TEST_NELBO = "test_nelbo"  # nats per image
 TEST_IW_NLL = "test_iw_nll"  # importance-weighted NLL estimate, nats per image
 # how a metric record was produced (python -m study.evaluate --checkpoint)
-CHECKPOINT = "checkpoint"
+CHECKPOINT = "checkpoint"  # the checkpoint file; in trials.parquet the trial's last one, relative to the study dir
 NUM_SAMPLES = "num_samples"  # generated images per FID/KID/IS
 EVAL_SEED = "eval_seed"  # seed of the generated samples and of KID's subsets / IS's splits
 IW_K = "iw_k"  # importance samples per image behind TEST_IW_NLL
@@ -105,8 +105,13 @@ def sample_grid_name(epoch: int) -> str:
 def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
 
+# --- a Ray Tune study directory (study/launch.py writes it, study/export.py fills the tables) --
+SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (the first trials)
+RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
+BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
+STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
+
 # --- columns that only analysis/ derives (tables of the report) --------------------------------
-SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (branch launch adds it too: keep one)
 STUDY_PATH = "study_path"  # absolute study directory a loaded row came from (resolves trial_dir)
 ROLE = "role"  # why a trial is in the comparison table: best / seed config / Pareto
 QUANTITY = "quantity"

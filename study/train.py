@@ -16,7 +16,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,11 +118,14 @@ def run_trial(
     device: torch.device | str | None = None,
     resume: dict[str, Any] | None = None,
     progress: bool = False,
+    checkpoint_epochs: Collection[int] = (),
 ) -> TrialResult:
     """Train one configuration; report each epoch; return the summary row and history.
 
     NaN/inf losses end the run with stop reason 'diverged' (recorded, never raised).
     `resume` is a checkpoint dict from an earlier report; training continues bit-for-bit on CPU.
+    `checkpoint_epochs`: extra epochs that get a checkpoint besides every `checkpoint_every`-th
+    and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     """
     device = pick_device(str(device) if device else None)
     report = report or (lambda record, artifacts: None)
@@ -193,7 +196,7 @@ def run_trial(
         history.append(record)
         last = diverged or epoch == config.epochs
         checkpoint = None
-        if last or epoch % config.checkpoint_every == 0:
+        if last or epoch % config.checkpoint_every == 0 or epoch in checkpoint_epochs:
             checkpoint = _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds)
         if bar is not None:
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in losses or k in (R.VAL_FID, R.VAL_KID, R.VAL_IS)})
