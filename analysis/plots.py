@@ -71,8 +71,20 @@ def _count_ticks(axis) -> None:
     axis.set_minor_formatter(ticker.NullFormatter())
 
 
+def _decade_ticks(axis) -> None:
+    """Small quantities spanning decades (learning rates) as 10^-4, 10^-3: '5e-05' labels collide."""
+    axis.set_major_locator(ticker.LogLocator(base=10))
+    axis.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _ticks_for(axis, column: str) -> None:
-    (_count_ticks if column == R.PARAMS_TOTAL else _plain_log_ticks)(axis)
+    if column == R.PARAMS_TOTAL:
+        _count_ticks(axis)
+    elif column == LR:
+        _decade_ticks(axis)
+    else:
+        _plain_log_ticks(axis)
 
 
 def _log_y_if_spread(ax, values, ratio: float = 30.0) -> None:
