@@ -1,31 +1,22 @@
 """The analysis tests' fixture study: a GAN and a VAE study directory made by REALLY training tiny
 configurations with study.train.run_trial, written in the layout of study/results.py.
 
-It stands in for `python -m study.launch --smoke-test` until the launcher lands on main (swap
-`build_tiny_studies` for that command then). Each study holds: a seed-study configuration,
+Unlike a launcher run (tests/conftest.py: launched_studies), it controls exactly which trials
+exist, so the analysis tests can count on them. Each study holds: a seed-study configuration,
 tiny variants, one trial stopped early by the caller (as ASHA would), one diverged trial
 (VAE, real NaN losses) or one errored trial (GAN, a real error from run_trial), so NaN rows,
-stop reasons and missing sizes all occur.
-
-PLACEHOLDER METRICS. study.metrics (the MNIST feature network and TrialEvaluator) is not on
-main yet. When study.train.make_evaluator finds it, it is used. Until then `PlaceholderEvaluator`
-fills the metric columns: FID/KID/IS through the real torchmetrics classes, but with a softmax
-regression trained here in a second as the "feature network" (its 10 logits are the features),
-on a few hundred images. Its numbers are NOT domain FIDs and are on no published scale; every
-row says so in featurenet_sha256 (PLACEHOLDER_FEATURENET). The VAE metrics (reconstruction MSE,
-negative ELBO, importance-weighted NLL) are the real formulas of models.vae on 500 test images.
+stop reasons and missing sizes all occur. Metrics come from the real evaluator
+(study.metrics.TrialEvaluator via study.train.make_evaluator) on EVAL_SAMPLES images.
 """
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from models import build_model
 from models.checkpoint import load_checkpoint
@@ -39,7 +30,7 @@ from models.config import (
     seed_model_config,
 )
 from study import results as R
-from study.data import MNISTSplits, load_splits, to_unit
+from study.data import MNISTSplits, load_splits
 from study.train import (
     RunDirectory,
     config_columns,
@@ -50,90 +41,9 @@ from study.train import (
     summarize,
 )
 
-PLACEHOLDER_FEATURENET = "PLACEHOLDER-softmax-regression-fixture-not-a-featurenet"
-EVAL_SAMPLES = 400  # generated images per placeholder FID/KID/IS
+EVAL_SAMPLES = 400  # generated images per FID/KID/IS (the real study.metrics evaluator)
 TRAIN_SUBSET = 256
 BATCH = 32
-
-
-class _SoftmaxRegression(nn.Module):
-    """x [B, 1, 28, 28] in [0, 1] -> 10 logits; the placeholder's feature extractor."""
-
-    num_features = 10
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(784, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.float().flatten(1))  # [B, 10]
-
-
-class PlaceholderEvaluator:
-    """Implements study.train.Evaluator with torchmetrics over a throwaway classifier (see module doc)."""
-
-    featurenet_sha256 = PLACEHOLDER_FEATURENET
-
-    def __init__(self, data: MNISTSplits, num_samples: int = EVAL_SAMPLES, seed: int = 0):
-        # the submodules import without torch-fidelity (torchmetrics.image only re-exports with it)
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.image.kid import KernelInceptionDistance
-
-        torch.manual_seed(seed)
-        self.net = _SoftmaxRegression()
-        x, y = to_unit(data.train.images[:5000]), data.train.labels[:5000]
-        opt = torch.optim.Adam(self.net.parameters(), lr=0.01)
-        for _ in range(60):  # full-batch steps: ~90% test accuracy in about a second
-            opt.zero_grad()
-            nn.functional.cross_entropy(self.net(x), y).backward()
-            opt.step()
-        self.net.eval().requires_grad_(False)
-        self.num_samples, self.seed = num_samples, seed
-        self.data = data
-        self.metrics = {}
-        for split in ("val", "test"):
-            fid = FrechetInceptionDistance(feature=self.net, normalize=False, reset_real_features=False)
-            with warnings.catch_warnings():  # "will save all extracted features": a few hundred here
-                warnings.simplefilter("ignore", UserWarning)
-                kid = KernelInceptionDistance(feature=self.net, subsets=10, subset_size=100, reset_real_features=False)
-            real = to_unit(data.get(split).images[:num_samples])
-            fid.update(real, real=True)
-            kid.update(real, real=True)
-            self.metrics[split] = (fid, kid)
-
-    def _quality(self, model, split: str) -> tuple[float, float, float]:
-        from torchmetrics.image.inception import InceptionScore
-
-        fid, kid = self.metrics[split]
-        fid.reset()
-        kid.reset()
-        z = model.sample_latent(self.num_samples, generator=torch.Generator().manual_seed(self.seed + 7))
-        fake = model.decode_to_unit(z).cpu()  # [N, 1, 28, 28] in [0, 1]
-        fid.update(fake, real=False)
-        kid.update(fake, real=False)
-        with warnings.catch_warnings():  # "will save all extracted features": 400 of them here
-            warnings.simplefilter("ignore", UserWarning)
-            inception = InceptionScore(feature=self.net, splits=4, normalize=False)  # normalize would rescale to uint8
-        inception.update(fake)
-        return float(fid.compute()), float(kid.compute()[0]), float(inception.compute()[0])
-
-    def validation(self, model) -> dict[str, float]:
-        fid, kid, inception = self._quality(model, "val")
-        return {R.VAL_FID: fid, R.VAL_KID: kid, R.VAL_IS: inception}
-
-    def test(self, model) -> dict[str, float]:
-        fid, kid, inception = self._quality(model, "test")
-        row = {R.TEST_FID: fid, R.TEST_KID: kid, R.TEST_IS: inception}
-        if model.family == FAMILY_VAE:
-            x = to_unit(self.data.test.images[:500])
-            with torch.no_grad():
-                mu, _ = model.encoder(x)
-                row[R.TEST_RECON_MSE] = float((model.decode_to_unit(mu) - x).pow(2).mean())
-                terms = model.loss_terms(x, generator=torch.Generator().manual_seed(self.seed))
-                row[R.TEST_NELBO] = float((terms[R.LOSS_RECON] + terms[R.LOSS_KL]).mean())
-                row[R.TEST_IW_NLL] = float(model.importance_weighted_nll(
-                    x, k=8, generator=torch.Generator().manual_seed(self.seed)).mean())
-        return row
 
 
 class _StopTrial(Exception):
@@ -220,15 +130,9 @@ def build_tiny_studies(root: Path, data_dir: Path, specs: dict[str, list[TrialSp
     """Train every spec and write root/tiny-gan/ and root/tiny-vae/ (trials + history parquet)."""
     torch.set_num_threads(1)  # the test machine has 2 shared cores
     data = load_splits(data_dir, download=False)
-    placeholder = None
 
     def evaluator_for(config):
-        nonlocal placeholder
-        real = make_evaluator(config, data, torch.device("cpu"))
-        if real is not None:
-            return real
-        placeholder = placeholder or PlaceholderEvaluator(data)
-        return placeholder
+        return make_evaluator(config, data, torch.device("cpu"))
 
     dirs = {}
     for family, family_specs in (specs or study_specs()).items():

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -33,3 +37,30 @@ def tiny_study_dirs(data_dir, tmp_path_factory):
     from analysis_fixtures import build_tiny_studies
 
     return build_tiny_studies(tmp_path_factory.mktemp("analysis-studies"), data_dir.resolve())
+
+
+class LaunchedStudies(NamedTuple):
+    gan: Path
+    vae: Path
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def launched_studies(data_dir, tmp_path_factory) -> LaunchedStudies:
+    """A GAN and a VAE study made by the real launcher (`python -m study.launch --smoke-test`:
+    local Ray, Optuna, ASHA, real metrics, 2,000 MNIST images), for the notebook and the report."""
+    storage = tmp_path_factory.mktemp("launched")
+    dirs = {}
+    for family in ("gan", "vae"):
+        name = f"{family}-smoke"
+        with socket.socket() as s:  # a free dashboard port, so parallel sessions do not collide
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "study.launch", "--family", family, "--smoke-test", "--data-dir", str(data_dir),
+             "--storage-path", str(storage), "--name", name, "--num-cpus", "2", "--dashboard-port", str(port)],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        dirs[family] = storage / name
+    return LaunchedStudies(gan=dirs["gan"], vae=dirs["vae"], data_dir=Path(data_dir))

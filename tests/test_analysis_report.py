@@ -1,4 +1,4 @@
-"""`python -m analysis.report` end to end on the fixture studies, and its refusals of bad input."""
+"""`python -m analysis.report` end to end on launched studies, and its refusals of bad input."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "seed_studies", "tr
 
 
 @pytest.fixture(scope="module")
-def smoke_report(tiny_study_dirs, tmp_path_factory):
+def smoke_report(launched_studies, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report"
-    code = main([str(tiny_study_dirs.gan), str(tiny_study_dirs.vae), "--out", str(out), "--smoke-test",
-                 "--data-dir", str(tiny_study_dirs.data_dir)])
+    code = main([str(launched_studies.gan), str(launched_studies.vae), "--out", str(out), "--smoke-test",
+                 "--data-dir", str(launched_studies.data_dir)])
     return code, out
 
 
