@@ -93,6 +93,8 @@ def _check_args(args: argparse.Namespace) -> None:
                          "`python -m study.train --out DIR` (DIR/checkpoints/final.pt) or by a Ray trial")
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory: pass a file name such as {args.out / 'metrics.json'}")
+    if args.inception and args.reference:
+        raise UsageError("--inception evaluates a checkpoint: combine it with --checkpoint, not --reference")
     if args.inception:
         inception_weights_path()  # fail before any slow work when the extra is missing
 
