@@ -137,6 +137,9 @@ def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: to
     record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples, R.EVAL_SEED: seed,
                    R.IW_K: iw_k if config.family == FAMILY_VAE else None})
     record.update(config_columns(config))
+    counts = model.parameter_counts()
+    record.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
+    record[R.PARAMS_TOTAL] = sum(counts.values())
     record.update(environment(device))
     return record
 
