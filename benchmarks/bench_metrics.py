@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = build_model(seed_model_config(family, arch)).to(device)
                 gen_s, _ = timed(lambda m=m: list(generate(m.eval(), args.samples, seed=0)), 1)
                 val_s, _ = timed(lambda m=m: evaluator.validation(m), args.repeats)
-                print(f"  {family}/{arch:<6} {val_s:7.2f}   generation alone {gen_s:.2f} s")
+                print(f"  {family}/{arch:<6} {val_s:7.2f}   generation alone {gen_s:.2f}")
 
     try:
         tap, _sha = load_inception(device)

@@ -93,6 +93,8 @@ def _check_args(args: argparse.Namespace) -> None:
                          "`python -m study.train --out DIR` (DIR/checkpoints/final.pt) or by a Ray trial")
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory: pass a file name such as {args.out / 'metrics.json'}")
+    if args.inception and args.reference:
+        raise UsageError("--inception evaluates a checkpoint: combine it with --checkpoint, not --reference")
     if args.inception:
         inception_weights_path()  # fail before any slow work when the extra is missing
 
@@ -135,6 +137,9 @@ def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: to
     record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples, R.EVAL_SEED: seed,
                    R.IW_K: iw_k if config.family == FAMILY_VAE else None})
     record.update(config_columns(config))
+    counts = model.parameter_counts()
+    record.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
+    record[R.PARAMS_TOTAL] = sum(counts.values())
     record.update(environment(device))
     return record
 

@@ -180,6 +180,7 @@ def cached_real_stats(images_uint8: torch.Tensor, split: str, network_sha256: st
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             torch.save(stats.to_dict(), handle)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared by several users' trials
         os.replace(tmp, path)
     except OSError as exc:  # a read-only cache costs time, not correctness
         warnings.warn(f"could not cache real statistics in {directory} ({exc}); set {STATS_DIR_ENV} to a "

@@ -58,6 +58,7 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
     assert record[R.FEATURENET_SHA256] == SHIPPED_SHA256
     assert record[R.NUM_SAMPLES] == E.SMOKE_SAMPLES and record[R.IW_K] == E.SMOKE_IW_K
     assert record[R.FAMILY] == "vae" and record[R.EPOCH] == 1
+    assert record[R.PARAMS_TOTAL] == record[R.PARAMS_PREFIX + "encoder"] + record[R.PARAMS_PREFIX + "decoder"] > 0
     assert TrainConfig.from_json(record[R.CONFIG_JSON]).model.arch == "conv"
     assert record[R.DEVICE] == "cpu" and R.TORCH_VERSION in record
     assert R.TEST_INCEPTION_FID not in record
