@@ -350,7 +350,8 @@ def make_evaluator(config: TrainConfig, data: MNISTSplits, device: torch.device)
     """The metrics evaluator, or None when evaluation is switched off (--eval-samples 0)."""
     if config.eval_samples == 0:
         return None
-    from study.metrics import TrialEvaluator  # torchmetrics and the feature network load only when needed
+    # imported here: torchmetrics and the feature network load only when evaluation is on
+    from study.metrics import TrialEvaluator
 
     return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed)
 
