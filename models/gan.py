@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ARCH_DCGAN, D_FAKE, D_REAL, FAMILY_GAN, LOSS_D, LOSS_G, GANConfig
-from models.layers import IMAGE_PIXELS, conv_out_size, count_parameters, mlp
+from models.layers import IMAGE_PIXELS, GenerativeModel, conv_out_size, mlp
 
 GENERATOR = "generator"
 DISCRIMINATOR = "discriminator"
@@ -102,7 +102,7 @@ class MLPDiscriminator(nn.Module):
         return self.head(self.body(x.flatten(1))).squeeze(1)
 
 
-class GAN(nn.Module):
+class GAN(GenerativeModel):
     """Generator + discriminator and the alternating step.
 
     Losses (Goodfellow et al. 2014, Sec. 3): D minimises BCE(D(x), 1) + BCE(D(G(z)), 0); G uses
@@ -122,18 +122,12 @@ class GAN(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         return {GENERATOR: self.generator, DISCRIMINATOR: self.discriminator}
 
-    def parameter_counts(self) -> dict[str, int]:
-        return {name: count_parameters(net) for name, net in self.networks().items()}
-
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         return {
             GENERATOR: torch.optim.Adam(self.generator.parameters(), lr=c.lr_g, betas=(c.beta1, c.beta2)),
             DISCRIMINATOR: torch.optim.Adam(self.discriminator.parameters(), lr=c.lr_d, betas=(c.beta1, c.beta2)),
         }
-
-    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
 
     @torch.no_grad()
     def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -34,3 +35,18 @@ def conv_out_size(size: int, n_stride2: int) -> int:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class GenerativeModel(nn.Module):
+    """What both families share: named networks, their sizes, and the latent prior N(0, I)."""
+
+    config: object  # the family's config dataclass, with a latent_dim
+
+    def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {name: count_parameters(net) for name, net in self.networks().items()}
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ARCH_CONV, FAMILY_VAE, LOSS_KL, LOSS_NELBO, LOSS_RECON, VAEConfig
-from models.layers import IMAGE_PIXELS, activation, count_parameters, mlp
+from models.layers import IMAGE_PIXELS, GenerativeModel, activation, mlp
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -103,7 +103,7 @@ def bernoulli_nll(logits: torch.Tensor, x_unit: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x_unit, reduction="none").flatten(1).sum(1)
 
 
-class VAE(nn.Module):
+class VAE(GenerativeModel):
     """Encoder + decoder trained on the negative ELBO = reconstruction + kl_beta * KL.
 
     The first seed study prints the loss as the *product* of the two terms; that is a misprint
@@ -123,15 +123,9 @@ class VAE(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         return {ENCODER: self.encoder, DECODER: self.decoder}
 
-    def parameter_counts(self) -> dict[str, int]:
-        return {name: count_parameters(net) for name, net in self.networks().items()}
-
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         return {"vae": torch.optim.Adam(self.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))}
-
-    def sample_latent(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
 
     @torch.no_grad()
     def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:

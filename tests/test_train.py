@@ -146,3 +146,18 @@ def test_runner_bad_input_exits_2_with_a_message_and_writes_nothing(args, needle
     assert done.returncode == 2
     assert needle in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_resume_refuses_another_configuration_but_may_extend_epochs(small):
+    from models.config import ConfigError
+    from study.train import check_resumable
+
+    config = TrainConfig(model=TINY_VAE, epochs=2, batch_size=64, train_subset=256)
+    saved = []
+    run_trial(config, small, report=lambda rec, art: saved.append(art.checkpoint) if art.checkpoint else None)
+    checkpoint = saved[-1]
+    check_resumable(config.replace(epochs=5, checkpoint_every=1), checkpoint)  # extending is allowed
+    with pytest.raises(ConfigError, match="latent_dim: checkpoint 4 vs now 8"):
+        check_resumable(config.replace(latent_dim=8), checkpoint)
+    with pytest.raises(ConfigError, match="beyond --epochs 1"):
+        check_resumable(config.replace(epochs=1), checkpoint)
