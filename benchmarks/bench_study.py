@@ -37,8 +37,8 @@ class StudyFigures(NamedTuple):
     completed: int
     diverged: int
     errors: int
-    best_val_fid: float  # the model-selection number
-    best_trial_test_fid: float  # test FID of the trial with the best validation FID
+    best_val_fid: float  # the model-selection number: the selected trial's final validation FID
+    best_trial_test_fid: float  # test FID of that trial
     best_test_fid: float  # lowest test FID of any trial
 
 
@@ -49,7 +49,7 @@ def study_figures(trials: pd.DataFrame) -> StudyFigures:
         study=str(trials[R.STUDY].iloc[0]), family=str(trials[R.FAMILY].iloc[0]), trials=len(trials),
         early_stopped=int(counts.get(R.STOP_EARLY, 0)), completed=int(counts.get(R.STOP_COMPLETED, 0)),
         diverged=int(counts.get(R.STOP_DIVERGED, 0)), errors=int(counts.get(R.STOP_ERROR, 0)),
-        best_val_fid=float(best[R.BEST_VAL_FID]) if best is not None else math.nan,
+        best_val_fid=float(best[R.FINAL_VAL_FID]) if best is not None else math.nan,
         best_trial_test_fid=float(best[R.TEST_FID]) if best is not None else math.nan,
         best_test_fid=float(trials[R.TEST_FID].min()),
     )

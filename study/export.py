@@ -205,11 +205,15 @@ def trials_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def best_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The trial with the lowest best validation FID (None if no trial has one)."""
-    finite = trials[pd.to_numeric(trials[R.BEST_VAL_FID], errors="coerce").notna()]
+    """The trial with the lowest *final* validation FID (None if no trial has one).
+
+    Final, not best-over-epochs: the final model is the one whose test metrics and sample grid
+    are reported, so selection stays on validation data (analysis.tables.best_trials agrees).
+    """
+    finite = trials[pd.to_numeric(trials[R.FINAL_VAL_FID], errors="coerce").notna()]
     if finite.empty:
         return None
-    return finite.loc[finite[R.BEST_VAL_FID].astype(float).idxmin()]
+    return finite.loc[finite[R.FINAL_VAL_FID].astype(float).idxmin()]
 
 
 def export_study(
@@ -238,12 +242,12 @@ def export_study(
 
 
 SUMMARY_COLUMNS = (R.TRIAL_ID, R.ARCH, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN, R.PARAMS_TOTAL,
-                   R.TRAIN_SECONDS, R.BEST_VAL_FID, R.TEST_FID, R.TEST_IS)
+                   R.TRAIN_SECONDS, R.BEST_VAL_FID, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_IS)
 
 
 def summary_table(trials: pd.DataFrame) -> str:
-    """The console summary: one line per trial, best validation FID first."""
-    table = trials[list(SUMMARY_COLUMNS)].sort_values(R.BEST_VAL_FID, na_position="last")
+    """The console summary: one line per trial, the selected (lowest final validation FID) first."""
+    table = trials[list(SUMMARY_COLUMNS)].sort_values(R.FINAL_VAL_FID, na_position="last")
     return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
