@@ -106,10 +106,7 @@ def _print_table(title: str, values: dict[str, Any]) -> None:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    tmp.replace(path)
+    R.write_text_atomic(path, json.dumps(record, indent=1, default=str))
 
 
 def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: torch.device, iw_k: int = IW_K,

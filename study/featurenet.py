@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import DataNotFoundError, Split, load_splits, to_unit
+from study.results import atomic_path
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "featurenet.pt"
 # The hash of the shipped weights file; `load_featurenet()` refuses a file that does not match.
@@ -188,12 +189,10 @@ def train_featurenet(train: Split, settings: TrainSettings, progress: bool = Tru
 
 def save_featurenet(net: FeatureNet, path: Path, meta: dict[str, Any]) -> str:
     """Write weights + meta atomically; returns the file's SHA-256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save({STATE_KEY: net.state_dict(), META_KEY: meta}, buffer)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 

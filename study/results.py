@@ -7,6 +7,8 @@ nothing heavier than pandas.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -78,14 +80,30 @@ def hp_column(field_name: str) -> str:
     return HP_PREFIX + field_name
 
 
-def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
-    """Write rows to parquet atomically (tmp file + rename), so a crash never leaves half a file."""
-    frame = pd.DataFrame(rows)
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling of `path` to write to, moved onto `path` only when the block succeeds,
+    so a crash never leaves half a file (and a failed write leaves no temporary one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
+    """Write rows to parquet atomically."""
+    frame = pd.DataFrame(rows)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
     return frame
 
 # --- a trial's artifact directory (the same for `study.train --out DIR` and a Ray trial) -------

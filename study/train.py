@@ -322,23 +322,16 @@ class RunDirectory:
         epoch = record[R.EPOCH]
         self.history.append(record)
         save_image(artifacts.samples, self.out / R.SAMPLES_DIR / R.sample_grid_name(epoch), nrow=8, padding=2)
-        _atomic_write(self.out / R.METRICS_JSON, json.dumps(self.history, indent=1))
-        _atomic_write(self.out / R.METRICS_CSV, pd.DataFrame(self.history).to_csv(index=False))
+        R.write_text_atomic(self.out / R.METRICS_JSON, json.dumps(self.history, indent=1))
+        R.write_text_atomic(self.out / R.METRICS_CSV, pd.DataFrame(self.history).to_csv(index=False))
         if artifacts.checkpoint is not None:
             self.save_checkpoint(artifacts.checkpoint, R.checkpoint_name(epoch))
 
     def save_checkpoint(self, checkpoint: dict[str, Any], name: str) -> Path:
         path = self.out / R.CHECKPOINTS_DIR / name
-        tmp = path.with_suffix(".tmp")
-        torch.save(checkpoint, tmp)
-        tmp.replace(path)
+        with R.atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
         return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -390,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     last = latest_checkpoint(out)
     if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
         shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)
-    _atomic_write(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
+    R.write_text_atomic(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
     print_summary(result.summary)
     return 0
 

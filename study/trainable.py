@@ -39,7 +39,6 @@ from study.train import (
     EpochArtifacts,
     Evaluator,
     RunDirectory,
-    _atomic_write,
     environment,
     pick_device,
     run_trial,
@@ -200,7 +199,7 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     result = run_trial(config, setup.data, reporter, evaluator=evaluator, device=device, resume=resume,
                        checkpoint_epochs=setup.checkpoint_epochs)
     summary = {**result.summary, R.RAY_NODE_ID: extra[R.RAY_NODE_ID]}
-    _atomic_write(reporter.out / R.SUMMARY_JSON, json.dumps(summary, indent=1, default=str))
+    R.write_text_atomic(reporter.out / R.SUMMARY_JSON, json.dumps(summary, indent=1, default=str))
     reporter.finish(summary)
 
 
