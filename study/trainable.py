@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import torch
 
 from models import build_model
-from models.checkpoint import CONFIG_KEY, load_checkpoint
+from models.checkpoint import load_checkpoint
 from models.config import TrainConfig
 from search_spaces import train_config
 from study import results as R
@@ -185,7 +185,8 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
         resume = load_tune_checkpoint(checkpoint)
-    counts = build_model(config.model).parameter_counts()
+    with torch.device("meta"):  # sizes only: no memory, no initialisation (run_trial builds the real one)
+        counts = build_model(config.model).parameter_counts()
     extra = {R.PARAMS_PREFIX + name: n for name, n in counts.items()}
     extra[R.PARAMS_TOTAL] = sum(counts.values())
     extra.update(environment(device))  # node, device, torch version
@@ -207,16 +208,14 @@ def evaluate_checkpoint(checkpoint, setup: TrialSetup) -> dict[str, Any]:
     """Summary row of a trial the scheduler stopped, from its last checkpoint: the trial's own
     summary (stop reason early-stopped) plus its test metrics. Runs as a Ray task with a
     trial's resources (see study/export.py)."""
-    from models.checkpoint import MODEL_KEY
+    from models.checkpoint import load_model
     from study.train import summarize
 
     device = trial_device()
     torch.set_num_threads(max(1, setup.threads))
-    state = load_tune_checkpoint(checkpoint)
-    config = TrainConfig.from_json(state[CONFIG_KEY])
-    model = build_model(config.model)
-    model.load_state_dict(state[MODEL_KEY])
-    model = model.to(device).eval()
+    with checkpoint.as_directory() as directory:
+        config, model, state = load_model(checkpoint_file(directory))
+    model = model.to(device)
     summary = summarize(config, model, list(state["history"]), R.STOP_EARLY, device)
     if setup.evaluators is not None and config.eval_samples > 0:
         evaluator = setup.evaluators(config, setup.data, device)
