@@ -207,7 +207,7 @@ def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, fl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(max(6.0, 4.2 * len(curves)), 4.0), squeeze=False)
     for ax, (family, arms) in zip(axes[0], curves.items(), strict=True):
         for arm, runs in arms.items():
             grid = np.linspace(0.0, max(total_compute(c) for c in runs), 400)
@@ -219,11 +219,11 @@ def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, fl
         ax.axvline(budgets[family], color="0.4", ls=":", lw=1, label="common budget")
         ax.set(title=family.upper(), xlabel="cumulative training seconds",
                ylabel="best validation FID so far")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both", lw=0.5)
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("Anytime search performance: mean over repetitions, band min..max", fontsize=9)
-    fig.tight_layout()
+        ax.grid(alpha=0.3, lw=0.5)
+    handles, labels = axes[0][0].get_legend_handles_labels()  # outside the axes: never over a curve
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False,
+               title="mean over repetitions, band min..max", title_fontsize=7)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=200)
     plt.close(fig)
 

@@ -104,3 +104,27 @@ def test_bad_counts_exit_2_with_a_message_and_write_nothing(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert B.main(["--summarize", "--out-dir", str(tmp_path)]) == B.EXIT_BAD_INPUT
     assert "found no studies" in capsys.readouterr().err
+
+
+def test_summarize_reads_finished_studies_and_writes_the_table_and_figure(tmp_path, capsys):
+    """--summarize on hand-made study directories: trials.parquet's order, the printed figure of merit."""
+    studies = {
+        "random-none": history([("r1", 1, 10.0, 60.0), ("r1", 2, 20.0, 50.0), ("r2", 1, 10.0, 40.0)]),
+        "tpe-asha": history([("t1", 1, 5.0, 45.0), ("t2", 1, 5.0, 39.0)]),
+    }
+    for arm, frame in studies.items():
+        study_dir = tmp_path / "studies" / B.study_name("gan", arm, 0)
+        study_dir.mkdir(parents=True)
+        frame.to_parquet(study_dir / R.HISTORY_FILE)
+        order = list(dict.fromkeys(frame[R.TRIAL_ID]))[::-1]  # the trials table decides the order
+        pd.DataFrame({R.TRIAL_ID: order}).to_parquet(study_dir / R.TRIALS_FILE)
+    argv = ["--summarize", "--families", "gan", "--arms", "random-none", "tpe-asha", "--reps", "1",
+            "--out-dir", str(tmp_path)]
+    assert B.main(argv) == 0
+    out = capsys.readouterr().out
+    # random: r2 first (10 s, FID 40) then r1 (30 s in all); TPE: t2 first reaches 39 <= 40 after 5 s
+    assert "per rep: 0.17 (median 0.17; reached in 1/1" in out
+    table = pd.read_csv(tmp_path / B.TABLE_NAME).set_index(B.ARM)
+    assert list(table["compute_s_mean"]) == [30.0, 10.0]
+    assert table.loc["random-none", "best_at_budget_mean"] == 40.0  # at the common 10 s
+    assert (tmp_path / B.FIGURE_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
