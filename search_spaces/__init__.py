@@ -6,11 +6,27 @@ Each family module (`gan.py`, `vae.py`) defines
     `SPACE_KEY` entry that Ray Tune adds with the raw per-layer suggestions; see `train_config`).
   - `seed_points(options) -> list[dict]`: the Optuna parameters that reproduce the seed studies'
     own configurations; `study.launch` enqueues them so they are the first trials of every study.
+The shared pieces (ranges, `SpaceOptions`, names, `train_config`) live in `common.py`, which the
+family modules import; this package module only re-exports them and dispatches on the family.
 
 Widths are searched per layer on a log scale around the seed study's value for that layer
 (`width_range` times the seed width, 1/4x to 4x by default). `width_scale` shrinks the whole
 space (and the seed points with it) for the `--quick` / `--smoke-test` presets, so "the seed
 configuration" of a smoke test is the seed architecture at that scale, hyperparameters unchanged.
+
+Width names are keyed by depth and position: `space/mlp_g_d3_w0` is the first layer of a
+3-layer MLP generator and nothing else. A depth-free name such as `space/mlp_g_0` would mean the
+first layer of a 2-, 3- or 4-layer stack, whose seed widths (512, 256, 128) and so ranges
+differ, and multivariate TPE would pool those observations as one parameter. With depth-keyed
+names every name is one layer of one architecture with one distribution, at the price of TPE
+learning each depth's widths from the trials of that depth only (the depth itself is one
+shared parameter, `space/mlp_g_depth`, learnt from every trial). Per-position multipliers
+(width / seed width) were the alternative; they keep one distribution per name but still pool
+different layers, which is the confusion this removes. Names changed with this scheme, so a
+study started before it cannot be resumed.
+
+`tpe_startup_trials(n_trials, n_seed_points)` sizes TPE's random start-up to the study (see its
+docstring); the launcher passes it to `optuna.samplers.TPESampler(n_startup_trials=...)`.
 
 This package knows Optuna's trial interface (`suggest_int/float/categorical`) and the models'
 config fields; it never imports Ray, torch or `study/`.
@@ -19,96 +35,44 @@ config fields; it never imports Ray, torch or `study/`.
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-from models.config import FAMILIES, FAMILY_GAN, ConfigError, TrainConfig
+from models.config import FAMILIES, FAMILY_GAN, FAMILY_VAE, ConfigError, TrainConfig
+from search_spaces import gan, vae
+from search_spaces.common import (
+    BATCH_SIZES,
+    BETA1_RANGE,
+    DEFAULT_WIDTH_RANGE,
+    KL_BETA_RANGE,
+    LATENT_RANGE,
+    LR_RANGE,
+    SPACE_KEY,
+    SpaceOptions,
+    geometric_widths,
+    space_name,
+    suggest_widths,
+    tpe_startup_trials,
+    train_config,
+    width_name,
+    width_point,
+)
 
-# Optuna names for per-layer widths and depths start with this prefix and a "/". Ray's
-# OptunaSearch unflattens "/" names, so they land under config[SPACE_KEY] in a Tune trial's
-# config, apart from the TrainConfig fields, and `train_config` drops them.
-SPACE_KEY = "space"
+__all__ = [
+    "BATCH_SIZES", "BETA1_RANGE", "DEFAULT_WIDTH_RANGE", "KL_BETA_RANGE", "LATENT_RANGE", "LR_RANGE",
+    "SPACE_KEY", "SpaceOptions", "config_for_params", "define_by_run", "family_module",
+    "geometric_widths", "seed_configs", "seed_points", "space_name", "suggest_widths",
+    "tpe_startup_trials", "train_config", "width_name", "width_point",
+]
 
-LATENT_RANGE = (2, 128)  # log scale
-LR_RANGE = (1e-5, 1e-2)  # log scale, for lr, lr_g and lr_d
-BETA1_RANGE = (0.0, 0.95)
-KL_BETA_RANGE = (0.25, 4.0)  # log scale; 1.0 is the true ELBO
-BATCH_SIZES = (32, 64, 128, 256)
-DEFAULT_WIDTH_RANGE = (0.25, 4.0)
-
-
-@dataclass(frozen=True)
-class SpaceOptions:
-    """What a study varies, and the loop settings every trial shares."""
-
-    width_scale: float = 1.0  # base width of each layer = seed width x width_scale
-    width_range: tuple[float, float] = DEFAULT_WIDTH_RANGE  # searched: base x [low, high], log scale
-    batch_sizes: tuple[int, ...] = BATCH_SIZES
-    # TrainConfig loop fields fixed for the whole study (epochs, seed, eval_samples, ...)
-    loop: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        low, high = self.width_range
-        if not (self.width_scale > 0 and 0 < low <= 1.0 <= high):
-            raise ConfigError(
-                f"width_scale={self.width_scale}, width_range={self.width_range}: the scale must be > 0 "
-                "and the range must contain 1.0 (the seed width), e.g. (0.25, 4.0)."
-            )
-        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
-            raise ConfigError(f"batch_sizes={self.batch_sizes!r}: give positive integers, e.g. (32, 64, 128).")
-
-    def base_width(self, seed_width: int) -> int:
-        return max(1, round(seed_width * self.width_scale))
-
-    def width_bounds(self, seed_width: int) -> tuple[int, int]:
-        base = self.base_width(seed_width)
-        low = max(1, math.floor(base * self.width_range[0]))
-        return low, max(low, math.ceil(base * self.width_range[1]))
+FAMILY_MODULES: dict[str, ModuleType] = {FAMILY_GAN: gan, FAMILY_VAE: vae}
 
 
-def space_name(*parts: object) -> str:
-    """The Optuna name of a per-layer parameter, e.g. space_name('dcgan', 'd', 2) -> 'space/dcgan_d_2'."""
-    return f"{SPACE_KEY}/" + "_".join(str(p) for p in parts)
-
-
-def suggest_widths(trial, prefix: str, seed_widths: Sequence[int], options: SpaceOptions) -> list[int]:
-    """One log-scale integer per layer, around that layer's seed width."""
-    widths = []
-    for i, seed_width in enumerate(seed_widths):
-        low, high = options.width_bounds(seed_width)
-        widths.append(trial.suggest_int(space_name(prefix, i), low, high, log=True))
-    return widths
-
-
-def width_point(prefix: str, seed_widths: Sequence[int], options: SpaceOptions) -> dict[str, int]:
-    """The Optuna parameters of `suggest_widths` that give the (scaled) seed widths."""
-    return {space_name(prefix, i): options.base_width(w) for i, w in enumerate(seed_widths)}
-
-
-def geometric_widths(anchor: int, depth: int, ratio: float) -> list[int]:
-    """Seed widths for a depth the seed study did not use, continuing its doubling/halving pattern:
-    geometric_widths(1024, 4, 0.5) -> [1024, 512, 256, 128]."""
-    return [max(1, round(anchor * ratio**i)) for i in range(depth)]
-
-
-def train_config(tune_config: dict[str, Any]) -> TrainConfig:
-    """A trial's config dict (from `define`, or a Ray Tune trial config) -> TrainConfig."""
-    flat = {k: v for k, v in tune_config.items() if k != SPACE_KEY and not k.startswith(SPACE_KEY + "/")}
-    return TrainConfig.from_dict(flat)
-
-
-def family_module(family: str):
+def family_module(family: str) -> ModuleType:
     if family not in FAMILIES:
         raise ConfigError(f"family={family!r}: choose one of {', '.join(FAMILIES)}.")
-    if family == FAMILY_GAN:
-        from search_spaces import gan
-
-        return gan
-    from search_spaces import vae
-
-    return vae
+    return FAMILY_MODULES[family]
 
 
 def define_by_run(family: str, options: SpaceOptions) -> Callable[[Any], dict[str, Any]]:

@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from models.config import ARCH_DCGAN, ARCH_MLP, ARCHS, FAMILY_GAN, TrainConfig, seed_model_config
-from search_spaces import (
+from search_spaces.common import (
     BETA1_RANGE,
     LATENT_RANGE,
     LR_RANGE,

@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from models.config import ARCH_CONV, ARCH_MLP, ARCHS, FAMILY_VAE, TrainConfig, seed_model_config
-from search_spaces import (
+from search_spaces.common import (
     BETA1_RANGE,
     KL_BETA_RANGE,
     LATENT_RANGE,

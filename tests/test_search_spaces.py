@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import pickle
+from collections import defaultdict
+from pathlib import Path
 
 import optuna
 import pytest
@@ -19,13 +22,17 @@ from search_spaces import (
     define_by_run,
     seed_configs,
     seed_points,
+    tpe_startup_trials,
     train_config,
 )
 from search_spaces.gan import DCGAN_D_DEPTHS, MLP_DEPTHS
 from search_spaces.vae import DENSE_DEPTHS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-WIDTH_KEYS = {"gan": ("g_widths", "d_widths"), "vae": ("enc_widths", "dec_widths", "enc_channels", "dec_channels")}
+WIDTH_KEYS = {
+    "gan": ("g_widths", "d_widths"),
+    "vae": ("enc_widths", "dec_widths", "enc_channels", "dec_channels"),
+}
 
 
 def sample_configs(family: str, options: SpaceOptions, n: int, seed: int = 0) -> list[TrainConfig]:
@@ -62,7 +69,8 @@ def test_a_width_scale_shrinks_only_the_widths_of_the_seed_configurations(family
             changed = {k: v for k, v in changed.items() if "channels" not in k}
         assert changed == expected
         others = {k: v for k, v in config.to_dict().items() if k not in WIDTH_KEYS[family]}
-        assert others == {k: v for k, v in TrainConfig(model=seed).to_dict().items() if k not in WIDTH_KEYS[family]}
+        seed_dict = TrainConfig(model=seed).to_dict()
+        assert others == {k: v for k, v in seed_dict.items() if k not in WIDTH_KEYS[family]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -140,7 +148,7 @@ def test_the_space_pickles_for_ray_resume_and_replays_the_same_config():
 
 def test_train_config_drops_the_raw_layer_parameters_and_rejects_typos():
     flat = seed_configs("gan", SpaceOptions())[0].to_dict()
-    tune_config = {**flat, SPACE_KEY: {"dcgan_g_0": 128}}
+    tune_config = {**flat, SPACE_KEY: {"dcgan_g_d2_w0": 128}}
     assert train_config(tune_config) == TrainConfig.from_dict(flat)
     with pytest.raises(ConfigError, match="unknown gan config keys"):
         train_config({**flat, "lr_gg": 1e-3})
@@ -149,3 +157,100 @@ def test_train_config_drops_the_raw_layer_parameters_and_rejects_typos():
 def test_a_width_range_without_the_seed_width_is_refused():
     with pytest.raises(ConfigError, match="must contain 1.0"):
         SpaceOptions(width_range=(0.1, 0.5))
+
+
+def width_roles(config: TrainConfig, family: str, value: int) -> set[tuple[str, str, int, int]]:
+    """Every (arch, layer field, depth, position) whose width is `value` in this config."""
+    roles = set()
+    for key in WIDTH_KEYS[family]:
+        widths = getattr(config.model, key, ()) or ()
+        roles |= {(config.model.arch, key, len(widths), i) for i, w in enumerate(widths) if w == value}
+    return roles
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_width_name_is_one_layer_with_one_distribution_at_every_depth(family):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    space = define_by_run(family, SpaceOptions())
+    distributions, roles = defaultdict(set), {}
+    depths = defaultdict(set)
+    for _ in range(300):
+        trial = study.ask()
+        config = train_config(space(trial))
+        study.tell(trial, 1.0)
+        for name, value in trial.params.items():
+            distributions[name].add(repr(trial.distributions[name]))
+            if not name.startswith(SPACE_KEY + "/") or name.endswith("_depth"):
+                continue
+            # the layer(s) this value could be; a name that shifts layer leaves no common role
+            here = width_roles(config, family, value)
+            roles[name] = roles.get(name, here) & here
+        for key in WIDTH_KEYS[family]:
+            depths[(config.model.arch, key)].add(len(getattr(config.model, key, ()) or ()))
+    assert {n: d for n, d in distributions.items() if len(d) > 1} == {}
+    assert {n: r for n, r in roles.items() if len(r) != 1} == {}
+    owners = defaultdict(list)
+    for name, (role,) in roles.items():
+        owners[role].append(name)
+    assert all(len(names) == 1 for names in owners.values())  # one name per layer, too
+    # every depth of every searched stack was sampled, so the check above covered them all
+    if family == "gan":
+        assert depths[("mlp", "g_widths")] == depths[("mlp", "d_widths")] == set(range(MLP_DEPTHS[0], 5))
+        assert depths[("dcgan", "d_widths")] == set(range(DCGAN_D_DEPTHS[0], DCGAN_D_DEPTHS[1] + 1))
+    else:
+        for arch in ("conv", "mlp"):
+            assert depths[(arch, "enc_widths")] == set(range(DENSE_DEPTHS[0], DENSE_DEPTHS[1] + 1))
+    # a layer's width name also says its depth: e.g. a 3-layer MLP generator's first layer
+    assert roles["space/mlp_g_d3_w0" if family == "gan" else "space/mlp_enc_d3_w0"] == {
+        ("mlp", "g_widths", 3, 0) if family == "gan" else ("mlp", "enc_widths", 3, 0)}
+
+
+@pytest.mark.parametrize(("n_trials", "n_seed", "expected"), [
+    (8, 2, 4),  # 6 left: 1.5 -> 2 random (the minimum), 4 guided
+    (16, 2, 6),  # 14 left: 3.5 rounds half up to 4 random, 10 guided
+    (30, 2, 9),  # 28 left: 7 random
+    (64, 2, 12),  # 62 left: 15.5 -> capped at 10 random, 52 guided
+    (3, 2, 3),  # only 1 trial left: it is the random one
+    (2, 2, 2),  # seeds only
+    (1, 2, 2),  # fewer trials than seeds: start-up covers the seeds
+    (10, 0, 3),  # no seeds: 2.5 rounds half up to 3 random
+])
+def test_tpe_startup_trials_follow_the_documented_rule(n_trials, n_seed, expected):
+    assert tpe_startup_trials(n_trials, n_seed) == expected
+
+
+def test_tpe_startup_trials_refuse_negative_counts():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        tpe_startup_trials(-1, 2)
+
+
+def minimise_x(n_startup: int, n_trials: int = 8) -> list[float]:
+    """x proposed by a seeded TPE on (x - 0.9)^2, trial by trial."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=n_startup))
+    for _ in range(n_trials):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, (x - 0.9) ** 2)
+    return [t.params["x"] for t in study.trials]
+
+
+def test_tpe_guides_the_trials_after_the_startup_ones():
+    """With n_startup_trials from the rule, trials 5-8 of an 8-trial study are TPE's, not random;
+    with Optuna's default of 10 all 8 are random draws."""
+    n_startup = tpe_startup_trials(8, 2)
+    scaled, default = minimise_x(n_startup), minimise_x(10)
+    assert 8 - n_startup == 4
+    assert scaled[:n_startup] == default[:n_startup]  # same seed: the same random draws first
+    assert all(a != b for a, b in zip(scaled[n_startup:], default[n_startup:], strict=True))
+
+
+def test_the_family_modules_do_not_import_the_package():
+    """search_spaces/__init__ imports gan and vae; they must take what they share from common."""
+    package = Path(__file__).resolve().parents[1] / "search_spaces"
+    for path in package.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "search_spaces" not in imported, path.name
