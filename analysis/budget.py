@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import columns as C
 from study import results as R
 
 DEFAULT_RESAMPLES = 5000
@@ -102,6 +103,6 @@ def budget_curves(trials: pd.DataFrame, metric: str = R.TEST_FID, by: str = R.FA
 
 def budget_table(curves: dict[str, BudgetCurve]) -> pd.DataFrame:
     """The curves as one tidy frame: family, budget k, expected best, band."""
-    rows = [{R.FAMILY: c.label, R.BUDGET: k, R.EXPECTED_BEST: e, R.BAND_LOW: lo, R.BAND_HIGH: hi}
+    rows = [{R.FAMILY: c.label, C.BUDGET: k, C.EXPECTED_BEST: e, C.BAND_LOW: lo, C.BAND_HIGH: hi}
             for c in curves.values() for k, e, lo, hi in zip(c.budgets, c.expected_best, c.low, c.high, strict=True)]
-    return pd.DataFrame(rows, columns=[R.FAMILY, R.BUDGET, R.EXPECTED_BEST, R.BAND_LOW, R.BAND_HIGH])
+    return pd.DataFrame(rows, columns=[R.FAMILY, C.BUDGET, C.EXPECTED_BEST, C.BAND_LOW, C.BAND_HIGH])

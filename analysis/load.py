@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import columns as C
 from study import results as R
 
 REQUIRED_TRIAL_COLUMNS = (R.TRIAL_ID, R.FAMILY, R.ARCH, R.CONFIG_JSON, R.PARAMS_TOTAL, R.TRAIN_SECONDS,
@@ -64,7 +65,7 @@ def load_study(path: str | Path) -> Studies:
     _require(trials, REQUIRED_TRIAL_COLUMNS, path / R.TRIALS_FILE)
     if R.STUDY not in trials.columns:
         trials[R.STUDY] = path.name
-    trials[R.STUDY_PATH] = str(path)
+    trials[C.STUDY_PATH] = str(path)
     for column in METRIC_COLUMNS:
         if column not in trials.columns:
             trials[column] = np.nan
@@ -111,7 +112,7 @@ def load_studies(paths: Iterable[str | Path]) -> Studies:
 
 def trial_path(row: pd.Series) -> Path:
     """A trial's artifact directory (samples/, checkpoints/) from its loaded row."""
-    return Path(row[R.STUDY_PATH]) / str(row[R.TRIAL_DIR])
+    return Path(row[C.STUDY_PATH]) / str(row[R.TRIAL_DIR])
 
 
 def final_checkpoint(row: pd.Series) -> Path | None:
@@ -154,7 +155,7 @@ def _join_config(history: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Each history row gets its trial's configuration (family, arch, seed, hp_*, params_*)."""
     config_columns = [R.FAMILY, R.ARCH, R.SEED, R.CONFIG_JSON]
     config_columns += [c for c in trials.columns if c.startswith((R.HP_PREFIX, R.PARAMS_PREFIX))]
-    config_columns += [R.STUDY_PATH]
+    config_columns += [C.STUDY_PATH]
     keep = [c for c in history.columns if c not in config_columns]
     right = trials[[R.STUDY, R.TRIAL_ID] + [c for c in config_columns if c in trials.columns]]
     return history[keep].merge(right, on=[R.STUDY, R.TRIAL_ID], how="left", validate="many_to_one")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import columns as C
 from analysis import plots
 from analysis.budget import DEFAULT_RESAMPLES, budget_curves, budget_table
 from analysis.document import (
@@ -200,7 +201,7 @@ def study_overview(trials: pd.DataFrame, quality: str) -> pd.DataFrame:
     """Per study and family: trial counts by stop reason, epochs, training time, best quality."""
     rows = []
     for (study, family), group in trials.groupby([R.STUDY, R.FAMILY], sort=True):
-        row = {R.STUDY: study, R.FAMILY: family, R.N_TRIALS: len(group)}
+        row = {R.STUDY: study, R.FAMILY: family, C.N_TRIALS: len(group)}
         row.update({reason: int((group[R.STOP_REASON] == reason).sum()) for reason in R.STOP_REASONS})
         row[R.EPOCHS_RUN] = int(group[R.EPOCHS_RUN].fillna(0).sum())
         row[R.TRAIN_SECONDS] = float(group[R.TRAIN_SECONDS].sum(min_count=1))
@@ -216,10 +217,10 @@ def front_table(trials: pd.DataFrame, quality: str) -> pd.DataFrame:
     for family, group in trials.groupby(R.FAMILY, sort=True):
         for objs in (objectives[:2], (objectives[0], objectives[2]), objectives):
             front = pareto_front(group, objs)
-            rows.append({R.FAMILY: family, R.AXIS: " vs ".join(o.column for o in objs),
-                         R.N_TRIALS: len(front.front),
+            rows.append({R.FAMILY: family, C.AXIS: " vs ".join(o.column for o in objs),
+                         C.N_TRIALS: len(front.front),
                          R.TRIAL_ID: ", ".join(map(str, group.loc[list(front.front), R.TRIAL_ID])),
-                         R.NOTE: f"{len(front.excluded)} trial(s) without finite values excluded"})
+                         C.NOTE: f"{len(front.excluded)} trial(s) without finite values excluded"})
     return pd.DataFrame(rows)
 
 

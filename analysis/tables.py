@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from analysis import columns as C
 from analysis.pareto import MINIMIZE, Objective, pareto_front
 from models.config import (
     ARCH_CONV,
@@ -36,7 +37,7 @@ SEED_STUDY_1 = "seed study 1 (TensorFlow DCGAN vs conv VAE)"
 SEED_STUDY_2 = "seed study 2 (PyTorch MLP GAN vs MLP VAE)"
 
 # The comparison table's columns, in order.
-TABLE_COLUMNS = (R.FAMILY, R.ROLE, R.TRIAL_ID, R.ARCH, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.EPOCHS_RUN, R.STOP_REASON,
+TABLE_COLUMNS = (R.FAMILY, C.ROLE, R.TRIAL_ID, R.ARCH, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.EPOCHS_RUN, R.STOP_REASON,
                  R.FINAL_VAL_FID, R.TEST_FID, R.TEST_INCEPTION_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE,
                  R.TEST_NELBO)
 
@@ -123,8 +124,8 @@ def comparison_table(trials: pd.DataFrame, quality: str = R.TEST_FID, select: st
         for label in pareto_front(group, front_objectives(quality)).front:
             roles.setdefault(label, []).append(ROLE_PARETO)
     order = {ROLE_BEST: 0, ROLE_SEED: 1, ROLE_PARETO: 2}
-    table = trials.loc[list(roles), [c for c in TABLE_COLUMNS if c != R.ROLE]].copy()
-    table.insert(1, R.ROLE, [", ".join(roles[label]) for label in table.index])
+    table = trials.loc[list(roles), [c for c in TABLE_COLUMNS if c != C.ROLE]].copy()
+    table.insert(1, C.ROLE, [", ".join(roles[label]) for label in table.index])
     table["_rank"] = [order[roles[label][0]] for label in table.index]
     table = table.sort_values([R.FAMILY, "_rank", quality], kind="stable", na_position="last")
     return table.drop(columns="_rank").reset_index(drop=True)
@@ -141,17 +142,17 @@ def published_comparison(trials: pd.DataFrame, history: pd.DataFrame, select: st
         seed_rows = trials[seed_mask & (trials[R.FAMILY] == fig.family) & (trials[R.ARCH] == fig.arch)]
         best_rows = trials.loc[[best[fig.family]]] if fig.family in best else trials.iloc[:0]
         rows.append({
-            R.QUANTITY: fig.quantity,
+            C.QUANTITY: fig.quantity,
             R.FAMILY: fig.family,
-            R.PUBLISHED: fig.value,
-            R.SOURCE: fig.source,
-            R.OURS_SEED_CONFIG: _value(fig, seed_rows, history),
-            R.OURS_BEST: _value(fig, best_rows, history),
-            R.COMPARABLE: fig.comparable,
-            R.NOTE: f"ours: {fig.column}" + (f" at epoch {fig.epoch}" if fig.epoch else "") + f"; {fig.note}",
+            C.PUBLISHED: fig.value,
+            C.SOURCE: fig.source,
+            C.OURS_SEED_CONFIG: _value(fig, seed_rows, history),
+            C.OURS_BEST: _value(fig, best_rows, history),
+            C.COMPARABLE: fig.comparable,
+            C.NOTE: f"ours: {fig.column}" + (f" at epoch {fig.epoch}" if fig.epoch else "") + f"; {fig.note}",
         })
-    return pd.DataFrame(rows, columns=[R.QUANTITY, R.FAMILY, R.PUBLISHED, R.SOURCE, R.OURS_SEED_CONFIG, R.OURS_BEST,
-                                       R.COMPARABLE, R.NOTE])
+    return pd.DataFrame(rows, columns=[C.QUANTITY, R.FAMILY, C.PUBLISHED, C.SOURCE, C.OURS_SEED_CONFIG, C.OURS_BEST,
+                                       C.COMPARABLE, C.NOTE])
 
 
 def _value(fig: PublishedFigure, rows: pd.DataFrame, history: pd.DataFrame) -> float:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import columns as C
 from analysis.budget import BudgetCurve
 from analysis.pareto import MINIMIZE, Objective, hypervolume_of_points
 from analysis.tables import best_trials
@@ -160,8 +161,8 @@ def verdict_table(verdict: Verdict) -> pd.DataFrame:
     """One row per axis: what was compared, each family's value, the winner."""
     rows = []
     for a in verdict.axes:
-        row = {R.AXIS: a.axis, R.MEASURE: f"{a.measure} ({a.better} is better)"}
+        row = {C.AXIS: a.axis, C.MEASURE: f"{a.measure} ({a.better} is better)"}
         row.update({family: value for family, value in a.values})
-        row[R.WINNER] = a.winner or "none"
+        row[C.WINNER] = a.winner or "none"
         rows.append(row)
     return pd.DataFrame(rows)

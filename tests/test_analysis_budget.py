@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import columns as C
 from analysis.budget import BudgetCurve, budget_curve, budget_curves, budget_table, expected_minimum
 from study import results as R
 
@@ -64,5 +65,5 @@ def test_budget_curves_per_family_skip_a_family_without_values_and_tabulate():
     assert list(curves) == ["gan"]
     assert curves["gan"].expected_best == (3.0, 2.5)
     table = budget_table(curves)
-    assert list(table.columns) == [R.FAMILY, R.BUDGET, R.EXPECTED_BEST, R.BAND_LOW, R.BAND_HIGH]
-    assert table[[R.FAMILY, R.BUDGET, R.EXPECTED_BEST]].values.tolist() == [["gan", 1, 3.0], ["gan", 2, 2.5]]
+    assert list(table.columns) == [R.FAMILY, C.BUDGET, C.EXPECTED_BEST, C.BAND_LOW, C.BAND_HIGH]
+    assert table[[R.FAMILY, C.BUDGET, C.EXPECTED_BEST]].values.tolist() == [["gan", 1, 3.0], ["gan", 2, 2.5]]

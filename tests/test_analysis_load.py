@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import columns as C
 from analysis.load import (
     StudyLoadError,
     epoch_curves,
@@ -94,7 +95,7 @@ def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the
         (ray_trial / folder).mkdir(parents=True)
         shutil.copyfile(trial_path(row) / R.CHECKPOINTS_DIR / R.checkpoint_name(epoch),
                         ray_trial / folder / R.checkpoint_name(epoch))
-    row[R.STUDY_PATH], row[R.TRIAL_DIR] = str(tmp_path), "trial_0001"
+    row[C.STUDY_PATH], row[R.TRIAL_DIR] = str(tmp_path), "trial_0001"
     assert final_checkpoint(row) == ray_trial / "checkpoint_000001" / R.checkpoint_name(2)
     row[R.TRIAL_DIR] = None
     assert final_checkpoint(row) is None

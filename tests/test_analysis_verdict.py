@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from analysis import columns as C
 from analysis.budget import BudgetCurve, budget_curves
 from analysis.pareto import Objective
 from analysis.verdict import (
@@ -84,7 +85,7 @@ def test_decide_whole_verdict():
     )
     assert decide(trials, curves) == expected
     table = verdict_table(decide(trials, curves))
-    assert table[[R.AXIS, R.WINNER]].values.tolist() == [
+    assert table[[C.AXIS, C.WINNER]].values.tolist() == [
         [AXIS_QUALITY, "gan"], [AXIS_SIZE, "gan"], [AXIS_TIME, "gan"], [AXIS_ALL, "vae"], [AXIS_SPEED, "vae"]]
 
 
