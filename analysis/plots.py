@@ -231,8 +231,8 @@ def plot_budget(curves: Mapping[str, BudgetCurve], path: Path, family_of: Mappin
     axes[0].set_ylabel(f"expected {name(metric)} (lower is better)")
     _log_y_if_spread(axes[0], [v for c in curves.values() for v in c.low + c.high])
     if some:
-        fig.suptitle(f"{name(metric)} of the lowest-{name(select)} trial among k (exact, {some.level:.0%} range)",
-                     fontweight="bold")
+        fig.suptitle(f"{name(metric)} of the trial with the lowest {name(select)} among k "
+                     f"(expected, exact {some.level:.0%} range)", fontweight="bold")
     axes[0].legend(loc="upper right")
     fig.tight_layout()
     return _save(fig, path)

@@ -38,7 +38,7 @@ def fid_bounds(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select
     reference of its study, computed from `reference` (default: the rows themselves)."""
     reference = rows if reference is None else reference
     ref_study = reference[R.STUDY] if R.STUDY in reference else pd.Series("", index=reference.index)
-    seeds = _seed_rows(reference)
+    seeds = seed_mask(reference)
     values = reference[select].to_numpy(dtype=float, na_value=np.nan)
     values = pd.Series(np.where(np.isfinite(values), values, np.nan), index=reference.index)
     seed_ref = values[seeds.to_numpy()].groupby(ref_study[seeds.to_numpy()]).min()
@@ -48,7 +48,8 @@ def fid_bounds(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select
     return QUALITY_FACTOR * row_study.map(per_study).astype(float)
 
 
-def _seed_rows(frame: pd.DataFrame) -> pd.Series:
+def seed_mask(frame: pd.DataFrame) -> pd.Series:
+    """The seed-study configurations among the rows (by config_json, else the seed_config flag)."""
     if R.CONFIG_JSON in frame:
         return is_seed_config(frame)
     if R.SEED_CONFIG in frame:

@@ -26,8 +26,8 @@ import pandas as pd
 
 from analysis import columns as C
 from analysis.pareto import MINIMIZE, Objective, hypervolume_of_points
-from analysis.quality import study_fid_bound
-from analysis.selection import SELECT, is_seed_config
+from analysis.quality import seed_mask, study_fid_bound
+from analysis.selection import SELECT
 from analysis.stats import Interval, percentile_interval
 from study import results as R
 
@@ -44,7 +44,8 @@ class Comparison(NamedTuple):
 
 
 def _seed_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    seeds = trials[is_seed_config(trials)] if R.CONFIG_JSON in trials else trials.iloc[:0]
+    """The seed configurations (all rows when there are none, so a bound still exists)."""
+    seeds = trials[seed_mask(trials).to_numpy()]
     return seeds if len(seeds) else trials
 
 
