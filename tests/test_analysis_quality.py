@@ -12,7 +12,14 @@ import pytest
 from analysis import columns as C
 from analysis.pareto import Objective, hypervolume
 from analysis.quality import QUALITY_FACTOR, VAL_CLASS_COVERAGE, fid_bounds, is_usable
-from analysis.tradeoff import PARAMS_FACTOR, SECONDS_FACTOR, compare, mean_volume, reference_point, volume
+from analysis.tradeoff import (
+    PARAMS_FACTOR,
+    SECONDS_FACTOR,
+    compare,
+    mean_volume,
+    reference_point,
+    volume,
+)
 from study import results as R
 
 NAN = math.nan
