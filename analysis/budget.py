@@ -116,11 +116,14 @@ def budget_curve(frame: pd.DataFrame, *, label: str = "", metric: str = R.TEST_F
         expected.append(float(np.dot(w, y)))
         low.append(_quantile(y, w, tail))
         high.append(_quantile(y, w, 1 - tail))
-    seconds = frame[R.TRAIN_SECONDS].to_numpy(dtype=float, na_value=np.nan) if R.TRAIN_SECONDS in frame else np.zeros(n)
+    seconds = (frame[R.TRAIN_SECONDS].to_numpy(dtype=float, na_value=np.nan) if R.TRAIN_SECONDS in frame
+               else np.zeros(n))
     per_trial = float(np.where(np.isfinite(seconds), seconds, 0.0).mean())
-    return BudgetCurve(label=label, metric=metric, select=select, budgets=budgets, expected_best=tuple(expected),
-                       low=tuple(low), high=tuple(high), seconds=tuple(k * per_trial for k in budgets),
-                       n_trials=n, n_failed=int((~np.isfinite(selection_values(frame, select))).sum()), level=level)
+    failed = int((~np.isfinite(selection_values(frame, select))).sum())
+    return BudgetCurve(label=label, metric=metric, select=select, budgets=budgets,
+                       expected_best=tuple(expected), low=tuple(low), high=tuple(high),
+                       seconds=tuple(k * per_trial for k in budgets), n_trials=n, n_failed=failed,
+                       level=level)
 
 
 def budget_curves(trials: pd.DataFrame, metric: str = R.TEST_FID, by: str | None = None,

@@ -83,7 +83,8 @@ def load_study(path: str | Path) -> Studies:
         if column not in trials.columns:
             trials[column] = np.nan
     history_file = path / R.HISTORY_FILE
-    history = _read(history_file) if history_file.is_file() else pd.DataFrame(columns=list(REQUIRED_HISTORY_COLUMNS))
+    history = (_read(history_file) if history_file.is_file()
+               else pd.DataFrame(columns=list(REQUIRED_HISTORY_COLUMNS)))
     _require(history, REQUIRED_HISTORY_COLUMNS, history_file)
     for column in HISTORY_METRIC_COLUMNS:
         if column not in history.columns:
@@ -118,7 +119,8 @@ def load_studies(paths: Iterable[str | Path], allow_mixed: bool = False) -> Stud
     protocols = pd.concat([s.protocols for s in loaded], ignore_index=True)
     duplicated = trials.duplicated([R.STUDY, R.TRIAL_ID], keep=False)
     if duplicated.any():
-        pairs = sorted(set(zip(trials.loc[duplicated, R.STUDY], trials.loc[duplicated, R.TRIAL_ID], strict=True)))
+        twice = trials.loc[duplicated]
+        pairs = sorted(set(zip(twice[R.STUDY], twice[R.TRIAL_ID], strict=True)))
         raise StudyLoadError(
             f"the same (study, trial) appears more than once: {pairs[:3]}. Pass each study directory once; "
             "two different studies must have different names."
@@ -167,8 +169,8 @@ def study_protocol(trials: pd.DataFrame, plan: dict, path: Path) -> dict:
         if key in plan:
             return FULL_SPLIT if plan[key] is None and key == C.PLAN_TRAIN_SUBSET else str(plan[key])
         value = from_rows(field_name, reduce)
-        return FULL_SPLIT if value == "" and key == C.PLAN_TRAIN_SUBSET and R.hp_column(field_name) in trials \
-            else value
+        all_data = value == "" and key == C.PLAN_TRAIN_SUBSET and R.hp_column(field_name) in trials
+        return FULL_SPLIT if all_data else value
 
     def max_epochs(values: pd.Series) -> str:
         values = values.dropna()
@@ -239,14 +241,16 @@ def _with_groups(trials: pd.DataFrame, history: pd.DataFrame, replicates: pd.Dat
     studies_per_family = search.groupby(R.FAMILY)[R.STUDY].nunique()
     names = {}
     for study, family in trials[[R.STUDY, R.FAMILY]].drop_duplicates().itertuples(index=False):
-        reproduction = C.REPRODUCES in trials and trials.loc[trials[R.STUDY] == study, C.REPRODUCES].notna().any()
+        reproduction = (C.REPRODUCES in trials
+                        and trials.loc[trials[R.STUDY] == study, C.REPRODUCES].notna().any())
         alone = studies_per_family.get(family, 0) == 1 and not reproduction
         names[(study, family)] = str(family) if alone else str(study)
     out = []
     for frame in (trials, history, replicates):
         frame = frame.copy()
         if len(frame):
-            frame[C.GROUP] = [names.get((s, f), str(s)) for s, f in zip(frame[R.STUDY], frame[R.FAMILY], strict=True)]
+            frame[C.GROUP] = [names.get((s, f), str(s))
+                              for s, f in zip(frame[R.STUDY], frame[R.FAMILY], strict=True)]
         else:
             frame[C.GROUP] = pd.Series(dtype=object)
         out.append(frame)
@@ -268,7 +272,8 @@ def final_checkpoint(row: pd.Series) -> Path | None:
     if final.is_file():
         return final
     epochs = {}
-    for path in directory.rglob("epoch_*.pt"):  # R.checkpoint_name(epoch), as study.train.latest_checkpoint globs
+    # R.checkpoint_name(epoch), as study.train.latest_checkpoint globs
+    for path in directory.rglob("epoch_*.pt"):
         digits = path.stem.rpartition("_")[2]
         if digits.isdigit():
             epochs[int(digits)] = path
@@ -308,6 +313,7 @@ def epoch_curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str = R.VA
     """History rows with a finite `metric`, each with its trial's stop reason and epochs run,
     sorted by (family, study, trial, epoch): a trial's last row is where it stopped."""
     ends = trials[[R.STUDY, R.TRIAL_ID, R.STOP_REASON, R.EPOCHS_RUN]]
-    rows = history.drop(columns=[R.STOP_REASON], errors="ignore").merge(ends, on=[R.STUDY, R.TRIAL_ID], how="inner")
+    rows = history.drop(columns=[R.STOP_REASON], errors="ignore")
+    rows = rows.merge(ends, on=[R.STUDY, R.TRIAL_ID], how="inner")
     rows = rows[np.isfinite(rows[metric].to_numpy(dtype=float, na_value=np.nan))]
     return rows.sort_values([R.FAMILY, R.STUDY, R.TRIAL_ID, R.EPOCH], kind="stable").reset_index(drop=True)

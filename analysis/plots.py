@@ -150,7 +150,8 @@ def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = SELECT,
     """One panel per (quality, x) pair: every trial as a dot, each group's front among its usable
     trials (analysis.quality) as a staircase. `quality` is the column that chooses: validation FID."""
     _style()
-    fig, axes = plt.subplots(1, len(x_columns), figsize=(6.0 * len(x_columns), 4.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(x_columns), figsize=(6.0 * len(x_columns), 4.6), sharey=True,
+                             squeeze=False)
     by, family_of = _group_column(trials), _family_of(trials)
     usable = is_usable(trials, select=quality)
     excluded: dict[str, int] = {}
@@ -197,7 +198,8 @@ def plot_fid_curves(curves: pd.DataFrame, path: Path, metric: str = R.VAL_FID) -
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel(label(metric))
     _log_y_if_spread(axes[0][0], curves[metric])
-    handles = [plt.Line2D([], [], ls="", marker=m, color="0.4", markeredgecolor="black", markersize=8, label=reason)
+    handles = [plt.Line2D([], [], ls="", marker=m, color="0.4", markeredgecolor="black", markersize=8,
+                          label=reason)
                for reason, m in STOP_MARKERS.items() if reason in set(curves[R.STOP_REASON])]
     if handles:
         axes[0][-1].legend(handles=handles, title="trial ended", bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -205,7 +207,8 @@ def plot_fid_curves(curves: pd.DataFrame, path: Path, metric: str = R.VAL_FID) -
     return _save(fig, path)
 
 
-def plot_budget(curves: Mapping[str, BudgetCurve], path: Path, family_of: Mapping[str, str] | None = None) -> Path:
+def plot_budget(curves: Mapping[str, BudgetCurve], path: Path,
+                family_of: Mapping[str, str] | None = None) -> Path:
     """Expected test FID of the lowest-validation-FID trial among k, per group, with its exact
     95 % range; left over the number of trials k, right over cumulative training seconds."""
     _style()
@@ -266,7 +269,8 @@ def plot_hyperparameters(trials: pd.DataFrame, path: Path, quality: str = R.TEST
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), sharey=True)
     for ax, (column, xlabel) in zip(axes, panels, strict=True):
         for family, group in frame.groupby(R.FAMILY, sort=True):
-            ax.scatter(group[column], group[quality], s=40, alpha=0.75, color=FAMILY_COLORS.get(family, "0.3"),
+            ax.scatter(group[column], group[quality], s=40, alpha=0.75,
+                       color=FAMILY_COLORS.get(family, "0.3"),
                        edgecolor="white", linewidth=0.5, label=_family_name(family))
         ax.set_xscale("log", base=2 if column == LATENT else 10)
         _ticks_for(ax.xaxis, column)

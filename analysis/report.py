@@ -36,7 +36,7 @@ from analysis.document import (
     to_markdown,
 )
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
-from analysis.load import StudyLoadError, Studies, check_study_dir, epoch_curves, load_studies
+from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
 from analysis.quality import QUALITY_FACTOR, is_usable, study_fid_bound
 from analysis.selection import SELECT, best_label
 from analysis.tables import (
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "study directories, e.g. results/<gan-study> results/<vae-study>.",
     )
     p.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study directories holding trials.parquet")
-    p.add_argument("--out", default="report", help="output directory; refused if it holds files (default: report)")
+    p.add_argument("--out", default="report",
+                   help="output directory; refused if it holds files (default: report)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     p.add_argument("--quality", default=R.TEST_FID, choices=QUALITY_CHOICES,
                    help="column that describes the chosen trials in budget curves, the quality axis and "
@@ -100,20 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bootstrap resamples of the hypervolume and speed intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the projections")
     p.add_argument("--latent-images", type=int, default=3000, help="test images in the latent-space figure")
-    p.add_argument("--latent-method", default=PCA, choices=METHODS, help="projection when the latent has > 2 dims")
+    p.add_argument("--latent-method", default=PCA, choices=METHODS,
+                   help="projection when the latent has > 2 dims")
     p.add_argument("--data-dir", help="directory holding MNIST/raw/ for the latent figure "
                    "(default: $STUDY_DATA_DIR, else the download cache; never downloads)")
     p.add_argument("--allow-mixed", action="store_true",
                    help="pool studies run under different protocols (feature network, eval samples, training "
                    "subset, max epochs); refused otherwise. The report lists every study's protocol")
     p.add_argument("--smoke-test", action="store_true",
-                   help=f"a seconds-long run: {SMOKE_RESAMPLES} resamples, {SMOKE_LATENT_IMAGES} latent images, PCA")
+                   help=f"a seconds-long run: {SMOKE_RESAMPLES} resamples, {SMOKE_LATENT_IMAGES} latent "
+                   "images, PCA")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> ReportSettings:
     if args.resamples < 1 or args.latent_images < 1:
-        raise ValueError(f"--resamples {args.resamples} and --latent-images {args.latent_images} must be at least 1.")
+        raise ValueError(f"--resamples {args.resamples} and --latent-images {args.latent_images} must be at "
+                         "least 1.")
     settings = ReportSettings(quality=args.quality, resamples=args.resamples, seed=args.seed,
                               latent_images=args.latent_images, latent_method=args.latent_method,
                               data_dir=args.data_dir, allow_mixed=args.allow_mixed)
@@ -128,14 +132,15 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; choose a directory path for the report.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} already holds files; choose a new directory or pass --overwrite to replace "
-                         "it (nothing was written).")
+        raise ValueError(f"--out {out} already holds files; choose a new directory or pass --overwrite to "
+                         "replace it (nothing was written).")
 
 
 def check_data_dir(data_dir: str | None) -> None:
     if data_dir and not has_mnist(Path(data_dir).expanduser()):
-        raise ValueError(f"--data-dir {data_dir} holds no MNIST/raw/ IDX files; point it at the directory that "
-                         "contains MNIST/raw/ (e.g. ../shared/data) or leave it out to skip the latent figure.")
+        raise ValueError(f"--data-dir {data_dir} holds no MNIST/raw/ IDX files; point it at the directory "
+                         "that contains MNIST/raw/ (e.g. ../shared/data) or leave it out to skip the latent "
+                         "figure.")
 
 
 def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettings = ReportSettings(),
@@ -168,11 +173,13 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
     progress("drawing figures")
     figs: dict[str, str] = {}
     if trials[select].notna().any():
-        figs["pareto"] = _rel(plots.plot_pareto(trials, figures_dir / "pareto_fronts.png", quality=select), out)
+        figs["pareto"] = _rel(plots.plot_pareto(trials, figures_dir / "pareto_fronts.png", quality=select),
+                              out)
     else:
         notes.append(f"No trial has a finite {select}: Pareto figure skipped.")
     if trials[q].notna().any():
-        figs["hyper"] = _rel(plots.plot_hyperparameters(trials, figures_dir / "hyperparameters.png", quality=q), out)
+        figs["hyper"] = _rel(plots.plot_hyperparameters(trials, figures_dir / "hyperparameters.png",
+                                                        quality=q), out)
     else:
         notes.append(f"No trial has a finite {q}: hyperparameter figure skipped.")
     curve_rows = epoch_curves(trials, history, R.VAL_FID)
@@ -188,9 +195,11 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
                     for label in sorted(usable_front(group, front_objectives(select), select),
                                         key=lambda i: trials.loc[i, select])]
     if front_labels:
-        figs["mosaic"] = _rel(plots.plot_sample_mosaic(trials, front_labels, figures_dir / "pareto_samples.png",
-                                                       quality=q, select=select), out)
-    figs["latent"], latent_note = _latent_figure(trials, figures_dir / "vae_latent.png", settings, out, progress)
+        mosaic = plots.plot_sample_mosaic(trials, front_labels, figures_dir / "pareto_samples.png",
+                                          quality=q, select=select)
+        figs["mosaic"] = _rel(mosaic, out)
+    figs["latent"], latent_note = _latent_figure(trials, figures_dir / "vae_latent.png", settings, out,
+                                                 progress)
     if latent_note:
         notes.append(latent_note)
 
@@ -207,7 +216,8 @@ def _rel(path: Path, out: Path) -> str:
     return path.relative_to(out).as_posix()
 
 
-def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path, progress) -> tuple[str | None, str | None]:
+def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path,
+                   progress) -> tuple[str | None, str | None]:
     found = best_vae(trials, settings.select)
     if found is None:
         return None, "No VAE trial with a final checkpoint: latent-space figure skipped."
@@ -251,8 +261,8 @@ def front_table(trials: pd.DataFrame, select: str = SELECT) -> pd.DataFrame:
             rows.append({C.GROUP: group_name, C.AXIS: " vs ".join(o.column for o in objs),
                          C.N_TRIALS: len(front),
                          R.TRIAL_ID: ", ".join(map(str, group.loc[front, R.TRIAL_ID])),
-                         C.NOTE: f"{int((~usable[group.index]).sum())} trial(s) not usable (failed, no finite "
-                                 f"{select}, or above the quality threshold) excluded"})
+                         C.NOTE: f"{int((~usable[group.index]).sum())} trial(s) not usable (failed, no "
+                                 f"finite {select}, or above the quality threshold) excluded"})
     return pd.DataFrame(rows)
 
 
@@ -266,73 +276,79 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
     q, select = settings.quality, settings.select
     bounds = ", ".join(f"{s} {b:.4g}" for s, b in study_fid_bound(trials, select).items())
     ref = reference_point(trials, select)
-    mixed = (" The studies were pooled with --allow-mixed although their protocols differ (see Protocols)."
-             if settings.allow_mixed else "")
+    paths = ", ".join(str(p) for p in studies.paths)
+    intro = (
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(studies.trials)} trials in "
+        f"{len(studies.paths)} studies: {paths}. Every choice is made on validation: each group's best "
+        f"trial and configuration (lowest {select}), Pareto membership and the trial behind each budget "
+        f"point; {q} only describes what was chosen."
+        + (" Replicates over seeds are used where they exist." if verdict.replicated else "")
+        + (" The studies were pooled with --allow-mixed although their protocols differ (see Protocols)."
+           if settings.allow_mixed else ""))
+    rule = ("An axis has a winner only when the 95 % interval of the difference between the leader and "
+            "the runner-up excludes zero; otherwise it is too close to call. Without replicates "
+            "(replicates.parquet from `python -m study.replicate`) every axis is single seed, provisional.")
+    usable = (
+        f"A trial counts on a front or a trade-off axis only when it is usable: it ended with a model and "
+        f"its {select} is at most {QUALITY_FACTOR:g} times the lowest {select} of its study's seed-study "
+        f"configurations (bounds: {bounds}), plus class coverage where measured (analysis.quality). "
+        f"Hypervolumes use log10 sizes and times, equal trial counts per group, and a fixed reference point: "
+        f"{select} {ref[select]:.4g}, {ref[R.PARAMS_TOTAL]:.4g} parameters ({PARAMS_FACTOR:g} x the largest "
+        f"seed configuration), {ref[R.TRAIN_SECONDS]:.4g} s ({SECONDS_FACTOR:g} x the slowest seed "
+        f"configuration's time for the max epochs).")
+    captions = {
+        "verdict": "Each axis, each group's value (mean [95 % CI] over seeds where replicated), the "
+                   "leader-minus-runner-up difference with its 95 % interval, and the call.",
+        "headline": f"Each group's best configuration (lowest {select}; among replicated configurations the "
+                    f"lowest mean over seeds) and its seed configurations: {q} as mean and 95 % Student-t "
+                    "interval over n_seeds seeds (n = 1: one trial, no interval).",
+        "overview": f"Trials per stop reason, usable trials, epochs and training seconds summed; the best "
+                    f"trial's {select} and the {q} that describes it.",
+        "protocols": "Each study's protocol (study.json, else its rows): feature network, generated samples "
+                     "per FID, training subset, max epochs, sampler and scheduler. Studies that differ are "
+                     "refused unless --allow-mixed.",
+        "seed_studies": "ours_seed_config: mean over our trials of the seed study's own configuration; "
+                        "ours_best: the family's best trial (chosen on validation); reproduced: the seed "
+                        "study's own experiment re-run (study.reproduce), mean and 95 % interval over its "
+                        "seeds at its longest epoch count; blank: not measured.",
+        "trials": f"Pareto: usable and non-dominated in ({select}, total parameters, training seconds) "
+                  f"within its group; {q} describes the chosen trials.",
+        "pareto": f"{select} against network size and training time; staircases are each group's front among "
+                  "its usable trials, outlined dots its Pareto-optimal trials.",
+        "curves": "Validation FID per epoch; the marker at each line's end shows how the trial ended "
+                  "(early-stopped by the scheduler, completed, diverged).",
+        "budget": f"Expected {q} of the lowest-{select} trial among k trials drawn without replacement "
+                  "(Dodge et al. 2019, exact over all subsets; failed trials count as the worst value), over "
+                  "k and over k times the mean training seconds, with the exact 95 % range. "
+                  f"{_sampler_captions(studies.protocols)}.",
+        "latent": "Encoder means of test images, coloured by digit (projected to 2-D when the latent has "
+                  "more dimensions).",
+    }
+    comparable = ("Comparable: only Inception FID to Inception FID (and then with caveats on protocol). Our "
+                  "domain FID is computed on our MNIST feature network and is on a different scale; our "
+                  "Inception Score uses an MNIST classifier (1 to 10), not comparable to 2.76 without "
+                  "knowing theirs.")
     blocks: list[Block] = [
-        Heading("GAN vs VAE on MNIST: study report", 1),
-        Paragraph(f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(studies.trials)} trials in "
-                  f"{len(studies.paths)} studies: {', '.join(str(p) for p in studies.paths)}. Every choice is "
-                  f"made on validation: each group's best trial and configuration (lowest {select}), Pareto "
-                  f"membership and the trial behind each budget point; {q} only describes what was chosen. "
-                  f"{'Replicates over seeds are used where they exist.' if verdict.replicated else ''}"
-                  f"{mixed}"),
-        Heading("Verdict"),
-        Paragraph("An axis has a winner only when the 95 % interval of the difference between the leader and "
-                  "the runner-up excludes zero; otherwise it is too close to call. Without replicates "
-                  "(replicates.parquet from `python -m study.replicate`) every axis is single seed, provisional."),
-        Bullets(verdict.summary),
-        Table(tables["verdict"], "Each axis, each group's value (mean [95 % CI] over seeds where replicated), "
-                                 "the leader-minus-runner-up difference with its 95 % interval, and the call."),
-        Heading("Headline numbers"),
-        Table(tables["headline"], f"Each group's best configuration (lowest {select}; among replicated "
-                                  f"configurations the lowest mean over seeds) and its seed configurations: "
-                                  f"{q} as mean and 95 % Student-t interval over n_seeds seeds (n = 1: one trial, "
-                                  "no interval)."),
-        Heading("Usable trials and the trade-off axes"),
-        Paragraph(f"A trial counts on a front or a trade-off axis only when it is usable: it ended with a model "
-                  f"and its {select} is at most {QUALITY_FACTOR:g} times the lowest {select} of its study's "
-                  f"seed-study configurations (bounds: {bounds}), plus class coverage where measured "
-                  f"(analysis.quality). Hypervolumes use log10 sizes and times, equal trial counts per group, "
-                  f"and a fixed reference point: {select} {ref[select]:.4g}, {ref[R.PARAMS_TOTAL]:.4g} "
-                  f"parameters ({PARAMS_FACTOR:g} x the largest seed configuration), {ref[R.TRAIN_SECONDS]:.4g} s "
-                  f"({SECONDS_FACTOR:g} x the slowest seed configuration's time for the max epochs)."),
-        Heading("Studies"),
-        Table(tables["overview"], f"Trials per stop reason, usable trials, epochs and training seconds summed; "
-                                  f"the best trial's {select} and the {q} that describes it."),
-        Heading("Protocols"),
-        Table(tables["protocols"], "Each study's protocol (study.json, else its rows): feature network, generated "
-                                   "samples per FID, training subset, max epochs, sampler and scheduler. Studies "
-                                   "that differ are refused unless --allow-mixed."),
-        Heading("The seed studies' numbers, side by side"),
-        Paragraph("Comparable: only Inception FID to Inception FID (and then with caveats on protocol). Our domain "
-                  "FID is computed on our MNIST feature network and is on a different scale; our Inception Score "
-                  "uses an MNIST classifier (1 to 10), not comparable to 2.76 without knowing theirs."),
-        Table(tables["seed_studies"], "ours_seed_config: mean over our trials of the seed study's own "
-                                      "configuration; ours_best: the family's best trial (chosen on validation); "
-                                      "reproduced: the seed study's own experiment re-run (study.reproduce), mean "
-                                      "and 95 % interval over its seeds at its longest epoch count; blank: not "
-                                      "measured."),
-        Heading("Best, seed-configuration and Pareto trials"),
-        Table(tables["trials"], f"Pareto: usable and non-dominated in ({select}, total parameters, training "
-                                f"seconds) within its group; {q} describes the chosen trials."),
+        Heading("GAN vs VAE on MNIST: study report", 1), Paragraph(intro),
+        Heading("Verdict"), Paragraph(rule), Bullets(verdict.summary),
+        Table(tables["verdict"], captions["verdict"]),
+        Heading("Headline numbers"), Table(tables["headline"], captions["headline"]),
+        Heading("Usable trials and the trade-off axes"), Paragraph(usable),
+        Heading("Studies"), Table(tables["overview"], captions["overview"]),
+        Heading("Protocols"), Table(tables["protocols"], captions["protocols"]),
+        Heading("The seed studies' numbers, side by side"), Paragraph(comparable),
+        Table(tables["seed_studies"], captions["seed_studies"]),
+        Heading("Best, seed-configuration and Pareto trials"), Table(tables["trials"], captions["trials"]),
         Heading("Pareto fronts"),
     ]
     if figs.get("pareto"):
-        blocks.append(Figure(figs["pareto"], f"{select} against network size and training time; staircases are "
-                                             "each group's front among its usable trials, outlined dots its "
-                                             "Pareto-optimal trials."))
+        blocks.append(Figure(figs["pareto"], captions["pareto"]))
     blocks.append(Table(tables["pareto_fronts"], "Usable trials on each group's fronts."))
     if figs.get("curves"):
-        blocks += [Heading("Validation FID during training"),
-                   Figure(figs["curves"], "Validation FID per epoch; the marker at each line's end shows how the "
-                                          "trial ended (early-stopped by the scheduler, completed, diverged).")]
+        blocks += [Heading("Validation FID during training"), Figure(figs["curves"], captions["curves"])]
     blocks.append(Heading("Expected test FID at equal budget"))
     if figs.get("budget"):
-        blocks.append(Figure(figs["budget"], f"Expected {q} of the lowest-{select} trial among k trials drawn "
-                                             "without replacement (Dodge et al. 2019, exact over all subsets; "
-                                             "failed trials count as the worst value), over k and over k times "
-                                             "the mean training seconds, with the exact 95 % range. "
-                                             f"{_sampler_captions(studies.protocols)}."))
+        blocks.append(Figure(figs["budget"], captions["budget"]))
     blocks.append(Paragraph(verdict.summary[-1]))
     blocks.append(Table(tables["budget"], "Expected value and exact 95 % range per number of trials."))
     if figs.get("hyper"):
@@ -343,9 +359,7 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
                    Figure(figs["mosaic"], "Last-epoch sample grids (8x8, fixed noise) of each group's Pareto "
                                           "trials (usable, chosen on validation).")]
     if figs.get("latent"):
-        blocks += [Heading("Latent space of the best VAE"),
-                   Figure(figs["latent"], "Encoder means of test images, coloured by digit (projected to 2-D when "
-                                          "the latent has more dimensions).")]
+        blocks += [Heading("Latent space of the best VAE"), Figure(figs["latent"], captions["latent"])]
     if notes:
         blocks += [Heading("Skipped"), Bullets(tuple(notes))]
     return blocks

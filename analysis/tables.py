@@ -43,9 +43,9 @@ SEED_STUDY_2 = "seed study 2 (PyTorch MLP GAN vs MLP VAE)"
 SEED_STUDY_NUMBER = {SEED_STUDY_1: 1, SEED_STUDY_2: 2}  # the value of a reproduction's reproduces_seed_study
 
 # The comparison table's columns, in order.
-TABLE_COLUMNS = (R.FAMILY, C.ROLE, R.TRIAL_ID, R.ARCH, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.EPOCHS_RUN, R.STOP_REASON,
-                 R.FINAL_VAL_FID, R.TEST_FID, R.TEST_INCEPTION_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE,
-                 R.TEST_NELBO)
+TABLE_COLUMNS = (R.FAMILY, C.ROLE, R.TRIAL_ID, R.ARCH, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.EPOCHS_RUN,
+                 R.STOP_REASON, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_INCEPTION_FID, R.TEST_KID, R.TEST_IS,
+                 R.TEST_RECON_MSE, R.TEST_NELBO)
 
 
 class PublishedFigure(NamedTuple):
@@ -60,25 +60,29 @@ class PublishedFigure(NamedTuple):
     note: str
 
 
-_INCEPTION_NOTE = ("Inception FID on both sides, but the seed study states neither its sample counts nor its "
-                   "reference images (ours: 10,000 generated vs the 10,000 test images, as Lucic et al. 2018)")
-_DOMAIN_NOTE = "domain FID uses our MNIST feature network: a different feature space and scale, never comparable"
+_INCEPTION_NOTE = ("Inception FID on both sides, but the seed study states neither its sample counts nor "
+                   "its reference images (ours: 10,000 generated vs the 10,000 test images, as Lucic et al. "
+                   "2018)")
+_DOMAIN_NOTE = ("domain FID uses our MNIST feature network: a different feature space and scale, never "
+                "comparable")
 _LOSS_NOTE = ("training loss in nats per image (BCE summed over pixels + KL), the quantity the seed study "
               "printed; its batch size and data order are unknown and the figure is approximate")
 
 PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
     PublishedFigure("FID", FAMILY_GAN, ARCH_DCGAN, 18.24, SEED_STUDY_1, R.TEST_INCEPTION_FID, None,
                     COMPARABLE_CAVEATS, _INCEPTION_NOTE),
-    PublishedFigure("FID", FAMILY_GAN, ARCH_DCGAN, 18.24, SEED_STUDY_1, R.TEST_FID, None, COMPARABLE_NO, _DOMAIN_NOTE),
+    PublishedFigure("FID", FAMILY_GAN, ARCH_DCGAN, 18.24, SEED_STUDY_1, R.TEST_FID, None, COMPARABLE_NO,
+                    _DOMAIN_NOTE),
     PublishedFigure("FID", FAMILY_VAE, ARCH_CONV, 28.56, SEED_STUDY_1, R.TEST_INCEPTION_FID, None,
                     COMPARABLE_CAVEATS, _INCEPTION_NOTE),
-    PublishedFigure("FID", FAMILY_VAE, ARCH_CONV, 28.56, SEED_STUDY_1, R.TEST_FID, None, COMPARABLE_NO, _DOMAIN_NOTE),
-    PublishedFigure("Inception Score", FAMILY_GAN, ARCH_DCGAN, 2.76, SEED_STUDY_1, R.TEST_IS, None, COMPARABLE_NO,
-                    "our IS uses an MNIST classifier (scale 1..10, real test digits score about 10); the seed "
-                    "study does not say which classifier gave 2.76"),
-    PublishedFigure("reconstruction error", FAMILY_VAE, ARCH_CONV, 0.092, SEED_STUDY_1, R.TEST_RECON_MSE, None,
-                    COMPARABLE_CAVEATS, "ours is per-pixel MSE in [0, 1] pixel units on the test set; the seed "
-                    "study does not define its error"),
+    PublishedFigure("FID", FAMILY_VAE, ARCH_CONV, 28.56, SEED_STUDY_1, R.TEST_FID, None, COMPARABLE_NO,
+                    _DOMAIN_NOTE),
+    PublishedFigure("Inception Score", FAMILY_GAN, ARCH_DCGAN, 2.76, SEED_STUDY_1, R.TEST_IS, None,
+                    COMPARABLE_NO, "our IS uses an MNIST classifier (scale 1..10, real test digits score "
+                    "about 10); the seed study does not say which classifier gave 2.76"),
+    PublishedFigure("reconstruction error", FAMILY_VAE, ARCH_CONV, 0.092, SEED_STUDY_1, R.TEST_RECON_MSE,
+                    None, COMPARABLE_CAVEATS, "ours is per-pixel MSE in [0, 1] pixel units on the test set; "
+                    "the seed study does not define its error"),
     PublishedFigure("VAE loss, first epoch", FAMILY_VAE, ARCH_MLP, 178.0, SEED_STUDY_2, R.LOSS_NELBO, 1,
                     COMPARABLE_CAVEATS, _LOSS_NOTE),
     PublishedFigure("VAE loss after 50 epochs", FAMILY_VAE, ARCH_MLP, 135.0, SEED_STUDY_2, R.LOSS_NELBO, 50,
@@ -103,7 +107,8 @@ def best_trials(trials: pd.DataFrame, select: str = SELECT) -> dict[str, object]
 
 def front_objectives(select: str = SELECT) -> tuple[Objective, ...]:
     """The three study objectives, all minimised: validation quality (it chooses), size, time."""
-    return (Objective(select, MINIMIZE), Objective(R.PARAMS_TOTAL, MINIMIZE), Objective(R.TRAIN_SECONDS, MINIMIZE))
+    return (Objective(select, MINIMIZE), Objective(R.PARAMS_TOTAL, MINIMIZE),
+            Objective(R.TRAIN_SECONDS, MINIMIZE))
 
 
 def usable_front(group: pd.DataFrame, objectives: Sequence[Objective], select: str = SELECT) -> list:
@@ -135,7 +140,8 @@ def comparison_table(trials: pd.DataFrame, quality: str = R.TEST_FID, select: st
     table = trials.loc[list(roles), columns].copy()
     if by == C.GROUP:
         table.insert(0, C.GROUP, trials.loc[list(roles), C.GROUP])
-    table.insert(columns.index(R.FAMILY) + 1 + (by == C.GROUP), C.ROLE, [", ".join(roles[label]) for label in table.index])
+    table.insert(columns.index(R.FAMILY) + 1 + (by == C.GROUP), C.ROLE,
+                 [", ".join(roles[label]) for label in table.index])
     table["_rank"] = [order[roles[label][0]] for label in table.index]
     table = table.sort_values([by, "_rank", select], kind="stable", na_position="last")
     return table.drop(columns="_rank").reset_index(drop=True)
@@ -161,9 +167,10 @@ def headline_table(trials: pd.DataFrame, replicates: pd.DataFrame | None = None,
             values = stats.mean_ci(rows_[quality].to_numpy(dtype=float, na_value=np.nan))
             chosen = stats.mean_ci(rows_[select].to_numpy(dtype=float, na_value=np.nan))
             arch = group.loc[group[R.TRIAL_ID] == trial_id, R.ARCH]
-            rows.append({by: name, C.ROLE: role, R.TRIAL_ID: trial_id, R.ARCH: arch.iloc[0] if len(arch) else "",
-                         select: chosen.estimate, C.MEAN: values.estimate, C.CI_LOW: values.low,
-                         C.CI_HIGH: values.high, C.N_SEEDS: values.n})
+            rows.append({by: name, C.ROLE: role, R.TRIAL_ID: trial_id,
+                         R.ARCH: arch.iloc[0] if len(arch) else "", select: chosen.estimate,
+                         C.MEAN: values.estimate, C.CI_LOW: values.low, C.CI_HIGH: values.high,
+                         C.N_SEEDS: values.n})
     return pd.DataFrame(rows, columns=[by, C.ROLE, R.TRIAL_ID, R.ARCH, select, C.MEAN, C.CI_LOW, C.CI_HIGH,
                                        C.N_SEEDS])
 
@@ -208,7 +215,8 @@ def _reproduced_values(fig: PublishedFigure, trials: pd.DataFrame, history: pd.D
     number = SEED_STUDY_NUMBER.get(fig.source)
     if C.REPRODUCES not in trials or number is None:
         return np.zeros(0)
-    mine = trials[(trials[C.REPRODUCES] == number) & (trials[R.FAMILY] == fig.family) & (trials[R.ARCH] == fig.arch)]
+    mine = trials[(trials[C.REPRODUCES] == number) & (trials[R.FAMILY] == fig.family)
+                  & (trials[R.ARCH] == fig.arch)]
     if replicates is not None and len(replicates) and R.STUDY in replicates and fig.epoch is None:
         reps = replicates[replicates[R.STUDY].isin(set(mine[R.STUDY])) & (replicates[R.FAMILY] == fig.family)
                           & (replicates[R.ARCH] == fig.arch)] if R.ARCH in replicates else replicates.iloc[:0]

@@ -161,18 +161,19 @@ def decide(trials: pd.DataFrame, curves: Mapping[str, BudgetCurve], quality: str
             return compare(per_group[a], per_group[b], objectives, reference, resamples, seed).difference
 
         n = min((len(per_group[g]) for g in groups), default=0)  # equal trial counts
-        volumes = [(g, Interval(mean_volume(per_group[g], n, objectives, reference, resamples, seed), NAN, NAN, n))
-                   for g in groups]
+        volumes = [(g, Interval(mean_volume(per_group[g], n, objectives, reference, resamples, seed),
+                                NAN, NAN, n)) for g in groups]
         names = ", ".join(o.column for o in objectives)
         axes.append(_axis(axis, f"hypervolume of usable trials in ({names}; log10 size/time) at {n} trials "
                                 f"per group, fixed reference", HIGHER, volumes, difference_of, replicated))
 
     speed = {g: per_group[g][R.IMAGES_PER_S].to_numpy(dtype=float, na_value=np.nan)
              if R.IMAGES_PER_S in trials else np.zeros(0) for g in groups}
-    axes.append(_axis(AXIS_SPEED, f"median {R.IMAGES_PER_S} over trials", HIGHER,
-                      ((g, Interval(float(np.nanmedian(v)) if np.isfinite(v).any() else NAN, NAN, NAN, len(v)))
-                       for g, v in speed.items()),
-                      lambda a, b: _bootstrap_median_difference(speed[a], speed[b], resamples, seed), replicated))
+    medians = [(g, Interval(float(np.nanmedian(v)) if np.isfinite(v).any() else NAN, NAN, NAN, len(v)))
+               for g, v in speed.items()]
+    axes.append(_axis(AXIS_SPEED, f"median {R.IMAGES_PER_S} over trials", HIGHER, medians,
+                      lambda a, b: _bootstrap_median_difference(speed[a], speed[b], resamples, seed),
+                      replicated))
     budget = budget_points(curves)
     summary = tuple(sentence(a) for a in axes) + (budget_sentence(budget, replicated),)
     return Verdict(axes=tuple(axes), budget=budget, summary=summary, replicated=replicated)
@@ -230,7 +231,8 @@ def budget_sentence(points: Sequence[BudgetPoint], replicated: bool = False) -> 
         span = f"k = {run[0].budget}" + (f"-{run[-1].budget}" if len(run) > 1 else "")
         who = run[0].winner.upper() if run[0].winner else "tie"
         clear = [p.budget for p in run if p.clear]
-        detail = f" (95 % ranges separate at k = {', '.join(map(str, clear))})" if clear else " (95 % ranges overlap)"
+        detail = (f" (95 % ranges separate at k = {', '.join(map(str, clear))})" if clear
+                  else " (95 % ranges overlap)")
         parts.append(f"{span}: {who}{detail if run[0].winner else ''}")
     tail = "" if replicated else " Single seed, provisional."
     return ("budget: lower expected test FID of the lowest-validation-FID trial among k, "
