@@ -104,7 +104,8 @@ def test_budget_curves_per_group_and_table():
     curves = budget_curves(trials)
     assert list(curves) == ["gan"]  # no finite test FID in the VAE group: no curve
     table = budget_table(curves)
-    assert list(table.columns) == [C.GROUP, C.BUDGET, C.BUDGET_SECONDS, C.EXPECTED_BEST, C.BAND_LOW, C.BAND_HIGH]
+    assert list(table.columns) == [C.GROUP, C.BUDGET, C.BUDGET_SECONDS, C.EXPECTED_BEST, C.BAND_LOW,
+                                   C.BAND_HIGH]
     assert table[C.BUDGET].tolist() == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="no trial has a finite test_fid"):
         budget_curve(small_study().assign(**{R.TEST_FID: NAN}), label="vae")

@@ -16,7 +16,8 @@ def test_mean_ci_is_scipys_student_t_interval():
     low, high = sps.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=sps.sem(x))
     assert mean_ci(x) == pytest.approx(Interval(np.mean(x), low, high, 5))
     # by hand for n = 2: mean 2, s = sqrt(2), t_{0.975, 1} = 12.706
-    assert mean_ci([1.0, 3.0]) == pytest.approx(Interval(2.0, 2 - 12.7062 * 1.0, 2 + 12.7062 * 1.0, 2), rel=1e-4)
+    expected = Interval(2.0, 2 - 12.7062 * 1.0, 2 + 12.7062 * 1.0, 2)
+    assert mean_ci([1.0, 3.0]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_mean_ci_of_one_value_has_no_interval_and_non_finite_values_are_ignored():

@@ -51,7 +51,8 @@ def hand_trials() -> pd.DataFrame:
         R.PARAMS_TOTAL: [1e3, 1e4, 1e3, 1e2, 1e3],
         R.TRAIN_SECONDS: [1e2, 1e3, 5.0, 1e1, 20.0],
         R.EPOCHS_RUN: [2, 2, 1, 2, 2],
-        R.STOP_REASON: [R.STOP_COMPLETED, R.STOP_COMPLETED, R.STOP_DIVERGED, R.STOP_COMPLETED, R.STOP_COMPLETED],
+        R.STOP_REASON: [R.STOP_COMPLETED, R.STOP_COMPLETED, R.STOP_DIVERGED, R.STOP_COMPLETED,
+                        R.STOP_COMPLETED],
         R.IMAGES_PER_S: [500.0, 700.0, 900.0, 2000.0, 2100.0],
     })
 
@@ -74,8 +75,9 @@ def test_without_replicates_every_axis_is_single_seed_provisional():
     quality = verdict.axes[0]
     assert dict(quality.values)["vae"].estimate == 40.0 and quality.leader == "gan"
     assert quality.difference.estimate == pytest.approx(10.0 - 40.0)
-    assert verdict.summary[0] == ("quality: GAN ahead, single seed, provisional (GAN 10 vs VAE 40; difference -30; "
-                                  "test_fid of the configuration with the lowest final_val_fid, lower is better).")
+    assert verdict.summary[0] == (
+        "quality: GAN ahead, single seed, provisional (GAN 10 vs VAE 40; difference -30; test_fid of the "
+        "configuration with the lowest final_val_fid, lower is better).")
     table = verdict_table(verdict)
     assert table[[C.AXIS, C.CALL, C.WINNER]].values.tolist()[0] == [AXIS_QUALITY, PROVISIONAL, "none"]
 
@@ -108,8 +110,9 @@ def test_the_best_replicated_configuration_is_chosen_on_mean_validation_fid():
 
 def curve(label, expected, low, high) -> BudgetCurve:
     n = len(expected)
-    return BudgetCurve(label, R.TEST_FID, R.FINAL_VAL_FID, tuple(range(1, n + 1)), tuple(expected), tuple(low),
-                       tuple(high), tuple(float(k) for k in range(1, n + 1)), n_trials=n, n_failed=0, level=0.95)
+    return BudgetCurve(label, R.TEST_FID, R.FINAL_VAL_FID, tuple(range(1, n + 1)), tuple(expected),
+                       tuple(low), tuple(high), tuple(float(k) for k in range(1, n + 1)), n_trials=n,
+                       n_failed=0, level=0.95)
 
 
 def test_budget_points_clear_only_when_ranges_separate_and_ties_have_no_winner():
@@ -147,7 +150,8 @@ def choices(trials: pd.DataFrame, reps: pd.DataFrame) -> dict:
     weights = {(g, k): pick_weights(group, k).round(12).tolist()
                for g, group in trials.groupby(C.GROUP) for k in range(1, len(group) + 1)}
     return {"best": best_trials(trials), "roles": table[[C.GROUP, C.ROLE, R.TRIAL_ID]].values.tolist(),
-            "budget": weights, "headline": headline_table(trials, reps)[[C.GROUP, C.ROLE, R.TRIAL_ID]].values.tolist(),
+            "budget": weights,
+            "headline": headline_table(trials, reps)[[C.GROUP, C.ROLE, R.TRIAL_ID]].values.tolist(),
             "volumes": [(a.axis, [v.estimate for _, v in a.values]) for a in verdict.axes[1:4]]}
 
 
@@ -178,7 +182,8 @@ def write_replicates(study_dir, trials: pd.DataFrame, offsets: list[float]) -> N
         for seed, offset in enumerate(offsets, start=1):
             rows.append({**row.to_dict(), R.SOURCE_TRIAL_ID: row[R.TRIAL_ID], R.REPLICATE_SEED: seed,
                          R.TRIAL_ID: f"{row[R.TRIAL_ID]}_rep{seed}", R.SEED: seed,
-                         R.TEST_FID: row[R.TEST_FID] + offset, R.FINAL_VAL_FID: row[R.FINAL_VAL_FID] + offset})
+                         R.TEST_FID: row[R.TEST_FID] + offset,
+                         R.FINAL_VAL_FID: row[R.FINAL_VAL_FID] + offset})
     pd.DataFrame(rows).to_parquet(study_dir / R.REPLICATES_FILE)
 
 
