@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import gammaln
 
 from analysis import columns as C
 from analysis.selection import SELECT, selection_values
@@ -58,8 +59,15 @@ def pick_probabilities(n: int, k: int) -> np.ndarray:
     """[n] P(the rank-i trial, i = 1..n, is the best of a uniform k-subset) = C(n-i, k-1) / C(n, k)."""
     if not 1 <= k <= n:
         raise ValueError(f"k={k} trials cannot be drawn without replacement from n={n}.")
-    total = math.comb(n, k)
-    return np.array([math.comb(n - i, k - 1) / total for i in range(1, n + 1)])
+    if n <= 60:  # exact integers where they stay small
+        total = math.comb(n, k)
+        return np.array([math.comb(n - i, k - 1) / total for i in range(1, n + 1)])
+    i = np.arange(1, n + 1)
+    m = n - i  # C(m, k-1) is zero where m < k-1; log-gamma form elsewhere
+    with np.errstate(invalid="ignore"):
+        log_p = (gammaln(m + 1) - gammaln(k) - gammaln(np.maximum(m - k + 2, 1))
+                 - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)))
+    return np.where(m >= k - 1, np.exp(log_p), 0.0)
 
 
 def validation_order(frame: pd.DataFrame, select: str = SELECT) -> np.ndarray:

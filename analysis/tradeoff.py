@@ -121,7 +121,11 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, objectives: Sequence[Objective], r
         idx = rng.choice(len(points), size=n, replace=replace)
         return _volume(points[idx], keep[idx], ref)
 
-    sub = np.array([(draw(pa, ka, False), draw(pb, kb, False)) for _ in range(resamples)])
+    def mean_at_n(points, keep):  # a group of exactly n trials is always drawn whole
+        if len(points) == n:
+            return _volume(points, keep, ref)
+        return float(np.mean([draw(points, keep, False) for _ in range(resamples)]))
+
+    va, vb = mean_at_n(pa, ka), mean_at_n(pb, kb)
     boot = np.array([draw(pa, ka, True) - draw(pb, kb, True) for _ in range(resamples)])
-    va, vb = float(sub[:, 0].mean()), float(sub[:, 1].mean())
     return Comparison(n, (va, vb), percentile_interval(va - vb, boot, n, level))

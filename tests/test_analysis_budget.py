@@ -65,6 +65,9 @@ def test_pick_probabilities_by_hand_and_they_sum_to_one():
     assert pick_probabilities(4, 2) == pytest.approx([3 / 6, 2 / 6, 1 / 6, 0.0])
     for n, k in ((7, 1), (7, 3), (7, 7)):
         assert pick_probabilities(n, k).sum() == pytest.approx(1.0)
+    for k in (1, 7, 80, 120):  # the log-gamma form used beyond 60 trials agrees with exact integers
+        exact = [math.comb(120 - i, k - 1) / math.comb(120, k) for i in range(1, 121)]
+        assert pick_probabilities(120, k) == pytest.approx(exact, rel=1e-9, abs=1e-300)
     with pytest.raises(ValueError, match="without replacement"):
         pick_probabilities(3, 4)
 
