@@ -2,5 +2,7 @@
 
 Reads only the files a study wrote (trials.parquet, history.parquet, trial artifacts); never
 needs Ray. Pure computation (load, pareto, budget, tables, verdict, latent) is separate from
-drawing (plots) and from the command line (report: `python -m analysis.report`).
+drawing (plots) and from the command line (report: `python -m analysis.report`). Validation
+chooses (selection), test describes; quality decides which trials may win a trade-off axis;
+stats and tradeoff give every comparison its interval; columns names the derived columns.
 """

@@ -58,7 +58,8 @@ def format_cell(value) -> str:
 
 
 def _cells(frame: pd.DataFrame) -> list[list[str]]:
-    return [[format_cell(v.item() if hasattr(v, "item") else v) for v in row] for row in frame.itertuples(index=False)]
+    return [[format_cell(v.item() if hasattr(v, "item") else v) for v in row]
+            for row in frame.itertuples(index=False)]
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -80,8 +81,10 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
-table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+line-height:1.45;color:#222}
+table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 figcaption,caption{color:#555;font-style:italic;caption-side:bottom;text-align:left;padding-top:4px}"""
 
@@ -98,7 +101,8 @@ def to_html(blocks: list[Block], title: str) -> str:
             out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.frame.columns)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _cells(b.frame))
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                           for row in _cells(b.frame))
             caption = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
             out.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Figure):

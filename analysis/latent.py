@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import final_checkpoint
+from analysis.selection import SELECT
 from models.config import FAMILY_VAE
 from study import results as R
 
@@ -33,9 +34,10 @@ class LatentEmbedding:
     checkpoint: Path
 
 
-def best_vae(trials: pd.DataFrame, select: str = R.FINAL_VAL_FID) -> tuple[pd.Series, Path] | None:
+def best_vae(trials: pd.DataFrame, select: str = SELECT) -> tuple[pd.Series, Path] | None:
     """(row, final checkpoint) of the VAE trial with the lowest `select` that left one, or None."""
-    vaes = trials[(trials[R.FAMILY] == FAMILY_VAE) & trials[select].notna()].sort_values(select, kind="stable")
+    vaes = trials[(trials[R.FAMILY] == FAMILY_VAE) & trials[select].notna()]
+    vaes = vaes.sort_values(select, kind="stable")
     for _, row in vaes.iterrows():
         checkpoint = final_checkpoint(row)
         if checkpoint is not None:
@@ -52,7 +54,8 @@ def encode_means(checkpoint: Path, images_uint8, batch_size: int = 1000) -> np.n
 
     config, model, _ = load_model(checkpoint)
     if config.family != FAMILY_VAE:
-        raise ValueError(f"{checkpoint} holds a {config.family} model; the latent plot needs a VAE checkpoint.")
+        raise ValueError(f"{checkpoint} holds a {config.family} model; the latent plot needs a VAE "
+                         "checkpoint.")
     means = []
     with torch.no_grad():
         for start in range(0, len(images_uint8), batch_size):
@@ -61,7 +64,8 @@ def encode_means(checkpoint: Path, images_uint8, batch_size: int = 1000) -> np.n
     return np.concatenate(means)
 
 
-def project_2d(means: np.ndarray, method: str = PCA, seed: int = 0) -> tuple[np.ndarray, str, tuple[float, ...]]:
+def project_2d(means: np.ndarray, method: str = PCA,
+               seed: int = 0) -> tuple[np.ndarray, str, tuple[float, ...]]:
     """[N, latent] -> ([N, 2], method used, PCA explained-variance ratios)."""
     if means.shape[1] == 2:
         return means, "identity", ()
@@ -75,7 +79,8 @@ def project_2d(means: np.ndarray, method: str = PCA, seed: int = 0) -> tuple[np.
     if method == TSNE:
         from sklearn.manifold import TSNE as SkTSNE
 
-        coords = SkTSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(means) - 1) / 3))
+        coords = SkTSNE(n_components=2, init="pca", random_state=seed,
+                        perplexity=min(30.0, (len(means) - 1) / 3))
         return coords.fit_transform(means), TSNE, ()
     raise ValueError(f"latent projection {method!r}: choose one of {', '.join(METHODS)}.")
 

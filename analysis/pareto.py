@@ -50,9 +50,11 @@ def _check(frame: pd.DataFrame, objectives: Sequence[Objective]) -> tuple[Object
         raise ValueError("give at least one objective, e.g. Objective('test_fid', 'min').")
     for o in objectives:
         if o.direction not in (MINIMIZE, MAXIMIZE):
-            raise ValueError(f"objective {o.column!r}: direction {o.direction!r} must be {MINIMIZE!r} or {MAXIMIZE!r}.")
+            raise ValueError(f"objective {o.column!r}: direction {o.direction!r} must be {MINIMIZE!r} "
+                             f"or {MAXIMIZE!r}.")
         if o.column not in frame.columns:
-            raise ValueError(f"objective {o.column!r} is not a column; available: {sorted(map(str, frame.columns))}.")
+            raise ValueError(f"objective {o.column!r} is not a column; available: "
+                             f"{sorted(map(str, frame.columns))}.")
     return objectives
 
 
@@ -90,7 +92,8 @@ def pareto_front(frame: pd.DataFrame, objectives: Sequence[Objective]) -> Pareto
     )
 
 
-def hypervolume(frame: pd.DataFrame, objectives: Sequence[Objective], reference: Sequence[float]) -> Hypervolume:
+def hypervolume(frame: pd.DataFrame, objectives: Sequence[Objective],
+                reference: Sequence[float]) -> Hypervolume:
     """Volume of objective space dominated by the rows and bounded by `reference` (Zitzler &
     Thiele 1998, the S metric). Exact for any number of objectives by slicing; meant for the small
     sets a study produces (cost grows as n^d)."""
@@ -141,7 +144,8 @@ def hypervolume_of_points(points: np.ndarray, reference: np.ndarray) -> float:
     return float(volume)
 
 
-def nadir_reference(frame: pd.DataFrame, objectives: Sequence[Objective], margin: float = 0.1) -> tuple[float, ...]:
+def nadir_reference(frame: pd.DataFrame, objectives: Sequence[Objective],
+                    margin: float = 0.1) -> tuple[float, ...]:
     """A reference point just worse than every finite row: the worst value plus `margin` of the
     range in each objective (plus `margin` * |worst| when all rows share one value)."""
     points = as_minimization(frame, objectives)

@@ -19,10 +19,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from analysis import columns as C  # noqa: E402
 from analysis.budget import BudgetCurve  # noqa: E402
 from analysis.latent import LatentEmbedding  # noqa: E402
 from analysis.load import trial_path  # noqa: E402
 from analysis.pareto import Objective, pareto_front  # noqa: E402
+from analysis.quality import is_usable  # noqa: E402
+from analysis.selection import SELECT  # noqa: E402
 from models.config import FAMILY_GAN, FAMILY_VAE  # noqa: E402
 from study import results as R  # noqa: E402
 
@@ -117,6 +120,21 @@ def _family_name(family: str) -> str:
     return str(family).upper()
 
 
+def _group_column(frame: pd.DataFrame) -> str:
+    return C.GROUP if C.GROUP in frame else R.FAMILY
+
+
+def _color(group: str, family_of: Mapping[str, str] | None = None) -> str:
+    """A group's colour: its family's (a group is a family, or a study of one)."""
+    family = (family_of or {}).get(group, group)
+    return FAMILY_COLORS.get(family, "0.3")
+
+
+def _family_of(frame: pd.DataFrame) -> dict[str, str]:
+    by = _group_column(frame)
+    return {str(g): str(f) for g, f in frame[[by, R.FAMILY]].drop_duplicates().itertuples(index=False)}
+
+
 def _finite(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     values = frame[list(columns)].to_numpy(dtype=float, na_value=np.nan)
     return frame[np.isfinite(values).all(axis=1)]
@@ -127,22 +145,26 @@ def _footnote(fig, text: str) -> None:
         fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=9, color="0.35")
 
 
-def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = R.TEST_FID,
+def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = SELECT,
                 x_columns: Sequence[str] = (R.PARAMS_TOTAL, R.TRAIN_SECONDS)) -> Path:
-    """One panel per (quality, x) pair: every trial as a dot, each family's front as a staircase."""
+    """One panel per (quality, x) pair: every trial as a dot, each group's front among its usable
+    trials (analysis.quality) as a staircase. `quality` is the column that chooses: validation FID."""
     _style()
-    fig, axes = plt.subplots(1, len(x_columns), figsize=(6.0 * len(x_columns), 4.6), sharey=True, squeeze=False)
-    excluded = {}
+    fig, axes = plt.subplots(1, len(x_columns), figsize=(6.0 * len(x_columns), 4.6), sharey=True,
+                             squeeze=False)
+    by, family_of = _group_column(trials), _family_of(trials)
+    usable = is_usable(trials, select=quality)
+    excluded: dict[str, int] = {}
     for ax, x in zip(axes[0], x_columns, strict=True):
-        for family, group in trials.groupby(R.FAMILY, sort=True):
-            color = FAMILY_COLORS.get(family, "0.3")
-            front = pareto_front(group, (Objective(quality), Objective(x)))
-            excluded[family] = max(excluded.get(family, 0), len(front.excluded))
-            points = group.loc[list(front.front) + list(front.dominated)]
-            ax.scatter(points[x], points[quality], s=28, color=color, alpha=0.45, linewidths=0)
+        for group_name, group in trials.groupby(by, sort=True):
+            color = _color(group_name, family_of)
+            front = pareto_front(group[usable[group.index]], (Objective(quality), Objective(x)))
+            shown = _finite(group, [quality, x])
+            excluded[group_name] = max(excluded.get(group_name, 0), len(group) - len(shown))
+            ax.scatter(shown[x], shown[quality], s=28, color=color, alpha=0.45, linewidths=0)
             best = group.loc[list(front.front)].sort_values(x)
             ax.step(best[x], best[quality], where="post", color=color, lw=2,
-                    label=f"{_family_name(family)} front ({len(best)} of {len(group)})")
+                    label=f"{_family_name(group_name)} front ({len(best)} of {len(group)})")
             ax.scatter(best[x], best[quality], s=60, color=color, edgecolor="black", linewidth=0.8, zorder=3)
         ax.set_xscale("log")
         _ticks_for(ax.xaxis, x)
@@ -152,7 +174,8 @@ def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = R.TEST_FID,
     _log_y_if_spread(axes[0][0], trials[quality])
     axes[0][0].legend(loc="best")
     dropped = ", ".join(f"{_family_name(f)} {n}" for f, n in sorted(excluded.items()) if n)
-    _footnote(fig, f"Not shown (no finite value): {dropped} trials." if dropped else "")
+    note = "Fronts use only usable trials (analysis.quality.is_usable). "
+    _footnote(fig, note + (f"Not shown (no finite value): {dropped} trials." if dropped else ""))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -175,7 +198,8 @@ def plot_fid_curves(curves: pd.DataFrame, path: Path, metric: str = R.VAL_FID) -
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel(label(metric))
     _log_y_if_spread(axes[0][0], curves[metric])
-    handles = [plt.Line2D([], [], ls="", marker=m, color="0.4", markeredgecolor="black", markersize=8, label=reason)
+    handles = [plt.Line2D([], [], ls="", marker=m, color="0.4", markeredgecolor="black", markersize=8,
+                          label=reason)
                for reason, m in STOP_MARKERS.items() if reason in set(curves[R.STOP_REASON])]
     if handles:
         axes[0][-1].legend(handles=handles, title="trial ended", bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -183,27 +207,36 @@ def plot_fid_curves(curves: pd.DataFrame, path: Path, metric: str = R.VAL_FID) -
     return _save(fig, path)
 
 
-def plot_budget(curves: Mapping[str, BudgetCurve], path: Path) -> Path:
-    """Expected best FID vs number of trials per family, with the bootstrap band."""
+def plot_budget(curves: Mapping[str, BudgetCurve], path: Path,
+                family_of: Mapping[str, str] | None = None) -> Path:
+    """Expected test FID of the lowest-validation-FID trial among k, per group, with its exact
+    95 % range; left over the number of trials k, right over cumulative training seconds."""
     _style()
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for family, curve in sorted(curves.items()):
-        color = FAMILY_COLORS.get(family, "0.3")
-        ax.fill_between(curve.budgets, curve.low, curve.high, color=color, alpha=0.15, lw=0)
-        for edge in (curve.low, curve.high):
-            ax.plot(curve.budgets, edge, color=color, lw=0.8, ls="--", alpha=0.8)
-        ax.plot(curve.budgets, curve.expected_best, color=color, lw=2, marker="o", markersize=4,
-                label=f"{_family_name(family)} (n = {curve.n_trials}" + (f", {curve.n_excluded} without FID)"
-                                                                       if curve.n_excluded else ")"))
+    fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.6), sharey=True)
+    for ax, over in zip(axes, ("k", "seconds"), strict=True):
+        for group, curve in sorted(curves.items()):
+            color = _color(group, family_of)
+            x = curve.budgets if over == "k" else curve.seconds
+            ax.fill_between(x, curve.low, curve.high, color=color, alpha=0.15, lw=0)
+            for edge in (curve.low, curve.high):
+                ax.plot(x, edge, color=color, lw=0.8, ls="--", alpha=0.8)
+            failed = f", {curve.n_failed} failed" if curve.n_failed else ""
+            ax.plot(x, curve.expected_best, color=color, lw=2, marker="o", markersize=4,
+                    label=f"{_family_name(group)} (n = {curve.n_trials}{failed})")
+        if over == "k":
+            ax.set_xlabel("budget: number of trials k")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        else:
+            ax.set_xlabel("budget: k x mean training seconds per trial (s)")
     some = next(iter(curves.values()), None)
     metric = some.metric if some else R.TEST_FID
-    ax.set_xlabel("budget: number of trials k")
-    ax.set_ylabel(f"expected best {name(metric)} (lower is better)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    _log_y_if_spread(ax, [v for c in curves.values() for v in c.low + c.high])
+    select = some.select if some else SELECT
+    axes[0].set_ylabel(f"expected {name(metric)} (lower is better)")
+    _log_y_if_spread(axes[0], [v for c in curves.values() for v in c.low + c.high])
     if some:
-        ax.set_title(f"Expected best of k trials ({some.level:.0%} bootstrap band)")
-    ax.legend(loc="upper right")
+        fig.suptitle(f"{name(metric)} of the trial with the lowest {name(select)} among k "
+                     f"(expected, exact {some.level:.0%} range)", fontweight="bold")
+    axes[0].legend(loc="upper right")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -236,7 +269,8 @@ def plot_hyperparameters(trials: pd.DataFrame, path: Path, quality: str = R.TEST
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), sharey=True)
     for ax, (column, xlabel) in zip(axes, panels, strict=True):
         for family, group in frame.groupby(R.FAMILY, sort=True):
-            ax.scatter(group[column], group[quality], s=40, alpha=0.75, color=FAMILY_COLORS.get(family, "0.3"),
+            ax.scatter(group[column], group[quality], s=40, alpha=0.75,
+                       color=FAMILY_COLORS.get(family, "0.3"),
                        edgecolor="white", linewidth=0.5, label=_family_name(family))
         ax.set_xscale("log", base=2 if column == LATENT else 10)
         _ticks_for(ax.xaxis, column)
@@ -250,8 +284,9 @@ def plot_hyperparameters(trials: pd.DataFrame, path: Path, quality: str = R.TEST
 
 
 def plot_sample_mosaic(trials: pd.DataFrame, labels: Sequence, path: Path, quality: str = R.TEST_FID,
-                       columns: int = 4, max_panels: int = 16) -> Path:
-    """The last-epoch sample grid of each listed trial, titled with its family, size and FID."""
+                       columns: int = 4, max_panels: int = 16, select: str = SELECT) -> Path:
+    """The last-epoch sample grid of each listed trial (chosen by the caller on validation),
+    titled with its family, size, its validation FID and the test `quality` that describes it."""
     _style()
     rows_ = trials.loc[list(labels)[:max_panels]]
     n = max(len(rows_), 1)
@@ -268,7 +303,8 @@ def plot_sample_mosaic(trials: pd.DataFrame, labels: Sequence, path: Path, quali
         else:
             ax.text(0.5, 0.5, "no sample grid", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(f"{_family_name(row[R.FAMILY])} {row[R.ARCH]} · {row[R.TRIAL_ID]}\n"
-                     f"{_count(row[R.PARAMS_TOTAL])} params · {name(quality)} {_num(row[quality])}", fontsize=10,
+                     f"{_count(row[R.PARAMS_TOTAL])} params · val {_num(row[select])} · "
+                     f"{name(quality)} {_num(row[quality])}", fontsize=10,
                      color=FAMILY_COLORS.get(row[R.FAMILY], "black"))
     fig.suptitle("Samples of the Pareto-optimal trials (last epoch, fixed noise)", fontweight="bold")
     return _save(fig, path)

@@ -2,9 +2,11 @@
 
 Loads the studies, computes Pareto fronts, budget curves, the seed-study table and the verdict,
 draws every figure, and writes report.md and report.html (figures linked from figures/, tables
-also as CSV under tables/). Bad input (a missing directory, no trials.parquet, an existing
---out) exits with status 2 and writes nothing; the report is built in a temporary sibling
-directory and moved into place only when complete.
+also as CSV under tables/). Validation chooses everything (analysis.selection); test numbers
+describe what was chosen. Bad input (a missing directory, no trials.parquet, an existing --out,
+studies run under different protocols without --allow-mixed) exits with status 2 and writes
+nothing; the report is built in a temporary sibling directory and moved into place only when
+complete.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import columns as C
 from analysis import plots
-from analysis.budget import DEFAULT_RESAMPLES, budget_curves, budget_table
+from analysis.budget import budget_curves, budget_table, protocol_caption
 from analysis.document import (
     Block,
     Bullets,
@@ -33,9 +36,18 @@ from analysis.document import (
     to_markdown,
 )
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
-from analysis.load import StudyLoadError, check_study_dir, epoch_curves, load_studies
-from analysis.pareto import pareto_front
-from analysis.tables import comparison_table, front_objectives, published_comparison
+from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
+from analysis.quality import QUALITY_FACTOR, is_usable, study_fid_bound
+from analysis.selection import SELECT, best_label
+from analysis.tables import (
+    comparison_table,
+    front_objectives,
+    group_column,
+    headline_table,
+    published_comparison,
+    usable_front,
+)
+from analysis.tradeoff import PARAMS_FACTOR, SECONDS_FACTOR, reference_point
 from analysis.verdict import Verdict, decide, verdict_table
 from study import results as R
 from study.data import has_mnist, resolve_data_dir
@@ -49,15 +61,19 @@ SMOKE_RESAMPLES = 200
 SMOKE_LATENT_IMAGES = 500
 
 
+DEFAULT_RESAMPLES = 1000
+
+
 @dataclass(frozen=True)
 class ReportSettings:
-    quality: str = R.TEST_FID  # fronts, budget curves, verdict
-    select: str = R.FINAL_VAL_FID  # picks each family's best trial (never a test number)
-    resamples: int = DEFAULT_RESAMPLES
+    quality: str = R.TEST_FID  # describes the chosen trials (budget curves, quality axis, tables)
+    select: str = SELECT  # chooses: best trial, Pareto membership, budget picks (never a test number)
+    resamples: int = DEFAULT_RESAMPLES  # bootstrap draws of the hypervolume and speed intervals
     seed: int = 0
     latent_images: int = 3000
     latent_method: str = PCA
     data_dir: str | None = None
+    allow_mixed: bool = False  # pool studies run under different protocols
 
 
 @dataclass(frozen=True)
@@ -75,31 +91,40 @@ def build_parser() -> argparse.ArgumentParser:
         "study directories, e.g. results/<gan-study> results/<vae-study>.",
     )
     p.add_argument("studies", nargs="+", metavar="STUDY_DIR", help="study directories holding trials.parquet")
-    p.add_argument("--out", default="report", help="output directory; refused if it holds files (default: report)")
+    p.add_argument("--out", default="report",
+                   help="output directory; refused if it holds files (default: report)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     p.add_argument("--quality", default=R.TEST_FID, choices=QUALITY_CHOICES,
-                   help="FID column for fronts, budget curves and verdict (default: test_fid)")
-    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples of the budget curves")
+                   help="column that describes the chosen trials in budget curves, the quality axis and "
+                   f"tables (default: test_fid); choices are always made on {SELECT}")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                   help="bootstrap resamples of the hypervolume and speed intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the projections")
     p.add_argument("--latent-images", type=int, default=3000, help="test images in the latent-space figure")
-    p.add_argument("--latent-method", default=PCA, choices=METHODS, help="projection when the latent has > 2 dims")
+    p.add_argument("--latent-method", default=PCA, choices=METHODS,
+                   help="projection when the latent has > 2 dims")
     p.add_argument("--data-dir", help="directory holding MNIST/raw/ for the latent figure "
                    "(default: $STUDY_DATA_DIR, else the download cache; never downloads)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="pool studies run under different protocols (feature network, eval samples, training "
+                   "subset, max epochs); refused otherwise. The report lists every study's protocol")
     p.add_argument("--smoke-test", action="store_true",
-                   help=f"a seconds-long run: {SMOKE_RESAMPLES} resamples, {SMOKE_LATENT_IMAGES} latent images, PCA")
+                   help=f"a seconds-long run: {SMOKE_RESAMPLES} resamples, {SMOKE_LATENT_IMAGES} latent "
+                   "images, PCA")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> ReportSettings:
     if args.resamples < 1 or args.latent_images < 1:
-        raise ValueError(f"--resamples {args.resamples} and --latent-images {args.latent_images} must be at least 1.")
+        raise ValueError(f"--resamples {args.resamples} and --latent-images {args.latent_images} must be at "
+                         "least 1.")
     settings = ReportSettings(quality=args.quality, resamples=args.resamples, seed=args.seed,
                               latent_images=args.latent_images, latent_method=args.latent_method,
-                              data_dir=args.data_dir)
+                              data_dir=args.data_dir, allow_mixed=args.allow_mixed)
     if args.smoke_test:
-        settings = ReportSettings(quality=args.quality, resamples=min(args.resamples, SMOKE_RESAMPLES), seed=args.seed,
-                                  latent_images=min(args.latent_images, SMOKE_LATENT_IMAGES), latent_method=PCA,
-                                  data_dir=args.data_dir)
+        settings = ReportSettings(quality=args.quality, resamples=min(args.resamples, SMOKE_RESAMPLES),
+                                  seed=args.seed, latent_images=min(args.latent_images, SMOKE_LATENT_IMAGES),
+                                  latent_method=PCA, data_dir=args.data_dir, allow_mixed=args.allow_mixed)
     return settings
 
 
@@ -107,68 +132,78 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; choose a directory path for the report.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} already holds files; choose a new directory or pass --overwrite to replace "
-                         "it (nothing was written).")
+        raise ValueError(f"--out {out} already holds files; choose a new directory or pass --overwrite to "
+                         "replace it (nothing was written).")
 
 
 def check_data_dir(data_dir: str | None) -> None:
     if data_dir and not has_mnist(Path(data_dir).expanduser()):
-        raise ValueError(f"--data-dir {data_dir} holds no MNIST/raw/ IDX files; point it at the directory that "
-                         "contains MNIST/raw/ (e.g. ../shared/data) or leave it out to skip the latent figure.")
+        raise ValueError(f"--data-dir {data_dir} holds no MNIST/raw/ IDX files; point it at the directory "
+                         "that contains MNIST/raw/ (e.g. ../shared/data) or leave it out to skip the latent "
+                         "figure.")
 
 
 def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettings = ReportSettings(),
                  progress=print) -> ReportResult:
     """Write the whole report into `out` (which must not exist or be empty) and return what was written."""
     started = time.perf_counter()
-    studies = load_studies(study_dirs)
-    trials, history = studies.trials, studies.history
-    q = settings.quality
+    studies = load_studies(study_dirs, allow_mixed=settings.allow_mixed)
+    trials, history = studies.search(), studies.history  # seed-study reproductions feed only the seed table
+    replicates = studies.replicates[studies.replicates[R.STUDY].isin(set(trials[R.STUDY]))]
+    q, select = settings.quality, settings.select
     figures_dir, tables_dir = out / FIGURES_DIR, out / TABLES_DIR
     figures_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
 
     progress("computing fronts, budget curves, tables and verdict")
-    curves = budget_curves(trials, q, resamples=settings.resamples, seed=settings.seed)
-    verdict = decide(trials, curves, quality=q, select=settings.select)
-    overview = study_overview(trials, q)
-    comparison = comparison_table(trials, quality=q, select=settings.select)
-    published = published_comparison(trials, history, select=settings.select)
-    budget = budget_table(curves)
-    verdicts = verdict_table(verdict)
-    fronts = front_table(trials, q)
-    tables = {"overview": overview, "verdict": verdicts, "seed_studies": published, "trials": comparison,
-              "pareto_fronts": fronts, "budget": budget}
+    curves = budget_curves(trials, q, select=select)
+    verdict = decide(trials, curves, quality=q, select=select, replicates=replicates,
+                     resamples=settings.resamples, seed=settings.seed)
+    tables = {"overview": study_overview(trials, q, select), "verdict": verdict_table(verdict),
+              "headline": headline_table(trials, replicates, q, select),
+              "protocols": studies.protocols,
+              "seed_studies": published_comparison(studies.trials, history, select=select,
+                                                   replicates=studies.replicates),
+              "trials": comparison_table(trials, quality=q, select=select),
+              "pareto_fronts": front_table(trials, select), "budget": budget_table(curves)}
     for name, frame in tables.items():
         frame.to_csv(tables_dir / f"{name}.csv", index=False)
 
     progress("drawing figures")
     figs: dict[str, str] = {}
-    finite_q = trials[q].notna().any()
-    if finite_q:
-        figs["pareto"] = _rel(plots.plot_pareto(trials, figures_dir / "pareto_fronts.png", quality=q), out)
-        figs["hyper"] = _rel(plots.plot_hyperparameters(trials, figures_dir / "hyperparameters.png", quality=q), out)
+    if trials[select].notna().any():
+        figs["pareto"] = _rel(plots.plot_pareto(trials, figures_dir / "pareto_fronts.png", quality=select),
+                              out)
     else:
-        notes.append(f"No trial has a finite {q}: Pareto and hyperparameter figures skipped.")
+        notes.append(f"No trial has a finite {select}: Pareto figure skipped.")
+    if trials[q].notna().any():
+        figs["hyper"] = _rel(plots.plot_hyperparameters(trials, figures_dir / "hyperparameters.png",
+                                                        quality=q), out)
+    else:
+        notes.append(f"No trial has a finite {q}: hyperparameter figure skipped.")
     curve_rows = epoch_curves(trials, history, R.VAL_FID)
     if len(curve_rows):
         figs["curves"] = _rel(plots.plot_fid_curves(curve_rows, figures_dir / "fid_vs_epoch.png"), out)
     else:
         notes.append("No per-epoch validation FID in the histories: FID-vs-epoch figure skipped.")
+    family_of = {str(g): str(f) for g, f in trials[[group_column(trials), R.FAMILY]].drop_duplicates()
+                 .itertuples(index=False)}
     if curves:
-        figs["budget"] = _rel(plots.plot_budget(curves, figures_dir / "budget.png"), out)
-    front_labels = [label for _, group in trials.groupby(R.FAMILY, sort=True)
-                    for label in sorted(pareto_front(group, front_objectives(q)).front,
-                                        key=lambda i: trials.loc[i, q])]
+        figs["budget"] = _rel(plots.plot_budget(curves, figures_dir / "budget.png", family_of), out)
+    front_labels = [label for _, group in trials.groupby(group_column(trials), sort=True)
+                    for label in sorted(usable_front(group, front_objectives(select), select),
+                                        key=lambda i: trials.loc[i, select])]
     if front_labels:
-        figs["mosaic"] = _rel(plots.plot_sample_mosaic(trials, front_labels, figures_dir / "pareto_samples.png",
-                                                       quality=q), out)
-    figs["latent"], latent_note = _latent_figure(trials, figures_dir / "vae_latent.png", settings, out, progress)
+        mosaic = plots.plot_sample_mosaic(trials, front_labels, figures_dir / "pareto_samples.png",
+                                          quality=q, select=select)
+        figs["mosaic"] = _rel(mosaic, out)
+    figs["latent"], latent_note = _latent_figure(trials, figures_dir / "vae_latent.png", settings, out,
+                                                 progress)
     if latent_note:
         notes.append(latent_note)
 
-    blocks = report_blocks(studies.paths, trials, verdict, tables, figs, notes, settings)
+    blocks = report_blocks(studies, trials, verdict, tables, figs, notes, settings)
     title = "GAN vs VAE on MNIST: study report"
     (out / REPORT_MD).write_text(to_markdown(blocks))
     (out / REPORT_HTML).write_text(to_html(blocks, title))
@@ -181,7 +216,8 @@ def _rel(path: Path, out: Path) -> str:
     return path.relative_to(out).as_posix()
 
 
-def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path, progress) -> tuple[str | None, str | None]:
+def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path,
+                   progress) -> tuple[str | None, str | None]:
     found = best_vae(trials, settings.select)
     if found is None:
         return None, "No VAE trial with a final checkpoint: latent-space figure skipped."
@@ -196,84 +232,134 @@ def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path, prog
     return _rel(plots.plot_latent(embedding, path), out), None
 
 
-def study_overview(trials: pd.DataFrame, quality: str) -> pd.DataFrame:
-    """Per study and family: trial counts by stop reason, epochs, training time, best quality."""
+def study_overview(trials: pd.DataFrame, quality: str, select: str = SELECT) -> pd.DataFrame:
+    """Per study and group: trial counts by stop reason, usable trials, epochs, training time, and the
+    best trial's `select` with the `quality` that describes it (the trial chosen on `select`)."""
     rows = []
-    for (study, family), group in trials.groupby([R.STUDY, R.FAMILY], sort=True):
-        row = {R.STUDY: study, R.FAMILY: family, R.N_TRIALS: len(group)}
+    usable = is_usable(trials, select=select)
+    for (study, group_name), group in trials.groupby([R.STUDY, group_column(trials)], sort=True):
+        row = {R.STUDY: study, C.GROUP: group_name, C.N_TRIALS: len(group)}
         row.update({reason: int((group[R.STOP_REASON] == reason).sum()) for reason in R.STOP_REASONS})
+        row[C.USABLE] = int(usable[group.index].sum())
         row[R.EPOCHS_RUN] = int(group[R.EPOCHS_RUN].fillna(0).sum())
         row[R.TRAIN_SECONDS] = float(group[R.TRAIN_SECONDS].sum(min_count=1))
-        row[quality] = float(group[quality].min())
+        best = best_label(group, select)
+        row[select] = float(group.loc[best, select]) if best is not None else float("nan")
+        row[quality] = float(group.loc[best, quality]) if best is not None else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def front_table(trials: pd.DataFrame, quality: str) -> pd.DataFrame:
-    """Per family, which trials are on each front (quality vs size, vs time, vs both)."""
+def front_table(trials: pd.DataFrame, select: str = SELECT) -> pd.DataFrame:
+    """Per group, which usable trials are on each front (validation quality vs size, vs time, vs both)."""
     rows = []
-    objectives = front_objectives(quality)
-    for family, group in trials.groupby(R.FAMILY, sort=True):
+    objectives = front_objectives(select)
+    usable = is_usable(trials, select=select)
+    for group_name, group in trials.groupby(group_column(trials), sort=True):
         for objs in (objectives[:2], (objectives[0], objectives[2]), objectives):
-            front = pareto_front(group, objs)
-            rows.append({R.FAMILY: family, R.AXIS: " vs ".join(o.column for o in objs),
-                         R.N_TRIALS: len(front.front),
-                         R.TRIAL_ID: ", ".join(map(str, group.loc[list(front.front), R.TRIAL_ID])),
-                         R.NOTE: f"{len(front.excluded)} trial(s) without finite values excluded"})
+            front = usable_front(group, objs, select)
+            rows.append({C.GROUP: group_name, C.AXIS: " vs ".join(o.column for o in objs),
+                         C.N_TRIALS: len(front),
+                         R.TRIAL_ID: ", ".join(map(str, group.loc[front, R.TRIAL_ID])),
+                         C.NOTE: f"{int((~usable[group.index]).sum())} trial(s) not usable (failed, no "
+                                 f"finite {select}, or above the quality threshold) excluded"})
     return pd.DataFrame(rows)
 
 
-def report_blocks(paths, trials, verdict: Verdict, tables: dict[str, pd.DataFrame], figs: dict[str, str | None],
-                  notes: list[str], settings: ReportSettings) -> list[Block]:
-    q = settings.quality
-    hashes = sorted(set(trials[R.FEATURENET_SHA256].dropna()))
+def _sampler_captions(protocols: pd.DataFrame) -> str:
+    return "; ".join(f"{row[R.STUDY]}: {protocol_caption(row[C.PLAN_SAMPLER], row[C.PLAN_SCHEDULER])}"
+                     for _, row in protocols[protocols[C.REPRODUCES].isna()].iterrows())
+
+
+def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, pd.DataFrame],
+                  figs: dict[str, str | None], notes: list[str], settings: ReportSettings) -> list[Block]:
+    q, select = settings.quality, settings.select
+    bounds = ", ".join(f"{s} {b:.4g}" for s, b in study_fid_bound(trials, select).items())
+    ref = reference_point(trials, select)
+    paths = ", ".join(str(p) for p in studies.paths)
+    intro = (
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(studies.trials)} trials in "
+        f"{len(studies.paths)} studies: {paths}. Every choice is made on validation: each group's best "
+        f"trial and configuration (lowest {select}), Pareto membership and the trial behind each budget "
+        f"point; {q} only describes what was chosen."
+        + (" Replicates over seeds are used where they exist." if verdict.replicated else "")
+        + (" The studies were pooled with --allow-mixed although their protocols differ (see Protocols)."
+           if settings.allow_mixed else ""))
+    rule = ("An axis has a winner only when the 95 % interval of the difference between the leader and "
+            "the runner-up excludes zero; otherwise it is too close to call. Without replicates "
+            "(replicates.parquet from `python -m study.replicate`) every axis is single seed, provisional.")
+    usable = (
+        f"A trial counts on a front or a trade-off axis only when it is usable: it ended with a model and "
+        f"its {select} is at most {QUALITY_FACTOR:g} times the lowest {select} of its study's seed-study "
+        f"configurations (bounds: {bounds}), plus class coverage where measured (analysis.quality). "
+        f"Hypervolumes use log10 sizes and times, equal trial counts per group, and a fixed reference point: "
+        f"{select} {ref[select]:.4g}, {ref[R.PARAMS_TOTAL]:.4g} parameters ({PARAMS_FACTOR:g} x the largest "
+        f"seed configuration), {ref[R.TRAIN_SECONDS]:.4g} s ({SECONDS_FACTOR:g} x the slowest seed "
+        f"configuration's time for the max epochs).")
+    captions = {
+        "verdict": "Each axis, each group's value (mean [95 % CI] over seeds where replicated), the "
+                   "leader-minus-runner-up difference with its 95 % interval, and the call.",
+        "headline": f"Each group's best configuration (lowest {select}; among replicated configurations the "
+                    f"lowest mean over seeds) and its seed configurations: {q} as mean and 95 % Student-t "
+                    "interval over n_seeds seeds (n = 1: one trial, no interval).",
+        "overview": f"Trials per stop reason, usable trials, epochs and training seconds summed; the best "
+                    f"trial's {select} and the {q} that describes it.",
+        "protocols": "Each study's protocol (study.json, else its rows): feature network, generated samples "
+                     "per FID, training subset, max epochs, sampler and scheduler. Studies that differ are "
+                     "refused unless --allow-mixed.",
+        "seed_studies": "ours_seed_config: mean over our trials of the seed study's own configuration; "
+                        "ours_best: the family's best trial (chosen on validation); reproduced: the seed "
+                        "study's own experiment re-run (study.reproduce), mean and 95 % interval over its "
+                        "seeds at its longest epoch count; blank: not measured.",
+        "trials": f"Pareto: usable and non-dominated in ({select}, total parameters, training seconds) "
+                  f"within its group; {q} describes the chosen trials.",
+        "pareto": f"{select} against network size and training time; staircases are each group's front among "
+                  "its usable trials, outlined dots its Pareto-optimal trials.",
+        "curves": "Validation FID per epoch; the marker at each line's end shows how the trial ended "
+                  "(early-stopped by the scheduler, completed, diverged).",
+        "budget": f"Expected {q} of the lowest-{select} trial among k trials drawn without replacement "
+                  "(Dodge et al. 2019, exact over all subsets; failed trials count as the worst value), over "
+                  "k and over k times the mean training seconds, with the exact 95 % range. "
+                  f"{_sampler_captions(studies.protocols)}.",
+        "latent": "Encoder means of test images, coloured by digit (projected to 2-D when the latent has "
+                  "more dimensions).",
+    }
+    comparable = ("Comparable: only Inception FID to Inception FID (and then with caveats on protocol). Our "
+                  "domain FID is computed on our MNIST feature network and is on a different scale; our "
+                  "Inception Score uses an MNIST classifier (1 to 10), not comparable to 2.76 without "
+                  "knowing theirs.")
     blocks: list[Block] = [
-        Heading("GAN vs VAE on MNIST: study report", 1),
-        Paragraph(f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(trials)} trials in "
-                  f"{len(paths)} studies: {', '.join(str(p) for p in paths)}. Quality is {q} (lower is better); "
-                  f"each family's best trial is the one with the lowest {settings.select}, so no test number is "
-                  f"used to choose it. Feature network: {', '.join(hashes) or 'none recorded'}."),
-        Heading("Verdict"),
-        Bullets(verdict.summary),
-        Table(tables["verdict"], "Each axis and each family's value; hypervolumes use log10 sizes and times, "
-                                 "scaled to [0, 1] over both families, reference 1.1."),
-        Heading("Studies"),
-        Table(tables["overview"], f"Trials per stop reason, epochs and training seconds summed, best {q}."),
-        Heading("The seed studies' numbers, side by side"),
-        Paragraph("Comparable: only Inception FID to Inception FID (and then with caveats on protocol). Our domain "
-                  "FID is computed on our MNIST feature network and is on a different scale; our Inception Score "
-                  "uses an MNIST classifier (1 to 10), not comparable to 2.76 without knowing theirs."),
-        Table(tables["seed_studies"], "ours_seed_config: mean over our trials of the seed study's own "
-                                      "configuration; ours_best: the family's best trial; blank: not measured."),
-        Heading("Best, seed-configuration and Pareto trials"),
-        Table(tables["trials"], "Pareto: non-dominated in (quality, total parameters, training seconds) within "
-                                "its family."),
+        Heading("GAN vs VAE on MNIST: study report", 1), Paragraph(intro),
+        Heading("Verdict"), Paragraph(rule), Bullets(verdict.summary),
+        Table(tables["verdict"], captions["verdict"]),
+        Heading("Headline numbers"), Table(tables["headline"], captions["headline"]),
+        Heading("Usable trials and the trade-off axes"), Paragraph(usable),
+        Heading("Studies"), Table(tables["overview"], captions["overview"]),
+        Heading("Protocols"), Table(tables["protocols"], captions["protocols"]),
+        Heading("The seed studies' numbers, side by side"), Paragraph(comparable),
+        Table(tables["seed_studies"], captions["seed_studies"]),
+        Heading("Best, seed-configuration and Pareto trials"), Table(tables["trials"], captions["trials"]),
         Heading("Pareto fronts"),
     ]
     if figs.get("pareto"):
-        blocks.append(Figure(figs["pareto"], f"{q} against network size and training time; staircases are each "
-                                             "family's front, outlined dots its Pareto-optimal trials."))
-    blocks.append(Table(tables["pareto_fronts"], "Trials on each family's fronts."))
+        blocks.append(Figure(figs["pareto"], captions["pareto"]))
+    blocks.append(Table(tables["pareto_fronts"], "Usable trials on each group's fronts."))
     if figs.get("curves"):
-        blocks += [Heading("Validation FID during training"),
-                   Figure(figs["curves"], "Validation FID per epoch; the marker at each line's end shows how the "
-                                          "trial ended (early-stopped by the scheduler, completed, diverged).")]
-    blocks.append(Heading("Expected best FID at equal budget"))
+        blocks += [Heading("Validation FID during training"), Figure(figs["curves"], captions["curves"])]
+    blocks.append(Heading("Expected test FID at equal budget"))
     if figs.get("budget"):
-        blocks.append(Figure(figs["budget"], f"Expected best {q} of k trials drawn from each study (bootstrap, "
-                                             f"Lucic et al. 2018), with a {settings.resamples}-resample band."))
+        blocks.append(Figure(figs["budget"], captions["budget"]))
     blocks.append(Paragraph(verdict.summary[-1]))
-    blocks.append(Table(tables["budget"], "Expected best and bootstrap band per number of trials."))
+    blocks.append(Table(tables["budget"], "Expected value and exact 95 % range per number of trials."))
     if figs.get("hyper"):
         blocks += [Heading("Hyperparameter effects"),
                    Figure(figs["hyper"], f"{q} against learning rate, latent size and total parameters.")]
     if figs.get("mosaic"):
         blocks += [Heading("Samples of the Pareto-optimal trials"),
-                   Figure(figs["mosaic"], "Last-epoch sample grids (8x8, fixed noise) of each family's Pareto trials.")]
+                   Figure(figs["mosaic"], "Last-epoch sample grids (8x8, fixed noise) of each group's Pareto "
+                                          "trials (usable, chosen on validation).")]
     if figs.get("latent"):
-        blocks += [Heading("Latent space of the best VAE"),
-                   Figure(figs["latent"], "Encoder means of test images, coloured by digit (projected to 2-D when "
-                                          "the latent has more dimensions).")]
+        blocks += [Heading("Latent space of the best VAE"), Figure(figs["latent"], captions["latent"])]
     if notes:
         blocks += [Heading("Skipped"), Bullets(tuple(notes))]
     return blocks
@@ -286,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         for study in args.studies:
             check_study_dir(study)
+        load_studies(args.studies, allow_mixed=args.allow_mixed)  # refuses mixed protocols before writing
         check_out(out, args.overwrite)
         check_data_dir(args.data_dir)
     except (StudyLoadError, ValueError) as exc:

@@ -1,15 +1,20 @@
-"""Which family wins on which axis, and at what budget (pure functions over the trials frame).
+"""Which group (family, or study when a family has two) wins on which axis, and at what budget.
+
+Every choice is made on validation metrics (analysis.selection.SELECT); test metrics only
+describe what was chosen. Every axis compares the leader with the runner-up through a 95 %
+interval of their difference (analysis.stats.call): a winner only when it excludes zero,
+otherwise "too close to call"; without replicates every axis is "single seed, provisional".
 
 Axes:
-- quality: test FID of each family's best trial, the one selected on validation FID;
-- size / time / all three trade-offs: hypervolume of each family's trials in the plane (or
-  space) of FID vs total parameters and/or training seconds. Sizes and times span decades, so
-  they enter as log10; every objective is then min-max scaled over both families together and
-  the reference point is 1.1 in each, so volumes are comparable across families and in [0, 1.1^d].
-  A larger volume means the family's Pareto front reaches better trade-offs;
-- training speed: median images per second (higher is better);
-- budget: the family with the lower expected best FID at each number of trials k (budget.py);
-  'clear' when its bootstrap band lies entirely below the others'.
+- quality: test FID of each group's best configuration. With replicates (replicates.parquet),
+  the replicated configuration with the lowest mean validation FID over seeds, as mean +- 95 % CI
+  over its seeds, compared by Welch's interval; without, the trial with the lowest validation FID;
+- size / time / all three trade-offs: hypervolume of each group's usable trials (validation FID
+  vs log10 parameters and/or log10 training seconds), at equal trial counts, against a reference
+  point fixed by the protocol, with a bootstrap interval of the difference (analysis.tradeoff);
+- training speed: median images per second over trials, bootstrap interval of the difference;
+- budget: the group with the lower expected test FID of its lowest-validation-FID trial among k
+  (analysis.budget); 'bands separate' when the exact 95 % ranges over subsets do not overlap.
 """
 
 from __future__ import annotations
@@ -20,9 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import columns as C
+from analysis import stats
 from analysis.budget import BudgetCurve
-from analysis.pareto import MINIMIZE, Objective, hypervolume_of_points
-from analysis.tables import best_trials
+from analysis.pareto import Objective
+from analysis.quality import is_usable
+from analysis.selection import SELECT, best_label
+from analysis.stats import Interval
+from analysis.tradeoff import DEFAULT_RESAMPLES, compare, mean_volume, reference_point
 from study import results as R
 
 AXIS_QUALITY = "quality"
@@ -32,7 +42,9 @@ AXIS_ALL = "size, time and quality"
 AXIS_SPEED = "training speed"
 LOWER = "lower"
 HIGHER = "higher"
-NORMALISED_REFERENCE = 1.1
+NOT_COMPARED = "not compared"
+NAN = float("nan")
+NO_INTERVAL = Interval(NAN, NAN, NAN, 0)
 
 
 @dataclass(frozen=True)
@@ -40,16 +52,22 @@ class AxisVerdict:
     axis: str
     measure: str  # what was compared
     better: str  # LOWER or HIGHER
-    values: tuple[tuple[str, float], ...]  # (family, value), families sorted
-    winner: str | None  # None: fewer than two families with a value, or a tie
+    values: tuple[tuple[str, Interval], ...]  # (group, value with its interval over seeds), groups sorted
+    leader: str | None  # the best value; None with fewer than two groups or a tie
+    difference: Interval  # leader minus runner-up, with its 95 % interval
+    call: str  # stats.WINS / stats.TOO_CLOSE / stats.PROVISIONAL / NOT_COMPARED
+
+    @property
+    def winner(self) -> str | None:
+        return self.leader if self.call == stats.WINS else None
 
 
 @dataclass(frozen=True)
 class BudgetPoint:
     budget: int
     expected_best: tuple[tuple[str, float], ...]
-    winner: str | None
-    clear: bool  # the winner's band lies entirely below every other family's band
+    winner: str | None  # the lower expected value (None on a tie)
+    clear: bool  # the winner's exact 95 % range lies entirely below every other group's
 
 
 @dataclass(frozen=True)
@@ -57,64 +75,112 @@ class Verdict:
     axes: tuple[AxisVerdict, ...]
     budget: tuple[BudgetPoint, ...]
     summary: tuple[str, ...]  # one sentence per axis, plus the budget sentence
+    replicated: bool  # every group has replicates
 
 
-def _winner(values: Sequence[tuple[str, float]], better: str) -> str | None:
-    finite = [(f, v) for f, v in values if np.isfinite(v)]
+def group_column(trials: pd.DataFrame) -> str:
+    return C.GROUP if C.GROUP in trials else R.FAMILY
+
+
+def best_configuration(group_trials: pd.DataFrame, group_replicates: pd.DataFrame, quality: str = R.TEST_FID,
+                       select: str = SELECT) -> tuple[str | None, Interval, np.ndarray]:
+    """(source trial id, `quality` as mean +- CI over seeds, the per-seed values) of a group's best
+    configuration: among replicated configurations the lowest mean `select` over seeds, else the
+    single trial with the lowest `select`."""
+    if len(group_replicates):
+        means = group_replicates.groupby(R.SOURCE_TRIAL_ID)[select].mean()
+        means = means[np.isfinite(means.to_numpy(dtype=float, na_value=np.nan))]
+        if len(means):
+            source = str(means.idxmin())
+            values = group_replicates.loc[group_replicates[R.SOURCE_TRIAL_ID] == source, quality]
+            values = values.to_numpy(dtype=float, na_value=np.nan)
+            return source, stats.mean_ci(values), values[np.isfinite(values)]
+    label = best_label(group_trials, select)
+    if label is None:
+        return None, NO_INTERVAL, np.zeros(0)
+    value = float(group_trials.loc[label, quality])
+    return str(group_trials.loc[label, R.TRIAL_ID]), stats.mean_ci([value]), np.array([value])
+
+
+def _leader(values: Sequence[tuple[str, Interval]], better: str) -> tuple[str | None, str | None]:
+    """(leader, runner-up) by estimate; leader None on a tie or with fewer than two finite values."""
+    finite = sorted(((v.estimate, g) for g, v in values if np.isfinite(v.estimate)), reverse=better == HIGHER)
     if len(finite) < 2:
-        return None
-    pick = min if better == LOWER else max
-    best = pick(v for _, v in finite)
-    winners = [f for f, v in finite if np.isclose(v, best, rtol=1e-9, atol=0.0)]
-    return winners[0] if len(winners) == 1 else None
+        return None, None
+    if np.isclose(finite[0][0], finite[1][0], rtol=1e-9, atol=0.0):
+        return None, finite[1][1]
+    return finite[0][1], finite[1][1]
 
 
-def normalised_hypervolumes(trials: pd.DataFrame, objectives: Sequence[Objective],
-                            log_columns: Sequence[str] = (R.PARAMS_TOTAL, R.TRAIN_SECONDS)) -> dict[str, float]:
-    """Per family, the hypervolume of its rows after log10 (for `log_columns`) and min-max scaling
-    over all families' finite rows; reference 1.1 in every objective. Minimised objectives only."""
-    if any(o.direction != MINIMIZE for o in objectives):
-        raise ValueError("normalised_hypervolumes takes minimised objectives only.")
-    values = trials[[o.column for o in objectives]].to_numpy(dtype=float, na_value=np.nan, copy=True)
-    for j, o in enumerate(objectives):
-        if o.column in log_columns:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                values[:, j] = np.where(values[:, j] > 0, np.log10(values[:, j]), np.nan)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.any():
-        return {}
-    low, high = values[finite].min(axis=0), values[finite].max(axis=0)
-    scaled = (values - low) / np.where(high > low, high - low, 1.0)
-    reference = np.full(len(objectives), NORMALISED_REFERENCE)
-    families = trials[R.FAMILY].to_numpy()
-    return {str(f): hypervolume_of_points(scaled[finite & (families == f)], reference)
-            for f in sorted(set(families[finite]))}
+def _axis(axis: str, measure: str, better: str, values, difference_of, replicated: bool) -> AxisVerdict:
+    """An axis from per-group values and a function (leader, runner-up) -> Interval of the difference."""
+    values = tuple(values)
+    leader, runner = _leader(values, better)
+    if runner is None:
+        return AxisVerdict(axis, measure, better, values, None, NO_INTERVAL, NOT_COMPARED)
+    if leader is None:
+        return AxisVerdict(axis, measure, better, values, None, Interval(0.0, NAN, NAN, 0),
+                           stats.PROVISIONAL if not replicated else stats.TOO_CLOSE)
+    difference = difference_of(leader, runner)
+    return AxisVerdict(axis, measure, better, values, leader, difference, stats.call(difference, replicated))
+
+
+def _bootstrap_median_difference(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> Interval:
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not len(a) or not len(b):
+        return NO_INTERVAL
+    rng = np.random.default_rng(seed)
+    draws = [np.median(rng.choice(a, len(a))) - np.median(rng.choice(b, len(b))) for _ in range(resamples)]
+    return stats.percentile_interval(float(np.median(a) - np.median(b)), draws, min(len(a), len(b)))
 
 
 def decide(trials: pd.DataFrame, curves: Mapping[str, BudgetCurve], quality: str = R.TEST_FID,
-           select: str = R.FINAL_VAL_FID) -> Verdict:
-    families = sorted(map(str, trials[R.FAMILY].dropna().unique()))
-    best = best_trials(trials, select)
-    axes = [AxisVerdict(
-        AXIS_QUALITY, f"{quality} of the trial with the lowest {select}", LOWER,
-        tuple((f, float(trials.loc[best[f], quality]) if f in best else float("nan")) for f in families), None)]
-    fid = Objective(quality, MINIMIZE)
-    for axis, objectives in ((AXIS_SIZE, (fid, Objective(R.PARAMS_TOTAL))), (AXIS_TIME, (fid, Objective(R.TRAIN_SECONDS))),
+           select: str = SELECT, replicates: pd.DataFrame | None = None,
+           resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Verdict:
+    """The verdict over the search trials (and their replicates, when given)."""
+    by = group_column(trials)
+    replicates = replicates if replicates is not None else pd.DataFrame(columns=[by, R.SOURCE_TRIAL_ID])
+    groups = sorted(map(str, trials[by].dropna().unique()))
+    trials = trials.assign(**{C.USABLE: is_usable(trials, select=select)})
+    per_group = {g: trials[trials[by] == g] for g in groups}
+    reps = {g: replicates[replicates[by] == g] if by in replicates else replicates.iloc[:0] for g in groups}
+    replicated = len(groups) > 1 and all(reps[g][R.SOURCE_TRIAL_ID].nunique() > 0 for g in groups)
+
+    best = {g: best_configuration(per_group[g], reps[g], quality, select) for g in groups}
+    seeds_note = "mean over seeds of " if replicated else ""
+    axes = [_axis(AXIS_QUALITY, f"{seeds_note}{quality} of the configuration with the lowest {select}", LOWER,
+                  ((g, best[g][1]) for g in groups),
+                  lambda a, b: stats.welch_difference(best[a][2], best[b][2]), replicated)]
+
+    reference = reference_point(trials, select)
+    fid = Objective(select)
+    for axis, objectives in ((AXIS_SIZE, (fid, Objective(R.PARAMS_TOTAL))),
+                             (AXIS_TIME, (fid, Objective(R.TRAIN_SECONDS))),
                              (AXIS_ALL, (fid, Objective(R.PARAMS_TOTAL), Objective(R.TRAIN_SECONDS)))):
-        volumes = normalised_hypervolumes(trials, objectives)
+        def difference_of(a, b, objectives=objectives):
+            return compare(per_group[a], per_group[b], objectives, reference, resamples, seed).difference
+
+        n = min((len(per_group[g]) for g in groups), default=0)  # equal trial counts
+        volumes = [(g, Interval(mean_volume(per_group[g], n, objectives, reference, resamples, seed),
+                                NAN, NAN, n)) for g in groups]
         names = ", ".join(o.column for o in objectives)
-        axes.append(AxisVerdict(axis, f"normalised hypervolume of ({names})", HIGHER,
-                                tuple((f, volumes.get(f, float("nan"))) for f in families), None))
-    speed = trials.groupby(R.FAMILY)[R.IMAGES_PER_S].median() if R.IMAGES_PER_S in trials else pd.Series(dtype=float)
-    axes.append(AxisVerdict(AXIS_SPEED, f"median {R.IMAGES_PER_S} over trials", HIGHER,
-                            tuple((f, float(speed.get(f, np.nan))) for f in families), None))
-    axes = tuple(AxisVerdict(a.axis, a.measure, a.better, a.values, _winner(a.values, a.better)) for a in axes)
+        axes.append(_axis(axis, f"hypervolume of usable trials in ({names}; log10 size/time) at {n} trials "
+                                f"per group, fixed reference", HIGHER, volumes, difference_of, replicated))
+
+    speed = {g: per_group[g][R.IMAGES_PER_S].to_numpy(dtype=float, na_value=np.nan)
+             if R.IMAGES_PER_S in trials else np.zeros(0) for g in groups}
+    medians = [(g, Interval(float(np.nanmedian(v)) if np.isfinite(v).any() else NAN, NAN, NAN, len(v)))
+               for g, v in speed.items()]
+    axes.append(_axis(AXIS_SPEED, f"median {R.IMAGES_PER_S} over trials", HIGHER, medians,
+                      lambda a, b: _bootstrap_median_difference(speed[a], speed[b], resamples, seed),
+                      replicated))
     budget = budget_points(curves)
-    return Verdict(axes=axes, budget=budget, summary=tuple(_sentence(a) for a in axes) + (budget_sentence(budget),))
+    summary = tuple(sentence(a) for a in axes) + (budget_sentence(budget, replicated),)
+    return Verdict(axes=tuple(axes), budget=budget, summary=summary, replicated=replicated)
 
 
 def budget_points(curves: Mapping[str, BudgetCurve]) -> tuple[BudgetPoint, ...]:
-    """At each budget every family reaches (k up to the smallest study), who has the lower expected best."""
+    """At each budget every group reaches (k up to the smallest study), who has the lower expected value."""
     if len(curves) < 2:
         return ()
     shared = sorted(set.intersection(*(set(c.budgets) for c in curves.values())))
@@ -122,24 +188,38 @@ def budget_points(curves: Mapping[str, BudgetCurve]) -> tuple[BudgetPoint, ...]:
     for k in shared:
         at = {f: c.budgets.index(k) for f, c in curves.items()}
         expected = tuple((f, curves[f].expected_best[at[f]]) for f in sorted(curves))
-        winner = _winner(expected, LOWER)
+        finite = sorted((v, f) for f, v in expected if np.isfinite(v))
+        winner = None
+        if len(finite) >= 2 and not np.isclose(finite[0][0], finite[1][0], rtol=1e-9, atol=0.0):
+            winner = finite[0][1]
         clear = winner is not None and all(curves[winner].high[at[winner]] < curves[f].low[at[f]]
                                            for f in curves if f != winner)
         points.append(BudgetPoint(k, expected, winner, clear))
     return tuple(points)
 
 
-def _sentence(axis: AxisVerdict) -> str:
-    shown = " vs ".join(f"{f.upper()} {v:.4g}" for f, v in axis.values)
-    if axis.winner is None:
-        return f"{axis.axis}: no winner ({shown}; {axis.measure}, {axis.better} is better)."
-    return f"{axis.axis}: {axis.winner.upper()} wins ({shown}; {axis.measure}, {axis.better} is better)."
+def sentence(axis: AxisVerdict) -> str:
+    """One line per axis: the call, each group's value (with its interval), the difference."""
+    shown = " vs ".join(f"{g.upper()} {v.text()}" + (f" (n = {v.n} seeds)" if np.isfinite(v.low) else "")
+                        for g, v in axis.values)
+    what = f"{axis.measure}, {axis.better} is better"
+    if axis.call == NOT_COMPARED:
+        return f"{axis.axis}: not compared ({shown}; {what}; needs two groups with a value)."
+    d = axis.difference
+    interval = f", 95 % CI [{d.low:.4g}, {d.high:.4g}]" if np.isfinite(d.low) else ""
+    diff = f"difference {d.estimate:.4g}{interval}" if axis.leader else "tied"
+    if axis.call == stats.WINS:
+        return f"{axis.axis}: {axis.leader.upper()} wins ({shown}; {diff}, excludes 0; {what})."
+    if axis.call == stats.TOO_CLOSE:
+        return f"{axis.axis}: too close to call ({shown}; {diff}; {what})."
+    ahead = f"{axis.leader.upper()} ahead, " if axis.leader else ""
+    return f"{axis.axis}: {ahead}single seed, provisional ({shown}; {diff}; {what})."
 
 
-def budget_sentence(points: Sequence[BudgetPoint]) -> str:
-    """Runs of equal winners, e.g. 'k = 1-3: VAE (clear from k = 2); k = 4-8: GAN'."""
+def budget_sentence(points: Sequence[BudgetPoint], replicated: bool = False) -> str:
+    """Runs of equal winners, e.g. 'k = 1-3: VAE (bands separate at k = 3); k = 4-8: GAN'."""
     if not points:
-        return "budget: not compared (needs two families with finite FIDs)."
+        return "budget: not compared (needs two groups with finite FIDs)."
     runs: list[list[BudgetPoint]] = []
     for p in points:
         if runs and runs[-1][-1].winner == p.winner:
@@ -151,17 +231,21 @@ def budget_sentence(points: Sequence[BudgetPoint]) -> str:
         span = f"k = {run[0].budget}" + (f"-{run[-1].budget}" if len(run) > 1 else "")
         who = run[0].winner.upper() if run[0].winner else "tie"
         clear = [p.budget for p in run if p.clear]
-        detail = f" (bands separate at k = {', '.join(map(str, clear))})" if clear else " (bootstrap bands overlap)"
+        detail = (f" (95 % ranges separate at k = {', '.join(map(str, clear))})" if clear
+                  else " (95 % ranges overlap)")
         parts.append(f"{span}: {who}{detail if run[0].winner else ''}")
-    return ("budget: lower expected best FID with k trials, " + "; ".join(parts) + ".")
+    tail = "" if replicated else " Single seed, provisional."
+    return ("budget: lower expected test FID of the lowest-validation-FID trial among k, "
+            + "; ".join(parts) + "." + tail)
 
 
 def verdict_table(verdict: Verdict) -> pd.DataFrame:
-    """One row per axis: what was compared, each family's value, the winner."""
+    """One row per axis: what was compared, each group's value, the difference and the call."""
     rows = []
     for a in verdict.axes:
-        row = {R.AXIS: a.axis, R.MEASURE: f"{a.measure} ({a.better} is better)"}
-        row.update({family: value for family, value in a.values})
-        row[R.WINNER] = a.winner or "none"
+        row = {C.AXIS: a.axis, C.MEASURE: f"{a.measure} ({a.better} is better)"}
+        row.update({group: value.text() for group, value in a.values})
+        row.update({C.DIFFERENCE: a.difference.estimate, C.DIFF_LOW: a.difference.low,
+                    C.DIFF_HIGH: a.difference.high, C.CALL: a.call, C.WINNER: a.winner or "none"})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -129,21 +129,9 @@ RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host sh
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
 
-# --- columns that only analysis/ derives (tables of the report) --------------------------------
-STUDY_PATH = "study_path"  # absolute study directory a loaded row came from (resolves trial_dir)
-ROLE = "role"  # why a trial is in the comparison table: best / seed config / Pareto
-QUANTITY = "quantity"
-PUBLISHED = "published"  # the number a seed study printed
-OURS_SEED_CONFIG = "ours_seed_config"  # our value for the seed study's own configuration
-OURS_BEST = "ours_best"  # our value for the family's best trial
-COMPARABLE = "comparable"  # yes / with caveats / no
-SOURCE = "source"
-NOTE = "note"
-N_TRIALS = "n_trials"
-BUDGET = "budget"  # number of trials k of a budget curve
-EXPECTED_BEST = "expected_best"
-BAND_LOW = "band_low"
-BAND_HIGH = "band_high"
-AXIS = "axis"  # a verdict axis: quality, size vs quality, ...
-MEASURE = "measure"
-WINNER = "winner"
+# --- replicates (python -m study.replicate): STUDY_DIR/replicates.parquet ---------------------------
+# One row per (configuration, seed), with the metric columns of trials.parquet; its TRIAL_ID is the
+# replicate run's own id, SEED the replicate seed, SEED_CONFIG carried over from the source trial.
+REPLICATES_FILE = "replicates.parquet"
+SOURCE_TRIAL_ID = "source_trial_id"  # the trials.parquet trial whose configuration was re-trained
+REPLICATE_SEED = "replicate_seed"

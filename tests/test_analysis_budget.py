@@ -1,4 +1,9 @@
-"""Budget curves (expected best FID vs number of trials) against hand-computed cases."""
+"""Budget curves (analysis/budget.py): the exact expected test FID of the lowest-validation-FID trial
+among k drawn without replacement (Dodge et al. 2019), checked against enumerating every subset.
+
+Behaviour changed by issue 9 (the old tests checked draws WITH replacement over test FID with
+failed trials dropped): the pick is now made on validation FID, subsets are drawn without
+replacement, failed trials count as the worst value, and the band is exact."""
 
 from __future__ import annotations
 
@@ -9,60 +14,110 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.budget import BudgetCurve, budget_curve, budget_curves, budget_table, expected_minimum
+from analysis import columns as C
+from analysis.budget import (
+    budget_curve,
+    budget_curves,
+    budget_table,
+    expected_pick,
+    pick_probabilities,
+    pick_weights,
+    protocol_caption,
+)
 from study import results as R
 
-
-def test_expected_minimum_by_hand():
-    # sorted 1, 2, 3, 5 and k = 2: weights 1-(3/4)^2, (3/4)^2-(2/4)^2, (2/4)^2-(1/4)^2, (1/4)^2
-    assert expected_minimum([3, 1, 2, 5], 2) == pytest.approx(0.4375 * 1 + 0.3125 * 2 + 0.1875 * 3 + 0.0625 * 5)
-    assert expected_minimum([3, 1, 2, 5], 1) == pytest.approx(11 / 4)
-    assert expected_minimum([7.0, 7.0], 5) == 7.0
+NAN = math.nan
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_expected_minimum_equals_the_mean_over_every_possible_draw(k):
-    values = [4.0, 1.0, 1.0, 9.0]  # with a tie
-    minima = [min(draw) for draw in itertools.product(values, repeat=k)]
-    assert expected_minimum(values, k) == pytest.approx(sum(minima) / len(minima))
+def small_study() -> pd.DataFrame:
+    """Six trials: validation and test disagree on the order, one validation tie, one diverged trial
+    (no FID at all) and one early-stopped trial with a validation FID but no test FID."""
+    return pd.DataFrame({
+        R.FINAL_VAL_FID: [30.0, 20.0, 25.0, NAN, 20.0, 40.0],
+        R.TEST_FID: [28.0, 26.0, 22.0, NAN, 35.0, NAN],
+        R.TRAIN_SECONDS: [10.0, 20.0, 30.0, NAN, 10.0, 50.0],
+        R.FAMILY: "gan",
+    })
 
 
-def test_budget_curve_whole_with_a_failed_trial_excluded_and_counted():
-    # pool {1, 2}: k=1 gives 1 or 2 (p = 1/2 each); k=2 gives 2 only with p = 1/4 > 2.5 %,
-    # so both 95 % bands are [1, 2]; the NaN (a diverged trial) is not drawn.
-    curve = budget_curve(pd.Series([1.0, 2.0, math.nan]), label="gan", resamples=4000, seed=3)
-    assert curve == BudgetCurve(label="gan", metric=R.TEST_FID, budgets=(1, 2), expected_best=(1.5, 1.25),
-                                low=(1.0, 1.0), high=(2.0, 2.0), n_trials=2, n_excluded=1, level=0.95,
-                                resamples=4000, seed=3)
+def brute_force(frame: pd.DataFrame, k: int) -> list[float]:
+    """The reported test FID for every k-subset: the first lowest validation FID in frame order, a
+    failed validation ranking last; a missing test FID counts as the worst finite one (35)."""
+    worst = frame[R.TEST_FID].max()
+    picked = []
+    for subset in itertools.combinations(range(len(frame)), k):
+        val = [frame[R.FINAL_VAL_FID].iloc[i] for i in subset]
+        val = [math.inf if math.isnan(v) else v for v in val]
+        chosen = subset[int(np.argmin(val))]
+        y = frame[R.TEST_FID].iloc[chosen]
+        picked.append(worst if math.isnan(y) else y)
+    return picked
 
 
-def test_band_closes_onto_the_best_value_when_missing_it_becomes_unlikely():
-    # pool {1, 2, 3, 5}. k = 3: P(min >= 5) = (1/4)^3 < 2.5 % < P(min >= 3) = 1/8, so high = 3.
-    # k = 12: P(min >= 2) = (3/4)^12 = 3.2 % > 2.5 %, high = 2; k = 20: (3/4)^20 = 0.3 %, high = 1.
-    curve = budget_curve([3, 1, 2, 5], budgets=[1, 3, 12, 20], resamples=20000, seed=1)
-    assert (curve.low, curve.high) == ((1.0, 1.0, 1.0, 1.0), (5.0, 3.0, 2.0, 1.0))
-    assert curve.budgets == (1, 3, 12, 20)  # beyond n: extrapolation the caller asked for
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
+def test_expected_pick_equals_the_mean_over_every_subset(k):
+    frame = small_study()
+    assert expected_pick(frame, k) == pytest.approx(np.mean(brute_force(frame, k)))
 
 
-def test_budget_curve_is_seeded():
-    values = np.random.default_rng(0).gamma(2.0, 30.0, size=12)
-    assert budget_curve(values, resamples=300, seed=5) == budget_curve(values, resamples=300, seed=5)
+def test_pick_probabilities_by_hand_and_they_sum_to_one():
+    # n = 4, k = 2: rank 1 is picked in 3 of the 6 pairs, rank 2 in 2, rank 3 in 1, rank 4 never
+    assert pick_probabilities(4, 2) == pytest.approx([3 / 6, 2 / 6, 1 / 6, 0.0])
+    for n, k in ((7, 1), (7, 3), (7, 7)):
+        assert pick_probabilities(n, k).sum() == pytest.approx(1.0)
+    for k in (1, 7, 80, 120):  # the log-gamma form used beyond 60 trials agrees with exact integers
+        exact = [math.comb(120 - i, k - 1) / math.comb(120, k) for i in range(1, 121)]
+        assert pick_probabilities(120, k) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+    with pytest.raises(ValueError, match="without replacement"):
+        pick_probabilities(3, 4)
 
 
-def test_budget_curve_refuses_no_finite_values_and_bad_arguments():
-    with pytest.raises(ValueError, match="no trial has a finite test_fid"):
-        budget_curve([math.nan, math.inf], label="vae")
-    with pytest.raises(ValueError, match="positive trial counts"):
-        budget_curve([1.0], budgets=[0])
-    with pytest.raises(ValueError, match="level"):
-        budget_curve([1.0], level=1.0)
+def test_the_band_is_the_exact_quantile_range_over_subsets():
+    frame = small_study()
+    curve = budget_curve(frame, label="gan")
+    for k, low, high in zip(curve.budgets, curve.low, curve.high, strict=True):
+        picked = np.sort(brute_force(frame, k))
+        cumulative = np.arange(1, len(picked) + 1) / len(picked)
+        assert low == picked[np.searchsorted(cumulative, 0.025 - 1e-12)]
+        assert high == picked[np.searchsorted(cumulative, 0.975 - 1e-12)]
+    # all six drawn: always trial 1 (first of the validation tie at 20), test FID 26
+    assert (curve.expected_best[-1], curve.low[-1], curve.high[-1]) == (26.0, 26.0, 26.0)
+    assert (curve.n_trials, curve.n_failed) == (6, 1)
+    # seconds axis: k times the mean seconds per trial, the diverged trial's missing time as 0
+    assert curve.seconds == pytest.approx(tuple(k * 120.0 / 6 for k in range(1, 7)))
 
 
-def test_budget_curves_per_family_skip_a_family_without_values_and_tabulate():
-    trials = pd.DataFrame({R.FAMILY: ["gan", "gan", "vae", "vae"], R.TEST_FID: [4.0, 2.0, math.nan, math.nan]})
-    curves = budget_curves(trials, resamples=50)
-    assert list(curves) == ["gan"]
-    assert curves["gan"].expected_best == (3.0, 2.5)
+def test_failed_trials_cost_the_worst_value():
+    frame = small_study()
+    without = frame.drop(index=3)
+    # dropping the failed trial (the old behaviour) makes small budgets look better than they were
+    assert expected_pick(frame, 2) > expected_pick(without, 2)
+
+
+def test_pick_weights_depend_on_validation_only():
+    frame = small_study()
+    shuffled = frame.assign(**{R.TEST_FID: frame[R.TEST_FID].to_numpy()[::-1]})
+    pd.testing.assert_series_equal(pick_weights(frame, 3), pick_weights(shuffled, 3))
+    assert pick_weights(frame, 3).idxmax() == 1
+
+
+def test_budget_curves_per_group_and_table():
+    trials = pd.concat([small_study(), small_study().assign(**{R.FAMILY: "vae", R.TEST_FID: NAN})])
+    trials[C.GROUP] = trials[R.FAMILY]
+    curves = budget_curves(trials)
+    assert list(curves) == ["gan"]  # no finite test FID in the VAE group: no curve
     table = budget_table(curves)
-    assert list(table.columns) == [R.FAMILY, R.BUDGET, R.EXPECTED_BEST, R.BAND_LOW, R.BAND_HIGH]
-    assert table[[R.FAMILY, R.BUDGET, R.EXPECTED_BEST]].values.tolist() == [["gan", 1, 3.0], ["gan", 2, 2.5]]
+    assert list(table.columns) == [C.GROUP, C.BUDGET, C.BUDGET_SECONDS, C.EXPECTED_BEST, C.BAND_LOW,
+                                   C.BAND_HIGH]
+    assert table[C.BUDGET].tolist() == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="no trial has a finite test_fid"):
+        budget_curve(small_study().assign(**{R.TEST_FID: NAN}), label="vae")
+    with pytest.raises(ValueError, match="between 1 and the 6 trials"):
+        budget_curve(small_study(), budgets=[7])
+
+
+def test_the_caption_calls_it_lucic_only_for_random_sampling_without_early_stopping():
+    assert "Lucic et al. 2018's protocol" in protocol_caption("random", "none")
+    for sampler, scheduler in (("tpe", "asha"), ("random", "asha"), ("tpe", "none"), (None, None)):
+        caption = protocol_caption(sampler, scheduler)
+        assert "not Lucic et al.'s protocol" in caption and f"{sampler or 'unknown'} sampler" in caption

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import columns as C
 from analysis.load import (
     StudyLoadError,
     epoch_curves,
@@ -94,7 +96,57 @@ def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the
         (ray_trial / folder).mkdir(parents=True)
         shutil.copyfile(trial_path(row) / R.CHECKPOINTS_DIR / R.checkpoint_name(epoch),
                         ray_trial / folder / R.checkpoint_name(epoch))
-    row[R.STUDY_PATH], row[R.TRIAL_DIR] = str(tmp_path), "trial_0001"
+    row[C.STUDY_PATH], row[R.TRIAL_DIR] = str(tmp_path), "trial_0001"
     assert final_checkpoint(row) == ray_trial / "checkpoint_000001" / R.checkpoint_name(2)
     row[R.TRIAL_DIR] = None
     assert final_checkpoint(row) is None
+
+
+def copy_study(src, root, name, **changes):
+    """A copy of a study directory under a new name, its rows renamed (and `changes` applied)."""
+    dst = root / name
+    shutil.copytree(src, dst)
+    for file in (R.TRIALS_FILE, R.HISTORY_FILE):
+        frame = pd.read_parquet(dst / file)
+        frame[R.STUDY] = name
+        for column, value in changes.items():
+            if file == R.TRIALS_FILE:
+                frame[column] = value
+        frame.to_parquet(dst / file)
+    return dst
+
+
+def test_studies_under_different_protocols_are_refused_unless_allowed(tiny_study_dirs, tmp_path):
+    # study.json (the launcher's settings) says 1,000 samples per FID and 8 epochs; the GAN study 400 and 3
+    other = copy_study(tiny_study_dirs.vae, tmp_path, "other-vae")
+    (other / R.STUDY_JSON).write_text(json.dumps({C.PLAN_EVAL_SAMPLES: 1000, C.PLAN_TRAIN_SUBSET: 256,
+                                                  C.PLAN_MAX_EPOCHS: 8, C.PLAN_SAMPLER: "tpe",
+                                                  C.PLAN_SCHEDULER: "asha"}))
+    with pytest.raises(StudyLoadError) as error:
+        load_studies([tiny_study_dirs.gan, other])
+    message = str(error.value)
+    assert "different protocols" in message and "--allow-mixed" in message and "\n" not in message
+    assert "generated samples per FID differs (tiny-gan: 400; other-vae: 1000)" in message
+    assert "max epochs differs (tiny-gan: 3; other-vae: 8)" in message
+    assert "training subset differs" not in message and "feature networks (" not in message  # those agree
+    studies = load_studies([tiny_study_dirs.gan, other], allow_mixed=True)
+    assert studies.protocols[[R.STUDY, C.PLAN_EVAL_SAMPLES, C.PLAN_MAX_EPOCHS, C.PLAN_SAMPLER]].values.tolist() == [
+        ["tiny-gan", "400", "3", "unknown"], ["other-vae", "1000", "8", "tpe"]]
+
+
+def test_a_seed_study_reproduction_is_exempt_from_the_protocol_check_and_from_the_search(tiny_study_dirs, tmp_path):
+    repro = copy_study(tiny_study_dirs.vae, tmp_path, "repro-2")
+    (repro / R.STUDY_JSON).write_text(json.dumps({C.REPRODUCES: 2, C.PLAN_EVAL_SAMPLES: 10_000,
+                                                  C.PLAN_TRAIN_SUBSET: None, C.PLAN_MAX_EPOCHS: 50}))
+    studies = load_studies([tiny_study_dirs.gan, tiny_study_dirs.vae, repro])
+    assert set(studies.search()[R.STUDY]) == {"tiny-gan", "tiny-vae"}
+    assert studies.protocols.set_index(R.STUDY).loc["repro-2", C.PLAN_TRAIN_SUBSET] == "full"
+    assert set(studies.trials.loc[studies.trials[R.STUDY] == "repro-2", C.GROUP]) == {"repro-2"}
+
+
+def test_two_studies_of_one_family_are_two_labelled_groups(tiny_study_dirs, tmp_path):
+    twin = copy_study(tiny_study_dirs.gan, tmp_path, "gan-twin")
+    studies = load_studies([tiny_study_dirs.gan, twin, tiny_study_dirs.vae])
+    groups = studies.trials.groupby(C.GROUP)[R.STUDY].unique().map(list).to_dict()
+    assert groups == {"tiny-gan": ["tiny-gan"], "gan-twin": ["gan-twin"], "vae": ["tiny-vae"]}
+    assert set(studies.history[C.GROUP]) == {"tiny-gan", "gan-twin", "vae"}

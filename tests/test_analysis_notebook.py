@@ -10,6 +10,7 @@ from nbclient import NotebookClient
 
 from analysis.load import load_studies
 from analysis.pareto import Objective, pareto_front
+from analysis.quality import is_usable
 from study import results as R
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +29,9 @@ def test_pareto_notebook_executes_against_launched_studies(launched_studies, mon
 
     # the notebook prints exactly what the library computes from the same files
     trials = load_studies(dirs).trials
-    for family, group in trials.groupby(R.FAMILY):
-        front = pareto_front(group, (Objective(R.TEST_FID), Objective(R.PARAMS_TOTAL)))
+    usable = is_usable(trials)
+    for family, group in trials.groupby(R.FAMILY):  # validation chooses: fronts of usable trials on val FID
+        front = pareto_front(group[usable[group.index]], (Objective(R.FINAL_VAL_FID), Objective(R.PARAMS_TOTAL)))
         assert front.front, f"{family}: empty front"
         ids = list(trials.loc[list(front.front), R.TRIAL_ID])
         assert (f"{family}: front {ids}, {len(front.dominated)} dominated, "

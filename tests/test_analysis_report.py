@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
+from analysis import columns as C
 from analysis.report import REPORT_HTML, REPORT_MD, ReportSettings, build_report, main
+from study import results as R
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {"figures/pareto_fronts.png", "figures/fid_vs_epoch.png", "figures/budget.png",
            "figures/hyperparameters.png", "figures/pareto_samples.png", "figures/vae_latent.png"}
-TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "seed_studies", "trials", "pareto_fronts", "budget")}
+TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "headline", "protocols", "seed_studies", "trials",
+                                        "pareto_fronts", "budget")}
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +45,15 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
     assert set(re.findall(r"\]\((figures/[^)]+)\)", markdown)) == FIGURES
     html = (out / REPORT_HTML).read_text()
     assert set(re.findall(r"<img src='([^']+)'", html)) == FIGURES
-    for heading in ("## Verdict", "## The seed studies' numbers, side by side", "## Pareto fronts",
-                    "## Expected best FID at equal budget", "## Latent space of the best VAE"):
+    for heading in ("## Verdict", "## Headline numbers", "## Protocols", "## The seed studies' numbers, side by side",
+                    "## Pareto fronts", "## Expected test FID at equal budget", "## Latent space of the best VAE"):
         assert heading in markdown
-    assert "- quality: " in markdown and "- budget: lower expected best FID" in markdown
+    assert "- quality: " in markdown and "- budget: lower expected test FID" in markdown
+    # launched smoke studies: one seed each, so every axis is provisional; TPE + ASHA is not Lucic's protocol
+    verdict_lines = [line for line in markdown.splitlines() if line.startswith("- ") and ": " in line][:6]
+    assert all("single seed, provisional" in line.lower() for line in verdict_lines)
+    assert "trials proposed by the tpe sampler, scheduler asha: not Lucic et al.'s protocol" in markdown
+    assert "no test number is used" not in markdown and "Every choice is made on validation" in markdown
     assert "| FID | gan | 18.24 |" in markdown  # the published figures, side by side
     assert not list(out.parent.glob(".report.*"))  # the staging directory was moved, not left behind
 
@@ -81,6 +91,28 @@ def test_an_existing_report_is_not_overwritten_and_a_bad_data_dir_is_refused(tin
     assert main([str(tiny_study_dirs.gan), "--out", str(fresh), "--data-dir", str(tmp_path / "nothing")]) == 2
     assert "holds no MNIST/raw/" in capsys.readouterr().err
     assert not fresh.exists()
+
+
+def test_mixed_protocols_exit_2_and_write_nothing_unless_allowed(tiny_study_dirs, tmp_path, capsys):
+    other = tmp_path / "studies" / "other-vae"
+    shutil.copytree(tiny_study_dirs.vae, other)
+    trials = pd.read_parquet(other / R.TRIALS_FILE)
+    trials[R.STUDY] = "other-vae"
+    trials[R.hp_column("eval_samples")] = 2000  # a study that scored FIDs on 2,000 samples
+    trials.to_parquet(other / R.TRIALS_FILE)
+    out = tmp_path / "out"
+    assert main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: these studies were run under different protocols") and "--allow-mixed" in err
+    assert "generated samples per FID differs (tiny-gan: 400; other-vae: 2000)" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    assert main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test", "--allow-mixed",
+                 "--data-dir", str(tmp_path / "no-mnist-here")]) == 2  # (bad --data-dir: still refused)
+    assert main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test", "--allow-mixed"]) == 0
+    markdown = (out / REPORT_MD).read_text()
+    assert "pooled with --allow-mixed" in markdown
+    protocols = pd.read_csv(out / "tables" / "protocols.csv")
+    assert protocols[C.PLAN_EVAL_SAMPLES].tolist() == [400, 2000]
 
 
 def test_analysis_never_imports_ray():

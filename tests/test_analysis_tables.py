@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from analysis import columns as C
 from analysis.tables import (
     COMPARABLE_CAVEATS,
     COMPARABLE_NO,
@@ -73,7 +74,7 @@ def test_comparison_table_rows_roles_and_order():
     trials, _ = hand_study()
     table = comparison_table(trials)
     assert list(table.columns) == list(TABLE_COLUMNS)
-    assert table[[R.FAMILY, R.ROLE, R.TRIAL_ID]].values.tolist() == [
+    assert table[[R.FAMILY, C.ROLE, R.TRIAL_ID]].values.tolist() == [
         ["gan", "best, Pareto", "g1"],
         ["gan", "seed config", "g0"],
         ["vae", "best, Pareto", "v2"],
@@ -81,7 +82,7 @@ def test_comparison_table_rows_roles_and_order():
         ["vae", "Pareto", "v1"],
     ]
     by_id = trials.set_index(R.TRIAL_ID)
-    others = [c for c in TABLE_COLUMNS if c not in (R.ROLE, R.TRIAL_ID)]
+    others = [c for c in TABLE_COLUMNS if c not in (C.ROLE, R.TRIAL_ID)]
     pd.testing.assert_frame_equal(table.set_index(R.TRIAL_ID)[others], by_id.loc[table[R.TRIAL_ID], others])
 
 
@@ -97,15 +98,37 @@ def test_published_numbers_side_by_side_with_ours():
          ("reconstruction error", "vae", 0.092, NAN, 0.04, COMPARABLE_CAVEATS),
          ("VAE loss, first epoch", "vae", 178.0, 180.0, 170.0, COMPARABLE_CAVEATS),  # v0 and v2 at epoch 1
          ("VAE loss after 50 epochs", "vae", 135.0, NAN, NAN, COMPARABLE_CAVEATS)],
-        columns=[R.QUANTITY, R.FAMILY, R.PUBLISHED, R.OURS_SEED_CONFIG, R.OURS_BEST, R.COMPARABLE])
+        columns=[C.QUANTITY, R.FAMILY, C.PUBLISHED, C.OURS_SEED_CONFIG, C.OURS_BEST, C.COMPARABLE])
     pd.testing.assert_frame_equal(table[expected.columns], expected)
-    assert [n.split(";")[0] for n in table[R.NOTE]] == [
+    assert [n.split(";")[0] for n in table[C.NOTE]] == [
         f"ours: {f.column}" + (f" at epoch {f.epoch}" if f.epoch else "") for f in PUBLISHED_FIGURES]
-    assert table[R.SOURCE].str.startswith("seed study").all()
+    assert table[C.SOURCE].str.startswith("seed study").all()
 
 
 def test_seed_config_values_are_averaged_over_repeated_seed_trials():
     trials, history = hand_study()
     twin = trials.iloc[[0]].assign(**{R.TRIAL_ID: "g0b", R.TEST_FID: 30.0, R.TEST_INCEPTION_FID: NAN})
     table = published_comparison(pd.concat([trials, twin], ignore_index=True), history)
-    assert table[R.OURS_SEED_CONFIG].iloc[:2].tolist() == [20.0, pytest.approx(29.0)]
+    assert table[C.OURS_SEED_CONFIG].iloc[:2].tolist() == [20.0, pytest.approx(29.0)]
+
+
+def test_a_seed_study_reproduction_is_shown_as_reproduced_beside_the_published_numbers():
+    """Rows of a study whose study.json says reproduces_seed_study = 2 (as study.reproduce writes):
+    the MLP VAE at 10 and 50 epochs; the 50-epoch runs (two seeds) are the reproduced value."""
+    trials, history = hand_study()
+    trials[C.REPRODUCES] = NAN
+    repro = trials.iloc[[4, 4, 4]].assign(**{R.STUDY: "repro-2", R.TRIAL_ID: ["r1", "r2", "r3"],
+                                              R.hp_column("epochs"): [50, 50, 10], C.REPRODUCES: 2.0,
+                                              R.FINAL_VAL_FID: [1.0, 1.0, 1.0]})
+    history = pd.concat([history, pd.DataFrame({
+        R.STUDY: "repro-2", R.TRIAL_ID: ["r1", "r1", "r2", "r2", "r3"], R.EPOCH: [1, 50, 1, 50, 1],
+        R.LOSS_NELBO: [176.0, 136.0, 180.0, 134.0, 200.0]})], ignore_index=True)
+    table = published_comparison(pd.concat([trials, repro], ignore_index=True), history).set_index(C.QUANTITY)
+    first, fiftieth = table.loc["VAE loss, first epoch"], table.loc["VAE loss after 50 epochs"]
+    half = 12.7062 * math.sqrt(8) / math.sqrt(2)  # t_{0.975, 1} * s / sqrt(n), s = sqrt(8)
+    assert (first[C.REPRODUCED], first[C.REPRODUCED_N]) == (178.0, 2)
+    assert (first[C.REPRODUCED_LOW], first[C.REPRODUCED_HIGH]) == pytest.approx((178 - half, 178 + half), rel=1e-4)
+    assert (fiftieth[C.REPRODUCED], fiftieth[C.REPRODUCED_N]) == (135.0, 2)
+    # the reproduction's rows stay out of "ours": their validation FID of 1.0 would otherwise be the VAE's best
+    assert (first[C.OURS_SEED_CONFIG], first[C.OURS_BEST]) == (180.0, 170.0)
+    assert table[C.REPRODUCED_N].loc[["FID", "Inception Score"]].eq(0).all()  # seed study 1: not reproduced

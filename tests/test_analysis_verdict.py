@@ -1,107 +1,121 @@
-"""The verdict (which family wins on which axis, at what budget) against hand-computed cases."""
+"""The verdict (analysis/verdict.py): who wins which axis, only when the 95 % interval of the
+difference excludes zero, on hand-built frames and on the really-trained fixture studies.
+
+Behaviour changed by issue 9: choices are made on validation FID, axes carry intervals and say
+"too close to call" or "single seed, provisional"; the old by-hand normalised-hypervolume
+expectations (min-max scaling over both families) no longer apply and were replaced."""
 
 from __future__ import annotations
 
 import math
+import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.budget import BudgetCurve, budget_curves
-from analysis.pareto import Objective
+from analysis import columns as C
+from analysis.budget import BudgetCurve, budget_curves, pick_weights
+from analysis.load import load_studies
+from analysis.selection import is_seed_config
+from analysis.stats import PROVISIONAL, TOO_CLOSE, WINS
+from analysis.tables import best_trials, comparison_table, headline_table
 from analysis.verdict import (
     AXIS_ALL,
     AXIS_QUALITY,
     AXIS_SIZE,
     AXIS_SPEED,
     AXIS_TIME,
-    HIGHER,
-    LOWER,
-    AxisVerdict,
     BudgetPoint,
-    Verdict,
+    best_configuration,
     budget_points,
     budget_sentence,
     decide,
-    normalised_hypervolumes,
     verdict_table,
 )
 from study import results as R
 
-FID, SIZE, SECONDS = Objective(R.TEST_FID), Objective(R.PARAMS_TOTAL), Objective(R.TRAIN_SECONDS)
+NAN = math.nan
 
 
 def hand_trials() -> pd.DataFrame:
-    """GAN a (FID 10, 1e3 params, 1e2 s), GAN b (30, 1e4, 1e3; dominated), GAN c diverged; VAE d (24, 1e2, 1e1).
-    Scaled (log10 for size/time, min-max over all): a (0, .5, .5), b (1, 1, 1), d (.7, 0, 0)."""
+    """GAN a (val 11, test 10), GAN b (val 31, test 30), GAN c diverged; VAE d (val 25, test 24),
+    VAE e (val 24, test 40: best on validation, worse on test)."""
     return pd.DataFrame({
-        R.FAMILY: ["gan", "gan", "gan", "vae"],
-        R.TEST_FID: [10.0, 30.0, math.nan, 24.0],
-        R.FINAL_VAL_FID: [11.0, 31.0, math.nan, 25.0],
-        R.PARAMS_TOTAL: [1e3, 1e4, 1e3, 1e2],
-        R.TRAIN_SECONDS: [1e2, 1e3, 5.0, 1e1],
-        R.IMAGES_PER_S: [500.0, 700.0, 900.0, 2000.0],
+        R.STUDY: ["g", "g", "g", "v", "v"],
+        R.TRIAL_ID: ["a", "b", "c", "d", "e"],
+        R.FAMILY: ["gan", "gan", "gan", "vae", "vae"],
+        R.SEED_CONFIG: [True, False, False, True, False],
+        R.TEST_FID: [10.0, 30.0, NAN, 24.0, 40.0],
+        R.FINAL_VAL_FID: [11.0, 31.0, NAN, 25.0, 24.0],
+        R.PARAMS_TOTAL: [1e3, 1e4, 1e3, 1e2, 1e3],
+        R.TRAIN_SECONDS: [1e2, 1e3, 5.0, 1e1, 20.0],
+        R.EPOCHS_RUN: [2, 2, 1, 2, 2],
+        R.STOP_REASON: [R.STOP_COMPLETED, R.STOP_COMPLETED, R.STOP_DIVERGED, R.STOP_COMPLETED,
+                        R.STOP_COMPLETED],
+        R.IMAGES_PER_S: [500.0, 700.0, 900.0, 2000.0, 2100.0],
     })
 
 
-def test_normalised_hypervolumes_by_hand():
+def replicates(gan_test, vae_test, gan_source="a", vae_source="e") -> pd.DataFrame:
+    rows = [(gan_source, "gan", s, t) for s, t in enumerate(gan_test)]
+    rows += [(vae_source, "vae", s, t) for s, t in enumerate(vae_test)]
+    frame = pd.DataFrame(rows, columns=[R.SOURCE_TRIAL_ID, R.FAMILY, R.REPLICATE_SEED, R.TEST_FID])
+    frame[R.FINAL_VAL_FID] = frame[R.TEST_FID] + 1.0
+    return frame
+
+
+def test_without_replicates_every_axis_is_single_seed_provisional():
     trials = hand_trials()
-    # size: a dominates [0, 1.1] x [0.5, 1.1] = 1.1 * 0.6; d: [0.7, 1.1] x [0, 1.1] = 0.4 * 1.1
-    assert normalised_hypervolumes(trials, (FID, SIZE)) == {"gan": pytest.approx(0.66), "vae": pytest.approx(0.44)}
-    assert normalised_hypervolumes(trials, (FID, SIZE, SECONDS)) == {
-        "gan": pytest.approx(1.1 * 0.6 * 0.6), "vae": pytest.approx(0.4 * 1.1 * 1.1)}
+    verdict = decide(trials, budget_curves(trials), resamples=200)
+    assert [a.axis for a in verdict.axes] == [AXIS_QUALITY, AXIS_SIZE, AXIS_TIME, AXIS_ALL, AXIS_SPEED]
+    assert all(a.call == PROVISIONAL and a.winner is None for a in verdict.axes)
+    assert all("single seed, provisional" in line.lower() for line in verdict.summary)
+    # quality: the VAE's best is e (validation 24), described by its test FID 40, not d's better 24
+    quality = verdict.axes[0]
+    assert dict(quality.values)["vae"].estimate == 40.0 and quality.leader == "gan"
+    assert quality.difference.estimate == pytest.approx(10.0 - 40.0)
+    assert verdict.summary[0] == (
+        "quality: GAN ahead, single seed, provisional (GAN 10 vs VAE 40; difference -30; test_fid of the "
+        "configuration with the lowest final_val_fid, lower is better).")
+    table = verdict_table(verdict)
+    assert table[[C.AXIS, C.CALL, C.WINNER]].values.tolist()[0] == [AXIS_QUALITY, PROVISIONAL, "none"]
 
 
-def test_decide_whole_verdict():
+def test_overlapping_replicate_intervals_are_too_close_to_call_and_separated_ones_win():
     trials = hand_trials()
-    curves = budget_curves(trials, resamples=2000, seed=0)  # GAN pool {10, 30}, VAE pool {24}
-    approx = pytest.approx
-    expected = Verdict(
-        axes=(
-            AxisVerdict(AXIS_QUALITY, "test_fid of the trial with the lowest final_val_fid", LOWER,
-                        (("gan", 10.0), ("vae", 24.0)), "gan"),
-            AxisVerdict(AXIS_SIZE, "normalised hypervolume of (test_fid, params_total)", HIGHER,
-                        (("gan", approx(0.66)), ("vae", approx(0.44))), "gan"),
-            AxisVerdict(AXIS_TIME, "normalised hypervolume of (test_fid, train_seconds)", HIGHER,
-                        (("gan", approx(0.66)), ("vae", approx(0.44))), "gan"),
-            AxisVerdict(AXIS_ALL, "normalised hypervolume of (test_fid, params_total, train_seconds)", HIGHER,
-                        (("gan", approx(0.396)), ("vae", approx(0.484))), "vae"),
-            AxisVerdict(AXIS_SPEED, "median images_per_s over trials", HIGHER, (("gan", 700.0), ("vae", 2000.0)), "vae"),
-        ),
-        # k = 1: GAN expects (10 + 30) / 2 = 20 < 24, but its band [10, 30] reaches above 24: not clear
-        budget=(BudgetPoint(1, (("gan", 20.0), ("vae", 24.0)), "gan", False),),
-        summary=(
-            "quality: GAN wins (GAN 10 vs VAE 24; test_fid of the trial with the lowest final_val_fid, lower is better).",
-            "size vs quality: GAN wins (GAN 0.66 vs VAE 0.44; normalised hypervolume of (test_fid, params_total), "
-            "higher is better).",
-            "training time vs quality: GAN wins (GAN 0.66 vs VAE 0.44; normalised hypervolume of (test_fid, "
-            "train_seconds), higher is better).",
-            "size, time and quality: VAE wins (GAN 0.396 vs VAE 0.484; normalised hypervolume of (test_fid, "
-            "params_total, train_seconds), higher is better).",
-            "training speed: VAE wins (GAN 700 vs VAE 2000; median images_per_s over trials, higher is better).",
-            "budget: lower expected best FID with k trials, k = 1: GAN (bootstrap bands overlap).",
-        ),
-    )
-    assert decide(trials, curves) == expected
-    table = verdict_table(decide(trials, curves))
-    assert table[[R.AXIS, R.WINNER]].values.tolist() == [
-        [AXIS_QUALITY, "gan"], [AXIS_SIZE, "gan"], [AXIS_TIME, "gan"], [AXIS_ALL, "vae"], [AXIS_SPEED, "vae"]]
+    close = replicates([30.0, 31.0, 29.0, 30.5, 29.5], [31.0, 30.0, 32.0, 29.0, 30.8])
+    verdict = decide(trials, budget_curves(trials), replicates=close, resamples=200)
+    quality = verdict.axes[0]
+    assert quality.call == TOO_CLOSE and quality.winner is None
+    assert quality.difference.low < 0 < quality.difference.high
+    assert verdict.summary[0].startswith("quality: too close to call (GAN 30 [")
+    apart = replicates([30.0, 31.0, 29.0, 30.5, 29.5], [40.0, 41.0, 39.0, 40.5, 39.5])
+    verdict = decide(trials, budget_curves(trials), replicates=apart, resamples=200)
+    quality = verdict.axes[0]
+    assert (quality.call, quality.winner) == (WINS, "gan")
+    assert quality.difference.high < 0
+    assert dict(quality.values)["gan"].n == 5
+    assert verdict.summary[0].startswith("quality: GAN wins (GAN 30 [")
+    assert "excludes 0" in verdict.summary[0]
 
 
-def test_one_family_only_has_no_winners():
-    trials = hand_trials().iloc[:3]
-    verdict = decide(trials, budget_curves(trials, resamples=50))
-    assert all(a.winner is None for a in verdict.axes)
-    assert verdict.budget == ()
-    assert verdict.summary[-1] == "budget: not compared (needs two families with finite FIDs)."
+def test_the_best_replicated_configuration_is_chosen_on_mean_validation_fid():
+    group = hand_trials().iloc[:3]
+    reps = pd.DataFrame({R.SOURCE_TRIAL_ID: ["a", "a", "b", "b"], R.FINAL_VAL_FID: [20.0, 22.0, 18.0, 19.0],
+                         R.TEST_FID: [5.0, 6.0, 50.0, 52.0]})
+    source, interval, values = best_configuration(group, reps)
+    assert source == "b" and interval.estimate == 51.0 and values.tolist() == [50.0, 52.0]
 
 
 def curve(label, expected, low, high) -> BudgetCurve:
-    return BudgetCurve(label, R.TEST_FID, tuple(range(1, len(expected) + 1)), tuple(expected), tuple(low), tuple(high),
-                       n_trials=len(expected), n_excluded=0, level=0.95, resamples=100, seed=0)
+    n = len(expected)
+    return BudgetCurve(label, R.TEST_FID, R.FINAL_VAL_FID, tuple(range(1, n + 1)), tuple(expected),
+                       tuple(low), tuple(high), tuple(float(k) for k in range(1, n + 1)), n_trials=n,
+                       n_failed=0, level=0.95)
 
 
-def test_budget_points_clear_only_when_bands_separate_and_ties_have_no_winner():
+def test_budget_points_clear_only_when_ranges_separate_and_ties_have_no_winner():
     curves = {
         "gan": curve("gan", [50, 30, 20, 10], [20, 15, 10, 5], [90, 60, 40, 15]),
         "vae": curve("vae", [40, 30, 25, 22], [35, 28, 24, 21], [45, 33, 27, 23]),
@@ -111,12 +125,86 @@ def test_budget_points_clear_only_when_bands_separate_and_ties_have_no_winner():
         BudgetPoint(1, (("gan", 50), ("vae", 40)), "vae", False),
         BudgetPoint(2, (("gan", 30), ("vae", 30)), None, False),
         BudgetPoint(3, (("gan", 20), ("vae", 25)), "gan", False),
-        BudgetPoint(4, (("gan", 10), ("vae", 22)), "gan", True),  # GAN's band tops out at 15 < 21
+        BudgetPoint(4, (("gan", 10), ("vae", 22)), "gan", True),  # GAN's range tops out at 15 < 21
     )
-    assert budget_sentence(points) == ("budget: lower expected best FID with k trials, k = 1: VAE (bootstrap bands "
-                                       "overlap); k = 2: tie; k = 3-4: GAN (bands separate at k = 4).")
+    assert budget_sentence(points) == (
+        "budget: lower expected test FID of the lowest-validation-FID trial among k, k = 1: VAE (95 % ranges "
+        "overlap); k = 2: tie; k = 3-4: GAN (95 % ranges separate at k = 4). Single seed, provisional.")
+    short = {"gan": curve("gan", [5, 4, 3], [1, 1, 1], [9, 9, 9]), "vae": curve("vae", [6], [6], [6])}
+    assert [p.budget for p in budget_points(short)] == [1]
 
 
-def test_budget_points_stop_at_the_smaller_study():
-    curves = {"gan": curve("gan", [5, 4, 3], [1, 1, 1], [9, 9, 9]), "vae": curve("vae", [6], [6], [6])}
-    assert [p.budget for p in budget_points(curves)] == [1]
+def test_one_group_only_is_not_compared():
+    trials = hand_trials().iloc[:3]
+    verdict = decide(trials, budget_curves(trials), resamples=50)
+    assert all(a.winner is None and a.call == "not compared" for a in verdict.axes)
+    assert verdict.budget == ()
+
+
+# --- on the really-trained fixture studies ------------------------------------------------------------
+
+def choices(trials: pd.DataFrame, reps: pd.DataFrame) -> dict:
+    """Everything analysis chooses: best trials, Pareto and role rows, budget picks, best configurations."""
+    table = comparison_table(trials)
+    verdict = decide(trials, budget_curves(trials), replicates=reps, resamples=50)
+    weights = {(g, k): pick_weights(group, k).round(12).tolist()
+               for g, group in trials.groupby(C.GROUP) for k in range(1, len(group) + 1)}
+    return {"best": best_trials(trials), "roles": table[[C.GROUP, C.ROLE, R.TRIAL_ID]].values.tolist(),
+            "budget": weights,
+            "headline": headline_table(trials, reps)[[C.GROUP, C.ROLE, R.TRIAL_ID]].values.tolist(),
+            "volumes": [(a.axis, [v.estimate for _, v in a.values]) for a in verdict.axes[1:4]]}
+
+
+def test_permuting_every_test_value_changes_no_choice(tiny_study_dirs):
+    studies = load_studies([tiny_study_dirs.gan, tiny_study_dirs.vae])
+    trials = studies.trials
+    before = choices(trials, studies.replicates)
+    tests = [c for c in trials.columns if c.startswith("test_")]
+    assert R.TEST_FID in tests and len(tests) >= 4
+    rng = np.random.default_rng(0)
+    permuted = trials.copy()
+    for column in tests:  # each test column shuffled across all trials of both studies
+        permuted[column] = rng.permutation(trials[column].to_numpy())
+    assert not permuted[R.TEST_FID].equals(trials[R.TEST_FID])
+    assert choices(permuted, studies.replicates) == before
+    # what the test columns describe does change: the budget curve's values
+    assert budget_curves(permuted)["gan"].expected_best != budget_curves(trials)["gan"].expected_best
+
+
+def write_replicates(study_dir, trials: pd.DataFrame, offsets: list[float]) -> None:
+    """replicates.parquet from REAL trial rows (the study's best trial and its seed configurations),
+    one row per seed, with test and validation FID perturbed by `offsets` (as the replicate tool's
+    seeds would move them); trial_id and seed are the replicate's own, as study.replicate writes them."""
+    best = trials.loc[[trials[R.FINAL_VAL_FID].idxmin()]]
+    sources = pd.concat([best, trials[is_seed_config(trials)]])
+    rows = []
+    for _, row in sources.drop_duplicates(R.TRIAL_ID).iterrows():
+        for seed, offset in enumerate(offsets, start=1):
+            rows.append({**row.to_dict(), R.SOURCE_TRIAL_ID: row[R.TRIAL_ID], R.REPLICATE_SEED: seed,
+                         R.TRIAL_ID: f"{row[R.TRIAL_ID]}_rep{seed}", R.SEED: seed,
+                         R.TEST_FID: row[R.TEST_FID] + offset,
+                         R.FINAL_VAL_FID: row[R.FINAL_VAL_FID] + offset})
+    pd.DataFrame(rows).to_parquet(study_dir / R.REPLICATES_FILE)
+
+
+@pytest.mark.parametrize("spread, expected", [(2.0, WINS), (40.0, TOO_CLOSE)])
+def test_replicates_beside_real_studies_decide_the_quality_axis(tiny_study_dirs, tmp_path, spread, expected):
+    dirs = []
+    for src in (tiny_study_dirs.gan, tiny_study_dirs.vae):
+        dst = tmp_path / src.name
+        shutil.copytree(src, dst)
+        trials = pd.read_parquet(dst / R.TRIALS_FILE)
+        write_replicates(dst, trials, [spread * d for d in (-1.0, -0.5, 0.0, 0.5, 1.0)])
+        dirs.append(dst)
+    studies = load_studies(dirs)
+    trials = studies.trials
+    verdict = decide(trials, budget_curves(trials), replicates=studies.replicates, resamples=100)
+    quality = verdict.axes[0]
+    gan_best, vae_best = (trials.loc[trials[R.FAMILY] == f, R.FINAL_VAL_FID].min() for f in ("gan", "vae"))
+    gap = abs(trials.loc[trials[R.FINAL_VAL_FID] == gan_best, R.TEST_FID].iloc[0]
+              - trials.loc[trials[R.FINAL_VAL_FID] == vae_best, R.TEST_FID].iloc[0])
+    assert 5.0 < gap < 40.0  # the fixture's real gap sits between the two spreads
+    assert verdict.replicated and quality.call == expected
+    assert all(dict(quality.values)[g].n == 5 for g in ("gan", "vae"))
+    headline = headline_table(trials, studies.replicates)
+    assert (headline[C.N_SEEDS] == 5).all() and headline[C.CI_LOW].notna().all()

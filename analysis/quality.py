@@ -1,0 +1,81 @@
+"""Which trials count as making digits: the one quality gate of the trade-off axes.
+
+A trial that produces grey blobs can be very small and very fast, so without a gate it wins
+"size vs quality" and "training time vs quality" (issue 9: FID ~150 after 0.3 s won an axis).
+`is_usable` is the only place that decides; Pareto fronts, hypervolumes and the verdict's
+trade-off axes use only usable trials, and the hypervolume's FID bound is the same threshold.
+
+The rule (validation metrics only, so no test number decides what may win):
+1. the trial ended with a model: not diverged or errored, with a finite final validation FID;
+2. its validation FID is at most QUALITY_FACTOR times its study's seed reference: the lowest
+   final validation FID among that study's seed-study configurations (the seed studies' printed,
+   working models, trained under the same protocol). Being relative to the study's own seed
+   configurations, the bound follows the feature network's scale when that network is retrained
+   and the protocol's sample counts, instead of a number tied to one network. A study without a
+   seed configuration with a finite FID falls back to its best trial as the reference;
+3. every extra validation criterion in MINIMUMS whose column the rows have (e.g. class coverage,
+   the share of digit classes the samples cover) is at least its minimum. Columns not written yet
+   are skipped, so adding a criterion is one line here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.selection import SELECT, is_seed_config
+from study import results as R
+
+QUALITY_FACTOR = 1.5  # at most 50 % further from the data than the study's best seed configuration
+# Extra validation criteria, {column: minimum}; applied only where the rows have the column.
+# The class-coverage column's constant belongs to study/results.py once the metrics add it.
+VAL_CLASS_COVERAGE = getattr(R, "VAL_CLASS_COVERAGE", "val_class_coverage")
+MINIMUMS: dict[str, float] = {VAL_CLASS_COVERAGE: 0.9}  # at least 9 of the 10 digit classes
+
+
+def fid_bounds(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select: str = SELECT) -> pd.Series:
+    """Per row, the largest `select` it may have to be usable: QUALITY_FACTOR times the seed
+    reference of its study, computed from `reference` (default: the rows themselves)."""
+    reference = rows if reference is None else reference
+    ref_study = reference[R.STUDY] if R.STUDY in reference else pd.Series("", index=reference.index)
+    seeds = seed_mask(reference)
+    values = reference[select].to_numpy(dtype=float, na_value=np.nan)
+    values = pd.Series(np.where(np.isfinite(values), values, np.nan), index=reference.index)
+    seed_ref = values[seeds.to_numpy()].groupby(ref_study[seeds.to_numpy()]).min()
+    best_ref = values.groupby(ref_study).min()
+    per_study = seed_ref.reindex(best_ref.index).fillna(best_ref)
+    row_study = rows[R.STUDY] if R.STUDY in rows else pd.Series("", index=rows.index)
+    return QUALITY_FACTOR * row_study.map(per_study).astype(float)
+
+
+def seed_mask(frame: pd.DataFrame) -> pd.Series:
+    """The seed-study configurations among the rows (by config_json, else the seed_config flag)."""
+    if R.CONFIG_JSON in frame:
+        return is_seed_config(frame)
+    if R.SEED_CONFIG in frame:
+        return frame[R.SEED_CONFIG].fillna(False).astype(bool)
+    return pd.Series(False, index=frame.index)
+
+
+def study_fid_bound(rows: pd.DataFrame, select: str = SELECT) -> dict[str, float]:
+    """{study: FID bound} for the studies in `rows` (NaN where a study has no finite value)."""
+    bounds = fid_bounds(rows, select=select)
+    study = rows[R.STUDY] if R.STUDY in rows else pd.Series("", index=rows.index)
+    return {str(s): float(b) for s, b in bounds.groupby(study).first().items()}
+
+
+def is_usable(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select: str = SELECT) -> pd.Series:
+    """True for the rows whose samples count as digits under the rule in the module docstring."""
+    values = rows[select].to_numpy(dtype=float, na_value=np.nan)
+    usable = np.isfinite(values)
+    if R.STOP_REASON in rows:
+        usable &= ~rows[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR]).to_numpy()
+    bounds = fid_bounds(rows, reference, select).to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        usable &= np.isfinite(bounds) & (values <= bounds)
+    for column, minimum in MINIMUMS.items():
+        if column in rows:
+            extra = rows[column].to_numpy(dtype=float, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                usable &= extra >= minimum
+    return pd.Series(usable, index=rows.index, name="usable")

@@ -1,0 +1,56 @@
+"""The selection rule, in one place: validation chooses, test only describes what was chosen.
+
+Every choice in analysis/ (each family's best trial, Pareto membership, the trial behind a
+budget point, the best replicated configuration) goes through `SELECT` and these helpers, so
+the rule can be swapped for study/results.py's shared constant in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import pandas as pd
+
+from models.config import TrainConfig, seed_model_config
+from study import results as R
+
+SELECT = R.FINAL_VAL_FID  # the best trial is the lowest final validation FID (the reported model)
+
+
+def selection_values(frame: pd.DataFrame, select: str = SELECT) -> np.ndarray:
+    """`select` as floats where a trial without a finite value (diverged, errored) is +inf: worst."""
+    values = frame[select].to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(values), values, np.inf)
+
+
+def best_label(frame: pd.DataFrame, select: str = SELECT) -> Hashable | None:
+    """Index label of the row with the lowest finite `select` (the first on ties), or None."""
+    values = selection_values(frame, select)
+    if not np.isfinite(values).any():
+        return None
+    return frame.index[int(np.argmin(values))]
+
+
+def best_per_group(frame: pd.DataFrame, by: str, select: str = SELECT) -> dict[str, Hashable]:
+    """Per group, the index label of its best row (groups without a finite value are left out)."""
+    best = {}
+    for name, group in frame.groupby(by, sort=True):
+        label = best_label(group, select)
+        if label is not None:
+            best[str(name)] = label
+    return best
+
+
+def is_seed_config(trials: pd.DataFrame) -> pd.Series:
+    """True where the launcher flagged a trial as a seed configuration (column seed_config, which
+    covers seed points it ran at reduced width), or where the model part of config_json is exactly
+    a seed study's printed configuration (loop settings such as epochs or subset may differ)."""
+    def matches(text: str) -> bool:
+        model = TrainConfig.from_json(text).model
+        return model == seed_model_config(model.family, model.arch)
+
+    printed = trials[R.CONFIG_JSON].map(matches).astype(bool)
+    if R.SEED_CONFIG not in trials:
+        return printed
+    return printed | trials[R.SEED_CONFIG].fillna(False).astype(bool)
