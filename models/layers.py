@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-IMAGE_SHAPE = (1, 28, 28)
 IMAGE_PIXELS = 28 * 28
 
 

@@ -43,9 +43,6 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
-
 
 @dataclass(frozen=True)
 class MNISTSplits:

@@ -6,6 +6,10 @@
 A checkpoint's metrics are printed and written as JSON next to it (final.pt -> final.metrics.json)
 or to --out; each record carries the trial's full config, the feature-network hash and the
 environment. Bad input exits with status 2 and writes nothing.
+
+The reference floors (what real images, noise and blurred images score) and the summary of a
+trial the scheduler stopped early (`stopped_trial_summary`, its test metrics from a checkpoint)
+live here too.
 """
 
 from __future__ import annotations
@@ -15,36 +19,91 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from models.checkpoint import load_model
 from models.config import FAMILY_VAE
 from study import results as R
-from study.data import SPLIT_TEST, DataNotFoundError, load_splits
-from study.featurenet import FeatureNetError, load_featurenet
-from study.metrics import (
-    BLUR_SIGMAS,
-    GENERATION_SEED_OFFSET,
+from study.data import SPLIT_TEST, DataNotFoundError, MNISTSplits, load_splits
+from study.featurenet import FeatureNet, FeatureNetError, load_featurenet
+from study.inception import (
     INCEPTION_BATCH,
-    IW_IMAGES,
-    IW_K,
     InceptionUnavailable,
-    TrialEvaluator,
-    generate,
     inception_fid,
     inception_weights_path,
-    reference_floors,
 )
-from study.train import config_columns, environment, pick_device
+from study.metrics import (
+    GENERATION_SEED_OFFSET,
+    IW_IMAGES,
+    IW_K,
+    KID_SUBSETS,
+    DomainScores,
+    EvaluationAssets,
+    TrialEvaluator,
+    generate,
+    real_stats_for,
+    score_images,
+)
+from study.real_stats import BATCH_SIZE, unit_batches
+from study.train import config_columns, environment, pick_device, summarize
 
 SMOKE_SAMPLES = 256
 SMOKE_REFERENCE_IMAGES = 1000
 SMOKE_INCEPTION_SAMPLES = 8
 SMOKE_IW_K = 5
 
+
+# --- reference floors: what real data scores --------------------------------------------------------
+
+BLUR_SIGMAS = (0.5, 1.0, 2.0)
+
+
+class ReferenceFloors(NamedTuple):
+    featurenet_sha256: str
+    num_images: int
+    fid_train_test: float  # the real-data floor: 10k training vs the 10k test images
+    kid_train_test: float
+    is_test: float  # IS of the test set, the ceiling a perfect generator reaches
+    fid_noise_test: float  # uniform noise vs test
+    kid_noise_test: float
+    fid_blur_test: tuple[float, ...]  # Gaussian-blurred test images vs test, one per BLUR_SIGMAS
+
+
+def gaussian_blur(x_unit: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur as blur
+
+    k = 2 * math.ceil(3 * sigma) + 1  # covers +-3 sigma
+    return blur(x_unit, kernel_size=[k, k], sigma=[sigma, sigma])
+
+
+def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_images: int = 10_000, seed: int = 0,
+                     device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
+                     blur_sigmas: tuple[float, ...] = BLUR_SIGMAS, cache_dir: str | Path | None = None) -> ReferenceFloors:
+    """FID/KID of real training images, noise and blurred test images against the test split, and IS(test).
+
+    Uses the first `num_images` of the training split and of the test split.
+    """
+    net = net if net is not None else load_featurenet()
+    test = data.test.images[:num_images]
+    real = real_stats_for(test, SPLIT_TEST, net, device, cache_dir)
+
+    def score(batches: Iterable[torch.Tensor]) -> DomainScores:
+        return score_images(batches, real, net, seed=seed, device=device, kid_subsets=kid_subsets)
+
+    train = score(unit_batches(data.train.images[:num_images]))
+    test_self = score(unit_batches(test))
+    noise = torch.rand(len(test), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    noisy = score(noise.split(BATCH_SIZE))
+    blurred = [score(gaussian_blur(x, s) for x in unit_batches(test)).fid for s in blur_sigmas]
+    return ReferenceFloors(net.sha256, len(test), train.fid, train.kid, test_self.inception_score,
+                           noisy.fid, noisy.kid, tuple(blurred))
+
+
+# --- the command line ---------------------------------------------------------------------------
 
 class UsageError(ValueError):
     """Bad flags or paths; the message says what to change."""
@@ -109,8 +168,9 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
     R.write_text_atomic(path, json.dumps(record, indent=1, default=str))
 
 
-def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: torch.device, iw_k: int = IW_K,
-                        iw_images: int | None = IW_IMAGES, inception_samples: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, device: torch.device,
+                             iw_k: int = IW_K, iw_images: int | None = IW_IMAGES,
+                             inception_samples: int | None = None) -> dict[str, Any]:
     """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`), as one record."""
     try:
         config, model, raw = load_model(path, map_location=device)
@@ -134,11 +194,23 @@ def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: to
     record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples, R.EVAL_SEED: seed,
                    R.IW_K: iw_k if config.family == FAMILY_VAE else None})
     record.update(config_columns(config))
-    counts = model.parameter_counts()
-    record.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
-    record[R.PARAMS_TOTAL] = sum(counts.values())
+    record.update(R.params_columns(model.parameter_counts()))
     record.update(environment(device))
     return record
+
+
+def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: EvaluationAssets | None,
+                          device: torch.device) -> dict[str, Any]:
+    """Summary row of a trial the scheduler stopped, from its last checkpoint: the trial's own
+    summary (stop reason early-stopped) plus its test metrics (none without `assets`)."""
+    config, model, state = load_model(path)
+    model = model.to(device)
+    summary = summarize(config, model, list(state["history"]), R.STOP_EARLY, device)
+    evaluator = assets.evaluator(config, data, device) if assets is not None else None
+    if evaluator is not None:
+        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        summary.update(evaluator.test(model))
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,16 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:
                 _write_json(args.out, {**values, **environment(device)})
             return 0
-        record = evaluate_checkpoint(args.checkpoint, data, samples=args.samples, seed=args.seed, device=device,
+        record = evaluate_checkpoint_file(args.checkpoint, data, samples=args.samples, seed=args.seed, device=device,
                                      iw_k=args.iw_k, iw_images=args.iw_images,
                                      inception_samples=(args.inception_samples or args.samples) if args.inception else None)
     except (UsageError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
     out = args.out or args.checkpoint.with_suffix(".metrics.json")
     _write_json(out, record)
-    metric_keys = [R.VAL_FID, R.VAL_KID, R.VAL_IS, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_INCEPTION_FID,
-                   R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL, R.EVAL_SECONDS]
+    metric_keys = [*R.VALIDATION_METRICS, *R.TEST_METRICS, R.EVAL_SECONDS]
     _print_table(f"{record[R.FAMILY]}/{record[R.ARCH]} epoch {record[R.EPOCH]}: {args.samples} samples",
                  {k: record[k] for k in metric_keys if k in record and not _is_nan(record[k])})
     print(f"wrote {out}")

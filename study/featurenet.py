@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import DataNotFoundError, Split, load_splits, to_unit
-from study.results import atomic_path
+from study.results import EXIT_BAD_INPUT, atomic_path
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "featurenet.pt"
 # The hash of the shipped weights file; `load_featurenet()` refuses a file that does not match.
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         net = load_featurenet(args.weights) if args.command == "evaluate" else None
     except (FileExistsError, ValueError, DataNotFoundError, FeatureNetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.command == "evaluate":
         print(f"weights      {args.weights or WEIGHTS_PATH}\nsha256       {net.sha256}")
         print(f"test accuracy {accuracy(net, data.test):.4f}  (validation {accuracy(net, data.val):.4f})")

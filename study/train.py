@@ -79,20 +79,6 @@ def config_columns(config: TrainConfig) -> dict[str, Any]:
     return row
 
 
-def _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds) -> dict[str, Any]:
-    """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
-    return copy.deepcopy({
-        CONFIG_KEY: config.to_json(),
-        MODEL_KEY: model.state_dict(),
-        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "epoch": epoch,
-        "history": history,
-        "train_seconds": train_seconds,
-        "torch_rng": torch.get_rng_state(),
-        "batch_rng": batches.state(),
-    })
-
-
 RESUMABLE_CHANGES = ("epochs", "checkpoint_every")  # may differ on resume: extend a run, checkpoint more often
 
 
@@ -107,6 +93,87 @@ def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
                           "resume with the flags of the original run (only --epochs and --checkpoint-every may change)")
     if checkpoint["epoch"] > config.epochs:
         raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond --epochs {config.epochs}")
+
+
+@dataclass
+class _Trial:
+    """Everything that evolves while a trial trains (and what a checkpoint snapshots)."""
+
+    model: torch.nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    batches: BatchIterator
+    fixed_noise: torch.Tensor  # [64, latent...] on the device: the same sample grid every epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    first_epoch: int = 1
+
+    def checkpoint(self, config: TrainConfig, epoch: int) -> dict[str, Any]:
+        """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
+        return copy.deepcopy({
+            CONFIG_KEY: config.to_json(),
+            MODEL_KEY: self.model.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "epoch": epoch,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "torch_rng": torch.get_rng_state(),
+            "batch_rng": self.batches.state(),
+        })
+
+
+def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
+             resume: dict[str, Any] | None) -> _Trial:
+    """A fresh trial, or the one `resume` (a checkpoint dict) snapshotted."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device)
+    optimizers = model.make_optimizers()
+    train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
+    batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
+    noise = model.sample_latent(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(config.seed + 1))
+    trial = _Trial(model, optimizers, batches, noise.to(device))
+    if resume is not None:
+        check_resumable(config, resume)
+        model.load_state_dict(resume[MODEL_KEY])
+        for name, opt in trial.optimizers.items():
+            opt.load_state_dict(resume["optimizers"][name])
+        torch.set_rng_state(resume["torch_rng"])
+        trial.batches.set_state(resume["batch_rng"])
+        trial.history = list(resume["history"])
+        trial.train_seconds = float(resume["train_seconds"])
+        trial.first_epoch = int(resume["epoch"]) + 1
+    return trial
+
+
+def _train_epoch(trial: _Trial, device: torch.device, bar) -> tuple[dict[str, float], int, float]:
+    """One pass over the training images: (mean loss per name, steps, seconds). Stops early when
+    a periodic check finds a NaN/inf running loss (the caller sees it in the means)."""
+    trial.model.train()
+    started = time.perf_counter()
+    sums: dict[str, torch.Tensor] = {}
+    step = 0
+    for step, x in enumerate(trial.batches, start=1):
+        losses = trial.model.train_step(x, trial.optimizers)
+        for key, value in losses.items():
+            sums[key] = sums[key] + value if key in sums else value.clone()
+        if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
+            break
+        if bar is not None:
+            bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return {key: float(total) / step for key, total in sums.items()}, step, seconds
+
+
+def _finish(config: TrainConfig, trial: _Trial, stop_reason: str, evaluator: Evaluator | None,
+            device: torch.device) -> TrialResult:
+    """The summary row, with the test metrics of a trial that did not diverge."""
+    summary = summarize(config, trial.model, trial.history, stop_reason, device)
+    if evaluator is not None:
+        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        if stop_reason != R.STOP_DIVERGED:
+            summary.update(evaluator.test(trial.model))
+    return TrialResult(summary=summary, history=trial.history, model=trial.model)
 
 
 def run_trial(
@@ -128,98 +195,50 @@ def run_trial(
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     """
     device = pick_device(str(device) if device else None)
-    report = report or (lambda record, artifacts: None)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model).to(device)
-    optimizers = model.make_optimizers()
-    train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
-    batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
-    fixed_noise = model.sample_latent(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(config.seed + 1))
-    fixed_noise = fixed_noise.to(device)
-
-    history: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    first_epoch = 1
-    if resume is not None:
-        check_resumable(config, resume)
-        model.load_state_dict(resume[MODEL_KEY])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(resume["optimizers"][name])
-        torch.set_rng_state(resume["torch_rng"])
-        batches.set_state(resume["batch_rng"])
-        history = list(resume["history"])
-        train_seconds = float(resume["train_seconds"])
-        first_epoch = int(resume["epoch"]) + 1
-
+    trial = _restore(config, data, device, resume)
+    bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
     stop_reason = R.STOP_COMPLETED
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=(config.epochs - first_epoch + 1) * len(batches), unit="step", dynamic_ncols=True)
-    for epoch in range(first_epoch, config.epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        diverged = False
-        for step, x in enumerate(batches, start=1):
-            losses = model.train_step(x, optimizers)
-            for key, value in losses.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
-                diverged = True
-                break
-            if bar is not None:
-                bar.update(1)
-        steps = step
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        record: dict[str, Any] = {key: float(total) / steps for key, total in sums.items()}
-        diverged = diverged or not all(math.isfinite(v) for v in record.values())
-        record.update({
-            R.EPOCH: epoch,
-            R.EPOCH_SECONDS: epoch_seconds,
-            R.TRAIN_SECONDS: train_seconds,
-            R.IMAGES_PER_S: steps * config.batch_size / epoch_seconds,
-        })
-        model.eval()
-        samples = model.decode_to_unit(fixed_noise).cpu()
+    for epoch in range(trial.first_epoch, config.epochs + 1):
+        losses, steps, seconds = _train_epoch(trial, device, bar)
+        trial.train_seconds += seconds
+        record: dict[str, Any] = {**losses, R.EPOCH: epoch, R.EPOCH_SECONDS: seconds,
+                                  R.TRAIN_SECONDS: trial.train_seconds,
+                                  R.IMAGES_PER_S: steps * config.batch_size / seconds}
+        diverged = not all(math.isfinite(v) for v in losses.values())
+        trial.model.eval()
+        samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
         if diverged:
-            stop_reason = R.STOP_DIVERGED
-            record[R.STOP_REASON] = R.STOP_DIVERGED
+            stop_reason = record[R.STOP_REASON] = R.STOP_DIVERGED
         elif evaluator is not None:
             eval_started = time.perf_counter()
-            record.update(evaluator.validation(model))
+            record.update(evaluator.validation(trial.model))
             record[R.EVAL_SECONDS] = time.perf_counter() - eval_started
-        history.append(record)
-        last = diverged or epoch == config.epochs
+        trial.history.append(record)
         checkpoint = None
+        last = diverged or epoch == config.epochs
         if last or epoch % config.checkpoint_every == 0 or epoch in checkpoint_epochs:
-            checkpoint = _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds)
+            checkpoint = trial.checkpoint(config, epoch)
         if bar is not None:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in losses or k in (R.VAL_FID, R.VAL_KID, R.VAL_IS)})
-        report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint))
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in (*losses, *R.VALIDATION_METRICS) if k in record})
+        if report is not None:
+            report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint))
         if diverged:
             break
     if bar is not None:
         bar.close()
+    return _finish(config, trial, stop_reason, evaluator, device)
 
-    summary = summarize(config, model, history, stop_reason, device)
-    if evaluator is not None:
-        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
-        if stop_reason != R.STOP_DIVERGED:
-            summary.update(evaluator.test(model))
-    return TrialResult(summary=summary, history=history, model=model)
+
+def _progress_bar(total_steps: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_steps, unit="step", dynamic_ncols=True)
 
 
 def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str, device) -> dict[str, Any]:
     """The trial's tidy summary row: full config, sizes, timings, best/final validation FID."""
-    counts = model.parameter_counts()
     row = config_columns(config)
-    row.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
-    row[R.PARAMS_TOTAL] = sum(counts.values())
+    row.update(R.params_columns(model.parameter_counts()))
     row[R.EPOCHS_RUN] = len(history)
     row[R.STOP_REASON] = stop_reason
     row[R.TRAIN_SECONDS] = history[-1][R.TRAIN_SECONDS] if history else 0.0
@@ -335,18 +354,17 @@ class RunDirectory:
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / R.CHECKPOINTS_DIR).glob("epoch_*.pt"))
+    found = sorted((out / R.CHECKPOINTS_DIR).glob(R.CHECKPOINT_GLOB))
     return found[-1] if found else None
 
 
-def make_evaluator(config: TrainConfig, data: MNISTSplits, device: torch.device) -> Evaluator | None:
-    """The metrics evaluator, or None when evaluation is switched off (--eval-samples 0)."""
-    if config.eval_samples == 0:
-        return None
-    # imported here: torchmetrics and the feature network load only when evaluation is on
-    from study.metrics import TrialEvaluator
-
-    return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed)
+def checkpoint_file(directory: str | Path) -> Path:
+    """The single epoch_NNN.pt inside a Tune checkpoint directory."""
+    found = sorted(Path(directory).glob(R.CHECKPOINT_GLOB))
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one {R.CHECKPOINT_GLOB} in checkpoint directory {directory}, "
+                                f"found {found}")
+    return found[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,9 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         data = load_splits(args.data_dir, train_subset=config.train_subset)
     except (ConfigError, DataNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
 
-    evaluator = make_evaluator(config, data, device)
+    evaluator = None
+    if config.eval_samples > 0:  # torchmetrics and the feature network load only when evaluation is on
+        from study.metrics import prepare_evaluation
+
+        evaluator = prepare_evaluation(data, device, splits=()).evaluator(config, data, device)
     run_dir = RunDirectory(out)
     if resume is not None:
         run_dir.history = list(resume["history"])
@@ -390,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_summary(summary: dict[str, Any]) -> None:
     keys = [R.FAMILY, R.ARCH, R.STOP_REASON, R.EPOCHS_RUN, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S,
-            R.BEST_VAL_FID, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL]
+            R.BEST_VAL_FID, *R.TEST_METRICS]
     keys += [k for k in summary if k.startswith(R.PARAMS_PREFIX) and k != R.PARAMS_TOTAL]
     print("\nsummary")
     for key in keys:
