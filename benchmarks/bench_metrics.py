@@ -24,15 +24,8 @@ from models import build_model, seed_model_config  # noqa: E402
 from models.config import ARCHS, FAMILIES  # noqa: E402
 from study.data import SPLIT_VAL, load_splits  # noqa: E402
 from study.featurenet import load_featurenet  # noqa: E402
-from study.metrics import (  # noqa: E402
-    INCEPTION_BATCH,
-    InceptionUnavailable,
-    TrialEvaluator,
-    compute_real_stats,
-    generate,
-    load_inception,
-    score_images,
-)
+from study.inception import INCEPTION_BATCH, InceptionUnavailable, load_inception  # noqa: E402
+from study.metrics import TrialEvaluator, compute_real_stats, generate, score_images  # noqa: E402
 
 
 class Timing(float):

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study import results as R  # noqa: E402
-from study.export import best_trial  # noqa: E402
 
 
 class StudyFigures(NamedTuple):
@@ -44,12 +43,12 @@ class StudyFigures(NamedTuple):
 
 def study_figures(trials: pd.DataFrame) -> StudyFigures:
     counts = trials[R.STOP_REASON].value_counts()
-    best = best_trial(trials)
+    best = R.best_trial(trials)
     return StudyFigures(
         study=str(trials[R.STUDY].iloc[0]), family=str(trials[R.FAMILY].iloc[0]), trials=len(trials),
         early_stopped=int(counts.get(R.STOP_EARLY, 0)), completed=int(counts.get(R.STOP_COMPLETED, 0)),
         diverged=int(counts.get(R.STOP_DIVERGED, 0)), errors=int(counts.get(R.STOP_ERROR, 0)),
-        best_val_fid=float(best[R.FINAL_VAL_FID]) if best is not None else math.nan,
+        best_val_fid=float(best[R.SELECTION_METRIC]) if best is not None else math.nan,
         best_trial_test_fid=float(best[R.TEST_FID]) if best is not None else math.nan,
         best_test_fid=float(trials[R.TEST_FID].min()),
     )

