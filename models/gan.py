@@ -111,6 +111,7 @@ class GAN(GenerativeModel):
     """
 
     family = FAMILY_GAN
+    config: GANConfig
 
     def __init__(self, cfg: GANConfig):
         super().__init__()

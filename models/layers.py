@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from models.config import ModelConfig
 
 IMAGE_PIXELS = 28 * 28
 
@@ -39,9 +44,19 @@ def count_parameters(module: nn.Module) -> int:
 class GenerativeModel(nn.Module):
     """What both families share: named networks, their sizes, and the latent prior N(0, I)."""
 
-    config: object  # the family's config dataclass, with a latent_dim
+    config: ModelConfig  # the family's config dataclass (GANConfig or VAEConfig)
+    family: str
 
     def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def parameter_counts(self) -> dict[str, int]:

@@ -112,6 +112,7 @@ class VAE(GenerativeModel):
     """
 
     family = FAMILY_VAE
+    config: VAEConfig
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()

@@ -87,7 +87,7 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
     `expected_sha256` when given). The file is hashed and loaded from the same bytes.
     """
     shipped = path is None
-    path = WEIGHTS_PATH if shipped else Path(path)
+    path = WEIGHTS_PATH if path is None else Path(path)
     expected = SHIPPED_SHA256 if shipped else expected_sha256
     if not path.is_file():
         raise FeatureNetError(
@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.command == "evaluate":
+        assert net is not None  # loaded above
         print(f"weights      {args.weights or WEIGHTS_PATH}\nsha256       {net.sha256}")
         print(f"test accuracy {accuracy(net, data.test):.4f}  (validation {accuracy(net, data.val):.4f})")
         return 0

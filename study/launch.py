@@ -139,10 +139,10 @@ def make_searcher(plan: StudyPlan):
     (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first)."""
     from ray.tune.search.optuna import OptunaSearch
 
+    metric: str | list[str] = R.VAL_FID
+    mode: str | list[str] = "min"
     if plan.objective == "pareto":
         metric, mode = list(PARETO_METRICS), ["min"] * len(PARETO_METRICS)
-    else:
-        metric, mode = R.VAL_FID, "min"
     return OptunaSearch(
         space=define_by_run(plan.family, plan.space()),
         metric=metric,
@@ -155,7 +155,7 @@ def make_searcher(plan: StudyPlan):
 def make_scheduler(plan: StudyPlan):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
-    common = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
+    common: dict[str, Any] = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
     if plan.scheduler == "asha":
         return ASHAScheduler(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
     if plan.scheduler == "hyperband":
@@ -267,7 +267,8 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
         print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
         return ray.get([evaluate.remote(c, setup_ref) for c in checkpoints])
 
-    errored = {posixpath.basename(r.path) for r in results if r.error is not None}
+    ended = [results[i] for i in range(len(results))]
+    errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
     return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                         evaluate_stopped, errored=errored)
 

@@ -64,10 +64,12 @@ class _OneBatchMemo:
         self.clear()
 
     def clear(self) -> None:
-        self.batch, self.version, self.outputs = None, -1, None
+        self.batch: torch.Tensor | None = None
+        self.version = -1
+        self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x is not self.batch or x._version != self.version:
+    def __call__(self, net: FeatureNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.outputs is None or x is not self.batch or x._version != self.version:
             with torch.no_grad():
                 self.outputs = net.features_and_logits(x)
             self.batch, self.version = x, x._version

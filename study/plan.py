@@ -83,7 +83,8 @@ class StudyPlan:
     def space(self) -> SpaceOptions:
         loop = dict(epochs=self.max_epochs, seed=self.seed, eval_samples=self.eval_samples,
                     train_subset=self.train_subset, checkpoint_every=self.checkpoint_every)
-        return SpaceOptions(width_scale=self.width_scale, width_range=tuple(self.width_range),
+        low, high = self.width_range
+        return SpaceOptions(width_scale=self.width_scale, width_range=(low, high),
                             batch_sizes=tuple(self.batch_sizes), loop=loop)
 
     def to_json(self) -> str:

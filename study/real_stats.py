@@ -46,6 +46,7 @@ class RealStats:
         fid.real_features_cov_sum = self.feature_cov_sum.to(device, torch.float64)
         fid.real_features_num_samples = torch.tensor(self.num_images, device=device)
         if kid is not None:
+            assert self.features is not None, "Inception-FID statistics carry no KID features"
             kid.real_features = [self.features.to(device, torch.float32)]
 
     def to_dict(self) -> dict[str, Any]:

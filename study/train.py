@@ -26,6 +26,7 @@ import torch
 from models import build_model
 from models.checkpoint import CONFIG_KEY, MODEL_KEY, load_checkpoint
 from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
+from models.layers import GenerativeModel
 from study import results as R
 from study.data import BatchIterator, DataNotFoundError, MNISTSplits, load_splits
 
@@ -99,7 +100,7 @@ def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
 class _Trial:
     """Everything that evolves while a trial trains (and what a checkpoint snapshots)."""
 
-    model: torch.nn.Module
+    model: GenerativeModel
     optimizers: dict[str, torch.optim.Optimizer]
     batches: BatchIterator
     fixed_noise: torch.Tensor  # [64, latent...] on the device: the same sample grid every epoch

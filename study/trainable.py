@@ -25,7 +25,7 @@ import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import torch
@@ -47,6 +47,9 @@ from study.train import (
     pick_device,
     run_trial,
 )
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class TuneReporter(RunDirectory):
         self.config = config
         self.extra = extra  # parameter counts and where the trial runs, added to every report
         self.held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
-        self._writer = None
+        self._writer: SummaryWriter | None = None
 
     def __call__(self, record: dict[str, Any], artifacts: EpochArtifacts) -> None:
         super().__call__(record, replace(artifacts, checkpoint=None))  # grid + metrics files
