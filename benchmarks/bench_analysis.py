@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         t_hv2, _ = timed(lambda: hypervolume(trials, two, nadir_reference(trials, two)))  # noqa: B023
         t_hv3, _ = timed(lambda: hypervolume(trials, three, nadir_reference(trials, three)))  # noqa: B023
         t_budget, _ = timed(lambda: budget_curve(trials[R.TEST_FID], resamples=resamples))  # noqa: B023
-        print(f"{n:>7} {t_front:>16.4f} {len(front.front):>11} {t_hv2:>11.4f} {t_hv3:>11.4f} {t_budget:>30.4f}")
+        print(f"{n:>7} {t_front:>16.4f} {len(front.front):>11} {t_hv2:>11.4f} {t_hv3:>11.4f} "
+              f"{t_budget:>30.4f}")
     return 0
 
 

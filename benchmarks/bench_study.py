@@ -55,7 +55,8 @@ def study_figures(trials: pd.DataFrame) -> StudyFigures:
 
 
 def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> tuple[float, Path]:
-    name = f"{family}-{'smoke' if args.smoke_test else 'quick' if args.quick else 'full'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
+    name = f"{family}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     command = [sys.executable, "-m", "study.launch", "--family", family, "--name", name,
                "--storage-path", args.storage_path, *(["--data-dir", args.data_dir] if args.data_dir else []),
                *(["--trials", str(args.trials)] if args.trials else []),
@@ -77,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--storage-path", default=str(ROOT / "results"))
     p.add_argument("--full", dest="quick", action="store_false", help="the full preset instead of --quick")
-    p.add_argument("--smoke-test", action="store_true", help="the launcher's smoke preset (4 trials, seconds each)")
-    p.add_argument("--summarize", nargs="+", metavar="STUDY_DIR", help="only print the figures of finished studies")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="the launcher's smoke preset (4 trials, seconds each)")
+    p.add_argument("--summarize", nargs="+", metavar="STUDY_DIR",
+                   help="only print the figures of finished studies")
     args = p.parse_args(argv)
     if args.smoke_test:
         args.trials = None

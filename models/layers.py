@@ -17,7 +17,8 @@ def activation(kind: str, slope: float) -> nn.Module:
     return nn.LeakyReLU(slope) if kind == "leaky_relu" else nn.ReLU()
 
 
-def mlp(widths: list[int], act: str, slope: float, dropout: float = 0.0, batch_norm: bool = False) -> nn.Sequential:
+def mlp(widths: list[int], act: str, slope: float, dropout: float = 0.0,
+        batch_norm: bool = False) -> nn.Sequential:
     """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair in `widths`."""
     layers: list[nn.Module] = []
     for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
@@ -56,7 +57,8 @@ class GenerativeModel(nn.Module):
     def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(self, x_unit: torch.Tensor,
+                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def parameter_counts(self) -> dict[str, int]:

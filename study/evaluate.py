@@ -80,9 +80,11 @@ def gaussian_blur(x_unit: torch.Tensor, sigma: float) -> torch.Tensor:
     return blur(x_unit, kernel_size=[k, k], sigma=[sigma, sigma])
 
 
-def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_images: int = 10_000, seed: int = 0,
+def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_images: int = 10_000,
+                     seed: int = 0,
                      device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
-                     blur_sigmas: tuple[float, ...] = BLUR_SIGMAS, cache_dir: str | Path | None = None) -> ReferenceFloors:
+                     blur_sigmas: tuple[float, ...] = BLUR_SIGMAS,
+                     cache_dir: str | Path | None = None) -> ReferenceFloors:
     """FID/KID of real training images, noise and blurred test images against the test split, and IS(test).
 
     Uses the first `num_images` of the training split and of the test split.
@@ -111,27 +113,39 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.evaluate",
-                                description="Print the metrics' reference floors, or evaluate a saved trial's checkpoint.")
+                                description="Print the metrics' reference floors, or evaluate a saved "
+                                            "trial's checkpoint.")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--reference", action="store_true",
-                      help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred test images")
-    mode.add_argument("--checkpoint", type=Path, help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
+                      help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred "
+                           "test images")
+    mode.add_argument("--checkpoint", type=Path,
+                      help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
     p.add_argument("--samples", type=int, default=10_000,
-                   help="generated images per metric (--checkpoint) or real images per set (--reference); default 10000")
+                   help="generated images per metric (--checkpoint) or real images per set (--reference); "
+                        "default 10000")
     p.add_argument("--inception", action="store_true",
-                   help="also the paper-comparable Inception FID (needs the 'inception' extra; slow without a GPU)")
+                   help="also the paper-comparable Inception FID (needs the 'inception' extra; slow without "
+                        "a GPU)")
     p.add_argument("--inception-samples", type=int,
-                   help="generated and test images for the Inception FID (default: --samples; the protocol is 10000)")
-    p.add_argument("--iw-k", type=int, default=IW_K, help=f"importance samples per image for the VAE's IW-NLL (default {IW_K})")
+                   help="generated and test images for the Inception FID (default: --samples; the protocol "
+                        "is 10000)")
+    p.add_argument("--iw-k", type=int, default=IW_K,
+                   help=f"importance samples per image for the VAE's IW-NLL (default {IW_K})")
     p.add_argument("--iw-images", type=int, default=IW_IMAGES,
-                   help=f"first N test images for the IW-NLL (default {IW_IMAGES}; 10000 for the whole test set)")
+                   help=f"first N test images for the IW-NLL (default {IW_IMAGES}; 10000 for the whole test "
+                        "set)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated samples and the KID/IS subsets")
-    p.add_argument("--out", type=Path, help="JSON file to write (default: next to the checkpoint; --reference: none)")
-    p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+    p.add_argument("--out", type=Path,
+                   help="JSON file to write (default: next to the checkpoint; --reference: none)")
+    p.add_argument("--data-dir",
+                   help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--smoke-test", action="store_true",
-                   help=f"seconds-long run: {SMOKE_SAMPLES} samples ({SMOKE_REFERENCE_IMAGES} images for --reference), "
-                        f"IW-NLL with k={SMOKE_IW_K} on {SMOKE_SAMPLES} images, {SMOKE_INCEPTION_SAMPLES} Inception images")
+                   help=f"seconds-long run: {SMOKE_SAMPLES} samples ({SMOKE_REFERENCE_IMAGES} images for "
+                        "--reference), "
+                        f"IW-NLL with k={SMOKE_IW_K} on {SMOKE_SAMPLES} images, {SMOKE_INCEPTION_SAMPLES} "
+                        "Inception images")
     return p
 
 
@@ -140,7 +154,8 @@ def _check_args(args: argparse.Namespace) -> None:
         args.samples = min(args.samples, SMOKE_REFERENCE_IMAGES if args.reference else SMOKE_SAMPLES)
         args.iw_k = min(args.iw_k, SMOKE_IW_K)
         args.iw_images = min(args.iw_images, SMOKE_SAMPLES)
-        args.inception_samples = min(args.inception_samples or SMOKE_INCEPTION_SAMPLES, SMOKE_INCEPTION_SAMPLES)
+        args.inception_samples = min(args.inception_samples or SMOKE_INCEPTION_SAMPLES,
+                                     SMOKE_INCEPTION_SAMPLES)
     if args.samples < 2:
         raise UsageError(f"--samples {args.samples}: FID/KID/IS need at least 2 images")
     if args.inception_samples is not None and args.inception_samples < 2:
@@ -151,7 +166,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--checkpoint {args.checkpoint} is not a file: pass a checkpoint written by "
                          "`python -m study.train --out DIR` (DIR/checkpoints/final.pt) or by a Ray trial")
     if args.out is not None and args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a directory: pass a file name such as {args.out / 'metrics.json'}")
+        raise UsageError(f"--out {args.out} is a directory: pass a file name such as "
+                         f"{args.out / 'metrics.json'}")
     if args.inception and args.reference:
         raise UsageError("--inception evaluates a checkpoint: combine it with --checkpoint, not --reference")
     if args.inception:
@@ -171,14 +187,16 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
 def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, device: torch.device,
                              iw_k: int = IW_K, iw_images: int | None = IW_IMAGES,
                              inception_samples: int | None = None) -> dict[str, Any]:
-    """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`), as one record."""
+    """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`): one record."""
     try:
         config, model, raw = load_model(path, map_location=device)
     except Exception as exc:  # not a trial checkpoint: say so instead of a traceback
-        raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); pass a "
-                         "checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray trial") from None
+        raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); "
+                         "pass a checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray "
+                         "trial") from None
     model = model.to(device)
-    evaluator = TrialEvaluator(data, num_samples=samples, device=device, seed=seed, iw_k=iw_k, iw_images=iw_images)
+    evaluator = TrialEvaluator(data, num_samples=samples, device=device, seed=seed, iw_k=iw_k,
+                               iw_images=iw_images)
     started = time.perf_counter()
     record: dict[str, Any] = {R.CHECKPOINT: str(path), R.EPOCH: raw.get("epoch")}
     record.update(evaluator.validation(model))
@@ -191,7 +209,8 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
                 generate(model.eval(), inception_samples, gen_seed, INCEPTION_BATCH), inception_samples,
                 data.test.images[:inception_samples], SPLIT_TEST, device=device, progress=True)
         record[R.INCEPTION_SAMPLES] = inception_samples
-    record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples, R.EVAL_SEED: seed,
+    record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples,
+                   R.EVAL_SEED: seed,
                    R.IW_K: iw_k if config.family == FAMILY_VAE else None})
     record.update(config_columns(config))
     record.update(R.params_columns(model.parameter_counts()))
@@ -226,15 +245,18 @@ def main(argv: list[str] | None = None) -> int:
                                       kid_subsets=10 if args.smoke_test else 100)
             values = floors._asdict()
             blurred = values.pop("fid_blur_test")
-            values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred, strict=True)})
+            values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred,
+                                                                                strict=True)})
             values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
             _print_table("reference floors", values)
             if args.out:
                 _write_json(args.out, {**values, **environment(device)})
             return 0
-        record = evaluate_checkpoint_file(args.checkpoint, data, samples=args.samples, seed=args.seed, device=device,
+        inception_samples = (args.inception_samples or args.samples) if args.inception else None
+        record = evaluate_checkpoint_file(args.checkpoint, data, samples=args.samples, seed=args.seed,
+                                          device=device,
                                      iw_k=args.iw_k, iw_images=args.iw_images,
-                                     inception_samples=(args.inception_samples or args.samples) if args.inception else None)
+                                     inception_samples=inception_samples)
     except (UsageError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT

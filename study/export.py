@@ -82,7 +82,8 @@ def _last_checkpoint_file(store: StudyStore, trial) -> str | None:
     return files[-1] if files else None
 
 
-def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str, last: dict) -> dict[str, Any]:
+def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str,
+                      last: dict) -> dict[str, Any]:
     """A summary row for a trial that wrote none (errored, or early-stopped without evaluation)."""
     row = summarize(config, build_model(config.model), history, stop_reason, "cpu")
     for key in (R.NODE, R.DEVICE, R.RAY_NODE_ID):
@@ -161,7 +162,8 @@ def export_study(
 
     store = StudyStore(study_dir)
     analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
-    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator, errored)
+    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator,
+                                    errored)
     trials = trials_frame(rows)
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)

@@ -165,7 +165,8 @@ def train_featurenet(train: Split, settings: TrainSettings, progress: bool = Tru
     if steps_per_epoch < 1:
         raise ValueError(f"{len(images)} training images is less than one batch of {settings.batch_size}")
     opt = torch.optim.Adam(net.parameters(), lr=settings.max_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.max_lr, total_steps=settings.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.max_lr,
+                                                total_steps=settings.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(settings.seed)
     from tqdm.auto import tqdm
 
@@ -209,10 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     t.add_argument("--seed", type=int, default=TrainSettings.seed)
     t.add_argument("--smoke-test", action="store_true", help="1 epoch on 2,048 images: seconds, low accuracy")
-    e = sub.add_parser("evaluate", help="test accuracy and SHA-256 of a weights file (default: the shipped one)")
+    e = sub.add_parser("evaluate",
+                       help="test accuracy and SHA-256 of a weights file (default: the shipped one)")
     e.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     for q in (t, e):
-        q.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+        q.add_argument("--data-dir",
+                       help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     return p
 
 
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train" and args.out.exists() and not args.force:
-            raise FileExistsError(f"--out {args.out} already exists: pass --force to overwrite it, or another --out")
+            raise FileExistsError(f"--out {args.out} already exists: pass --force to overwrite it, or "
+                                  "another --out")
         if args.command == "train" and args.epochs < 1:
             raise ValueError(f"--epochs {args.epochs}: must be at least 1")
         data = load_splits(args.data_dir)

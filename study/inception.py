@@ -74,7 +74,8 @@ class InceptionTap(nn.Module):
 
 def load_inception(device: torch.device | str = "cpu") -> tuple[InceptionTap, str]:
     """(the Inception tap in eval mode, the SHA-256 of its TorchScript file)."""
-    with warnings.catch_warnings():  # the package's import and torch.jit.load warn that TorchScript is deprecated
+    # the package's import and torch.jit.load warn that TorchScript is deprecated
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         path = inception_weights_path()
         inception = torch.jit.load(str(path), map_location="cpu")
@@ -82,14 +83,17 @@ def load_inception(device: torch.device | str = "cpu") -> tuple[InceptionTap, st
     return InceptionTap(inception).eval().to(device), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _progress(batches: Iterable[torch.Tensor], total: int, desc: str, enabled: bool) -> Iterable[torch.Tensor]:
+def _progress(batches: Iterable[torch.Tensor], total: int, desc: str,
+              enabled: bool) -> Iterable[torch.Tensor]:
     from tqdm.auto import tqdm
 
-    return tqdm(batches, total=math.ceil(total / INCEPTION_BATCH), desc=desc, unit="batch", disable=not enabled)
+    return tqdm(batches, total=math.ceil(total / INCEPTION_BATCH), desc=desc, unit="batch",
+                disable=not enabled)
 
 
 @torch.no_grad()
-def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_uint8: torch.Tensor, split: str, *,
+def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_uint8: torch.Tensor,
+                  split: str, *,
                   device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
                   progress: bool = False) -> float:
     """Inception FID of `num_images` generated images (batches of INCEPTION_BATCH) vs real images.

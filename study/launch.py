@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(one row per trial), history.parquet (one row per trial-epoch), best_samples.png, and "
         "Ray's experiment (TensorBoard logs with sample grids, checkpoints).",
         epilog="presets (flags you give override them):\n" + "\n".join(
-            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in values.items()) for name, values in PRESETS.items()
+            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in values.items())
+            for name, values in PRESETS.items()
         ) + "\n\ncluster: start `ray start --head` on one machine and `ray start --address HEAD:6379` "
         "on the others, then run with --address HEAD:6379 and a --storage-path every node can "
         "reach (NFS path or s3://...).",
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", required=True, choices=FAMILIES, help="model family to study")
     p.add_argument("--trials", type=int, help="number of trials, seed configurations included (default 16)")
     p.add_argument("--max-epochs", type=int, help="epochs of a trial that is never stopped (default 20)")
-    p.add_argument("--grace-period", type=int, help="epochs before ASHA/HyperBand may stop a trial (default 2)")
+    p.add_argument("--grace-period", type=int,
+                   help="epochs before ASHA/HyperBand may stop a trial (default 2)")
     p.add_argument("--reduction-factor", type=float, help="ASHA/HyperBand halving rate (default 3)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
                    help="trial scheduler on validation FID: asha (default), hyperband (pauses and "
@@ -72,21 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fid: minimise validation FID; pareto: minimise validation FID, total "
                    "parameters and training seconds together (Optuna multi-objective)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
-    p.add_argument("--name", help="study name: results go to <storage-path>/<name> (default: <family>-<time>)")
-    p.add_argument("--train-subset", type=int, help="train on the first N training images (default: all 50,000)")
-    p.add_argument("--eval-samples", type=int, help="generated images per validation FID/KID/IS (default 10,000)")
+    p.add_argument("--name",
+                   help="study name: results go to <storage-path>/<name> (default: <family>-<time>)")
+    p.add_argument("--train-subset", type=int,
+                   help="train on the first N training images (default: all 50,000)")
+    p.add_argument("--eval-samples", type=int,
+                   help="generated images per validation FID/KID/IS (default 10,000)")
     p.add_argument("--iw-images", type=int,
-                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all 10,000)")
+                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all "
+                        "10,000)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
-    p.add_argument("--data-dir", help=f"directory holding MNIST/raw/ (default: ${DATA_DIR_ENV}, else a download cache)")
+    p.add_argument("--data-dir",
+                   help=f"directory holding MNIST/raw/ (default: ${DATA_DIR_ENV}, else a download cache)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch threads) per trial")
     p.add_argument("--gpus-per-trial", type=float,
                    help="GPUs per trial, fractional to share one (0.25 packs four trials on a GPU); "
                    "default 1 when the cluster has GPUs, else 0")
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its last checkpoint")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="retries of a crashed trial from its last checkpoint")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="latest checkpoints kept per trial")
-    p.add_argument("--address", help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto') instead of starting one")
+    p.add_argument("--address",
+                   help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto') instead of starting one")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray the launcher starts (default: all)")
     p.add_argument("--storage-path", default="results",
                    help="where studies are written: a local directory (default ./results) or a URI "
@@ -113,8 +122,8 @@ def check_dashboard_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise ConfigError(
-                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be running "
-                f"there: join it with --address auto, or pick a free port with --dashboard-port."
+                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
+                f"running there: join it with --address auto, or pick a free port with --dashboard-port."
             ) from None
 
 
@@ -214,8 +223,8 @@ def resolve_gpus(plan: StudyPlan) -> float:
     most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
     gpus = plan.gpus_per_trial if plan.gpus_per_trial is not None else (1.0 if most_gpus > 0 else 0.0)
     if plan.cpus_per_trial > most_cpus or gpus > most_gpus:
-        raise ConfigError(f"a trial asks for {plan.cpus_per_trial:g} CPU + {gpus:g} GPU, but the largest node "
-                          f"of this Ray cluster has {most_cpus:g} CPU + {most_gpus:g} GPU; lower "
+        raise ConfigError(f"a trial asks for {plan.cpus_per_trial:g} CPU + {gpus:g} GPU, but the largest "
+                          f"node of this Ray cluster has {most_cpus:g} CPU + {most_gpus:g} GPU; lower "
                           "--cpus-per-trial / --gpus-per-trial.")
     return gpus
 

@@ -136,7 +136,8 @@ def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,
     )
 
 
-def real_stats_for(images_uint8: torch.Tensor, split: str, net: FeatureNet, device: torch.device | str = "cpu",
+def real_stats_for(images_uint8: torch.Tensor, split: str, net: FeatureNet,
+                   device: torch.device | str = "cpu",
                    cache_dir: str | Path | None = None) -> RealStats:
     return cached_real_stats(images_uint8, split, net.sha256,
                              lambda: compute_real_stats(images_uint8, split, net, device), cache_dir)
@@ -158,17 +159,20 @@ class EvaluationAssets:
     def featurenet_sha256(self) -> str:
         return self.featurenet.sha256
 
-    def evaluator(self, config: TrainConfig, data: MNISTSplits, device: torch.device | str) -> TrialEvaluator | None:
+    def evaluator(self, config: TrainConfig, data: MNISTSplits,
+                  device: torch.device | str) -> TrialEvaluator | None:
         """The trial's evaluator on its device, or None when evaluation is off (eval_samples 0)."""
         if config.eval_samples == 0:
             return None
         return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed,
-                              featurenet=self.featurenet, real_stats=self.real_stats, iw_images=self.iw_images)
+                              featurenet=self.featurenet, real_stats=self.real_stats,
+                              iw_images=self.iw_images)
 
 
 def prepare_evaluation(data: MNISTSplits, device: torch.device | str = "cpu",
                        splits: Iterable[str] = (SPLIT_VAL, SPLIT_TEST), featurenet: FeatureNet | None = None,
-                       cache_dir: str | Path | None = None, iw_images: int | None = IW_IMAGES) -> EvaluationAssets:
+                       cache_dir: str | Path | None = None,
+                       iw_images: int | None = IW_IMAGES) -> EvaluationAssets:
     """The feature network (on CPU) and the real statistics of `splits`, from the cache when present.
 
     Both are picklable, so `ray.put(prepare_evaluation(data))` ships them once.
@@ -262,7 +266,8 @@ def vae_scores(model, images_uint8: torch.Tensor, *, seed: int = 0, iw_k: int = 
     iw_images = len(images_uint8) if iw_images is None else min(iw_images, len(images_uint8))
     sq_err = nelbo = iw_nll = 0.0
     with eval_mode(model):
-        for start, x in zip(range(0, len(images_uint8), batch_size), unit_batches(images_uint8, batch_size), strict=True):
+        for start, x in zip(range(0, len(images_uint8), batch_size), unit_batches(images_uint8, batch_size),
+                            strict=True):
             x = x.to(device)
             mu, _logvar = model.encoder(x)
             sq_err += float((torch.sigmoid(model.decoder(mu)) - x).pow(2).sum())
@@ -305,8 +310,10 @@ class TrialEvaluator:
         self.real_stats = dict(real_stats or {})
         for split, stats in self.real_stats.items():
             if stats.network_sha256 != self.featurenet_sha256 or stats.split != split:
-                raise ValueError(f"real_stats[{split!r}] belong to split {stats.split!r} under feature network "
-                                 f"{stats.network_sha256[:12]}, not this evaluator's {self.featurenet_sha256[:12]}")
+                raise ValueError(f"real_stats[{split!r}] belong to split {stats.split!r} under feature "
+                                 "network "
+                                 f"{stats.network_sha256[:12]}, not this evaluator's "
+                                 f"{self.featurenet_sha256[:12]}")
 
     def _real(self, split: str) -> RealStats:
         if split not in self.real_stats:
@@ -328,7 +335,8 @@ class TrialEvaluator:
         s = self.scores(model, SPLIT_TEST)
         out = {R.TEST_FID: s.fid, R.TEST_KID: s.kid, R.TEST_IS: s.inception_score}
         if model.family == FAMILY_VAE:
-            v = vae_scores(model, self.data.test.images, seed=self.seed, iw_k=self.iw_k, iw_images=self.iw_images)
+            v = vae_scores(model, self.data.test.images, seed=self.seed, iw_k=self.iw_k,
+                           iw_images=self.iw_images)
             out.update({R.TEST_RECON_MSE: v.recon_mse, R.TEST_NELBO: v.nelbo, R.TEST_IW_NLL: v.iw_nll})
         return out
 

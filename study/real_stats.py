@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # torchmetrics loads only where the metrics are computed
     from torchmetrics.image.kid import KernelInceptionDistance
 
 STATS_DIR_ENV = "STUDY_STATS_DIR"
-DEFAULT_STATS_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ganvae-study" / "real_stats"
+_CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+DEFAULT_STATS_DIR = _CACHE_HOME / "ganvae-study" / "real_stats"
 BATCH_SIZE = 1000  # images per generation / feature batch
 
 
@@ -78,7 +79,8 @@ def cached_real_stats(images_uint8: torch.Tensor, split: str, network_sha256: st
             if (stats.images_sha256, stats.network_sha256) == (image_hash, network_sha256):
                 return stats
         except Exception as exc:  # noqa: BLE001 - any unreadable cache file is recomputed
-            warnings.warn(f"ignoring unreadable real-statistics cache {path} ({type(exc).__name__}); recomputing",
+            warnings.warn(f"ignoring unreadable real-statistics cache {path} ({type(exc).__name__}); "
+                          "recomputing",
                           stacklevel=2)
     stats = compute()
     if (stats.images_sha256, stats.network_sha256) != (image_hash, network_sha256):

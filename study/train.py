@@ -80,7 +80,8 @@ def config_columns(config: TrainConfig) -> dict[str, Any]:
     return row
 
 
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every")  # may differ on resume: extend a run, checkpoint more often
+# may differ on resume: extend a run, checkpoint more often
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every")
 
 
 def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
@@ -90,10 +91,13 @@ def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
     differing = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and wanted[k] != saved.get(k))
     if differing:
         details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {wanted[k]!r}" for k in differing)
-        raise ConfigError(f"cannot resume: the checkpoint was written by a different configuration ({details}); "
-                          "resume with the flags of the original run (only --epochs and --checkpoint-every may change)")
+        raise ConfigError("cannot resume: the checkpoint was written by a different configuration "
+                          f"({details}); "
+                          "resume with the flags of the original run (only --epochs and --checkpoint-every "
+                          "may change)")
     if checkpoint["epoch"] > config.epochs:
-        raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond --epochs {config.epochs}")
+        raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond "
+                          f"--epochs {config.epochs}")
 
 
 @dataclass
@@ -243,7 +247,8 @@ def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str,
     row[R.EPOCHS_RUN] = len(history)
     row[R.STOP_REASON] = stop_reason
     row[R.TRAIN_SECONDS] = history[-1][R.TRAIN_SECONDS] if history else 0.0
-    row[R.IMAGES_PER_S] = (sum(h[R.IMAGES_PER_S] for h in history) / len(history)) if history else float("nan")
+    speeds = [h[R.IMAGES_PER_S] for h in history]
+    row[R.IMAGES_PER_S] = sum(speeds) / len(speeds) if speeds else float("nan")
     fids = [(h[R.VAL_FID], h[R.EPOCH]) for h in history if math.isfinite(h.get(R.VAL_FID, math.nan))]
     if fids:
         row[R.BEST_VAL_FID], row[R.BEST_EPOCH] = min(fids)
@@ -259,7 +264,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set latent_dim=32 or --set g_widths=64,32")
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set latent_dim=32 or --set "
+                              "g_widths=64,32")
         value: Any = text
         for cast in (int, float):
             try:
@@ -300,9 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
     p.add_argument("--eval-samples", type=int, default=10_000,
                    help="generated images for the per-epoch validation FID/KID/IS (0 skips evaluation)")
-    p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+    p.add_argument("--data-dir",
+                   help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     p.add_argument("--train-subset", type=int, help="train on the first N images of the training split")
-    p.add_argument("--out", default="runs/trial", help="output directory (refused if it holds a run, unless --resume)")
+    p.add_argument("--out", default="runs/trial",
+                   help="output directory (refused if it holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--smoke-test", action="store_true",
@@ -316,7 +324,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                          batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
                          eval_samples=args.eval_samples, train_subset=args.train_subset)
     if args.smoke_test:
-        config = config.replace(epochs=2, train_subset=512, eval_samples=min(args.eval_samples, 256), batch_size=64)
+        config = config.replace(epochs=2, train_subset=512, eval_samples=min(args.eval_samples, 256),
+                                batch_size=64)
         args.width_scale = args.width_scale * 0.125
     if args.width_scale != 1.0:
         config = scale_widths(config, args.width_scale)
@@ -377,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             ckpt_path = latest_checkpoint(out)
             if ckpt_path is None:
-                raise ConfigError(f"--resume: no checkpoint in {out / R.CHECKPOINTS_DIR}; run without --resume first")
+                raise ConfigError(f"--resume: no checkpoint in {out / R.CHECKPOINTS_DIR}; run without "
+                                  "--resume first")
             resume = load_checkpoint(ckpt_path)
             check_resumable(config, resume)
             print(f"resuming from {ckpt_path} (epoch {resume['epoch']})")
@@ -402,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.history = list(resume["history"])
     print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
           f"{len(data.train)} training images -> {out}")
-    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
+    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume,
+                       progress=True)
     last = latest_checkpoint(out)
     if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
         shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)

@@ -78,7 +78,8 @@ def study_specs() -> dict[str, list[TrialSpec]]:
         FAMILY_GAN: [
             TrialSpec("gan_00000", _tiny(FAMILY_GAN, ARCH_MLP, scale=1.0)),
             TrialSpec("gan_00001", _tiny(FAMILY_GAN, ARCH_DCGAN, latent_dim=16)),
-            TrialSpec("gan_00002", _tiny(FAMILY_GAN, ARCH_DCGAN, epochs=3, lr_g=1e-3, lr_d=1e-3), stop_after=1),
+            TrialSpec("gan_00002", _tiny(FAMILY_GAN, ARCH_DCGAN, epochs=3, lr_g=1e-3, lr_d=1e-3),
+                      stop_after=1),
             TrialSpec("gan_00003", _tiny(FAMILY_GAN, ARCH_MLP, scale=0.25, latent_dim=8, lr_g=5e-4)),
             TrialSpec("gan_00004", _tiny(FAMILY_GAN, ARCH_MLP, batch_size=4096)),  # errors: batch > subset
         ],
@@ -93,7 +94,8 @@ def study_specs() -> dict[str, list[TrialSpec]]:
     }
 
 
-def _run(spec: TrialSpec, data: MNISTSplits, study: str, study_dir: Path, evaluator_for) -> tuple[dict, list[dict]]:
+def _run(spec: TrialSpec, data: MNISTSplits, study: str, study_dir: Path,
+         evaluator_for) -> tuple[dict, list[dict]]:
     """Train one spec into study_dir/trials/<id>/; return its summary row and history rows."""
     out = study_dir / "trials" / spec.trial_id
     run_dir = RunDirectory(out)

@@ -15,7 +15,8 @@ from study import results as R
 
 def test_expected_minimum_by_hand():
     # sorted 1, 2, 3, 5 and k = 2: weights 1-(3/4)^2, (3/4)^2-(2/4)^2, (2/4)^2-(1/4)^2, (1/4)^2
-    assert expected_minimum([3, 1, 2, 5], 2) == pytest.approx(0.4375 * 1 + 0.3125 * 2 + 0.1875 * 3 + 0.0625 * 5)
+    assert expected_minimum([3, 1, 2, 5],
+                            2) == pytest.approx(0.4375 * 1 + 0.3125 * 2 + 0.1875 * 3 + 0.0625 * 5)
     assert expected_minimum([3, 1, 2, 5], 1) == pytest.approx(11 / 4)
     assert expected_minimum([7.0, 7.0], 5) == 7.0
 
@@ -59,7 +60,8 @@ def test_budget_curve_refuses_no_finite_values_and_bad_arguments():
 
 
 def test_budget_curves_per_family_skip_a_family_without_values_and_tabulate():
-    trials = pd.DataFrame({R.FAMILY: ["gan", "gan", "vae", "vae"], R.TEST_FID: [4.0, 2.0, math.nan, math.nan]})
+    trials = pd.DataFrame({R.FAMILY: ["gan", "gan", "vae", "vae"],
+                           R.TEST_FID: [4.0, 2.0, math.nan, math.nan]})
     curves = budget_curves(trials, resamples=50)
     assert list(curves) == ["gan"]
     assert curves["gan"].expected_best == (3.0, 2.5)

@@ -45,10 +45,12 @@ def test_epoch_curves_end_where_each_trial_stopped(tiny_study_dirs):
     studies = load_studies([tiny_study_dirs.gan, tiny_study_dirs.vae])
     curves = epoch_curves(studies.trials, studies.history)
     ends = curves.groupby(R.TRIAL_ID).tail(1).set_index(R.TRIAL_ID)
+    # no FID: error, diverged
     assert sorted(ends.index) == ["gan_00000", "gan_00001", "gan_00002", "gan_00003",
-                                  "vae_00000", "vae_00001", "vae_00002", "vae_00003"]  # no FID: error, diverged
+                                  "vae_00000", "vae_00001", "vae_00002", "vae_00003"]
     assert (ends[R.EPOCH] == ends[R.EPOCHS_RUN]).all()
-    assert ends.loc["gan_00002", [R.EPOCH, R.STOP_REASON]].tolist() == [1, R.STOP_EARLY]  # stopped after epoch 1 of 3
+    # stopped after epoch 1 of 3
+    assert ends.loc["gan_00002", [R.EPOCH, R.STOP_REASON]].tolist() == [1, R.STOP_EARLY]
     assert ends.loc["vae_00002", [R.EPOCH, R.STOP_REASON]].tolist() == [2, R.STOP_EARLY]
     assert np.isfinite(curves[R.VAL_FID]).all()
 
@@ -84,7 +86,8 @@ def test_the_same_study_twice_and_mixed_feature_networks_are_refused(tiny_study_
         load_studies([tiny_study_dirs.gan, other])
 
 
-def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the_trial(tiny_study_dirs, tmp_path):
+def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the_trial(
+        tiny_study_dirs, tmp_path):
     trials = load_study(tiny_study_dirs.vae).trials
     row = trials.set_index(R.TRIAL_ID).loc["vae_00001"].copy()
     assert final_checkpoint(row) == trial_path(row) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT

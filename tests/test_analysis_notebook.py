@@ -21,8 +21,10 @@ def test_pareto_notebook_executes_against_launched_studies(launched_studies, mon
     monkeypatch.setenv("PARETO_STUDY_DIRS", os.pathsep.join(map(str, dirs)))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    outputs = {i: cell.get("outputs", []) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"}
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = {i: cell.get("outputs", [])
+               for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"}
     assert not [o for cell in outputs.values() for o in cell if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for cell in outputs.values() for o in cell)
 

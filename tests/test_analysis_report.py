@@ -15,7 +15,8 @@ from analysis.report import REPORT_HTML, REPORT_MD, ReportSettings, build_report
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {"figures/pareto_fronts.png", "figures/fid_vs_epoch.png", "figures/budget.png",
            "figures/hyperparameters.png", "figures/pareto_samples.png", "figures/vae_latent.png"}
-TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "seed_studies", "trials", "pareto_fronts", "budget")}
+TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "seed_studies", "trials", "pareto_fronts",
+                                      "budget")}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,10 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
 
 def test_report_without_mnist_skips_only_the_latent_figure(tiny_study_dirs, tmp_path):
     result = build_report([tiny_study_dirs.gan, tiny_study_dirs.vae], tmp_path / "r",
-                          ReportSettings(resamples=50, data_dir=str(tmp_path / "no-mnist")), progress=lambda *_: None)
-    assert {p.as_posix() for p in result.files} == {REPORT_MD, REPORT_HTML} | (FIGURES - {"figures/vae_latent.png"}) | TABLES
+                          ReportSettings(resamples=50,
+                                         data_dir=str(tmp_path / "no-mnist")), progress=lambda *_: None)
+    expected = {REPORT_MD, REPORT_HTML} | (FIGURES - {"figures/vae_latent.png"}) | TABLES
+    assert {p.as_posix() for p in result.files} == expected
     assert len(result.notes) == 1 and result.notes[0].startswith("MNIST not found")
     assert "## Skipped" in (tmp_path / "r" / REPORT_MD).read_text()
 
@@ -68,7 +71,8 @@ def test_bad_study_directories_exit_2_and_write_nothing(tmp_path, capsys, make_i
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_an_existing_report_is_not_overwritten_and_a_bad_data_dir_is_refused(tiny_study_dirs, tmp_path, capsys):
+def test_an_existing_report_is_not_overwritten_and_a_bad_data_dir_is_refused(tiny_study_dirs, tmp_path,
+                                                                             capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")

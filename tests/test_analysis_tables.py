@@ -32,20 +32,24 @@ def hand_study() -> tuple[pd.DataFrame, pd.DataFrame]:
     VAE: v0 seed MLP (Pareto: fastest of the accurate ones), v1 tiny conv (Pareto: smallest),
     v2 conv (best validation FID, Pareto: best test FID)."""
     rows = [
-        ("g0", "gan", "dcgan", seed_model_config("gan", "dcgan"), 5e6, 100.0, 30.0, 28.0, 20.0, 8.0, NAN, NAN),
-        ("g1", "gan", "mlp", GANConfig(arch="mlp", g_widths=(32,), d_widths=(32,)), 1e5, 10.0, 25.0, 26.0, NAN, NAN, NAN, NAN),
+        ("g0", "gan", "dcgan", seed_model_config("gan", "dcgan"), 5e6, 100.0, 30.0, 28.0, 20.0, 8.0, NAN,
+         NAN),
+        ("g1", "gan", "mlp", GANConfig(arch="mlp", g_widths=(32,), d_widths=(32,)), 1e5, 10.0, 25.0, 26.0,
+         NAN, NAN, NAN, NAN),
         ("g2", "gan", "dcgan", GANConfig(g_widths=(16, 8)), 2e5, 50.0, 40.0, 45.0, NAN, 3.0, NAN, NAN),
         ("g3", "gan", "mlp", GANConfig(arch="mlp", lr_g=1.0), NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN),
-        ("v0", "vae", "mlp", seed_model_config("vae", "mlp"), 1.08e6, 20.0, 50.0, 48.0, NAN, 2.0, 0.05, 110.0),
+        ("v0", "vae", "mlp", seed_model_config("vae", "mlp"), 1.08e6, 20.0, 50.0, 48.0, NAN, 2.0, 0.05,
+         110.0),
         ("v1", "vae", "conv", VAEConfig(enc_channels=(4, 8)), 5e4, 5.0, 60.0, 58.0, NAN, 1.5, 0.06, 120.0),
         ("v2", "vae", "conv", VAEConfig(latent_dim=4), 6e4, 30.0, 45.0, 47.0, NAN, 2.5, 0.04, 100.0),
     ]
     trials = pd.DataFrame(
-        [(tid, "study-" + fam, fam, arch, config_json(model), p, s, 3, R.STOP_COMPLETED, v, t, i, is_, mse, nelbo)
+        [(tid, "study-" + fam, fam, arch, config_json(model), p, s, 3, R.STOP_COMPLETED, v, t, i, is_, mse,
+          nelbo)
          for tid, fam, arch, model, p, s, v, t, i, is_, mse, nelbo in rows],
-        columns=[R.TRIAL_ID, R.STUDY, R.FAMILY, R.ARCH, R.CONFIG_JSON, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.EPOCHS_RUN,
-                 R.STOP_REASON, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_INCEPTION_FID, R.TEST_IS, R.TEST_RECON_MSE,
-                 R.TEST_NELBO])
+        columns=[R.TRIAL_ID, R.STUDY, R.FAMILY, R.ARCH, R.CONFIG_JSON, R.PARAMS_TOTAL, R.TRAIN_SECONDS,
+                 R.EPOCHS_RUN, R.STOP_REASON, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_INCEPTION_FID, R.TEST_IS,
+                 R.TEST_RECON_MSE, R.TEST_NELBO])
     trials.loc[3, R.STOP_REASON] = R.STOP_ERROR
     trials[R.TEST_KID] = 0.01
     history = pd.DataFrame({

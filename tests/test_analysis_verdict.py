@@ -32,7 +32,8 @@ FID, SIZE, SECONDS = Objective(R.TEST_FID), Objective(R.PARAMS_TOTAL), Objective
 
 
 def hand_trials() -> pd.DataFrame:
-    """GAN a (FID 10, 1e3 params, 1e2 s), GAN b (30, 1e4, 1e3; dominated), GAN c diverged; VAE d (24, 1e2, 1e1).
+    """GAN a (FID 10, 1e3 params, 1e2 s), GAN b (30, 1e4, 1e3; dominated), GAN c diverged;
+    VAE d (24, 1e2, 1e1).
     Scaled (log10 for size/time, min-max over all): a (0, .5, .5), b (1, 1, 1), d (.7, 0, 0)."""
     return pd.DataFrame({
         R.FAMILY: ["gan", "gan", "gan", "vae"],
@@ -47,7 +48,8 @@ def hand_trials() -> pd.DataFrame:
 def test_normalised_hypervolumes_by_hand():
     trials = hand_trials()
     # size: a dominates [0, 1.1] x [0.5, 1.1] = 1.1 * 0.6; d: [0.7, 1.1] x [0, 1.1] = 0.4 * 1.1
-    assert normalised_hypervolumes(trials, (FID, SIZE)) == {"gan": pytest.approx(0.66), "vae": pytest.approx(0.44)}
+    expected = {"gan": pytest.approx(0.66), "vae": pytest.approx(0.44)}
+    assert normalised_hypervolumes(trials, (FID, SIZE)) == expected
     assert normalised_hypervolumes(trials, (FID, SIZE, SECONDS)) == {
         "gan": pytest.approx(1.1 * 0.6 * 0.6), "vae": pytest.approx(0.4 * 1.1 * 1.1)}
 
@@ -66,19 +68,23 @@ def test_decide_whole_verdict():
                         (("gan", approx(0.66)), ("vae", approx(0.44))), "gan"),
             AxisVerdict(AXIS_ALL, "normalised hypervolume of (test_fid, params_total, train_seconds)", HIGHER,
                         (("gan", approx(0.396)), ("vae", approx(0.484))), "vae"),
-            AxisVerdict(AXIS_SPEED, "median images_per_s over trials", HIGHER, (("gan", 700.0), ("vae", 2000.0)), "vae"),
+            AxisVerdict(AXIS_SPEED, "median images_per_s over trials", HIGHER,
+                        (("gan", 700.0), ("vae", 2000.0)), "vae"),
         ),
         # k = 1: GAN expects (10 + 30) / 2 = 20 < 24, but its band [10, 30] reaches above 24: not clear
         budget=(BudgetPoint(1, (("gan", 20.0), ("vae", 24.0)), "gan", False),),
         summary=(
-            "quality: GAN wins (GAN 10 vs VAE 24; test_fid of the trial with the lowest final_val_fid, lower is better).",
-            "size vs quality: GAN wins (GAN 0.66 vs VAE 0.44; normalised hypervolume of (test_fid, params_total), "
+            "quality: GAN wins (GAN 10 vs VAE 24; test_fid of the trial with the lowest final_val_fid, lower "
+            "is better).",
+            "size vs quality: GAN wins (GAN 0.66 vs VAE 0.44; normalised hypervolume of (test_fid, "
+            "params_total), "
             "higher is better).",
             "training time vs quality: GAN wins (GAN 0.66 vs VAE 0.44; normalised hypervolume of (test_fid, "
             "train_seconds), higher is better).",
             "size, time and quality: VAE wins (GAN 0.396 vs VAE 0.484; normalised hypervolume of (test_fid, "
             "params_total, train_seconds), higher is better).",
-            "training speed: VAE wins (GAN 700 vs VAE 2000; median images_per_s over trials, higher is better).",
+            "training speed: VAE wins (GAN 700 vs VAE 2000; median images_per_s over trials, higher is "
+            "better).",
             "budget: lower expected best FID with k trials, k = 1: GAN (bootstrap bands overlap).",
         ),
     )
@@ -97,7 +103,8 @@ def test_one_family_only_has_no_winners():
 
 
 def curve(label, expected, low, high) -> BudgetCurve:
-    return BudgetCurve(label, R.TEST_FID, tuple(range(1, len(expected) + 1)), tuple(expected), tuple(low), tuple(high),
+    return BudgetCurve(label, R.TEST_FID, tuple(range(1, len(expected) + 1)), tuple(expected), tuple(low),
+                       tuple(high),
                        n_trials=len(expected), n_excluded=0, level=0.95, resamples=100, seed=0)
 
 
@@ -113,7 +120,8 @@ def test_budget_points_clear_only_when_bands_separate_and_ties_have_no_winner():
         BudgetPoint(3, (("gan", 20), ("vae", 25)), "gan", False),
         BudgetPoint(4, (("gan", 10), ("vae", 22)), "gan", True),  # GAN's band tops out at 15 < 21
     )
-    assert budget_sentence(points) == ("budget: lower expected best FID with k trials, k = 1: VAE (bootstrap bands "
+    assert budget_sentence(points) == ("budget: lower expected best FID with k trials, k = 1: VAE "
+                                       "(bootstrap bands "
                                        "overlap); k = 2: tie; k = 3-4: GAN (bands separate at k = 4).")
 
 

@@ -46,7 +46,8 @@ def launch_args(data_dir, storage: Path | str, name: str, *extra: str) -> list[s
 
 def run_launcher(args: list[str], on_line=None) -> tuple[int, str]:
     """Run the launcher, streaming its output to `on_line(line, process)`; returns (rc, output)."""
-    process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     lines = []
     try:
         for line in process.stdout:
@@ -95,7 +96,9 @@ def check_study(study_dir: Path, family: str, trials: int) -> pd.DataFrame:
     assert (table.loc[table[R.STOP_REASON] == R.STOP_COMPLETED, R.EPOCHS_RUN] == plan.max_epochs).all()
     assert table[R.FEATURENET_SHA256].nunique() == 1
     # one history row per trial-epoch, matching the trials table
-    assert history.groupby(R.TRIAL_ID)[R.EPOCH].count().to_dict() == dict(zip(table[R.TRIAL_ID], table[R.EPOCHS_RUN], strict=True))
+    assert history.groupby(R.TRIAL_ID)[R.EPOCH].count().to_dict() == dict(zip(table[R.TRIAL_ID],
+                                                                              table[R.EPOCHS_RUN],
+                                                                              strict=True))
     # artifacts: the checkpoint of the last epoch, sample grids, the best trial's grid
     for row in table.itertuples():
         trial_dir = study_dir / getattr(row, R.TRIAL_DIR)
@@ -134,7 +137,8 @@ def tensorboard_image_tags(trial_dir: Path) -> list[str]:
         (["--family", "gan", "--resume", "--name", "nothing-here"], "holds no study to resume"),
     ],
 )
-def test_invalid_arguments_exit_2_with_a_message_and_create_nothing(tmp_path, data_dir, capsys, extra, message):
+def test_invalid_arguments_exit_2_with_a_message_and_create_nothing(tmp_path, data_dir, capsys, extra,
+                                                                    message):
     import ray
 
     storage = tmp_path / "results"
@@ -147,7 +151,8 @@ def test_invalid_arguments_exit_2_with_a_message_and_create_nothing(tmp_path, da
 
 def test_a_missing_data_directory_is_refused_before_anything_starts(tmp_path, capsys):
     storage = tmp_path / "results"
-    rc = launch.main(["--family", "gan", "--data-dir", str(tmp_path / "no-mnist"), "--storage-path", str(storage)])
+    rc = launch.main(["--family", "gan", "--data-dir", str(tmp_path / "no-mnist"),
+                      "--storage-path", str(storage)])
     err = capsys.readouterr().err
     assert rc == R.EXIT_BAD_INPUT and "MNIST was not found under" in err and "--data-dir" in err
     assert not storage.exists() and not (tmp_path / "no-mnist").exists()
@@ -240,7 +245,8 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
         completed=counts.get(R.STOP_COMPLETED, 0), diverged=counts.get(R.STOP_DIVERGED, 0),
         errors=counts.get(R.STOP_ERROR, 0), best_val_fid=best[R.FINAL_VAL_FID],
         best_trial_test_fid=best[R.TEST_FID], best_test_fid=table[R.TEST_FID].min())
-    out = subprocess.run([sys.executable, "benchmarks/bench_study.py", "--summarize", str(tmp_path / "gan-smoke")],
+    out = subprocess.run([sys.executable, "benchmarks/bench_study.py", "--summarize",
+                          str(tmp_path / "gan-smoke")],
                          cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     assert "gan-smoke" in out and f"{best[R.FINAL_VAL_FID]:.4g}" in out
 
@@ -334,7 +340,8 @@ def local_ray():
 
 
 @pytest.mark.slow
-def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkpoint(tmp_path, data_dir, local_ray):
+def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkpoint(tmp_path, data_dir,
+                                                                                     local_ray):
     from ray import cloudpickle, tune
 
     from models.config import TrainConfig as TC

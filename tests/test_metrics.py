@@ -139,7 +139,8 @@ def test_cache_is_used_keyed_and_self_healing(data, net, tmp_path):
     (path,) = tmp_path.glob("*.pt")
     assert path.name.startswith(f"{SPLIT_VAL}-600-") and not list(tmp_path.glob("*.tmp"))
     again = RS.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
-    assert torch.equal(again.feature_cov_sum, first.feature_cov_sum) and torch.equal(again.features, first.features)
+    assert torch.equal(again.feature_cov_sum, first.feature_cov_sum) and torch.equal(again.features,
+                                                                                     first.features)
     # other images or another network never reuse the file
     with pytest.raises(AssertionError, match="should have been used"):
         RS.cached_real_stats(data.val.images[:601], SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
@@ -212,7 +213,8 @@ def test_vae_importance_weighted_bound_is_tighter_than_the_elbo(data):
 def test_run_trial_reports_metrics_and_the_hash(data, assets):
     config = scale_widths(TrainConfig(model=seed_model_config("vae", "mlp"), epochs=2, batch_size=64,
                                       train_subset=256, eval_samples=128), 0.125)
-    ev = M.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed, featurenet=assets.featurenet,
+    ev = M.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed,
+                          featurenet=assets.featurenet,
                           real_stats=assets.real_stats, iw_k=2, iw_images=64)
     result = run_trial(config, data, evaluator=ev)
     assert all(math.isfinite(h[R.VAL_FID]) and R.VAL_IS in h and R.VAL_KID in h for h in result.history)
@@ -226,7 +228,8 @@ def test_benchmark_smoke_test_prints_its_figures(tmp_path):
     env = {**os.environ, RS.STATS_DIR_ENV: str(tmp_path)}
     repo = Path(__file__).resolve().parents[1]
     run = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_metrics.py"), "--smoke-test",
-                          "--data-dir", DATA_DIR], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+                          "--data-dir", DATA_DIR], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "real-statistics pass" in run.stdout and "FID+KID+IS on 1,000 generated images" in run.stdout
     assert "ms/image" in run.stdout  # the Inception per-image cost (the extra is installed in the dev venv)

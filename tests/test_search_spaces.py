@@ -25,7 +25,8 @@ from search_spaces.gan import DCGAN_D_DEPTHS, MLP_DEPTHS
 from search_spaces.vae import DENSE_DEPTHS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-WIDTH_KEYS = {"gan": ("g_widths", "d_widths"), "vae": ("enc_widths", "dec_widths", "enc_channels", "dec_channels")}
+WIDTH_KEYS = {"gan": ("g_widths", "d_widths"), "vae": ("enc_widths", "dec_widths", "enc_channels",
+                                                       "dec_channels")}
 
 
 def sample_configs(family: str, options: SpaceOptions, n: int, seed: int = 0) -> list[TrainConfig]:
@@ -62,7 +63,8 @@ def test_a_width_scale_shrinks_only_the_widths_of_the_seed_configurations(family
             changed = {k: v for k, v in changed.items() if "channels" not in k}
         assert changed == expected
         others = {k: v for k, v in config.to_dict().items() if k not in WIDTH_KEYS[family]}
-        assert others == {k: v for k, v in TrainConfig(model=seed).to_dict().items() if k not in WIDTH_KEYS[family]}
+        seed_others = TrainConfig(model=seed).to_dict().items()
+        assert others == {k: v for k, v in seed_others if k not in WIDTH_KEYS[family]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
