@@ -273,7 +273,7 @@ def final_checkpoint(row: pd.Series) -> Path | None:
         return final
     epochs = {}
     # R.checkpoint_name(epoch), as study.train.latest_checkpoint globs
-    for path in directory.rglob("epoch_*.pt"):
+    for path in directory.rglob(R.CHECKPOINT_GLOB):
         digits = path.stem.rpartition("_")[2]
         if digits.isdigit():
             epochs[int(digits)] = path

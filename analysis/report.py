@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         check_data_dir(args.data_dir)
     except (StudyLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     except StudyLoadError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

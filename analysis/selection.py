@@ -15,7 +15,7 @@ import pandas as pd
 from models.config import TrainConfig, seed_model_config
 from study import results as R
 
-SELECT = R.FINAL_VAL_FID  # the best trial is the lowest final validation FID (the reported model)
+SELECT = R.SELECTION_METRIC  # the best trial is the lowest final validation FID (the reported model)
 
 
 def selection_values(frame: pd.DataFrame, select: str = SELECT) -> np.ndarray:

@@ -29,9 +29,18 @@ def random_trials(n: int, seed: int = 0) -> pd.DataFrame:
     params = 10 ** rng.uniform(4, 7, n)
     seconds = 10 ** rng.uniform(0, 3, n)
     fid = 2000 / np.log10(params) ** 2 * rng.lognormal(0, 0.4, n) + 300 / np.sqrt(seconds)
-    return pd.DataFrame({R.TEST_FID: fid, R.FINAL_VAL_FID: fid * rng.lognormal(0, 0.05, n), R.STUDY: "bench",
-                         R.PARAMS_TOTAL: params, R.TRAIN_SECONDS: seconds, R.EPOCHS_RUN: 4,
-                         R.STOP_REASON: R.STOP_COMPLETED, R.SEED_CONFIG: np.arange(n) < 2})
+    return pd.DataFrame(
+        {
+            R.TEST_FID: fid,
+            R.FINAL_VAL_FID: fid * rng.lognormal(0, 0.05, n),
+            R.STUDY: "bench",
+            R.PARAMS_TOTAL: params,
+            R.TRAIN_SECONDS: seconds,
+            R.EPOCHS_RUN: 4,
+            R.STOP_REASON: R.STOP_COMPLETED,
+            R.SEED_CONFIG: np.arange(n) < 2,
+        }
+    )
 
 
 def timed(fn) -> tuple[float, object]:
@@ -48,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     resamples = 200 if args.smoke_test else 1000
     two = (Objective(R.TEST_FID), Objective(R.PARAMS_TOTAL))
     three = two + (Objective(R.TRAIN_SECONDS),)
-    print(f"{'trials':>7} {'front 3-obj (s)':>16} {'front size':>11} {'HV 2-D (s)':>11} {'HV 3-D (s)':>11} "
-          f"{'budget, exact (s)':>18} {f'HV compare, {resamples} resamples (s)':>34}")
+    print(
+        f"{'trials':>7} {'front 3-obj (s)':>16} {'front size':>11} {'HV 2-D (s)':>11} {'HV 3-D (s)':>11} "
+        f"{'budget, exact (s)':>18} {f'HV compare, {resamples} resamples (s)':>34}"
+    )
     for n in sizes:
         trials = random_trials(n)
         t_front, front = timed(lambda: pareto_front(trials, three))  # noqa: B023
@@ -59,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         val2 = (Objective(R.FINAL_VAL_FID), Objective(R.PARAMS_TOTAL))
         other = random_trials(n, seed=1)
         t_cmp, _ = timed(lambda: compare(trials, other, val2, reference_point(trials), resamples))  # noqa: B023
-        print(f"{n:>7} {t_front:>16.4f} {len(front.front):>11} {t_hv2:>11.4f} {t_hv3:>11.4f} {t_budget:>18.4f} "
-              f"{t_cmp:>34.4f}")
+        print(
+            f"{n:>7} {t_front:>16.4f} {len(front.front):>11} {t_hv2:>11.4f} {t_hv3:>11.4f} {t_budget:>18.4f} "
+            f"{t_cmp:>34.4f}"
+        )
     return 0
 
 

@@ -24,15 +24,8 @@ from models import build_model, seed_model_config  # noqa: E402
 from models.config import ARCHS, FAMILIES  # noqa: E402
 from study.data import SPLIT_VAL, load_splits  # noqa: E402
 from study.featurenet import load_featurenet  # noqa: E402
-from study.metrics import (  # noqa: E402
-    INCEPTION_BATCH,
-    InceptionUnavailable,
-    TrialEvaluator,
-    compute_real_stats,
-    generate,
-    load_inception,
-    score_images,
-)
+from study.inception import INCEPTION_BATCH, InceptionUnavailable, load_inception  # noqa: E402
+from study.metrics import TrialEvaluator, compute_real_stats, generate, score_images  # noqa: E402
 
 
 class Timing(float):
@@ -65,15 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--samples", type=int, default=10_000, help="generated images per evaluation (default 10000)")
-    p.add_argument("--inception-images", type=int, default=32, help="images timed through Inception (default 32)")
+    p.add_argument("--samples", type=int, default=10_000,
+                   help="generated images per evaluation (default 10000)")
+    p.add_argument("--inception-images", type=int, default=32,
+                   help="images timed through Inception (default 32)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--smoke-test", action="store_true", help="1,000 samples, 4 Inception images, 1 repeat")
     args = p.parse_args(argv)
     if args.smoke_test:
         args.samples, args.inception_images, args.repeats = 1000, 4, 1
     device = torch.device(args.device)
-    print(f"device {device} ({torch.get_num_threads()} CPU threads, {os.cpu_count()} cores), torch {torch.__version__}, "
+    print(f"device {device} ({torch.get_num_threads()} CPU threads, {os.cpu_count()} cores), torch "
+          f"{torch.__version__}, "
           f"load average {os.getloadavg()[0]:.2f}")
 
     data = load_splits(args.data_dir)
@@ -86,14 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(seed_model_config("gan", "mlp")).to(device).eval()
     images = [x.cpu() for x in generate(model, args.samples, seed=0)]
     threads = torch.get_num_threads()
-    for n_threads in sorted({1, threads}):  # on a CPU shared with other jobs, 1 thread can beat 2 (OpenMP oversubscription)
+    # on a CPU shared with other jobs, 1 thread can beat 2 (OpenMP oversubscription)
+    for n_threads in sorted({1, threads}):
         torch.set_num_threads(n_threads)
         score_s, scores = timed(lambda: score_images(images, real, net, device=device), args.repeats)
         print(f"FID+KID+IS on {args.samples:,} generated images, {n_threads} thread(s)  {score_s:7.2f}   "
               f"target <= 10 s (images already generated; FID {scores.fid:.2f})")
         with torch.no_grad():
-            forward_s, _ = timed(lambda: [net.features_and_logits(x.to(device)) for x in images], args.repeats)
-        print(f"  of which the feature-network pass               {forward_s:7.2f}   the rest: mostly KID's 100 subsets")
+            forward_s, _ = timed(lambda: [net.features_and_logits(x.to(device)) for x in images],
+                                 args.repeats)
+        print(f"  of which the feature-network pass               {forward_s:7.2f}   the rest: mostly KID's "
+              "100 subsets")
     torch.set_num_threads(threads)
 
     if not args.smoke_test:
@@ -119,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         tap(batch[:2].to(device))  # warm-up: TorchScript optimises on the first calls
         inc_s, _ = timed(lambda: [tap(x.to(device)) for x in batch.split(INCEPTION_BATCH)], 1)
     per_image = inc_s / args.inception_images
-    print(f"Inception-v3 features, {args.inception_images} images          {inc_s:7.2f}   = {per_image * 1000:.0f} ms/image; "
+    print(f"Inception-v3 features, {args.inception_images} images          {inc_s:7.2f}   = "
+          f"{per_image * 1000:.0f} ms/image; "
           f"the 10k generated + 10k test protocol would take ~{per_image * 20_000 / 60:.0f} min here "
           f"(~{per_image * 10_000 / 60:.0f} min with the test statistics cached)")
     return 0

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study import results as R  # noqa: E402
-from study.export import best_trial  # noqa: E402
 
 
 class StudyFigures(NamedTuple):
@@ -44,19 +43,20 @@ class StudyFigures(NamedTuple):
 
 def study_figures(trials: pd.DataFrame) -> StudyFigures:
     counts = trials[R.STOP_REASON].value_counts()
-    best = best_trial(trials)
+    best = R.best_trial(trials)
     return StudyFigures(
         study=str(trials[R.STUDY].iloc[0]), family=str(trials[R.FAMILY].iloc[0]), trials=len(trials),
         early_stopped=int(counts.get(R.STOP_EARLY, 0)), completed=int(counts.get(R.STOP_COMPLETED, 0)),
         diverged=int(counts.get(R.STOP_DIVERGED, 0)), errors=int(counts.get(R.STOP_ERROR, 0)),
-        best_val_fid=float(best[R.FINAL_VAL_FID]) if best is not None else math.nan,
+        best_val_fid=float(best[R.SELECTION_METRIC]) if best is not None else math.nan,
         best_trial_test_fid=float(best[R.TEST_FID]) if best is not None else math.nan,
         best_test_fid=float(trials[R.TEST_FID].min()),
     )
 
 
 def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> tuple[float, Path]:
-    name = f"{family}-{'smoke' if args.smoke_test else 'quick' if args.quick else 'full'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
+    name = f"{family}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     command = [sys.executable, "-m", "study.launch", "--family", family, "--name", name,
                "--storage-path", args.storage_path, *(["--data-dir", args.data_dir] if args.data_dir else []),
                *(["--trials", str(args.trials)] if args.trials else []),
@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--storage-path", default=str(ROOT / "results"))
     p.add_argument("--full", dest="quick", action="store_false", help="the full preset instead of --quick")
-    p.add_argument("--smoke-test", action="store_true", help="the launcher's smoke preset (4 trials, seconds each)")
-    p.add_argument("--summarize", nargs="+", metavar="STUDY_DIR", help="only print the figures of finished studies")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="the launcher's smoke preset (4 trials, seconds each)")
+    p.add_argument("--summarize", nargs="+", metavar="STUDY_DIR",
+                   help="only print the figures of finished studies")
     args = p.parse_args(argv)
     if args.smoke_test:
         args.trials = None

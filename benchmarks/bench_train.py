@@ -19,7 +19,8 @@ from study.train import pick_device, run_trial
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir")
     parser.add_argument("--images", type=int, default=10_000, help="training images in the timed epoch")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -27,13 +28,15 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
     data = load_splits(args.data_dir, train_subset=args.images)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} images/epoch={len(data.train)}")
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"images/epoch={len(data.train)}")
     print(f"{'family/arch':<12} {'params':>10} {'epoch s':>8} {'images/s':>9}")
     for family, archs in ARCHS.items():
         for arch in archs:
             config = TrainConfig(model=seed_model_config(family, arch), epochs=1, batch_size=args.batch_size)
             row = run_trial(config, data, device=device).summary
-            print(f"{family + '/' + arch:<12} {row[R.PARAMS_TOTAL]:>10,} {row[R.TRAIN_SECONDS]:>8.1f} {row[R.IMAGES_PER_S]:>9.0f}")
+            print(f"{family + '/' + arch:<12} {row[R.PARAMS_TOTAL]:>10,} {row[R.TRAIN_SECONDS]:>8.1f} "
+                  f"{row[R.IMAGES_PER_S]:>9.0f}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ from models.config import (
     VAEConfig,
     seed_model_config,
 )
+from models.layers import GenerativeModel
 
 
-def build_model(cfg: ModelConfig):
+def build_model(cfg: ModelConfig) -> GenerativeModel:
     """Config -> the family's nn.Module (GAN or VAE), each with the same small interface:
     networks(), parameter_counts(), make_optimizers(), sample_latent(), decode_to_unit(),
     train_step(x_unit, optimizers)."""
-    if cfg.family == FAMILY_GAN:
+    if isinstance(cfg, GANConfig):  # family gan
         from models.gan import GAN
 
         return GAN(cfg)

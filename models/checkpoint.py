@@ -17,7 +17,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """The raw checkpoint dict; refuses anything but tensors and plain containers."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .pt file written by a trial")
+        raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .pt file written by "
+                                "a trial")
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

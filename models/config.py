@@ -218,7 +218,8 @@ def seed_model_config(family: str, arch: str) -> ModelConfig:
         return GANConfig(arch=ARCH_MLP, g_widths=(256, 512, 1024), d_widths=(1024, 512, 256), dropout=0.3)
     if arch == ARCH_CONV:
         return VAEConfig()
-    return VAEConfig(arch=ARCH_MLP, latent_dim=16, enc_widths=(512, 256), dec_widths=(256, 512), activation="relu")
+    return VAEConfig(arch=ARCH_MLP, latent_dim=16, enc_widths=(512, 256), dec_widths=(256, 512),
+                     activation="relu")
 
 
 def _tuple_if_list(value: Any) -> Any:
@@ -229,7 +230,8 @@ def _check_arch(family: str, arch: str) -> None:
     if family not in FAMILIES:
         raise ConfigError(f"family={family!r}: choose one of {', '.join(FAMILIES)}.")
     if arch not in ARCHS[family]:
-        raise ConfigError(f"arch={arch!r} is not a {family} architecture: choose one of {', '.join(ARCHS[family])}.")
+        raise ConfigError(f"arch={arch!r} is not a {family} architecture: choose one of "
+                          f"{', '.join(ARCHS[family])}.")
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -111,6 +111,7 @@ class GAN(GenerativeModel):
     """
 
     family = FAMILY_GAN
+    config: GANConfig
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
@@ -126,7 +127,8 @@ class GAN(GenerativeModel):
         c = self.config
         return {
             GENERATOR: torch.optim.Adam(self.generator.parameters(), lr=c.lr_g, betas=(c.beta1, c.beta2)),
-            DISCRIMINATOR: torch.optim.Adam(self.discriminator.parameters(), lr=c.lr_d, betas=(c.beta1, c.beta2)),
+            DISCRIMINATOR: torch.optim.Adam(self.discriminator.parameters(), lr=c.lr_d,
+                                            betas=(c.beta1, c.beta2)),
         }
 
     @torch.no_grad()
@@ -134,7 +136,8 @@ class GAN(GenerativeModel):
         """Latent -> images in [0, 1], shape [B, 1, 28, 28]."""
         return self.generator(z).add(1.0).mul(0.5).clamp_(0.0, 1.0)
 
-    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(self, x_unit: torch.Tensor,
+                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         """One discriminator step, then one generator step, on a batch in [0, 1]."""
         real = x_unit * 2.0 - 1.0  # [B, 1, 28, 28] in [-1, 1]
         batch = real.shape[0]

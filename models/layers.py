@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-IMAGE_SHAPE = (1, 28, 28)
+if TYPE_CHECKING:
+    from models.config import ModelConfig
+
 IMAGE_PIXELS = 28 * 28
 
 
@@ -13,7 +17,8 @@ def activation(kind: str, slope: float) -> nn.Module:
     return nn.LeakyReLU(slope) if kind == "leaky_relu" else nn.ReLU()
 
 
-def mlp(widths: list[int], act: str, slope: float, dropout: float = 0.0, batch_norm: bool = False) -> nn.Sequential:
+def mlp(widths: list[int], act: str, slope: float, dropout: float = 0.0,
+        batch_norm: bool = False) -> nn.Sequential:
     """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair in `widths`."""
     layers: list[nn.Module] = []
     for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
@@ -40,9 +45,20 @@ def count_parameters(module: nn.Module) -> int:
 class GenerativeModel(nn.Module):
     """What both families share: named networks, their sizes, and the latent prior N(0, I)."""
 
-    config: object  # the family's config dataclass, with a latent_dim
+    config: ModelConfig  # the family's config dataclass (GANConfig or VAEConfig)
+    family: str
 
     def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, x_unit: torch.Tensor,
+                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def parameter_counts(self) -> dict[str, int]:

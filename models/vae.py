@@ -31,7 +31,8 @@ class ConvEncoder(nn.Module):
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), act(),  # [B, c2, 7, 7]
             nn.Flatten(),  # [B, c2*49]
         )
-        self.dense = mlp([c2 * 49, *cfg.enc_widths], cfg.activation, cfg.leaky_slope, cfg.dropout, cfg.batch_norm)
+        self.dense = mlp([c2 * 49, *cfg.enc_widths], cfg.activation, cfg.leaky_slope, cfg.dropout,
+                         cfg.batch_norm)
         self.to_stats = nn.Linear(cfg.enc_widths[-1], 2 * cfg.latent_dim)  # [B, 2*latent]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +113,7 @@ class VAE(GenerativeModel):
     """
 
     family = FAMILY_VAE
+    config: VAEConfig
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -132,14 +134,16 @@ class VAE(GenerativeModel):
         """Latent -> Bernoulli means in [0, 1], shape [B, 1, 28, 28]."""
         return torch.sigmoid(self.decoder(z))
 
-    def loss_terms(self, x_unit: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def loss_terms(self, x_unit: torch.Tensor,
+                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Per-example reconstruction NLL and KL, with one reparameterised sample."""
         mu, logvar = self.encoder(x_unit)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         return {LOSS_RECON: bernoulli_nll(self.decoder(z), x_unit), LOSS_KL: gaussian_kl(mu, logvar)}
 
-    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(self, x_unit: torch.Tensor,
+                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         terms = self.loss_terms(x_unit)
         recon, kl = terms[LOSS_RECON].mean(), terms[LOSS_KL].mean()
         loss = recon + self.config.kl_beta * kl
@@ -150,8 +154,9 @@ class VAE(GenerativeModel):
         return {LOSS_NELBO: loss.detach(), LOSS_RECON: recon.detach(), LOSS_KL: kl.detach()}
 
     @torch.no_grad()
-    def importance_weighted_nll(self, x_unit: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """-log p(x) estimated with k importance samples from q(z|x) (Burda et al. 2016, Eq. 8), per example."""
+    def importance_weighted_nll(self, x_unit: torch.Tensor, k: int,
+                                generator: torch.Generator | None = None) -> torch.Tensor:
+        """-log p(x) per example from k importance samples of q(z|x) (Burda et al. 2016, Eq. 8)."""
         mu, logvar = self.encoder(x_unit)
         std = torch.exp(0.5 * logvar)
         log_weights = []

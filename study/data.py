@@ -43,9 +43,6 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
-
 
 @dataclass(frozen=True)
 class MNISTSplits:
@@ -135,7 +132,8 @@ def _remove_partial_download(root: Path, created_dirs: list[Path]) -> None:
             directory.rmdir()
 
 
-def split_mnist(train_full: Split, test: Split, train_subset: int | None = None) -> tuple[Split, Split, Split]:
+def split_mnist(train_full: Split, test: Split,
+                train_subset: int | None = None) -> tuple[Split, Split, Split]:
     """Fixed seeded split of the official training set into train/validation."""
     if len(train_full) <= VALIDATION_SIZE:
         raise ValueError(f"need more than {VALIDATION_SIZE} training images, got {len(train_full)}")

@@ -6,6 +6,10 @@
 A checkpoint's metrics are printed and written as JSON next to it (final.pt -> final.metrics.json)
 or to --out; each record carries the trial's full config, the feature-network hash and the
 environment. Bad input exits with status 2 and writes nothing.
+
+The reference floors (what real images, noise and blurred images score) and the summary of a
+trial the scheduler stopped early (`stopped_trial_summary`, its test metrics from a checkpoint)
+live here too.
 """
 
 from __future__ import annotations
@@ -15,30 +19,37 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from models.checkpoint import load_model
 from models.config import FAMILY_VAE
 from study import results as R
-from study.data import SPLIT_TEST, DataNotFoundError, load_splits
-from study.featurenet import FeatureNetError, load_featurenet
-from study.metrics import (
-    BLUR_SIGMAS,
-    GENERATION_SEED_OFFSET,
+from study.data import SPLIT_TEST, DataNotFoundError, MNISTSplits, load_splits
+from study.featurenet import FeatureNet, FeatureNetError, load_featurenet
+from study.inception import (
     INCEPTION_BATCH,
-    IW_IMAGES,
-    IW_K,
     InceptionUnavailable,
-    TrialEvaluator,
-    generate,
     inception_fid,
     inception_weights_path,
-    reference_floors,
 )
-from study.train import config_columns, environment, pick_device
+from study.metrics import (
+    GENERATION_SEED_OFFSET,
+    IW_IMAGES,
+    IW_K,
+    KID_SUBSETS,
+    DomainScores,
+    EvaluationAssets,
+    TrialEvaluator,
+    generate,
+    real_stats_for,
+    score_images,
+)
+from study.real_stats import BATCH_SIZE, unit_batches
+from study.train import config_columns, environment, pick_device, summarize
 
 SMOKE_SAMPLES = 256
 SMOKE_REFERENCE_IMAGES = 1000
@@ -46,33 +57,95 @@ SMOKE_INCEPTION_SAMPLES = 8
 SMOKE_IW_K = 5
 
 
+# --- reference floors: what real data scores --------------------------------------------------------
+
+BLUR_SIGMAS = (0.5, 1.0, 2.0)
+
+
+class ReferenceFloors(NamedTuple):
+    featurenet_sha256: str
+    num_images: int
+    fid_train_test: float  # the real-data floor: 10k training vs the 10k test images
+    kid_train_test: float
+    is_test: float  # IS of the test set, the ceiling a perfect generator reaches
+    fid_noise_test: float  # uniform noise vs test
+    kid_noise_test: float
+    fid_blur_test: tuple[float, ...]  # Gaussian-blurred test images vs test, one per BLUR_SIGMAS
+
+
+def gaussian_blur(x_unit: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur as blur
+
+    k = 2 * math.ceil(3 * sigma) + 1  # covers +-3 sigma
+    return blur(x_unit, kernel_size=[k, k], sigma=[sigma, sigma])
+
+
+def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_images: int = 10_000,
+                     seed: int = 0,
+                     device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
+                     blur_sigmas: tuple[float, ...] = BLUR_SIGMAS,
+                     cache_dir: str | Path | None = None) -> ReferenceFloors:
+    """FID/KID of real training images, noise and blurred test images against the test split, and IS(test).
+
+    Uses the first `num_images` of the training split and of the test split.
+    """
+    net = net if net is not None else load_featurenet()
+    test = data.test.images[:num_images]
+    real = real_stats_for(test, SPLIT_TEST, net, device, cache_dir)
+
+    def score(batches: Iterable[torch.Tensor]) -> DomainScores:
+        return score_images(batches, real, net, seed=seed, device=device, kid_subsets=kid_subsets)
+
+    train = score(unit_batches(data.train.images[:num_images]))
+    test_self = score(unit_batches(test))
+    noise = torch.rand(len(test), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    noisy = score(noise.split(BATCH_SIZE))
+    blurred = [score(gaussian_blur(x, s) for x in unit_batches(test)).fid for s in blur_sigmas]
+    return ReferenceFloors(net.sha256, len(test), train.fid, train.kid, test_self.inception_score,
+                           noisy.fid, noisy.kid, tuple(blurred))
+
+
+# --- the command line ---------------------------------------------------------------------------
+
 class UsageError(ValueError):
     """Bad flags or paths; the message says what to change."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.evaluate",
-                                description="Print the metrics' reference floors, or evaluate a saved trial's checkpoint.")
+                                description="Print the metrics' reference floors, or evaluate a saved "
+                                            "trial's checkpoint.")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--reference", action="store_true",
-                      help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred test images")
-    mode.add_argument("--checkpoint", type=Path, help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
+                      help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred "
+                           "test images")
+    mode.add_argument("--checkpoint", type=Path,
+                      help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
     p.add_argument("--samples", type=int, default=10_000,
-                   help="generated images per metric (--checkpoint) or real images per set (--reference); default 10000")
+                   help="generated images per metric (--checkpoint) or real images per set (--reference); "
+                        "default 10000")
     p.add_argument("--inception", action="store_true",
-                   help="also the paper-comparable Inception FID (needs the 'inception' extra; slow without a GPU)")
+                   help="also the paper-comparable Inception FID (needs the 'inception' extra; slow without "
+                        "a GPU)")
     p.add_argument("--inception-samples", type=int,
-                   help="generated and test images for the Inception FID (default: --samples; the protocol is 10000)")
-    p.add_argument("--iw-k", type=int, default=IW_K, help=f"importance samples per image for the VAE's IW-NLL (default {IW_K})")
+                   help="generated and test images for the Inception FID (default: --samples; the protocol "
+                        "is 10000)")
+    p.add_argument("--iw-k", type=int, default=IW_K,
+                   help=f"importance samples per image for the VAE's IW-NLL (default {IW_K})")
     p.add_argument("--iw-images", type=int, default=IW_IMAGES,
-                   help=f"first N test images for the IW-NLL (default {IW_IMAGES}; 10000 for the whole test set)")
+                   help=f"first N test images for the IW-NLL (default {IW_IMAGES}; 10000 for the whole test "
+                        "set)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated samples and the KID/IS subsets")
-    p.add_argument("--out", type=Path, help="JSON file to write (default: next to the checkpoint; --reference: none)")
-    p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+    p.add_argument("--out", type=Path,
+                   help="JSON file to write (default: next to the checkpoint; --reference: none)")
+    p.add_argument("--data-dir",
+                   help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--smoke-test", action="store_true",
-                   help=f"seconds-long run: {SMOKE_SAMPLES} samples ({SMOKE_REFERENCE_IMAGES} images for --reference), "
-                        f"IW-NLL with k={SMOKE_IW_K} on {SMOKE_SAMPLES} images, {SMOKE_INCEPTION_SAMPLES} Inception images")
+                   help=f"seconds-long run: {SMOKE_SAMPLES} samples ({SMOKE_REFERENCE_IMAGES} images for "
+                        "--reference), "
+                        f"IW-NLL with k={SMOKE_IW_K} on {SMOKE_SAMPLES} images, {SMOKE_INCEPTION_SAMPLES} "
+                        "Inception images")
     return p
 
 
@@ -81,7 +154,8 @@ def _check_args(args: argparse.Namespace) -> None:
         args.samples = min(args.samples, SMOKE_REFERENCE_IMAGES if args.reference else SMOKE_SAMPLES)
         args.iw_k = min(args.iw_k, SMOKE_IW_K)
         args.iw_images = min(args.iw_images, SMOKE_SAMPLES)
-        args.inception_samples = min(args.inception_samples or SMOKE_INCEPTION_SAMPLES, SMOKE_INCEPTION_SAMPLES)
+        args.inception_samples = min(args.inception_samples or SMOKE_INCEPTION_SAMPLES,
+                                     SMOKE_INCEPTION_SAMPLES)
     if args.samples < 2:
         raise UsageError(f"--samples {args.samples}: FID/KID/IS need at least 2 images")
     if args.inception_samples is not None and args.inception_samples < 2:
@@ -92,7 +166,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--checkpoint {args.checkpoint} is not a file: pass a checkpoint written by "
                          "`python -m study.train --out DIR` (DIR/checkpoints/final.pt) or by a Ray trial")
     if args.out is not None and args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a directory: pass a file name such as {args.out / 'metrics.json'}")
+        raise UsageError(f"--out {args.out} is a directory: pass a file name such as "
+                         f"{args.out / 'metrics.json'}")
     if args.inception and args.reference:
         raise UsageError("--inception evaluates a checkpoint: combine it with --checkpoint, not --reference")
     if args.inception:
@@ -109,16 +184,19 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
     R.write_text_atomic(path, json.dumps(record, indent=1, default=str))
 
 
-def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: torch.device, iw_k: int = IW_K,
-                        iw_images: int | None = IW_IMAGES, inception_samples: int | None = None) -> dict[str, Any]:
-    """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`), as one record."""
+def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, device: torch.device,
+                             iw_k: int = IW_K, iw_images: int | None = IW_IMAGES,
+                             inception_samples: int | None = None) -> dict[str, Any]:
+    """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`): one record."""
     try:
         config, model, raw = load_model(path, map_location=device)
     except Exception as exc:  # not a trial checkpoint: say so instead of a traceback
-        raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); pass a "
-                         "checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray trial") from None
+        raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); "
+                         "pass a checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray "
+                         "trial") from None
     model = model.to(device)
-    evaluator = TrialEvaluator(data, num_samples=samples, device=device, seed=seed, iw_k=iw_k, iw_images=iw_images)
+    evaluator = TrialEvaluator(data, num_samples=samples, device=device, seed=seed, iw_k=iw_k,
+                               iw_images=iw_images)
     started = time.perf_counter()
     record: dict[str, Any] = {R.CHECKPOINT: str(path), R.EPOCH: raw.get("epoch")}
     record.update(evaluator.validation(model))
@@ -131,14 +209,27 @@ def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: to
                 generate(model.eval(), inception_samples, gen_seed, INCEPTION_BATCH), inception_samples,
                 data.test.images[:inception_samples], SPLIT_TEST, device=device, progress=True)
         record[R.INCEPTION_SAMPLES] = inception_samples
-    record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples, R.EVAL_SEED: seed,
+    record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples,
+                   R.EVAL_SEED: seed,
                    R.IW_K: iw_k if config.family == FAMILY_VAE else None})
     record.update(config_columns(config))
-    counts = model.parameter_counts()
-    record.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
-    record[R.PARAMS_TOTAL] = sum(counts.values())
+    record.update(R.params_columns(model.parameter_counts()))
     record.update(environment(device))
     return record
+
+
+def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: EvaluationAssets | None,
+                          device: torch.device) -> dict[str, Any]:
+    """Summary row of a trial the scheduler stopped, from its last checkpoint: the trial's own
+    summary (stop reason early-stopped) plus its test metrics (none without `assets`)."""
+    config, model, state = load_model(path)
+    model = model.to(device)
+    summary = summarize(config, model, list(state["history"]), R.STOP_EARLY, device)
+    evaluator = assets.evaluator(config, data, device) if assets is not None else None
+    if evaluator is not None:
+        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        summary.update(evaluator.test(model))
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,22 +245,24 @@ def main(argv: list[str] | None = None) -> int:
                                       kid_subsets=10 if args.smoke_test else 100)
             values = floors._asdict()
             blurred = values.pop("fid_blur_test")
-            values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred, strict=True)})
+            values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred,
+                                                                                strict=True)})
             values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
             _print_table("reference floors", values)
             if args.out:
                 _write_json(args.out, {**values, **environment(device)})
             return 0
-        record = evaluate_checkpoint(args.checkpoint, data, samples=args.samples, seed=args.seed, device=device,
+        inception_samples = (args.inception_samples or args.samples) if args.inception else None
+        record = evaluate_checkpoint_file(args.checkpoint, data, samples=args.samples, seed=args.seed,
+                                          device=device,
                                      iw_k=args.iw_k, iw_images=args.iw_images,
-                                     inception_samples=(args.inception_samples or args.samples) if args.inception else None)
+                                     inception_samples=inception_samples)
     except (UsageError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
     out = args.out or args.checkpoint.with_suffix(".metrics.json")
     _write_json(out, record)
-    metric_keys = [R.VAL_FID, R.VAL_KID, R.VAL_IS, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_INCEPTION_FID,
-                   R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL, R.EVAL_SECONDS]
+    metric_keys = [*R.VALIDATION_METRICS, *R.TEST_METRICS, R.EVAL_SECONDS]
     _print_table(f"{record[R.FAMILY]}/{record[R.ARCH]} epoch {record[R.EPOCH]}: {args.samples} samples",
                  {k: record[k] for k in metric_keys if k in record and not _is_nan(record[k])})
     print(f"wrote {out}")

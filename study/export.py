@@ -26,21 +26,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import pyarrow.fs as pafs
 
 from models import build_model
 from models.config import TrainConfig
 from search_spaces import seed_configs, train_config
 from study import results as R
+from study.plan import StudyPlan
+from study.store import StudyStore
 from study.train import summarize
-from study.trainable import TEST_METRICS
 
 # Every trials.parquet has these (NaN where a family or trial has no value), then the hp_* and
 # params_* columns of its configurations and whatever else the trials' summaries carry.
 TRIAL_COLUMNS = (
     R.STUDY, R.TRIAL_ID, R.FAMILY, R.ARCH, R.SEED, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN,
     R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S, R.BEST_VAL_FID, R.BEST_EPOCH, R.FINAL_VAL_FID,
-    *TEST_METRICS, R.NODE, R.RAY_NODE_ID, R.DEVICE, R.TORCH_VERSION,
+    *R.TEST_METRICS, R.FEATURENET_SHA256, R.NODE, R.RAY_NODE_ID, R.DEVICE, R.TORCH_VERSION,
     R.TRIAL_DIR, R.CHECKPOINT, R.ERROR_MESSAGE, R.CONFIG_JSON,
 )
 ERROR_CHARS = 500
@@ -54,61 +54,6 @@ class ExportedStudy:
     trials: pd.DataFrame
     history: pd.DataFrame
     best_trial_id: str | None
-
-
-class StudyStore:
-    """A study directory on a pyarrow filesystem (local path or URI)."""
-
-    def __init__(self, path_or_uri: str):
-        if "://" in str(path_or_uri):
-            self.fs, self.root = pafs.FileSystem.from_uri(str(path_or_uri))
-        else:
-            from pathlib import Path
-
-            self.fs, self.root = pafs.LocalFileSystem(), Path(path_or_uri).expanduser().resolve().as_posix()
-        self.uri = str(path_or_uri)
-
-    def path(self, *parts: str) -> str:
-        return posixpath.join(self.root, *parts)
-
-    def exists(self, path: str) -> bool:
-        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
-
-    def is_nonempty_dir(self) -> bool:
-        info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.NotFound:
-            return False
-        if info.type != pafs.FileType.Directory:
-            return True
-        return bool(self.fs.get_file_info(pafs.FileSelector(self.root)))
-
-    def read_bytes(self, path: str) -> bytes:
-        with self.fs.open_input_stream(path) as f:
-            return f.read()
-
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Write to a temporary name, then move: readers never see half a file."""
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
-        tmp = path + ".tmp"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
-        self.fs.move(tmp, path)
-
-    def write_table(self, rows: pd.DataFrame, name: str) -> None:
-        import io
-
-        buffer = io.BytesIO()
-        rows.to_parquet(buffer, index=False)
-        self.write_bytes(self.path(name), buffer.getvalue())
-
-    def files(self, directory: str, suffix: str) -> list[str]:
-        if not self.exists(directory):
-            return []
-        infos = self.fs.get_file_info(pafs.FileSelector(directory))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
-
-    def relative(self, path: str) -> str:
-        return posixpath.relpath(path, self.root)
 
 
 def _json_or_none(store: StudyStore, path: str):
@@ -137,7 +82,8 @@ def _last_checkpoint_file(store: StudyStore, trial) -> str | None:
     return files[-1] if files else None
 
 
-def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str, last: dict) -> dict[str, Any]:
+def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str,
+                      last: dict) -> dict[str, Any]:
     """A summary row for a trial that wrote none (errored, or early-stopped without evaluation)."""
     row = summarize(config, build_model(config.model), history, stop_reason, "cpu")
     for key in (R.NODE, R.DEVICE, R.RAY_NODE_ID):
@@ -204,18 +150,6 @@ def trials_frame(rows: list[dict]) -> pd.DataFrame:
     return frame[first + rest]
 
 
-def best_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The trial with the lowest *final* validation FID (None if no trial has one).
-
-    Final, not best-over-epochs: the final model is the one whose test metrics and sample grid
-    are reported, so selection stays on validation data (analysis.tables.best_trials agrees).
-    """
-    finite = trials[pd.to_numeric(trials[R.FINAL_VAL_FID], errors="coerce").notna()]
-    if finite.empty:
-        return None
-    return finite.loc[finite[R.FINAL_VAL_FID].astype(float).idxmin()]
-
-
 def export_study(
     study_dir: str,
     study_name: str,
@@ -228,12 +162,13 @@ def export_study(
 
     store = StudyStore(study_dir)
     analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
-    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator, errored)
+    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator,
+                                    errored)
     trials = trials_frame(rows)
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)
     store.write_table(history, R.HISTORY_FILE)
-    best = best_trial(trials)
+    best = R.best_trial(trials)
     if best is not None:
         grids = store.files(store.path(best[R.TRIAL_DIR], R.SAMPLES_DIR), ".png")
         if grids:
@@ -246,14 +181,12 @@ SUMMARY_COLUMNS = (R.TRIAL_ID, R.ARCH, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RU
 
 
 def summary_table(trials: pd.DataFrame) -> str:
-    """The console summary: one line per trial, the selected (lowest final validation FID) first."""
-    table = trials[list(SUMMARY_COLUMNS)].sort_values(R.FINAL_VAL_FID, na_position="last")
+    """The console summary: one line per trial, the selected one (R.best_trial) first."""
+    table = trials[list(SUMMARY_COLUMNS)].sort_values(R.SELECTION_METRIC, na_position="last")
     return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from study.launch import StudyPlan  # the launcher imports this module
-
     p = argparse.ArgumentParser(
         prog="python -m study.export",
         description="Rebuild trials.parquet / history.parquet / best_samples.png of a finished study "
@@ -267,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if not store.exists(store.path(R.STUDY_JSON)):
         print(f"error: {args.study_dir} holds no {R.STUDY_JSON}; pass a directory written by "
               "python -m study.launch", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
     plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
     exported = export_study(args.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                             in_process_evaluator(plan, args.data_dir or plan.data_dir))
@@ -275,16 +208,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def in_process_evaluator(plan, data_dir: str) -> EarlyStopEvaluator | None:
+def in_process_evaluator(plan: StudyPlan, data_dir: str) -> EarlyStopEvaluator | None:
     """Test-evaluate early-stopped trials here, one after another (no Ray needed)."""
+    import torch
+
     from study.data import load_splits
-    from study.trainable import MetricsFactory, TrialSetup, evaluate_checkpoint
+    from study.evaluate import stopped_trial_summary
+    from study.metrics import prepare_evaluation
+    from study.train import checkpoint_file, pick_device
 
     if plan.eval_samples == 0:
         return None
     data = load_splits(data_dir, train_subset=plan.train_subset, download=False)
-    setup = TrialSetup(data=data, evaluators=MetricsFactory.build(data, iw_images=plan.iw_images))
-    return lambda checkpoints: [evaluate_checkpoint(c, setup) for c in checkpoints]
+    assets = prepare_evaluation(data, iw_images=plan.iw_images)
+    device = pick_device()
+
+    def evaluate(checkpoint) -> dict[str, Any]:
+        torch.set_num_threads(1)  # one thread per evaluation, as this export has always used
+        with checkpoint.as_directory() as directory:
+            return stopped_trial_summary(checkpoint_file(directory), data, assets, device)
+
+    return lambda checkpoints: [evaluate(c) for c in checkpoints]
 
 
 if __name__ == "__main__":

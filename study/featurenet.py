@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import DataNotFoundError, Split, load_splits, to_unit
-from study.results import atomic_path
+from study.results import EXIT_BAD_INPUT, atomic_path
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "featurenet.pt"
 # The hash of the shipped weights file; `load_featurenet()` refuses a file that does not match.
@@ -87,7 +87,7 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
     `expected_sha256` when given). The file is hashed and loaded from the same bytes.
     """
     shipped = path is None
-    path = WEIGHTS_PATH if shipped else Path(path)
+    path = WEIGHTS_PATH if path is None else Path(path)
     expected = SHIPPED_SHA256 if shipped else expected_sha256
     if not path.is_file():
         raise FeatureNetError(
@@ -165,7 +165,8 @@ def train_featurenet(train: Split, settings: TrainSettings, progress: bool = Tru
     if steps_per_epoch < 1:
         raise ValueError(f"{len(images)} training images is less than one batch of {settings.batch_size}")
     opt = torch.optim.Adam(net.parameters(), lr=settings.max_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.max_lr, total_steps=settings.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.max_lr,
+                                                total_steps=settings.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(settings.seed)
     from tqdm.auto import tqdm
 
@@ -209,10 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     t.add_argument("--seed", type=int, default=TrainSettings.seed)
     t.add_argument("--smoke-test", action="store_true", help="1 epoch on 2,048 images: seconds, low accuracy")
-    e = sub.add_parser("evaluate", help="test accuracy and SHA-256 of a weights file (default: the shipped one)")
+    e = sub.add_parser("evaluate",
+                       help="test accuracy and SHA-256 of a weights file (default: the shipped one)")
     e.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     for q in (t, e):
-        q.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+        q.add_argument("--data-dir",
+                       help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     return p
 
 
@@ -220,15 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train" and args.out.exists() and not args.force:
-            raise FileExistsError(f"--out {args.out} already exists: pass --force to overwrite it, or another --out")
+            raise FileExistsError(f"--out {args.out} already exists: pass --force to overwrite it, or "
+                                  "another --out")
         if args.command == "train" and args.epochs < 1:
             raise ValueError(f"--epochs {args.epochs}: must be at least 1")
         data = load_splits(args.data_dir)
         net = load_featurenet(args.weights) if args.command == "evaluate" else None
     except (FileExistsError, ValueError, DataNotFoundError, FeatureNetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.command == "evaluate":
+        assert net is not None  # loaded above
         print(f"weights      {args.weights or WEIGHTS_PATH}\nsha256       {net.sha256}")
         print(f"test accuracy {accuracy(net, data.test):.4f}  (validation {accuracy(net, data.val):.4f})")
         return 0

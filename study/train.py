@@ -26,6 +26,7 @@ import torch
 from models import build_model
 from models.checkpoint import CONFIG_KEY, MODEL_KEY, load_checkpoint
 from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
+from models.layers import GenerativeModel
 from study import results as R
 from study.data import BatchIterator, DataNotFoundError, MNISTSplits, load_splits
 
@@ -79,21 +80,8 @@ def config_columns(config: TrainConfig) -> dict[str, Any]:
     return row
 
 
-def _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds) -> dict[str, Any]:
-    """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
-    return copy.deepcopy({
-        CONFIG_KEY: config.to_json(),
-        MODEL_KEY: model.state_dict(),
-        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "epoch": epoch,
-        "history": history,
-        "train_seconds": train_seconds,
-        "torch_rng": torch.get_rng_state(),
-        "batch_rng": batches.state(),
-    })
-
-
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every")  # may differ on resume: extend a run, checkpoint more often
+# may differ on resume: extend a run, checkpoint more often
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every")
 
 
 def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
@@ -103,10 +91,94 @@ def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
     differing = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and wanted[k] != saved.get(k))
     if differing:
         details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {wanted[k]!r}" for k in differing)
-        raise ConfigError(f"cannot resume: the checkpoint was written by a different configuration ({details}); "
-                          "resume with the flags of the original run (only --epochs and --checkpoint-every may change)")
+        raise ConfigError("cannot resume: the checkpoint was written by a different configuration "
+                          f"({details}); "
+                          "resume with the flags of the original run (only --epochs and --checkpoint-every "
+                          "may change)")
     if checkpoint["epoch"] > config.epochs:
-        raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond --epochs {config.epochs}")
+        raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond "
+                          f"--epochs {config.epochs}")
+
+
+@dataclass
+class _Trial:
+    """Everything that evolves while a trial trains (and what a checkpoint snapshots)."""
+
+    model: GenerativeModel
+    optimizers: dict[str, torch.optim.Optimizer]
+    batches: BatchIterator
+    fixed_noise: torch.Tensor  # [64, latent...] on the device: the same sample grid every epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    first_epoch: int = 1
+
+    def checkpoint(self, config: TrainConfig, epoch: int) -> dict[str, Any]:
+        """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
+        return copy.deepcopy({
+            CONFIG_KEY: config.to_json(),
+            MODEL_KEY: self.model.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "epoch": epoch,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "torch_rng": torch.get_rng_state(),
+            "batch_rng": self.batches.state(),
+        })
+
+
+def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
+             resume: dict[str, Any] | None) -> _Trial:
+    """A fresh trial, or the one `resume` (a checkpoint dict) snapshotted."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device)
+    optimizers = model.make_optimizers()
+    train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
+    batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
+    noise = model.sample_latent(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(config.seed + 1))
+    trial = _Trial(model, optimizers, batches, noise.to(device))
+    if resume is not None:
+        check_resumable(config, resume)
+        model.load_state_dict(resume[MODEL_KEY])
+        for name, opt in trial.optimizers.items():
+            opt.load_state_dict(resume["optimizers"][name])
+        torch.set_rng_state(resume["torch_rng"])
+        trial.batches.set_state(resume["batch_rng"])
+        trial.history = list(resume["history"])
+        trial.train_seconds = float(resume["train_seconds"])
+        trial.first_epoch = int(resume["epoch"]) + 1
+    return trial
+
+
+def _train_epoch(trial: _Trial, device: torch.device, bar) -> tuple[dict[str, float], int, float]:
+    """One pass over the training images: (mean loss per name, steps, seconds). Stops early when
+    a periodic check finds a NaN/inf running loss (the caller sees it in the means)."""
+    trial.model.train()
+    started = time.perf_counter()
+    sums: dict[str, torch.Tensor] = {}
+    step = 0
+    for step, x in enumerate(trial.batches, start=1):
+        losses = trial.model.train_step(x, trial.optimizers)
+        for key, value in losses.items():
+            sums[key] = sums[key] + value if key in sums else value.clone()
+        if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
+            break
+        if bar is not None:
+            bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return {key: float(total) / step for key, total in sums.items()}, step, seconds
+
+
+def _finish(config: TrainConfig, trial: _Trial, stop_reason: str, evaluator: Evaluator | None,
+            device: torch.device) -> TrialResult:
+    """The summary row, with the test metrics of a trial that did not diverge."""
+    summary = summarize(config, trial.model, trial.history, stop_reason, device)
+    if evaluator is not None:
+        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        if stop_reason != R.STOP_DIVERGED:
+            summary.update(evaluator.test(trial.model))
+    return TrialResult(summary=summary, history=trial.history, model=trial.model)
 
 
 def run_trial(
@@ -128,102 +200,55 @@ def run_trial(
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     """
     device = pick_device(str(device) if device else None)
-    report = report or (lambda record, artifacts: None)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model).to(device)
-    optimizers = model.make_optimizers()
-    train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
-    batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
-    fixed_noise = model.sample_latent(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(config.seed + 1))
-    fixed_noise = fixed_noise.to(device)
-
-    history: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    first_epoch = 1
-    if resume is not None:
-        check_resumable(config, resume)
-        model.load_state_dict(resume[MODEL_KEY])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(resume["optimizers"][name])
-        torch.set_rng_state(resume["torch_rng"])
-        batches.set_state(resume["batch_rng"])
-        history = list(resume["history"])
-        train_seconds = float(resume["train_seconds"])
-        first_epoch = int(resume["epoch"]) + 1
-
+    trial = _restore(config, data, device, resume)
+    bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
     stop_reason = R.STOP_COMPLETED
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=(config.epochs - first_epoch + 1) * len(batches), unit="step", dynamic_ncols=True)
-    for epoch in range(first_epoch, config.epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        diverged = False
-        for step, x in enumerate(batches, start=1):
-            losses = model.train_step(x, optimizers)
-            for key, value in losses.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
-                diverged = True
-                break
-            if bar is not None:
-                bar.update(1)
-        steps = step
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        record: dict[str, Any] = {key: float(total) / steps for key, total in sums.items()}
-        diverged = diverged or not all(math.isfinite(v) for v in record.values())
-        record.update({
-            R.EPOCH: epoch,
-            R.EPOCH_SECONDS: epoch_seconds,
-            R.TRAIN_SECONDS: train_seconds,
-            R.IMAGES_PER_S: steps * config.batch_size / epoch_seconds,
-        })
-        model.eval()
-        samples = model.decode_to_unit(fixed_noise).cpu()
+    for epoch in range(trial.first_epoch, config.epochs + 1):
+        losses, steps, seconds = _train_epoch(trial, device, bar)
+        trial.train_seconds += seconds
+        record: dict[str, Any] = {**losses, R.EPOCH: epoch, R.EPOCH_SECONDS: seconds,
+                                  R.TRAIN_SECONDS: trial.train_seconds,
+                                  R.IMAGES_PER_S: steps * config.batch_size / seconds}
+        diverged = not all(math.isfinite(v) for v in losses.values())
+        trial.model.eval()
+        samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
         if diverged:
-            stop_reason = R.STOP_DIVERGED
-            record[R.STOP_REASON] = R.STOP_DIVERGED
+            stop_reason = record[R.STOP_REASON] = R.STOP_DIVERGED
         elif evaluator is not None:
             eval_started = time.perf_counter()
-            record.update(evaluator.validation(model))
+            record.update(evaluator.validation(trial.model))
             record[R.EVAL_SECONDS] = time.perf_counter() - eval_started
-        history.append(record)
-        last = diverged or epoch == config.epochs
+        trial.history.append(record)
         checkpoint = None
+        last = diverged or epoch == config.epochs
         if last or epoch % config.checkpoint_every == 0 or epoch in checkpoint_epochs:
-            checkpoint = _checkpoint(config, model, optimizers, batches, epoch, history, train_seconds)
+            checkpoint = trial.checkpoint(config, epoch)
         if bar is not None:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in losses or k in (R.VAL_FID, R.VAL_KID, R.VAL_IS)})
-        report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint))
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in (*losses, *R.VALIDATION_METRICS) if k in record})
+        if report is not None:
+            report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint))
         if diverged:
             break
     if bar is not None:
         bar.close()
+    return _finish(config, trial, stop_reason, evaluator, device)
 
-    summary = summarize(config, model, history, stop_reason, device)
-    if evaluator is not None:
-        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
-        if stop_reason != R.STOP_DIVERGED:
-            summary.update(evaluator.test(model))
-    return TrialResult(summary=summary, history=history, model=model)
+
+def _progress_bar(total_steps: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_steps, unit="step", dynamic_ncols=True)
 
 
 def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str, device) -> dict[str, Any]:
     """The trial's tidy summary row: full config, sizes, timings, best/final validation FID."""
-    counts = model.parameter_counts()
     row = config_columns(config)
-    row.update({R.PARAMS_PREFIX + name: n for name, n in counts.items()})
-    row[R.PARAMS_TOTAL] = sum(counts.values())
+    row.update(R.params_columns(model.parameter_counts()))
     row[R.EPOCHS_RUN] = len(history)
     row[R.STOP_REASON] = stop_reason
     row[R.TRAIN_SECONDS] = history[-1][R.TRAIN_SECONDS] if history else 0.0
-    row[R.IMAGES_PER_S] = (sum(h[R.IMAGES_PER_S] for h in history) / len(history)) if history else float("nan")
+    speeds = [h[R.IMAGES_PER_S] for h in history]
+    row[R.IMAGES_PER_S] = sum(speeds) / len(speeds) if speeds else float("nan")
     fids = [(h[R.VAL_FID], h[R.EPOCH]) for h in history if math.isfinite(h.get(R.VAL_FID, math.nan))]
     if fids:
         row[R.BEST_VAL_FID], row[R.BEST_EPOCH] = min(fids)
@@ -239,7 +264,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set latent_dim=32 or --set g_widths=64,32")
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set latent_dim=32 or --set "
+                              "g_widths=64,32")
         value: Any = text
         for cast in (int, float):
             try:
@@ -280,9 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints (default 10)")
     p.add_argument("--eval-samples", type=int, default=10_000,
                    help="generated images for the per-epoch validation FID/KID/IS (0 skips evaluation)")
-    p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
+    p.add_argument("--data-dir",
+                   help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     p.add_argument("--train-subset", type=int, help="train on the first N images of the training split")
-    p.add_argument("--out", default="runs/trial", help="output directory (refused if it holds a run, unless --resume)")
+    p.add_argument("--out", default="runs/trial",
+                   help="output directory (refused if it holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--smoke-test", action="store_true",
@@ -296,7 +324,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                          batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
                          eval_samples=args.eval_samples, train_subset=args.train_subset)
     if args.smoke_test:
-        config = config.replace(epochs=2, train_subset=512, eval_samples=min(args.eval_samples, 256), batch_size=64)
+        config = config.replace(epochs=2, train_subset=512, eval_samples=min(args.eval_samples, 256),
+                                batch_size=64)
         args.width_scale = args.width_scale * 0.125
     if args.width_scale != 1.0:
         config = scale_widths(config, args.width_scale)
@@ -335,18 +364,17 @@ class RunDirectory:
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / R.CHECKPOINTS_DIR).glob("epoch_*.pt"))
+    found = sorted((out / R.CHECKPOINTS_DIR).glob(R.CHECKPOINT_GLOB))
     return found[-1] if found else None
 
 
-def make_evaluator(config: TrainConfig, data: MNISTSplits, device: torch.device) -> Evaluator | None:
-    """The metrics evaluator, or None when evaluation is switched off (--eval-samples 0)."""
-    if config.eval_samples == 0:
-        return None
-    # imported here: torchmetrics and the feature network load only when evaluation is on
-    from study.metrics import TrialEvaluator
-
-    return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed)
+def checkpoint_file(directory: str | Path) -> Path:
+    """The single epoch_NNN.pt inside a Tune checkpoint directory."""
+    found = sorted(Path(directory).glob(R.CHECKPOINT_GLOB))
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one {R.CHECKPOINT_GLOB} in checkpoint directory {directory}, "
+                                f"found {found}")
+    return found[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             ckpt_path = latest_checkpoint(out)
             if ckpt_path is None:
-                raise ConfigError(f"--resume: no checkpoint in {out / R.CHECKPOINTS_DIR}; run without --resume first")
+                raise ConfigError(f"--resume: no checkpoint in {out / R.CHECKPOINTS_DIR}; run without "
+                                  "--resume first")
             resume = load_checkpoint(ckpt_path)
             check_resumable(config, resume)
             print(f"resuming from {ckpt_path} (epoch {resume['epoch']})")
@@ -371,15 +400,20 @@ def main(argv: list[str] | None = None) -> int:
         data = load_splits(args.data_dir, train_subset=config.train_subset)
     except (ConfigError, DataNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return R.EXIT_BAD_INPUT
 
-    evaluator = make_evaluator(config, data, device)
+    evaluator = None
+    if config.eval_samples > 0:  # torchmetrics and the feature network load only when evaluation is on
+        from study.metrics import prepare_evaluation
+
+        evaluator = prepare_evaluation(data, device, splits=()).evaluator(config, data, device)
     run_dir = RunDirectory(out)
     if resume is not None:
         run_dir.history = list(resume["history"])
     print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
           f"{len(data.train)} training images -> {out}")
-    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
+    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume,
+                       progress=True)
     last = latest_checkpoint(out)
     if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
         shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)
@@ -390,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_summary(summary: dict[str, Any]) -> None:
     keys = [R.FAMILY, R.ARCH, R.STOP_REASON, R.EPOCHS_RUN, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S,
-            R.BEST_VAL_FID, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE, R.TEST_NELBO, R.TEST_IW_NLL]
+            R.BEST_VAL_FID, *R.TEST_METRICS]
     keys += [k for k in summary if k.startswith(R.PARAMS_PREFIX) and k != R.PARAMS_TOTAL]
     print("\nsummary")
     for key in keys:

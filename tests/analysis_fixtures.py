@@ -6,7 +6,7 @@ exist, so the analysis tests can count on them. Each study holds: a seed-study c
 tiny variants, one trial stopped early by the caller (as ASHA would), one diverged trial
 (VAE, real NaN losses) or one errored trial (GAN, a real error from run_trial), so NaN rows,
 stop reasons and missing sizes all occur. Metrics come from the real evaluator
-(study.metrics.TrialEvaluator via study.train.make_evaluator) on EVAL_SAMPLES images.
+(study.metrics.TrialEvaluator via EvaluationAssets.evaluator) on EVAL_SAMPLES images.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from models import build_model
@@ -31,11 +32,11 @@ from models.config import (
 )
 from study import results as R
 from study.data import MNISTSplits, load_splits
+from study.metrics import prepare_evaluation
 from study.train import (
     RunDirectory,
     config_columns,
     latest_checkpoint,
-    make_evaluator,
     run_trial,
     scale_widths,
     summarize,
@@ -77,7 +78,8 @@ def study_specs() -> dict[str, list[TrialSpec]]:
         FAMILY_GAN: [
             TrialSpec("gan_00000", _tiny(FAMILY_GAN, ARCH_MLP, scale=1.0)),
             TrialSpec("gan_00001", _tiny(FAMILY_GAN, ARCH_DCGAN, latent_dim=16)),
-            TrialSpec("gan_00002", _tiny(FAMILY_GAN, ARCH_DCGAN, epochs=3, lr_g=1e-3, lr_d=1e-3), stop_after=1),
+            TrialSpec("gan_00002", _tiny(FAMILY_GAN, ARCH_DCGAN, epochs=3, lr_g=1e-3, lr_d=1e-3),
+                      stop_after=1),
             TrialSpec("gan_00003", _tiny(FAMILY_GAN, ARCH_MLP, scale=0.25, latent_dim=8, lr_g=5e-4)),
             TrialSpec("gan_00004", _tiny(FAMILY_GAN, ARCH_MLP, batch_size=4096)),  # errors: batch > subset
         ],
@@ -92,7 +94,8 @@ def study_specs() -> dict[str, list[TrialSpec]]:
     }
 
 
-def _run(spec: TrialSpec, data: MNISTSplits, study: str, study_dir: Path, evaluator_for) -> tuple[dict, list[dict]]:
+def _run(spec: TrialSpec, data: MNISTSplits, study: str, study_dir: Path,
+         evaluator_for) -> tuple[dict, list[dict]]:
     """Train one spec into study_dir/trials/<id>/; return its summary row and history rows."""
     out = study_dir / "trials" / spec.trial_id
     run_dir = RunDirectory(out)
@@ -131,8 +134,10 @@ def build_tiny_studies(root: Path, data_dir: Path, specs: dict[str, list[TrialSp
     torch.set_num_threads(1)  # the test machine has 2 shared cores
     data = load_splits(data_dir, download=False)
 
+    assets = prepare_evaluation(data, splits=())  # the real statistics come from the disk cache
+
     def evaluator_for(config):
-        return make_evaluator(config, data, torch.device("cpu"))
+        return assets.evaluator(config, data, torch.device("cpu"))
 
     dirs = {}
     for family, family_specs in (specs or study_specs()).items():
@@ -144,8 +149,9 @@ def build_tiny_studies(root: Path, data_dir: Path, specs: dict[str, list[TrialSp
             row, rows = _run(spec, data, name, study_dir, evaluator_for)
             trials.append(row)
             history.extend(rows)
-        R.write_table(trials, study_dir / R.TRIALS_FILE)
-        R.write_table(history, study_dir / R.HISTORY_FILE)
+        study_dir.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(trials).to_parquet(study_dir / R.TRIALS_FILE, index=False)
+        pd.DataFrame(history).to_parquet(study_dir / R.HISTORY_FILE, index=False)
         print(f"fixture study {name}: {len(family_specs)} trials in {time.perf_counter() - started:.1f} s")
         dirs[family] = study_dir
     return TinyStudies(gan=dirs[FAMILY_GAN], vae=dirs[FAMILY_VAE], data_dir=Path(data_dir))

@@ -57,8 +57,9 @@ def launched_studies(data_dir, tmp_path_factory) -> LaunchedStudies:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "study.launch", "--family", family, "--smoke-test", "--data-dir", str(data_dir),
-             "--storage-path", str(storage), "--name", name, "--num-cpus", "2", "--dashboard-port", str(port)],
+            [sys.executable, "-m", "study.launch", "--family", family, "--smoke-test",
+             "--data-dir", str(data_dir), "--storage-path", str(storage), "--name", name, "--num-cpus", "2",
+             "--dashboard-port", str(port)],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -54,4 +54,5 @@ def test_a_gan_checkpoint_is_refused_for_the_latent_plot(tiny_study_dirs):
     trials = load_studies([tiny_study_dirs.gan]).trials
     row = trials.set_index(R.TRIAL_ID).loc["gan_00001"]
     with pytest.raises(ValueError, match="holds a gan model"):
-        encode_means(trial_path(row) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT, np.zeros((2, 28, 28), np.uint8))
+        encode_means(trial_path(row) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT,
+                     np.zeros((2, 28, 28), np.uint8))

@@ -28,12 +28,16 @@ def test_both_studies_load_into_tidy_frames_with_config_and_family(tiny_study_di
     assert trials.groupby(R.FAMILY).size().to_dict() == {"gan": 5, "vae": 5}
     assert trials.groupby(R.FAMILY)[R.STOP_REASON].apply(sorted).to_dict() == {
         "gan": [R.STOP_COMPLETED] * 3 + [R.STOP_EARLY, R.STOP_ERROR],
-        "vae": [R.STOP_COMPLETED] * 3 + [R.STOP_DIVERGED, R.STOP_EARLY]}
+        "vae": [R.STOP_COMPLETED] * 3 + [R.STOP_DIVERGED, R.STOP_EARLY],
+    }
     assert trials[R.TEST_INCEPTION_FID].isna().all()  # not written by the study: added as NaN
     assert trials[R.CONFIG_JSON].notna().all() and trials[R.hp_column("latent_dim")].notna().all()
     # every history row carries its trial's configuration
-    merged = history.merge(trials[[R.STUDY, R.TRIAL_ID, R.hp_column("latent_dim"), R.CONFIG_JSON]],
-                           on=[R.STUDY, R.TRIAL_ID], suffixes=("", "_trial"))
+    merged = history.merge(
+        trials[[R.STUDY, R.TRIAL_ID, R.hp_column("latent_dim"), R.CONFIG_JSON]],
+        on=[R.STUDY, R.TRIAL_ID],
+        suffixes=("", "_trial"),
+    )
     assert len(merged) == len(history) > 0
     assert (merged[R.hp_column("latent_dim")] == merged[R.hp_column("latent_dim") + "_trial"]).all()
     assert (merged[R.CONFIG_JSON] == merged[R.CONFIG_JSON + "_trial"]).all()
@@ -47,10 +51,20 @@ def test_epoch_curves_end_where_each_trial_stopped(tiny_study_dirs):
     studies = load_studies([tiny_study_dirs.gan, tiny_study_dirs.vae])
     curves = epoch_curves(studies.trials, studies.history)
     ends = curves.groupby(R.TRIAL_ID).tail(1).set_index(R.TRIAL_ID)
-    assert sorted(ends.index) == ["gan_00000", "gan_00001", "gan_00002", "gan_00003",
-                                  "vae_00000", "vae_00001", "vae_00002", "vae_00003"]  # no FID: error, diverged
+    # no FID: error, diverged
+    assert sorted(ends.index) == [
+        "gan_00000",
+        "gan_00001",
+        "gan_00002",
+        "gan_00003",
+        "vae_00000",
+        "vae_00001",
+        "vae_00002",
+        "vae_00003",
+    ]
     assert (ends[R.EPOCH] == ends[R.EPOCHS_RUN]).all()
-    assert ends.loc["gan_00002", [R.EPOCH, R.STOP_REASON]].tolist() == [1, R.STOP_EARLY]  # stopped after epoch 1 of 3
+    # stopped after epoch 1 of 3
+    assert ends.loc["gan_00002", [R.EPOCH, R.STOP_REASON]].tolist() == [1, R.STOP_EARLY]
     assert ends.loc["vae_00002", [R.EPOCH, R.STOP_REASON]].tolist() == [2, R.STOP_EARLY]
     assert np.isfinite(curves[R.VAL_FID]).all()
 
@@ -86,7 +100,9 @@ def test_the_same_study_twice_and_mixed_feature_networks_are_refused(tiny_study_
         load_studies([tiny_study_dirs.gan, other])
 
 
-def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the_trial(tiny_study_dirs, tmp_path):
+def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the_trial(
+    tiny_study_dirs, tmp_path
+):
     trials = load_study(tiny_study_dirs.vae).trials
     row = trials.set_index(R.TRIAL_ID).loc["vae_00001"].copy()
     assert final_checkpoint(row) == trial_path(row) / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT
@@ -94,8 +110,10 @@ def test_final_checkpoint_prefers_final_pt_else_the_latest_epoch_anywhere_in_the
     ray_trial = tmp_path / "trial_0001"
     for folder, epoch in (("checkpoint_000000", 1), ("checkpoint_000001", 2)):
         (ray_trial / folder).mkdir(parents=True)
-        shutil.copyfile(trial_path(row) / R.CHECKPOINTS_DIR / R.checkpoint_name(epoch),
-                        ray_trial / folder / R.checkpoint_name(epoch))
+        shutil.copyfile(
+            trial_path(row) / R.CHECKPOINTS_DIR / R.checkpoint_name(epoch),
+            ray_trial / folder / R.checkpoint_name(epoch),
+        )
     row[C.STUDY_PATH], row[R.TRIAL_DIR] = str(tmp_path), "trial_0001"
     assert final_checkpoint(row) == ray_trial / "checkpoint_000001" / R.checkpoint_name(2)
     row[R.TRIAL_DIR] = None
@@ -119,9 +137,17 @@ def copy_study(src, root, name, **changes):
 def test_studies_under_different_protocols_are_refused_unless_allowed(tiny_study_dirs, tmp_path):
     # study.json (the launcher's settings) says 1,000 samples per FID and 8 epochs; the GAN study 400 and 3
     other = copy_study(tiny_study_dirs.vae, tmp_path, "other-vae")
-    (other / R.STUDY_JSON).write_text(json.dumps({C.PLAN_EVAL_SAMPLES: 1000, C.PLAN_TRAIN_SUBSET: 256,
-                                                  C.PLAN_MAX_EPOCHS: 8, C.PLAN_SAMPLER: "tpe",
-                                                  C.PLAN_SCHEDULER: "asha"}))
+    (other / R.STUDY_JSON).write_text(
+        json.dumps(
+            {
+                C.PLAN_EVAL_SAMPLES: 1000,
+                C.PLAN_TRAIN_SUBSET: 256,
+                C.PLAN_MAX_EPOCHS: 8,
+                C.PLAN_SAMPLER: "tpe",
+                C.PLAN_SCHEDULER: "asha",
+            }
+        )
+    )
     with pytest.raises(StudyLoadError) as error:
         load_studies([tiny_study_dirs.gan, other])
     message = str(error.value)
@@ -130,14 +156,20 @@ def test_studies_under_different_protocols_are_refused_unless_allowed(tiny_study
     assert "max epochs differs (tiny-gan: 3; other-vae: 8)" in message
     assert "training subset differs" not in message and "feature networks (" not in message  # those agree
     studies = load_studies([tiny_study_dirs.gan, other], allow_mixed=True)
-    assert studies.protocols[[R.STUDY, C.PLAN_EVAL_SAMPLES, C.PLAN_MAX_EPOCHS, C.PLAN_SAMPLER]].values.tolist() == [
-        ["tiny-gan", "400", "3", "unknown"], ["other-vae", "1000", "8", "tpe"]]
+    assert studies.protocols[
+        [R.STUDY, C.PLAN_EVAL_SAMPLES, C.PLAN_MAX_EPOCHS, C.PLAN_SAMPLER]
+    ].values.tolist() == [["tiny-gan", "400", "3", "unknown"], ["other-vae", "1000", "8", "tpe"]]
 
 
-def test_a_seed_study_reproduction_is_exempt_from_the_protocol_check_and_from_the_search(tiny_study_dirs, tmp_path):
+def test_a_seed_study_reproduction_is_exempt_from_the_protocol_check_and_from_the_search(
+    tiny_study_dirs, tmp_path
+):
     repro = copy_study(tiny_study_dirs.vae, tmp_path, "repro-2")
-    (repro / R.STUDY_JSON).write_text(json.dumps({C.REPRODUCES: 2, C.PLAN_EVAL_SAMPLES: 10_000,
-                                                  C.PLAN_TRAIN_SUBSET: None, C.PLAN_MAX_EPOCHS: 50}))
+    (repro / R.STUDY_JSON).write_text(
+        json.dumps(
+            {C.REPRODUCES: 2, C.PLAN_EVAL_SAMPLES: 10_000, C.PLAN_TRAIN_SUBSET: None, C.PLAN_MAX_EPOCHS: 50}
+        )
+    )
     studies = load_studies([tiny_study_dirs.gan, tiny_study_dirs.vae, repro])
     assert set(studies.search()[R.STUDY]) == {"tiny-gan", "tiny-vae"}
     assert studies.protocols.set_index(R.STUDY).loc["repro-2", C.PLAN_TRAIN_SUBSET] == "full"

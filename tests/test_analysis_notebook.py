@@ -22,8 +22,12 @@ def test_pareto_notebook_executes_against_launched_studies(launched_studies, mon
     monkeypatch.setenv("PARETO_STUDY_DIRS", os.pathsep.join(map(str, dirs)))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    outputs = {i: cell.get("outputs", []) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"}
+    NotebookClient(
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    outputs = {
+        i: cell.get("outputs", []) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+    }
     assert not [o for cell in outputs.values() for o in cell if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for cell in outputs.values() for o in cell)
 
@@ -31,10 +35,14 @@ def test_pareto_notebook_executes_against_launched_studies(launched_studies, mon
     trials = load_studies(dirs).trials
     usable = is_usable(trials)
     for family, group in trials.groupby(R.FAMILY):  # validation chooses: fronts of usable trials on val FID
-        front = pareto_front(group[usable[group.index]], (Objective(R.FINAL_VAL_FID), Objective(R.PARAMS_TOTAL)))
+        front = pareto_front(
+            group[usable[group.index]], (Objective(R.FINAL_VAL_FID), Objective(R.PARAMS_TOTAL))
+        )
         assert front.front, f"{family}: empty front"
         ids = list(trials.loc[list(front.front), R.TRIAL_ID])
-        assert (f"{family}: front {ids}, {len(front.dominated)} dominated, "
-                f"{len(front.excluded)} without a finite value") in text
+        assert (
+            f"{family}: front {ids}, {len(front.dominated)} dominated, "
+            f"{len(front.excluded)} without a finite value"
+        ) in text
     assert sum("image/png" in o.get("data", {}) for cell in outputs.values() for o in cell) == 2
     assert "quality:" in text and "budget:" in text

@@ -50,7 +50,8 @@ def test_exact_duplicates_are_on_the_front_together_or_dominated_together():
 
 
 def test_mixed_directions_maximise_inception_score_minimise_size():
-    trials = frame({"a": (9.0, 300), "b": (8.0, 100), "c": (7.0, 200), "d": (9.0, 400)}, columns=(R.TEST_IS, R.PARAMS_TOTAL))
+    trials = frame({"a": (9.0, 300), "b": (8.0, 100), "c": (7.0, 200), "d": (9.0, 400)},
+                   columns=(R.TEST_IS, R.PARAMS_TOTAL))
     objectives = (Objective(R.TEST_IS, MAXIMIZE), Objective(R.PARAMS_TOTAL, MINIMIZE))
     assert pareto_front(trials, objectives) == ParetoFront(
         objectives=objectives, front=("a", "b"), dominated=("c", "d"), excluded=())
@@ -58,7 +59,8 @@ def test_mixed_directions_maximise_inception_score_minimise_size():
 
 def test_a_single_objective_front_is_every_row_at_the_optimum():
     trials = pd.DataFrame({R.TEST_FID: [4.0, 2.0, 2.0, np.nan]}, index=[10, 11, 12, 13])
-    assert pareto_front(trials, [FID]) == ParetoFront(objectives=(FID,), front=(11, 12), dominated=(10,), excluded=(13,))
+    assert pareto_front(trials, [FID]) == ParetoFront(objectives=(FID,), front=(11, 12), dominated=(10,),
+                                                      excluded=(13,))
 
 
 def test_three_objectives_keep_rows_that_win_on_any_axis():
@@ -97,7 +99,8 @@ def test_hypervolume_with_a_maximised_objective():
     # In minimisation terms (-9, 2), (-5, 1) vs (-1, 4): 4*2 (from -9 to -5, size 2..4) + 4*3 = 20.
     trials = frame({"a": (9, 2), "b": (5, 1)}, columns=(R.TEST_IS, R.PARAMS_TOTAL))
     result = hypervolume(trials, (Objective(R.TEST_IS, MAXIMIZE), SIZE), (1, 4))
-    assert result == Hypervolume(volume=20.0, reference=(1.0, 4.0), n_counted=2, n_beyond_reference=0, n_excluded=0)
+    assert result == Hypervolume(volume=20.0, reference=(1.0, 4.0), n_counted=2, n_beyond_reference=0,
+                                 n_excluded=0)
 
 
 def test_hypervolume_3d_by_hand():
@@ -114,7 +117,8 @@ def test_hypervolume_agrees_with_optunas_exact_implementation(dims):
     for _ in range(5):
         points = rng.random((25, dims))
         reference = np.full(dims, 1.2)
-        assert hypervolume_of_points(points, reference) == pytest.approx(compute_hypervolume(points, reference), rel=1e-12)
+        expected = compute_hypervolume(points, reference)
+        assert hypervolume_of_points(points, reference) == pytest.approx(expected, rel=1e-12)
 
 
 def test_nadir_reference_is_worst_plus_a_tenth_of_the_range_in_each_direction():

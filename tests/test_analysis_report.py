@@ -17,17 +17,43 @@ from analysis.report import REPORT_HTML, REPORT_MD, ReportSettings, build_report
 from study import results as R
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = {"figures/pareto_fronts.png", "figures/fid_vs_epoch.png", "figures/budget.png",
-           "figures/hyperparameters.png", "figures/pareto_samples.png", "figures/vae_latent.png"}
-TABLES = {f"tables/{n}.csv" for n in ("overview", "verdict", "headline", "protocols", "seed_studies", "trials",
-                                        "pareto_fronts", "budget")}
+FIGURES = {
+    "figures/pareto_fronts.png",
+    "figures/fid_vs_epoch.png",
+    "figures/budget.png",
+    "figures/hyperparameters.png",
+    "figures/pareto_samples.png",
+    "figures/vae_latent.png",
+}
+TABLES = {
+    f"tables/{n}.csv"
+    for n in (
+        "overview",
+        "verdict",
+        "headline",
+        "protocols",
+        "seed_studies",
+        "trials",
+        "pareto_fronts",
+        "budget",
+    )
+}
 
 
 @pytest.fixture(scope="module")
 def smoke_report(launched_studies, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report"
-    code = main([str(launched_studies.gan), str(launched_studies.vae), "--out", str(out), "--smoke-test",
-                 "--data-dir", str(launched_studies.data_dir)])
+    code = main(
+        [
+            str(launched_studies.gan),
+            str(launched_studies.vae),
+            "--out",
+            str(out),
+            "--smoke-test",
+            "--data-dir",
+            str(launched_studies.data_dir),
+        ]
+    )
     return code, out
 
 
@@ -45,8 +71,15 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
     assert set(re.findall(r"\]\((figures/[^)]+)\)", markdown)) == FIGURES
     html = (out / REPORT_HTML).read_text()
     assert set(re.findall(r"<img src='([^']+)'", html)) == FIGURES
-    for heading in ("## Verdict", "## Headline numbers", "## Protocols", "## The seed studies' numbers, side by side",
-                    "## Pareto fronts", "## Expected test FID at equal budget", "## Latent space of the best VAE"):
+    for heading in (
+        "## Verdict",
+        "## Headline numbers",
+        "## Protocols",
+        "## The seed studies' numbers, side by side",
+        "## Pareto fronts",
+        "## Expected test FID at equal budget",
+        "## Latent space of the best VAE",
+    ):
         assert heading in markdown
     assert "- quality: " in markdown and "- budget: lower expected test FID" in markdown
     # launched smoke studies: one seed each, so every axis is provisional; TPE + ASHA is not Lucic's protocol
@@ -59,17 +92,26 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
 
 
 def test_report_without_mnist_skips_only_the_latent_figure(tiny_study_dirs, tmp_path):
-    result = build_report([tiny_study_dirs.gan, tiny_study_dirs.vae], tmp_path / "r",
-                          ReportSettings(resamples=50, data_dir=str(tmp_path / "no-mnist")), progress=lambda *_: None)
-    assert {p.as_posix() for p in result.files} == {REPORT_MD, REPORT_HTML} | (FIGURES - {"figures/vae_latent.png"}) | TABLES
+    result = build_report(
+        [tiny_study_dirs.gan, tiny_study_dirs.vae],
+        tmp_path / "r",
+        ReportSettings(resamples=50, data_dir=str(tmp_path / "no-mnist")),
+        progress=lambda *_: None,
+    )
+    assert {p.as_posix() for p in result.files} == {REPORT_MD, REPORT_HTML} | (
+        FIGURES - {"figures/vae_latent.png"}
+    ) | TABLES
     assert len(result.notes) == 1 and result.notes[0].startswith("MNIST not found")
     assert "## Skipped" in (tmp_path / "r" / REPORT_MD).read_text()
 
 
-@pytest.mark.parametrize("make_input, message", [
-    (lambda tmp: [str(tmp / "missing")], "does not exist"),
-    (lambda tmp: [str(tmp)], "holds no trials.parquet"),
-])
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda tmp: [str(tmp / "missing")], "does not exist"),
+        (lambda tmp: [str(tmp)], "holds no trials.parquet"),
+    ],
+)
 def test_bad_study_directories_exit_2_and_write_nothing(tmp_path, capsys, make_input, message):
     out = tmp_path / "out"
     assert main([*make_input(tmp_path), "--out", str(out)]) == 2
@@ -78,7 +120,9 @@ def test_bad_study_directories_exit_2_and_write_nothing(tmp_path, capsys, make_i
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_an_existing_report_is_not_overwritten_and_a_bad_data_dir_is_refused(tiny_study_dirs, tmp_path, capsys):
+def test_an_existing_report_is_not_overwritten_and_a_bad_data_dir_is_refused(
+    tiny_study_dirs, tmp_path, capsys
+):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -103,12 +147,29 @@ def test_mixed_protocols_exit_2_and_write_nothing_unless_allowed(tiny_study_dirs
     out = tmp_path / "out"
     assert main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: these studies were run under different protocols") and "--allow-mixed" in err
+    assert (
+        err.startswith("error: these studies were run under different protocols") and "--allow-mixed" in err
+    )
     assert "generated samples per FID differs (tiny-gan: 400; other-vae: 2000)" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
-    assert main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test", "--allow-mixed",
-                 "--data-dir", str(tmp_path / "no-mnist-here")]) == 2  # (bad --data-dir: still refused)
-    assert main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test", "--allow-mixed"]) == 0
+    assert (
+        main(
+            [
+                str(tiny_study_dirs.gan),
+                str(other),
+                "--out",
+                str(out),
+                "--smoke-test",
+                "--allow-mixed",
+                "--data-dir",
+                str(tmp_path / "no-mnist-here"),
+            ]
+        )
+        == 2
+    )  # (bad --data-dir: still refused)
+    assert (
+        main([str(tiny_study_dirs.gan), str(other), "--out", str(out), "--smoke-test", "--allow-mixed"]) == 0
+    )
     markdown = (out / REPORT_MD).read_text()
     assert "pooled with --allow-mixed" in markdown
     protocols = pd.read_csv(out / "tables" / "protocols.csv")

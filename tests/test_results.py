@@ -1,7 +1,6 @@
-import pandas as pd
 import pytest
 
-from study.results import atomic_path, write_table, write_text_atomic
+from study.results import atomic_path, write_text_atomic
 
 
 def test_atomic_writes_replace_whole_files_and_a_failed_write_changes_nothing(tmp_path):
@@ -14,9 +13,3 @@ def test_atomic_writes_replace_whole_files_and_a_failed_write_changes_nothing(tm
     assert target.read_text() == "first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]  # no .tmp left behind
 
-
-def test_write_table_round_trips_through_parquet(tmp_path):
-    rows = [{"trial_id": "a", "val_fid": 1.5}, {"trial_id": "b", "val_fid": float("nan")}]
-    frame = write_table(rows, tmp_path / "trials.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "trials.parquet"), frame)
-    assert [p.name for p in tmp_path.iterdir()] == ["trials.parquet"]

@@ -51,9 +51,11 @@ def test_same_seed_same_losses_other_seed_other_losses(small):
 
 
 def test_resume_from_a_checkpoint_continues_bit_for_bit(small):
-    config = TrainConfig(model=TINY_VAE, epochs=3, batch_size=64, train_subset=512, seed=1, checkpoint_every=1)
+    config = TrainConfig(model=TINY_VAE, epochs=3, batch_size=64, train_subset=512, seed=1,
+                         checkpoint_every=1)
     checkpoints = {}
-    full = run_trial(config, small, report=lambda rec, art: checkpoints.setdefault(rec[R.EPOCH], art.checkpoint))
+    full = run_trial(config, small,
+                     report=lambda rec, art: checkpoints.setdefault(rec[R.EPOCH], art.checkpoint))
     resumed = run_trial(config, small, resume=checkpoints[1])
     assert [h[R.EPOCH] for h in resumed.history] == [1, 2, 3]
     assert losses_of(resumed.history) == losses_of(full.history)
@@ -100,7 +102,8 @@ def test_checkpoint_round_trip_with_weights_only(small, tmp_path):
 
 
 def run_cli(*args, cwd=REPO_ROOT):
-    return subprocess.run([sys.executable, "-m", "study.train", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "study.train", *args], cwd=cwd, capture_output=True,
+                          text=True,
                           timeout=300)
 
 
@@ -115,7 +118,8 @@ def test_runner_smoke_mode_writes_metrics_grids_checkpoints_and_resumes(family, 
     assert history[R.EPOCH].tolist() == [1, 2]
     assert json.loads((out / R.METRICS_JSON).read_text())[1][R.EPOCH] == 2
     assert sorted(p.name for p in (out / R.SAMPLES_DIR).iterdir()) == ["epoch_001.png", "epoch_002.png"]
-    assert {"epoch_001.pt", "epoch_002.pt", R.FINAL_CHECKPOINT} <= {p.name for p in (out / R.CHECKPOINTS_DIR).iterdir()}
+    checkpoints = {p.name for p in (out / R.CHECKPOINTS_DIR).iterdir()}
+    assert {"epoch_001.pt", "epoch_002.pt", R.FINAL_CHECKPOINT} <= checkpoints
     summary = json.loads((out / R.SUMMARY_JSON).read_text())
     assert summary[R.FAMILY] == family and summary[R.EPOCHS_RUN] == 2
 

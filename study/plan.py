@@ -1,0 +1,205 @@
+"""The settings of one study: `StudyPlan`, the presets, flags -> plan validation, the resume plan.
+
+Everything here is checked before Ray starts or anything is written; bad input raises
+`ConfigError` with a message naming the flag and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.config import ConfigError
+from search_spaces import DEFAULT_WIDTH_RANGE, SpaceOptions
+from study import results as R
+from study.data import DataNotFoundError, has_mnist, resolve_data_dir
+from study.store import StudyStore, normalize_storage_path
+
+SCHEDULERS = ("asha", "hyperband", "none")
+SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
+OBJECTIVES = ("fid", "pareto")
+# pareto: minimise all three (Optuna multi-objective); ASHA still stops on validation FID alone
+PARETO_METRICS = (R.VAL_FID, R.PARAMS_TOTAL, R.TRAIN_SECONDS)
+
+# Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
+# CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
+# 1,000 FID samples);
+# "smoke" is what the tests run (1/8-width networks, 2,000 images, seconds per trial).
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, train_subset=None,
+                 eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
+                 batch_sizes=(32, 64, 128, 256)),
+    "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, train_subset=4_000,
+                  eval_samples=1_000, iw_images=2_000, width_scale=1.0, width_range=(0.25, 1.0),
+                  batch_sizes=(32, 64, 128)),
+    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, train_subset=2_000,
+                  eval_samples=500, iw_images=500, width_scale=0.125, width_range=(0.5, 1.0),
+                  batch_sizes=(64, 128)),
+}
+# flags that override the preset's value when given
+PRESET_FLAGS = ("trials", "max_epochs", "grace_period", "reduction_factor", "train_subset", "eval_samples",
+                "iw_images")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Every setting of one study, resolved and validated; saved as study.json."""
+
+    family: str
+    name: str
+    trials: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: float
+    scheduler: str
+    sampler: str
+    objective: str
+    seed: int
+    train_subset: int | None
+    eval_samples: int
+    iw_images: int | None  # test images behind a VAE's importance-weighted NLL (None: all)
+    checkpoint_every: int
+    width_scale: float
+    width_range: tuple[float, float]
+    batch_sizes: tuple[int, ...]
+    cpus_per_trial: float
+    gpus_per_trial: float | None  # None: 1 per trial when the cluster has GPUs, else 0
+    max_failures: int
+    keep_checkpoints: int
+    data_dir: str
+    storage_path: str  # absolute local path or URI
+    preset: str
+
+    @property
+    def study_dir(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    def space(self) -> SpaceOptions:
+        loop = dict(epochs=self.max_epochs, seed=self.seed, eval_samples=self.eval_samples,
+                    train_subset=self.train_subset, checkpoint_every=self.checkpoint_every)
+        low, high = self.width_range
+        return SpaceOptions(width_scale=self.width_scale, width_range=(low, high),
+                            batch_sizes=tuple(self.batch_sizes), loop=loop)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> StudyPlan:
+        raw = json.loads(text)
+        for key in ("width_range", "batch_sizes"):
+            raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+
+def _fail(message: str) -> None:
+    raise ConfigError(message)
+
+
+def plan_from_args(args: argparse.Namespace) -> StudyPlan:
+    """Resolve presets and defaults; raise ConfigError on anything invalid."""
+    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
+    values = dict(PRESETS[preset])
+    for key in PRESET_FLAGS:
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    name = args.name or f"{args.family}-{time.strftime('%Y%m%d-%H%M%S')}"
+    data_root, _ = resolve_data_dir(args.data_dir)
+    plan = StudyPlan(
+        family=args.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
+        grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
+        scheduler=args.scheduler, sampler=args.sampler, objective=args.objective, seed=args.seed,
+        train_subset=values["train_subset"], eval_samples=values["eval_samples"],
+        iw_images=values["iw_images"], checkpoint_every=args.checkpoint_every,
+        width_scale=values["width_scale"], width_range=tuple(values["width_range"]),
+        batch_sizes=tuple(values["batch_sizes"]), cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
+        keep_checkpoints=args.keep_checkpoints, data_dir=str(data_root.resolve()),
+        storage_path=normalize_storage_path(args.storage_path), preset=preset,
+    )
+    validate(plan)
+    return plan
+
+
+def validate(plan: StudyPlan) -> None:
+    if plan.trials < 1:
+        _fail(f"--trials {plan.trials}: a study needs at least 1 trial (the first ones are the seed "
+              "studies' configurations), e.g. --trials 8.")
+    if plan.max_epochs < 1:
+        _fail(f"--max-epochs {plan.max_epochs}: give at least 1 epoch.")
+    if plan.scheduler != "none" and not 1 <= plan.grace_period <= plan.max_epochs:
+        _fail(f"--grace-period {plan.grace_period}: must be between 1 and --max-epochs ({plan.max_epochs}).")
+    if plan.reduction_factor <= 1:
+        _fail(f"--reduction-factor {plan.reduction_factor}: must be > 1 (2 halves the trials at each rung).")
+    if plan.scheduler != "none" and plan.eval_samples < 1:
+        _fail(f"--eval-samples {plan.eval_samples}: the {plan.scheduler} scheduler stops trials on "
+              "validation FID, which needs generated samples; give e.g. --eval-samples 1000 or use "
+              "--scheduler none.")
+    if plan.eval_samples < 0 or plan.eval_samples == 1:
+        _fail(f"--eval-samples {plan.eval_samples}: give 0 (no metrics) or at least 2 generated images.")
+    if plan.iw_images is not None and plan.iw_images < 1:
+        _fail(f"--iw-images {plan.iw_images}: give at least 1 test image (or leave it out for all).")
+    if plan.train_subset is not None and plan.train_subset < max(plan.batch_sizes):
+        _fail(f"--train-subset {plan.train_subset}: smaller than the largest searched batch size "
+              f"({max(plan.batch_sizes)}); give at least that many images.")
+    if plan.checkpoint_every < 1 or plan.max_failures < 0 or plan.keep_checkpoints < 1:
+        _fail("--checkpoint-every and --keep-checkpoints must be >= 1, --max-failures >= 0.")
+    if plan.cpus_per_trial <= 0 or (plan.gpus_per_trial is not None and plan.gpus_per_trial < 0):
+        _fail(f"--cpus-per-trial {plan.cpus_per_trial} / --gpus-per-trial {plan.gpus_per_trial}: "
+              "CPUs must be > 0 and GPUs >= 0 (fractions such as 0.25 share a GPU).")
+    if not plan.name or "/" in plan.name or plan.name.startswith("."):
+        _fail(f"--name {plan.name!r}: use a plain directory name such as gan-quick.")
+    if plan.objective == "pareto" and plan.sampler in ("gp", "qmc"):
+        _fail(f"--sampler {plan.sampler} does not support --objective pareto; use tpe or nsga2.")
+    plan.space()  # the width range must contain the seed widths
+
+
+def check_data(data_dir: str) -> None:
+    if not has_mnist(Path(data_dir)):
+        raise DataNotFoundError(
+            f"MNIST was not found under {data_dir}: expected MNIST/raw/ with the four IDX files "
+            "(train-images-idx3-ubyte, ...). Point --data-dir (or $STUDY_DATA_DIR) at the directory "
+            "that contains MNIST/, e.g. --data-dir ../shared/data; the launcher never downloads."
+        )
+
+
+def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
+    """The saved plan of the study --name under --storage-path (its storage path as given now)."""
+    if not args.name:
+        _fail("--resume needs --name: the name of the interrupted study (a directory under --storage-path).")
+    storage = normalize_storage_path(args.storage_path)
+    store = StudyStore(f"{storage.rstrip('/')}/{args.name}")
+    if not store.exists(store.path(R.STUDY_JSON)):
+        _fail(f"--resume: {store.uri} holds no study to resume ({R.STUDY_JSON} is missing); check --name "
+              "and --storage-path, or start a new study without --resume.")
+    plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    if plan.family != args.family:
+        _fail(f"--resume: study {args.name} is a {plan.family} study, not {args.family}; "
+              f"pass --family {plan.family}.")
+    return dataclasses.replace(plan, storage_path=storage)
+
+
+def scheduler_rungs(grace_period: int, reduction_factor: float, max_t: int) -> frozenset[int]:
+    """The epochs at which ASHA can stop a trial: grace * rf^k <= max_t (for every bracket,
+    since a bracket's rungs are a subset of this series)."""
+    rungs, t = set(), float(grace_period)
+    while t <= max_t:
+        rungs.add(math.ceil(t - 1e-9))  # the first epoch >= the milestone
+        t *= reduction_factor
+    return frozenset(rungs)
+
+
+def checkpoint_epochs(plan: StudyPlan) -> frozenset[int]:
+    """Epochs that must have a checkpoint: where the scheduler may stop (ASHA) or pause
+    (HyperBand, at any epoch) a trial."""
+    if plan.scheduler == "asha":
+        return scheduler_rungs(plan.grace_period, plan.reduction_factor, plan.max_epochs)
+    if plan.scheduler == "hyperband":
+        return frozenset(range(1, plan.max_epochs + 1))
+    return frozenset()
