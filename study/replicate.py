@@ -6,7 +6,8 @@ configurations and its seed configurations with new seeds, to their last epoch.
 
 Which configurations: the K trials with the lowest final validation FID (R.SELECTION_METRIC, the
 selection rule of R.best_trial; ties keep trial order), plus the study's seed-configuration trials
-(R.SEED_CONFIG), each once (a configuration identical to one already chosen is not run twice).
+(R.SEED_CONFIG), each configuration once (a trial identical to one already chosen is skipped, and
+the K are K distinct configurations).
 Which seeds: study seed + 1, ..., study seed + S (the study trained every trial with its own seed,
 study.json's `seed`, so every replicate seed is new; the same S seeds for every configuration, so
 configurations are compared on common seeds). Every run goes to the end: FIFO scheduler, no early
@@ -17,7 +18,8 @@ experiment is STUDY_DIR/replicates/ (one trial directory per run, the artifacts 
 Resuming is automatic: run the same command again after an interruption (Ctrl-C, a crash) and
 it continues the experiment in STUDY_DIR/replicates/, re-running nothing that finished; a run that
 was cut short continues from its last checkpoint. STUDY_DIR/replicates/replicates.json records the
-runs; a second call with other --top/--seeds/--epochs is refused (exit 2) rather than mixed in.
+runs; a second call that asks for other runs (other --top/--seeds/--epochs) is refused (exit 2)
+rather than mixed in.
 
 Output: STUDY_DIR/replicates.parquet, one row per (configuration, seed) with the columns of
 trials.parquet (the same row building, study.export.trial_rows), plus R.SOURCE_TRIAL_ID (the
@@ -73,22 +75,26 @@ def _config_key(config: TrainConfig) -> str:
 
 
 def select_sources(trials: pd.DataFrame, top: int) -> list[tuple[str, TrainConfig, bool]]:
-    """(source trial id, configuration, is a seed configuration): the `top` trials by
-    R.SELECTION_METRIC (finite values only, ties in trial order), then the seed-configuration trials,
-    each configuration once."""
+    """(source trial id, configuration, is a seed configuration): the `top` distinct configurations
+    with the lowest R.SELECTION_METRIC (finite values only, ties in trial order), then the
+    seed-configuration trials not among them."""
     metric = pd.to_numeric(trials[R.SELECTION_METRIC], errors="coerce")
     ranked = trials[metric.notna()].assign(_m=metric[metric.notna()]).sort_values("_m", kind="stable")
-    chosen = list(ranked.head(top).itertuples(index=False))
-    if R.SEED_CONFIG in trials:
-        chosen += list(trials[trials[R.SEED_CONFIG].fillna(False).astype(bool)].itertuples(index=False))
-    sources, seen = [], set()
-    for row in chosen:
-        row = row._asdict()
-        config = TrainConfig.from_json(row[R.CONFIG_JSON])
-        if _config_key(config) in seen:
-            continue
-        seen.add(_config_key(config))
-        sources.append((str(row[R.TRIAL_ID]), config, bool(row.get(R.SEED_CONFIG, False))))
+    is_seed = trials[R.SEED_CONFIG].fillna(False).astype(bool) if R.SEED_CONFIG in trials else False
+    seeds = trials[is_seed] if R.SEED_CONFIG in trials else trials[:0]
+    sources: list[tuple[str, TrainConfig, bool]] = []
+    seen: set[str] = set()
+    for rows, limit in ((ranked, top), (seeds, len(seeds))):
+        taken = 0
+        for row in rows.to_dict("records"):
+            config = TrainConfig.from_json(row[R.CONFIG_JSON])
+            if taken == limit:
+                break
+            if _config_key(config) in seen:  # a copy of a configuration already chosen
+                continue
+            seen.add(_config_key(config))
+            sources.append((str(row[R.TRIAL_ID]), config, bool(row.get(R.SEED_CONFIG, False))))
+            taken += 1
     return sources
 
 
@@ -135,7 +141,7 @@ def check_spec(store: StudyStore, spec: dict[str, Any]) -> None:
     if not store.exists(path):
         return
     saved = json.loads(store.read_bytes(path))
-    if saved != spec:
+    if (saved["runs"], saved["epochs"]) != (spec["runs"], spec["epochs"]):  # the same runs: continue them
         raise ConfigError(
             f"{store.uri}/{R.REPLICATES_DIR} holds replicates started with --top {saved['top']} --seeds "
             f"{saved['seeds']}" + (f" --epochs {saved['epochs']}" if saved["epochs"] else "")
