@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.replicate_top is not None:
             from study.replicate import validate as validate_replicates
 
-            validate_replicates(args.replicate_top, args.replicate_seeds, None)
+            validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT

@@ -150,13 +150,15 @@ def check_spec(store: StudyStore, spec: dict[str, Any]) -> None:
             f"{R.REPLICATES_FILE} in the study directory to start over.")
 
 
-def validate(top: int, seeds: int, epochs: int | None) -> None:
+def validate(top: int, seeds: int, epochs: int | None, flag: str = "--") -> None:
+    """ConfigError for impossible counts; `flag` prefixes the flag names (study.launch: --replicate-)."""
     if top < 0:
-        raise ConfigError(f"--top {top}: give 0 or more (0 replicates only the seed configurations).")
+        raise ConfigError(f"{flag}top {top}: give 0 or more (0 replicates only the seed configurations).")
     if seeds < 1:
-        raise ConfigError(f"--seeds {seeds}: give at least 1 seed per configuration, e.g. --seeds 5.")
+        raise ConfigError(f"{flag}seeds {seeds}: give at least 1 seed per configuration, e.g. {flag}seeds 5.")
     if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs {epochs}: give at least 1 epoch (or leave it out for the study's own).")
+        raise ConfigError(f"{flag}epochs {epochs}: give at least 1 epoch (or leave it out for the study's "
+                          "own).")
 
 
 def prepare(study_dir: str, top: int, seeds: int, epochs: int | None = None):

@@ -106,6 +106,20 @@ def test_replicate_refuses_a_directory_without_a_study_and_other_runs_than_it_st
     assert "--top 1 --seeds 1" in err and "delete" in err and not (study / R.REPLICATES_FILE).exists()
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--replicate-top", "1", "--replicate-seeds", "0"], "--replicate-seeds 0"),
+    (["--replicate-top", "-2"], "--replicate-top -2"),
+])
+def test_launch_refuses_bad_replicate_flags_before_anything_starts(tmp_path, data_dir, capsys, flags,
+                                                                   message):
+    from study import launch
+
+    args = launch_args(data_dir, tmp_path / "out", "x", "--family", "gan", *flags)[3:]  # no interpreter/-m
+    assert launch.main(args) == R.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and not (tmp_path / "out").exists()
+
+
 # --- which runs reproduce plans (no Ray) --------------------------------------------------------------
 
 def reproduce_args(tmp_path: Path, data_dir, *extra: str) -> list[str]:
@@ -155,7 +169,7 @@ def test_reproduce_refuses_a_directory_holding_another_study(tmp_path, data_dir,
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory, data_dir):
-    """A 3-trial GAN smoke study launched with --replicate-top 1 --replicate-seeds 2, interrupted
+    """A 2-trial GAN smoke study launched with --replicate-top 1 --replicate-seeds 2, interrupted
     (Ctrl-C) after the first replicate finished, then continued with python -m study.replicate."""
     storage = tmp_path_factory.mktemp("replicated")
     study = storage / "gan-rep"
@@ -168,7 +182,7 @@ def replicated(tmp_path_factory, data_dir):
             finished_before.update({str(p.relative_to(study)): p.read_bytes() for p in summaries})
             process.send_signal(signal.SIGINT)
 
-    launched = run_launcher(launch_args(data_dir, storage, "gan-rep", "--family", "gan", "--trials", "3",
+    launched = run_launcher(launch_args(data_dir, storage, "gan-rep", "--family", "gan", "--trials", "2",
                                         "--max-epochs", "2", "--replicate-top", "1",
                                         "--replicate-seeds", "2"),
                             interrupt_after_first_replicate)
