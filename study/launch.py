@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interface of the Ray dashboard of a local Ray (default 127.0.0.1; anything "
                    "else exposes it to the network, token-protected)")
     p.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT, help="Ray dashboard port")
+    replicates = p.add_argument_group("replicates (python -m study.replicate), straight after the search")
+    replicates.add_argument("--replicate-top", type=int,
+                            help="then re-train the K best trials and the seed configurations with new seeds "
+                            "(default: no replicates)")
+    replicates.add_argument("--replicate-seeds", type=int, default=5,
+                            help="new seeds per replicated configuration (default 5)")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--quick", action="store_true", help="the 'quick' preset: minutes on a laptop CPU")
     presets.add_argument("--smoke-test", action="store_true", help="the 'smoke' preset the tests run")
@@ -307,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         check_data(plan.data_dir)
         if not args.address:
             check_dashboard_port(args.dashboard_host, args.dashboard_port)
+        if args.replicate_top is not None:
+            from study.replicate import validate as validate_replicates
+
+            validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
@@ -329,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         exported = run_study(plan, data, assets, resume=args.resume)
         wall = time.perf_counter() - began
+        replicated = None
+        if exported is not None and args.replicate_top is not None:
+            from study.replicate import run_replicates
+
+            replicated = run_replicates(plan.study_dir, args.replicate_top, args.replicate_seeds, data=data,
+                                        assets=assets)
     except KeyboardInterrupt:
         exported, wall = None, 0.0
     except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
@@ -351,6 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     if exported.best_trial_id is not None:
         print(f"best trial {exported.best_trial_id}; its samples: {plan.study_dir}/{R.BEST_SAMPLES_FILE}")
     print(f"tables: {plan.study_dir}/{R.TRIALS_FILE}, {plan.study_dir}/{R.HISTORY_FILE}")
+    if args.replicate_top is not None:
+        from study.replicate import summary_table as replicate_table
+
+        if replicated is None:
+            print(f"the replicates were interrupted; continue them with\n  python -m study.replicate "
+                  f"{plan.study_dir} --top {args.replicate_top} --seeds {args.replicate_seeds}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"replicates: {plan.study_dir}/{R.REPLICATES_FILE}\n{replicate_table(replicated)}")
     return 0
 
 

@@ -154,3 +154,11 @@ STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resum
 REPLICATES_FILE = "replicates.parquet"
 SOURCE_TRIAL_ID = "source_trial_id"  # the trials.parquet trial whose configuration was re-trained
 REPLICATE_SEED = "replicate_seed"
+REPLICATES_DIR = "replicates"  # STUDY_DIR/replicates/: the replicates' Ray experiment (trial dirs)
+REPLICATES_SPEC = "replicates.json"  # in REPLICATES_DIR: the runs it holds (checked on resume)
+
+
+# --- a trial that also reports test metrics at earlier epochs (python -m study.reproduce) ---------
+def epoch_summary_name(epoch: int) -> str:
+    """The summary row of a trial's model at `epoch`, as if it had been trained for `epoch` epochs."""
+    return f"summary_epoch_{epoch:03d}.json"

@@ -191,6 +191,7 @@ def run_trial(
     resume: dict[str, Any] | None = None,
     progress: bool = False,
     checkpoint_epochs: Collection[int] = (),
+    validate_epochs: Collection[int] | None = None,
 ) -> TrialResult:
     """Train one configuration; report each epoch; return the summary row and history.
 
@@ -198,6 +199,8 @@ def run_trial(
     `resume` is a checkpoint dict from an earlier report; training continues bit-for-bit on CPU.
     `checkpoint_epochs`: extra epochs that get a checkpoint besides every `checkpoint_every`-th
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
+    `validate_epochs`: the only epochs that get validation metrics besides the last (None: every
+    epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
     """
     device = pick_device(str(device) if device else None)
     trial = _restore(config, data, device, resume)
@@ -214,7 +217,8 @@ def run_trial(
         samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
         if diverged:
             stop_reason = record[R.STOP_REASON] = R.STOP_DIVERGED
-        elif evaluator is not None:
+        elif evaluator is not None and (validate_epochs is None or epoch in validate_epochs
+                                        or epoch == config.epochs):
             eval_started = time.perf_counter()
             record.update(evaluator.validation(trial.model))
             record[R.EVAL_SECONDS] = time.perf_counter() - eval_started

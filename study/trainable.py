@@ -32,7 +32,7 @@ import torch
 from ray import tune
 
 from models import build_model
-from models.checkpoint import load_checkpoint
+from models.checkpoint import MODEL_KEY, load_checkpoint
 from models.config import TrainConfig
 from search_spaces import train_config
 from study import results as R
@@ -46,6 +46,7 @@ from study.train import (
     environment,
     pick_device,
     run_trial,
+    summarize,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class TrialSetup:
     assets: EvaluationAssets | None  # feature network + real statistics; None: no metrics (no scheduler)
     checkpoint_epochs: frozenset[int] = frozenset()  # scheduler rungs, see module docstring
     threads: int = 1  # torch CPU threads per trial (= --cpus-per-trial)
+    # study.reproduce: validate only at these epochs (None: every epoch, as a scheduler needs), and
+    # at these epochs before the last also test the model and write R.epoch_summary_name(epoch)
+    validate_epochs: frozenset[int] | None = None
+    test_epochs: frozenset[int] = frozenset()
 
 
 def trial_device() -> torch.device:
@@ -89,10 +94,16 @@ class TuneReporter(RunDirectory):
         self.extra = extra  # parameter counts and where the trial runs, added to every report
         self.held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
         self._writer: SummaryWriter | None = None
+        self.test_epochs: frozenset[int] = frozenset()  # see TrialSetup.test_epochs
+        self.evaluator: Any = None
+        self.device = torch.device("cpu")
 
     def __call__(self, record: dict[str, Any], artifacts: EpochArtifacts) -> None:
         super().__call__(record, replace(artifacts, checkpoint=None))  # grid + metrics files
         self._log_grid(record[R.EPOCH], artifacts.samples)
+        if (record[R.EPOCH] in self.test_epochs and record[R.EPOCH] < self.config.epochs
+                and artifacts.checkpoint is not None and R.STOP_REASON not in record):
+            self._epoch_summary(record[R.EPOCH], artifacts.checkpoint)
         metrics = {R.VAL_FID: math.nan, **record, **self.extra}
         if record[R.EPOCH] == self.config.epochs or record.get(R.STOP_REASON) == R.STOP_DIVERGED:
             self.held = (metrics, artifacts.checkpoint)  # reported by `finish`, with test metrics
@@ -110,6 +121,20 @@ class TuneReporter(RunDirectory):
         self._report({**metrics, **final}, checkpoint)
         if self._writer is not None:
             self._writer.close()
+
+    def _epoch_summary(self, epoch: int, checkpoint: dict[str, Any]) -> None:
+        """The summary row of the model at `epoch` as a run of `epoch` epochs (its history so far,
+        test metrics of that model): the same experiment as training a fresh run for `epoch` epochs."""
+        config = self.config.replace(epochs=epoch)
+        model = build_model(config.model).to(self.device)
+        model.load_state_dict(checkpoint[MODEL_KEY])
+        summary = summarize(config, model, self.history[:epoch], R.STOP_COMPLETED, self.device)
+        if self.evaluator is not None:
+            summary[R.FEATURENET_SHA256] = self.evaluator.featurenet_sha256
+            summary.update(self.evaluator.test(model))
+        summary[R.RAY_NODE_ID] = self.extra.get(R.RAY_NODE_ID)
+        text = json.dumps(summary, indent=1, default=str)
+        R.write_text_atomic(self.out / R.epoch_summary_name(epoch), text)
 
     def _report(self, metrics: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
         if checkpoint is None:
@@ -147,8 +172,10 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     if resume is not None:
         reporter.history = list(resume["history"])
     evaluator = setup.assets.evaluator(config, setup.data, device) if setup.assets is not None else None
+    reporter.test_epochs, reporter.evaluator, reporter.device = setup.test_epochs, evaluator, device
     result = run_trial(config, setup.data, reporter, evaluator=evaluator, device=device, resume=resume,
-                       checkpoint_epochs=setup.checkpoint_epochs)
+                       checkpoint_epochs=setup.checkpoint_epochs | setup.test_epochs,
+                       validate_epochs=setup.validate_epochs)
     summary = {**result.summary, R.RAY_NODE_ID: extra[R.RAY_NODE_ID]}
     R.write_text_atomic(reporter.out / R.SUMMARY_JSON, json.dumps(summary, indent=1, default=str))
     reporter.finish(summary)
