@@ -35,6 +35,7 @@ IDX_SHAPES = {
 }
 SPLIT_SEED = 20_240_601  # fixed: the validation split must not move with the trial seed
 VALIDATION_SIZE = 10_000
+TRAIN_SIZE = IDX_SHAPES["train-images-idx3-ubyte"][0] - VALIDATION_SIZE  # 50,000
 SPLIT_TRAIN = "train"
 SPLIT_VAL = "val"
 SPLIT_TEST = "test"
@@ -137,16 +138,14 @@ def _unpack_gz(root: Path) -> None:
         packed, target = raw / f"{name}.gz", raw / name
         if target.exists() or not packed.is_file():
             continue
+        try:  # in memory first (at most 47 MB): a damaged archive writes nothing
+            content = gzip.decompress(packed.read_bytes())
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise _corrupt(packed, f"not a readable gzip archive ({type(exc).__name__}: {exc})") from None
         tmp = target.with_name(name + ".tmp")
         try:
-            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+            tmp.write_bytes(content)
             tmp.replace(target)
-        except (OSError, EOFError, zlib.error) as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:  # a disk error, not a bad archive
-                raise
-            raise _corrupt(packed, f"not a readable gzip archive ({exc})") from None
         finally:
             tmp.unlink(missing_ok=True)
 

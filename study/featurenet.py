@@ -110,8 +110,9 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
         net = FeatureNet()
         net.load_state_dict(ckpt[STATE_KEY])
     except Exception as exc:  # a truncated / foreign file: say which file and what to do
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]  # one line: torch's messages run long
         raise FeatureNetError(
-            f"could not read feature-network weights {path} ({type(exc).__name__}: {exc}); "
+            f"could not read feature-network weights {path} ({why}); "
             "pass a file written by `python -m study.featurenet train`."
         ) from None
     net.sha256 = sha
