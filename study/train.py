@@ -253,8 +253,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
                 break
             except ValueError:
                 pass
-        if isinstance(value, str) and "," in text:
-            value = [int(v) for v in text.split(",") if v]
+        if isinstance(value, str) and "," in text:  # a width list; TrainConfig names a non-integer
+            value = [int(v) if v.strip().lstrip("-").isdigit() else v for v in text.split(",") if v]
         elif text.lower() in ("true", "false"):
             value = text.lower() == "true"
         changes[key.replace("-", "_")] = value
