@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if not args.width_scale > 0:
+        raise ConfigError(f"--width-scale {args.width_scale}: must be > 0 (0.25 quarters every layer width)")
     arch = args.arch or ARCHS[args.family][0]
     config = TrainConfig(model=seed_model_config(args.family, arch), epochs=args.epochs, seed=args.seed,
                          batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
