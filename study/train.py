@@ -27,7 +27,7 @@ from models import build_model
 from models.checkpoint import CONFIG_KEY, MODEL_KEY, load_checkpoint
 from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
 from study import results as R
-from study.data import BatchIterator, DataNotFoundError, MNISTSplits, load_splits
+from study.data import TRAIN_SIZE, BatchIterator, DataNotFoundError, MNISTSplits, load_splits
 
 SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
 DIVERGENCE_CHECK_EVERY = 50  # steps between finite-loss checks (each check syncs the device)
@@ -362,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         out = Path(args.out)
+        images = min(config.train_subset or TRAIN_SIZE, TRAIN_SIZE)
+        if config.batch_size > images:
+            raise ConfigError(f"--batch-size {config.batch_size}: larger than the {images} training images; "
+                              "give a smaller --batch-size (or a larger --train-subset)")
+        unwritable = R.unwritable_reason(out)
+        if unwritable:
+            raise ConfigError(f"--out {out}: {unwritable}; choose a directory you can write, e.g. --out runs/trial")
         resume = None
         if args.resume:
             ckpt_path = latest_checkpoint(out)
