@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import platform
@@ -337,8 +338,10 @@ class RunDirectory:
 
     def save_checkpoint(self, checkpoint: dict[str, Any], name: str) -> Path:
         path = self.out / R.CHECKPOINTS_DIR / name
+        buffer = io.BytesIO()  # serialised first: a full disk then raises OSError (ENOSPC), not torch's RuntimeError
+        torch.save(checkpoint, buffer)
         with R.atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            tmp.write_bytes(buffer.getbuffer())
         return path
 
 
@@ -394,11 +397,22 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.history = list(resume["history"])
     print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
           f"{len(data.train)} training images -> {out}")
-    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
-    last = latest_checkpoint(out)
-    if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
-        shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)
-    R.write_text_atomic(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
+    try:
+        result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume, progress=True)
+        last = latest_checkpoint(out)
+        if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
+            with R.atomic_path(out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT) as tmp:
+                shutil.copyfile(last, tmp)
+        R.write_text_atomic(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
+    except OSError as exc:
+        if exc.errno not in R.DISK_FULL_ERRNOS:
+            raise
+        # every write is atomic, so the latest checkpoint on disk is whole: say so and exit like bad input
+        kept = latest_checkpoint(out)
+        print(f"error: the disk is full ({exc.strerror}) while writing under --out {out}; "
+              f"the last complete checkpoint is {kept or 'none'}. Free space (or copy {out} to a disk with "
+              "room) and continue with --resume.", file=sys.stderr)
+        return 2
     print_summary(result.summary)
     return 0
 
