@@ -34,7 +34,7 @@ from search_spaces import (
     seed_points,
 )
 from study import results as R
-from study.data import DATA_DIR_ENV, DataNotFoundError, has_mnist, resolve_data_dir
+from study.data import DATA_DIR_ENV, DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
 from study.export import StudyStore
 
 SCHEDULERS = ("asha", "hyperband", "none")
@@ -243,6 +243,7 @@ def check_data(data_dir: str) -> None:
             "(train-images-idx3-ubyte, ...). Point --data-dir (or $STUDY_DATA_DIR) at the directory "
             "that contains MNIST/, e.g. --data-dir ../shared/data; the launcher never downloads."
         )
+    verify_mnist(Path(data_dir))  # headers and sizes: a truncated file fails here, not after Ray starts
 
 
 def check_dashboard_port(host: str, port: int) -> None:
