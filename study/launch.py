@@ -250,6 +250,8 @@ def check_dashboard_port(host: str, port: int) -> None:
     """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
     import socket
 
+    if not 0 < port < 65536:
+        raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, e.g. --dashboard-port 8265.")
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
