@@ -253,6 +253,9 @@ def check_dashboard_port(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, e.g. --dashboard-port 8265.")
     with socket.socket() as probe:
+        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
+        # block an immediate --resume (a port someone listens on still fails to bind)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
