@@ -246,6 +246,16 @@ def check_data(data_dir: str) -> None:
     verify_mnist(Path(data_dir))  # headers and sizes: a truncated file fails here, not after Ray starts
 
 
+def check_storage(storage_path: str) -> None:
+    """A local --storage-path must be (or be creatable as) a writable directory; URIs are checked by Ray."""
+    if "://" in storage_path:
+        return
+    reason = R.unwritable_reason(storage_path)
+    if reason:
+        raise ConfigError(f"--storage-path {storage_path}: {reason}; choose a directory you can write, "
+                          "e.g. --storage-path results (nothing was written).")
+
+
 def check_dashboard_port(host: str, port: int) -> None:
     """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
     import socket
@@ -460,6 +470,7 @@ def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_storage(args.storage_path)
         if args.resume:
             plan = load_resume_plan(args)
             from ray import tune
@@ -475,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         check_data(plan.data_dir)
         if not args.address:
             check_dashboard_port(args.dashboard_host, args.dashboard_port)
+            if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
+                _fail(f"--num-cpus {args.num_cpus}: the local Ray needs at least --cpus-per-trial "
+                      f"({plan.cpus_per_trial:g}) CPUs to run one trial.")
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
