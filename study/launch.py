@@ -461,7 +461,12 @@ def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
     if not store.exists(store.path(R.STUDY_JSON)):
         _fail(f"--resume: {store.uri} holds no study to resume ({R.STUDY_JSON} is missing); check --name "
               "and --storage-path, or start a new study without --resume.")
-    plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    try:
+        plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, or not the launcher's settings
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        _fail(f"--resume: {store.path(R.STUDY_JSON)} is not a {R.STUDY_JSON} the launcher wrote ({why}); restore "
+              "it from a backup, or start the study again under a new --name.")
     if plan.family != args.family:
         _fail(f"--resume: study {args.name} is a {plan.family} study, not {args.family}; pass --family {plan.family}.")
     return dataclasses.replace(plan, storage_path=storage)
