@@ -36,6 +36,7 @@ from search_spaces import (
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
 from study.export import StudyStore
+from study.lock import StudyLock, StudyLockedError
 
 SCHEDULERS = ("asha", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
@@ -494,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
                 _fail(f"--num-cpus {args.num_cpus}: the local Ray needs at least --cpus-per-trial "
                       f"({plan.cpus_per_trial:g}) CPUs to run one trial.")
-    except (ConfigError, DataNotFoundError) as exc:
+        # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
+        lock = None if "://" in plan.storage_path else StudyLock.acquire(plan.storage_path, plan.name)
+    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -521,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started:
             ray.shutdown()
+        if lock is not None:
+            lock.release()
     if exported is None:
         print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
               f"  python -m study.launch --family {plan.family} --name {plan.name} "
