@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from models.checkpoint import load_model
-from models.config import FAMILY_VAE
+from models.config import FAMILY_VAE, ConfigError
 from study import results as R
 from study.data import SPLIT_TEST, DataNotFoundError, load_splits
 from study.featurenet import FeatureNetError, load_featurenet
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         record = evaluate_checkpoint(args.checkpoint, data, samples=args.samples, seed=args.seed, device=device,
                                      iw_k=args.iw_k, iw_images=args.iw_images,
                                      inception_samples=(args.inception_samples or args.samples) if args.inception else None)
-    except (UsageError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
+    except (UsageError, ConfigError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or args.checkpoint.with_suffix(".metrics.json")
