@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .pt file written by a trial")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # UnpicklingError (code in the pickle), RuntimeError (not a zip), EOFError ...
+    except pickle.UnpicklingError:  # (torch's own message suggests weights_only=False: never do that)
+        raise _refuse(path, "holds pickled Python objects besides tensors, which weights-only loading refuses "
+                            "(it never runs code from a file)") from None
+    except Exception as exc:  # RuntimeError (not a torch zip file, truncated), EOFError (empty) ...
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise _refuse(path, f"cannot be read as a weights-only torch file ({why})") from None
+        raise _refuse(path, f"cannot be read as a torch file ({why})") from None
     if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt or not isinstance(ckpt.get(MODEL_KEY), dict):
         keys = sorted(map(str, ckpt))[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise _refuse(path, f"is a torch file but not a trial checkpoint (it holds {keys}, not "
