@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import load_model
+from models.checkpoint import CheckpointError, load_model
 from models.config import FAMILY_VAE, ConfigError
 from study import results as R
 from study.data import SPLIT_TEST, DataNotFoundError, load_splits
@@ -114,6 +114,8 @@ def evaluate_checkpoint(path: Path, data, *, samples: int, seed: int, device: to
     """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`), as one record."""
     try:
         config, model, raw = load_model(path, map_location=device)
+    except CheckpointError as exc:  # already names the file and what to pass
+        raise UsageError(f"--checkpoint: {exc}") from None
     except Exception as exc:  # not a trial checkpoint: say so instead of a traceback
         raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); pass a "
                          "checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray trial") from None
