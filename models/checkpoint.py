@@ -34,8 +34,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # (torch's own message suggests weights_only=False: never do that)
-        raise _refuse(path, "holds pickled Python objects besides tensors, which weights-only loading refuses "
-                            "(it never runs code from a file)") from None
+        raise _refuse(path, "cannot be loaded weights-only: it is not a torch file, or it holds Python objects "
+                            "besides tensors (weights-only loading never runs code from a file)") from None
     except Exception as exc:  # RuntimeError (not a torch zip file, truncated), EOFError (empty) ...
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise _refuse(path, f"cannot be read as a torch file ({why})") from None

@@ -111,7 +111,7 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
         net = FeatureNet()
         net.load_state_dict(ckpt[STATE_KEY])
     except Exception as exc:  # a truncated / foreign file: say which file and what to do
-        why = ("pickled Python objects besides tensors, refused by weights-only loading"
+        why = ("not a torch file, or Python objects besides tensors: refused by weights-only loading"
                if isinstance(exc, pickle.UnpicklingError)  # torch's own text suggests weights_only=False
                else " ".join(f"{type(exc).__name__}: {exc}".split())[:200])  # one line
         raise FeatureNetError(
