@@ -25,6 +25,7 @@ from models.config import FAMILIES, ConfigError
 from search_spaces import define_by_run, seed_configs, seed_points
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
+from study.lock import StudyLock, StudyLockedError
 from study.plan import (
     OBJECTIVES,
     PARETO_METRICS,
@@ -33,6 +34,7 @@ from study.plan import (
     SCHEDULERS,
     StudyPlan,
     check_data,
+    check_storage,
     checkpoint_epochs,
     load_resume_plan,
     plan_from_args,
@@ -117,7 +119,13 @@ def check_dashboard_port(host: str, port: int) -> None:
     """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
     import socket
 
+    if not 0 < port < 65536:
+        raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, "
+                          "e.g. --dashboard-port 8265.")
     with socket.socket() as probe:
+        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
+        # block an immediate --resume (a port someone listens on still fails to bind)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -292,6 +300,7 @@ def trial_dirname(trial) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_storage(args.storage_path)
         if args.resume:
             plan = load_resume_plan(args)
             from ray import tune
@@ -307,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         check_data(plan.data_dir)
         if not args.address:
             check_dashboard_port(args.dashboard_host, args.dashboard_port)
-    except (ConfigError, DataNotFoundError) as exc:
+            if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
+                raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
+                                  f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
+        # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
+        lock = None if "://" in plan.storage_path else StudyLock.acquire(plan.storage_path, plan.name)
+    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
 
@@ -337,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started:
             ray.shutdown()
+        if lock is not None:
+            lock.release()
     if exported is None:
         print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
               f"  python -m study.launch --family {plan.family} --name {plan.name} "

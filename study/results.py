@@ -7,6 +7,8 @@ nothing heavier than pandas.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,6 +117,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# a write that failed because the disk (or the user's quota, or the file-size limit) is full
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why no directory can be created and written at the local `path`, or None if one can
+    (checked before any work, so a bad output path fails at once instead of after training)."""
+    target = Path(path).expanduser().absolute()
+    if target.exists() and not target.is_dir():
+        return f"{target} is a file, not a directory"
+    while not target.exists():
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is a file, so no directory can be created below it"
+    if not os.access(target, os.W_OK | os.X_OK):
+        return f"{target} is not writable by this user"
+    return None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
