@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import torch
 
 from models import build_model
 from models.config import TrainConfig
@@ -85,7 +86,9 @@ def _last_checkpoint_file(store: StudyStore, trial) -> str | None:
 def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str,
                       last: dict) -> dict[str, Any]:
     """A summary row for a trial that wrote none (errored, or early-stopped without evaluation)."""
-    row = summarize(config, build_model(config.model), history, stop_reason, "cpu")
+    with torch.device("meta"):  # sizes only: a model too big for memory (an oom trial) is not built
+        sized = build_model(config.model)
+    row = summarize(config, sized, history, stop_reason, "cpu")
     for key in (R.NODE, R.DEVICE, R.RAY_NODE_ID):
         row[key] = last.get(key, row.get(key))
     return row

@@ -72,7 +72,8 @@ STOP_COMPLETED = "completed"
 STOP_EARLY = "early-stopped"
 STOP_DIVERGED = "diverged"
 STOP_ERROR = "error"
-STOP_REASONS = (STOP_COMPLETED, STOP_EARLY, STOP_DIVERGED, STOP_ERROR)
+STOP_OOM = "oom"  # the trial's model or batch did not fit in memory (the study goes on)
+STOP_REASONS = (STOP_COMPLETED, STOP_EARLY, STOP_DIVERGED, STOP_ERROR, STOP_OOM)
 
 # hyperparameter columns are the config's field names, prefixed, so they never clash
 HP_PREFIX = "hp_"
@@ -168,6 +169,7 @@ SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (th
 RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
+RAY_SESSION_JSON = "ray_session.json"  # the local Ray the launcher started (reaped after a crash)
 
 # --- replicates (python -m study.replicate): STUDY_DIR/replicates.parquet ---------------------------
 # One row per (configuration, seed), with the metric columns of trials.parquet; its TRIAL_ID is the

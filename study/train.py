@@ -209,11 +209,25 @@ def run_trial(
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     """
     device = pick_device(str(device) if device else None)
-    trial = _restore(config, data, device, resume)
+    try:
+        trial = _restore(config, data, device, resume)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        return _out_of_memory(config, list(resume["history"]) if resume else [], device)
     bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
     stop_reason = R.STOP_COMPLETED
     for epoch in range(trial.first_epoch, config.epochs + 1):
-        losses, steps, seconds = _train_epoch(trial, device, bar)
+        try:
+            losses, steps, seconds = _train_epoch(trial, device, bar)
+        except Exception as exc:  # the epoch is lost; the reported ones stand
+            if not is_out_of_memory(exc):
+                raise
+            if bar is not None:
+                bar.close()
+            history = trial.history
+            del trial
+            return _out_of_memory(config, history, device)
         trial.train_seconds += seconds
         record: dict[str, Any] = {**losses, R.EPOCH: epoch, R.EPOCH_SECONDS: seconds,
                                   R.TRAIN_SECONDS: trial.train_seconds,
@@ -241,6 +255,28 @@ def run_trial(
     if bar is not None:
         bar.close()
     return _finish(config, trial, stop_reason, evaluator, device)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: not enough memory" / "can't allocate memory")."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "not enough memory", "can't allocate memory"))
+
+
+def _out_of_memory(config: TrainConfig, history: list[dict[str, Any]], device: torch.device) -> TrialResult:
+    """The result of a trial that did not fit: stop reason 'oom', sized on the meta device."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    with torch.device("meta"):  # parameter counts without allocating the model again
+        sized = build_model(config.model)
+    return TrialResult(summary=summarize(config, sized, history, R.STOP_OOM, device), history=history)
 
 
 def _progress_bar(total_steps: int):
