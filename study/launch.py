@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import posixpath
 import sys
 import time
@@ -42,6 +43,9 @@ from study.plan import (
 from study.store import StudyStore
 
 DEFAULT_DASHBOARD_PORT = 8265
+# Ray's switch for single-node (laptop) clusters: its node address becomes 127.0.0.1, so the GCS,
+# raylet, agents and workers listen on loopback only (on Linux Ray otherwise binds all interfaces)
+LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 EXIT_INTERRUPTED = 130
 
 
@@ -170,11 +174,13 @@ def make_searcher(plan: StudyPlan):
 
 
 def make_scheduler(plan: StudyPlan):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+    from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler
 
     common: dict[str, Any] = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
+    from study.recovery import ResumableASHA  # ASHA whose rungs a --resume rebuilds
+
     if plan.scheduler == "asha":
-        return ASHAScheduler(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
+        return ResumableASHA(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
     if plan.scheduler == "hyperband":
         return HyperBandScheduler(reduction_factor=plan.reduction_factor, **common)
     return FIFOScheduler()
@@ -202,6 +208,9 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard_host: str, da
             print(f"warning: the Ray dashboard listens on {dashboard_host}, reachable from the network "
                   "(it asks for the cluster's auth token); use --dashboard-host 127.0.0.1 to keep it local.",
                   file=sys.stderr)
+        # one node: Ray's servers then bind to 127.0.0.1 instead of every interface (Ray reads this
+        # when it is imported; main sets it first, see LOOPBACK_ENV)
+        os.environ.setdefault(*LOOPBACK_ENV)
         context = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host=dashboard_host,
                            dashboard_port=dashboard_port, runtime_env=code_runtime_env())
     if context.dashboard_url:
@@ -299,6 +308,8 @@ def trial_dirname(trial) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.address:
+        os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
     try:
         check_storage(args.storage_path)
         if args.resume:
@@ -329,14 +340,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from study.data import load_splits
     from study.metrics import prepare_evaluation
+    from study.recovery import reap_stale_ray, record_local_ray
     from study.train import pick_device
 
     if args.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
+    if args.resume and (reaped := reap_stale_ray(StudyStore(plan.study_dir))):
+        print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher started",
+              flush=True)
     started = start_ray(args.address, args.num_cpus, args.dashboard_host, args.dashboard_port)
     try:
+        if started and not args.address:
+            record_local_ray(StudyStore(plan.study_dir))
         assets = None
         if plan.eval_samples > 0:  # the feature network and real statistics, computed once
             assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)

@@ -241,6 +241,7 @@ def test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind(tmp_path
     rc, out = run_launcher(launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--resume",
                                        "--dashboard-port", port))  # at once, on the same port
     assert rc == 0, out[-3000:]
+    assert "leftover process(es) of the Ray that the interrupted launcher started" in out
     assert session_processes(seen["session"]) == []  # the crashed study's Ray was reaped
     table = check_study(study_dir, "gan", trials=4)  # one row per trial, one history row per epoch
     assert set(table[R.STOP_REASON]) <= {R.STOP_COMPLETED, R.STOP_EARLY}
