@@ -31,7 +31,8 @@ from study import results as R  # noqa: E402
 
 DPI = 200
 FAMILY_COLORS = {FAMILY_GAN: "#D55E00", FAMILY_VAE: "#0072B2"}
-STOP_MARKERS = {R.STOP_COMPLETED: "o", R.STOP_EARLY: "X", R.STOP_DIVERGED: "v", R.STOP_ERROR: "s"}
+STOP_MARKERS = {R.STOP_COMPLETED: "o", R.STOP_EARLY: "X", R.STOP_DIVERGED: "v", R.STOP_ERROR: "s",
+                R.STOP_OOM: "D"}
 NAMES = {
     R.TEST_FID: "test FID",
     R.VAL_FID: "validation FID",

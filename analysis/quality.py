@@ -69,7 +69,7 @@ def is_usable(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select:
     values = rows[select].to_numpy(dtype=float, na_value=np.nan)
     usable = np.isfinite(values)
     if R.STOP_REASON in rows:
-        usable &= ~rows[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR]).to_numpy()
+        usable &= ~rows[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR, R.STOP_OOM]).to_numpy()
     bounds = fid_bounds(rows, reference, select).to_numpy(dtype=float, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         usable &= np.isfinite(bounds) & (values <= bounds)

@@ -372,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         for study in args.studies:
             check_study_dir(study)
+        check_out(out, args.overwrite)  # cheap checks first: a bad --out is named before any table loads
         load_studies(args.studies, allow_mixed=args.allow_mixed)  # refuses mixed protocols before writing
-        check_out(out, args.overwrite)
         check_data_dir(args.data_dir)
     except (StudyLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

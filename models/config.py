@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,41 @@ LOSS_KL = "loss_kl"
 
 class ConfigError(ValueError):
     """A configuration that cannot be built; the message says what to change."""
+
+
+def _check_types(cfg: Any) -> None:
+    """Every field has the kind of value its default has (so `--set lr_g=abc` or `--set
+    d_widths=512` fails here, naming the field, instead of deep inside a model)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        default = f.default
+        if default is dataclasses.MISSING or (default is None and value is None):
+            continue
+        if isinstance(default, bool):
+            ok = type(value).__name__ in ("bool", "bool_")
+            kind, example = "true or false", "true"
+        elif isinstance(default, tuple):
+            ok = isinstance(value, tuple) and all(_is_int(v) for v in value)
+            kind, example = "a comma-separated list of integers", ",".join(map(str, default))
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+            kind, example = "text", default
+        elif isinstance(default, int) or default is None:
+            ok = _is_int(value)
+            kind, example = "a whole number", str(default if default is not None else 1000)
+        else:
+            ok = isinstance(value, numbers.Real) and not _is_bool(value)
+            kind, example = "a number", str(default)
+        if not ok:
+            raise ConfigError(f"{f.name}={value!r}: must be {kind}, e.g. {f.name}={example}.")
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value).__name__ in ("bool", "bool_")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def _check_widths(name: str, widths: tuple[int, ...], exact_len: int | None = None) -> None:
@@ -73,6 +109,7 @@ class GANConfig:
     family = FAMILY_GAN
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_arch(FAMILY_GAN, self.arch)
         _validate_common(self)
         if self.arch == ARCH_DCGAN:
@@ -113,6 +150,7 @@ class VAEConfig:
     family = FAMILY_VAE
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_arch(FAMILY_VAE, self.arch)
         _validate_common(self)
         if self.activation not in ("leaky_relu", "relu"):
@@ -143,11 +181,18 @@ class TrainConfig:
     train_subset: int | None = None  # first N images of the training split, for quick runs
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, (GANConfig, VAEConfig)):
+            raise ConfigError(f"model={self.model!r}: must be a GANConfig or VAEConfig.")
+        _check_types(self)
         for name in ("epochs", "batch_size", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1.")
-        if self.eval_samples < 0:
-            raise ConfigError(f"eval_samples={self.eval_samples}: must be >= 0 (0 skips evaluation).")
+        if self.eval_samples < 0 or self.eval_samples == 1:
+            raise ConfigError(f"eval_samples={self.eval_samples}: give 0 (skips evaluation) or at least 2 "
+                              "generated images (FID needs two to estimate a covariance).")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise ConfigError(f"train_subset={self.train_subset}: give at least 1 image, "
+                              "or leave it out for all.")
 
     @property
     def family(self) -> str:
@@ -179,7 +224,8 @@ class TrainConfig:
                 f"unknown {family} config keys {sorted(unknown)}; valid keys are "
                 f"{sorted(loop_names | model_names)}."
             )
-        model_kwargs = {k: _tuple_if_list(v) for k, v in flat.items() if k in model_names}
+        defaults = {f.name: f.default for f in dataclasses.fields(model_cls)}
+        model_kwargs = {k: _tuple_if_list(v, defaults[k]) for k, v in flat.items() if k in model_names}
         loop_kwargs = {k: v for k, v in flat.items() if k in loop_names}
         return cls(model=model_cls(**model_kwargs), **loop_kwargs)
 
@@ -197,7 +243,8 @@ class TrainConfig:
                 f"unknown {self.family} config keys {sorted(unknown)}; valid keys are "
                 f"{sorted(model_names | loop_names)}."
             )
-        model_changes = {k: _tuple_if_list(v) for k, v in changes.items() if k in model_names}
+        model_changes = {k: _tuple_if_list(v, getattr(self.model, k))
+                         for k, v in changes.items() if k in model_names}
         loop_changes = {k: v for k, v in changes.items() if k not in model_names}
         model = dataclasses.replace(self.model, **model_changes) if model_changes else self.model
         return dataclasses.replace(self, model=model, **loop_changes)
@@ -222,8 +269,14 @@ def seed_model_config(family: str, arch: str) -> ModelConfig:
                      activation="relu")
 
 
-def _tuple_if_list(value: Any) -> Any:
-    return tuple(int(v) for v in value) if isinstance(value, list) else value
+def _tuple_if_list(value: Any, current: Any = None) -> Any:
+    """JSON lists become the tuples of the width fields; so does one width (`--set d_widths=512`)
+    when the field holds a tuple. Anything else is left for `_check_types` to judge."""
+    if isinstance(value, list):
+        return tuple(int(v) if _is_int(v) else v for v in value)
+    if isinstance(current, tuple) and _is_int(value):
+        return (value,)
+    return value
 
 
 def _check_arch(family: str, arch: str) -> None:

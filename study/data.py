@@ -9,7 +9,9 @@ transforms and no DataLoader workers, which on MNIST cost more than the networks
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,17 @@ MNIST_RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# IDX headers (http://yann.lecun.com/exdb/mnist/): magic 0x00000803 = unsigned bytes, 3 dims;
+# 0x00000801 = unsigned bytes, 1 dim; then each dim as a big-endian int32, then the data.
+IDX_SHAPES = {
+    "train-images-idx3-ubyte": (60_000, 28, 28),
+    "train-labels-idx1-ubyte": (60_000,),
+    "t10k-images-idx3-ubyte": (10_000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10_000,),
+}
 SPLIT_SEED = 20_240_601  # fixed: the validation split must not move with the trial seed
 VALIDATION_SIZE = 10_000
+TRAIN_SIZE = IDX_SHAPES["train-images-idx3-ubyte"][0] - VALIDATION_SIZE  # 50,000
 SPLIT_TRAIN = "train"
 SPLIT_VAL = "val"
 SPLIT_TEST = "test"
@@ -33,6 +44,10 @@ SPLITS = (SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST)
 
 class DataNotFoundError(FileNotFoundError):
     """MNIST is not where we looked and could not be downloaded."""
+
+
+class DataCorruptError(DataNotFoundError):
+    """An MNIST file is there but truncated, corrupt or not MNIST; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,64 @@ def has_mnist(root: Path) -> bool:
     return all((raw / name).is_file() for name in MNIST_RAW_FILES)
 
 
+def _corrupt(path: Path, what: str) -> DataCorruptError:
+    return DataCorruptError(
+        f"MNIST file {path} is {what}. Replace it with the original file (e.g. copy MNIST/raw/ again "
+        f"from a good copy, or delete {path.parent.parent} and let torchvision download it), or point "
+        f"--data-dir / {DATA_DIR_ENV} at an intact copy."
+    )
+
+
+def verify_mnist(root: Path) -> None:
+    """Check the four IDX files' headers and sizes (a few bytes read each): a truncated, corrupt or
+    foreign file raises DataCorruptError naming it, instead of a shape error deep in torchvision."""
+    raw = root / "MNIST" / "raw"
+    for name, shape in IDX_SHAPES.items():
+        path = raw / name
+        magic = 0x0800 + len(shape)
+        expected_size = 4 + 4 * len(shape) + _prod(shape)
+        try:
+            with open(path, "rb") as f:
+                header = f.read(4 + 4 * len(shape))
+            size = path.stat().st_size
+        except OSError as exc:
+            raise _corrupt(path, f"unreadable ({exc.strerror})") from None
+        if len(header) < 4 or int.from_bytes(header[:4], "big") != magic:
+            raise _corrupt(path, f"not an IDX file of {len(shape)}-D unsigned bytes (wrong magic number)")
+        dims = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(len(shape)))
+        if dims != shape:
+            raise _corrupt(path, f"an IDX file of shape {dims}, not MNIST's {shape}")
+        if size != expected_size:
+            raise _corrupt(path, f"{size} bytes long instead of {expected_size} (truncated or padded)")
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
+
+
+def _unpack_gz(root: Path) -> None:
+    """Unpack `NAME.gz` where NAME is missing; a damaged archive raises DataCorruptError and leaves
+    no partial file."""
+    raw = root / "MNIST" / "raw"
+    for name in MNIST_RAW_FILES:
+        packed, target = raw / f"{name}.gz", raw / name
+        if target.exists() or not packed.is_file():
+            continue
+        try:  # in memory first (at most 47 MB): a damaged archive writes nothing
+            content = gzip.decompress(packed.read_bytes())
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise _corrupt(packed, f"not a readable gzip archive ({type(exc).__name__}: {exc})") from None
+        tmp = target.with_name(name + ".tmp")
+        try:
+            tmp.write_bytes(content)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def _missing_message(root: Path, reason: str) -> str:
     return (
         f"MNIST was not found under {root} and could not be downloaded ({reason}). "
@@ -90,6 +163,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
     from torchvision.datasets import MNIST  # torchvision is only needed here
 
     root, _explicit = resolve_data_dir(data_dir)
+    if not has_mnist(root) and (root / "MNIST" / "raw").is_dir():
+        _unpack_gz(root)
     if not has_mnist(root):
         gz_present = (root / "MNIST" / "raw").is_dir() and any((root / "MNIST" / "raw").glob("*.gz"))
         if not (download or gz_present):
@@ -102,6 +177,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
             _remove_partial_download(root, created)
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
             raise DataNotFoundError(_missing_message(root, reason)) from None
+    verify_mnist(root)
     train = MNIST(root=str(root), train=True, download=False)
     test = MNIST(root=str(root), train=False, download=False)
     return (

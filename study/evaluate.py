@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from models.checkpoint import load_model
-from models.config import FAMILY_VAE
+from models.checkpoint import CheckpointError, load_model
+from models.config import FAMILY_VAE, ConfigError
 from study import results as R
 from study.data import SPLIT_TEST, DataNotFoundError, MNISTSplits, load_splits
 from study.featurenet import FeatureNet, FeatureNetError, load_featurenet
@@ -190,6 +190,8 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
     """Validation and test metrics of a saved trial (+ Inception FID when `inception_samples`): one record."""
     try:
         config, model, raw = load_model(path, map_location=device)
+    except CheckpointError as exc:  # already names the file and what to pass
+        raise UsageError(f"--checkpoint: {exc}") from None
     except Exception as exc:  # not a trial checkpoint: say so instead of a traceback
         raise UsageError(f"--checkpoint {path} is not a trial checkpoint ({type(exc).__name__}: {exc}); "
                          "pass a checkpoints/*.pt file written by `python -m study.train --out DIR` or a Ray "
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                                           device=device,
                                      iw_k=args.iw_k, iw_images=args.iw_images,
                                      inception_samples=inception_samples)
-    except (UsageError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
+    except (UsageError, ConfigError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     out = args.out or args.checkpoint.with_suffix(".metrics.json")

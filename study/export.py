@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import torch
 
 from models import build_model
 from models.config import TrainConfig
@@ -85,7 +86,9 @@ def _last_checkpoint_file(store: StudyStore, trial) -> str | None:
 def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str,
                       last: dict) -> dict[str, Any]:
     """A summary row for a trial that wrote none (errored, or early-stopped without evaluation)."""
-    row = summarize(config, build_model(config.model), history, stop_reason, "cpu")
+    with torch.device("meta"):  # sizes only: a model too big for memory (an oom trial) is not built
+        sized = build_model(config.model)
+    row = summarize(config, sized, history, stop_reason, "cpu")
     for key in (R.NODE, R.DEVICE, R.RAY_NODE_ID):
         row[key] = last.get(key, row.get(key))
     return row
@@ -201,7 +204,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.study_dir} holds no {R.STUDY_JSON}; pass a directory written by "
               "python -m study.launch", file=sys.stderr)
         return R.EXIT_BAD_INPUT
-    plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    try:
+        plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, or not the launcher's settings
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        print(f"error: {store.path(R.STUDY_JSON)} is not a {R.STUDY_JSON} written by python -m study.launch "
+              f"({why}); pass the directory of a study the launcher wrote", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
+    from ray import tune
+
+    if not tune.Tuner.can_restore(store.uri):
+        print(f"error: {args.study_dir} holds {R.STUDY_JSON} but no Ray experiment state "
+              "(experiment_state-*.json): the study never started its trials, so there is nothing to export; "
+              "run it again with python -m study.launch", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
     exported = export_study(args.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                             in_process_evaluator(plan, args.data_dir or plan.data_dir))
     print(summary_table(exported.trials))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -110,8 +111,11 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
         net = FeatureNet()
         net.load_state_dict(ckpt[STATE_KEY])
     except Exception as exc:  # a truncated / foreign file: say which file and what to do
+        why = ("not a torch file, or Python objects besides tensors: refused by weights-only loading"
+               if isinstance(exc, pickle.UnpicklingError)  # torch's own text suggests weights_only=False
+               else " ".join(f"{type(exc).__name__}: {exc}".split())[:200])  # one line
         raise FeatureNetError(
-            f"could not read feature-network weights {path} ({type(exc).__name__}: {exc}); "
+            f"could not read feature-network weights {path} ({why}); "
             "pass a file written by `python -m study.featurenet train`."
         ) from None
     net.sha256 = sha

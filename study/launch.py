@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import posixpath
 import sys
 import time
@@ -25,6 +26,7 @@ from models.config import FAMILIES, ConfigError
 from search_spaces import define_by_run, seed_configs, seed_points
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
+from study.lock import StudyLock, StudyLockedError
 from study.plan import (
     OBJECTIVES,
     PARETO_METRICS,
@@ -33,6 +35,7 @@ from study.plan import (
     SCHEDULERS,
     StudyPlan,
     check_data,
+    check_storage,
     checkpoint_epochs,
     load_resume_plan,
     plan_from_args,
@@ -40,6 +43,9 @@ from study.plan import (
 from study.store import StudyStore
 
 DEFAULT_DASHBOARD_PORT = 8265
+# Ray's switch for single-node (laptop) clusters: its node address becomes 127.0.0.1, so the GCS,
+# raylet, agents and workers listen on loopback only (on Linux Ray otherwise binds all interfaces)
+LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 EXIT_INTERRUPTED = 130
 
 
@@ -123,7 +129,13 @@ def check_dashboard_port(host: str, port: int) -> None:
     """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
     import socket
 
+    if not 0 < port < 65536:
+        raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, "
+                          "e.g. --dashboard-port 8265.")
     with socket.socket() as probe:
+        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
+        # block an immediate --resume (a port someone listens on still fails to bind)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -168,11 +180,13 @@ def make_searcher(plan: StudyPlan):
 
 
 def make_scheduler(plan: StudyPlan):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+    from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler
 
     common: dict[str, Any] = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
+    from study.recovery import ResumableASHA  # ASHA whose rungs a --resume rebuilds
+
     if plan.scheduler == "asha":
-        return ASHAScheduler(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
+        return ResumableASHA(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
     if plan.scheduler == "hyperband":
         return HyperBandScheduler(reduction_factor=plan.reduction_factor, **common)
     return FIFOScheduler()
@@ -200,6 +214,9 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard_host: str, da
             print(f"warning: the Ray dashboard listens on {dashboard_host}, reachable from the network "
                   "(it asks for the cluster's auth token); use --dashboard-host 127.0.0.1 to keep it local.",
                   file=sys.stderr)
+        # one node: Ray's servers then bind to 127.0.0.1 instead of every interface (Ray reads this
+        # when it is imported; main sets it first, see LOOPBACK_ENV)
+        os.environ.setdefault(*LOOPBACK_ENV)
         context = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host=dashboard_host,
                            dashboard_port=dashboard_port, runtime_env=code_runtime_env())
     if context.dashboard_url:
@@ -297,7 +314,10 @@ def trial_dirname(trial) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.address:
+        os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
     try:
+        check_storage(args.storage_path)
         if args.resume:
             plan = load_resume_plan(args)
             from ray import tune
@@ -313,11 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         check_data(plan.data_dir)
         if not args.address:
             check_dashboard_port(args.dashboard_host, args.dashboard_port)
+            if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
+                raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
+                                  f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
         if args.replicate_top is not None:
             from study.replicate import validate as validate_replicates
 
             validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
-    except (ConfigError, DataNotFoundError) as exc:
+        # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
+        lock = None if "://" in plan.storage_path else StudyLock.acquire(plan.storage_path, plan.name)
+    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
 
@@ -325,14 +350,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from study.data import load_splits
     from study.metrics import prepare_evaluation
+    from study.recovery import reap_stale_ray, record_local_ray
     from study.train import pick_device
 
     if args.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
+    if args.resume and (reaped := reap_stale_ray(StudyStore(plan.study_dir))):
+        print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher started",
+              flush=True)
     started = start_ray(args.address, args.num_cpus, args.dashboard_host, args.dashboard_port)
     try:
+        if started and not args.address:
+            record_local_ray(StudyStore(plan.study_dir))
         assets = None
         if plan.eval_samples > 0:  # the feature network and real statistics, computed once
             assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)
@@ -353,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started:
             ray.shutdown()
+        if lock is not None:
+            lock.release()
     if exported is None:
         print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
               f"  python -m study.launch --family {plan.family} --name {plan.name} "

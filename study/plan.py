@@ -18,7 +18,7 @@ from typing import Any
 from models.config import ConfigError
 from search_spaces import DEFAULT_WIDTH_RANGE, SpaceOptions
 from study import results as R
-from study.data import DataNotFoundError, has_mnist, resolve_data_dir
+from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
 from study.store import StudyStore, normalize_storage_path
 
 SCHEDULERS = ("asha", "hyperband", "none")
@@ -167,6 +167,17 @@ def check_data(data_dir: str) -> None:
             "(train-images-idx3-ubyte, ...). Point --data-dir (or $STUDY_DATA_DIR) at the directory "
             "that contains MNIST/, e.g. --data-dir ../shared/data; the launcher never downloads."
         )
+    verify_mnist(Path(data_dir))  # headers and sizes: a truncated file fails here, not after Ray starts
+
+
+def check_storage(storage_path: str) -> None:
+    """A local --storage-path must be (or be creatable as) a writable directory; URIs are checked by Ray."""
+    if "://" in storage_path:
+        return
+    reason = R.unwritable_reason(storage_path)
+    if reason:
+        raise ConfigError(f"--storage-path {storage_path}: {reason}; choose a directory you can write, "
+                          "e.g. --storage-path results (nothing was written).")
 
 
 def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
@@ -178,7 +189,12 @@ def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
     if not store.exists(store.path(R.STUDY_JSON)):
         _fail(f"--resume: {store.uri} holds no study to resume ({R.STUDY_JSON} is missing); check --name "
               "and --storage-path, or start a new study without --resume.")
-    plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    try:
+        plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, or not the launcher's settings
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        _fail(f"--resume: {store.path(R.STUDY_JSON)} is not a {R.STUDY_JSON} the launcher wrote ({why}); "
+              "restore it from a backup, or start the study again under a new --name.")
     if plan.family != args.family:
         _fail(f"--resume: study {args.name} is a {plan.family} study, not {args.family}; "
               f"pass --family {plan.family}.")

@@ -7,6 +7,8 @@ nothing heavier than pandas.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,7 +72,8 @@ STOP_COMPLETED = "completed"
 STOP_EARLY = "early-stopped"
 STOP_DIVERGED = "diverged"
 STOP_ERROR = "error"
-STOP_REASONS = (STOP_COMPLETED, STOP_EARLY, STOP_DIVERGED, STOP_ERROR)
+STOP_OOM = "oom"  # the trial's model or batch did not fit in memory (the study goes on)
+STOP_REASONS = (STOP_COMPLETED, STOP_EARLY, STOP_DIVERGED, STOP_ERROR, STOP_OOM)
 
 # hyperparameter columns are the config's field names, prefixed, so they never clash
 HP_PREFIX = "hp_"
@@ -117,6 +120,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+# a write that failed because the disk (or the user's quota, or the file-size limit) is full
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why no directory can be created and written at the local `path`, or None if one can
+    (checked before any work, so a bad output path fails at once instead of after training)."""
+    target = Path(path).expanduser().absolute()
+    if target.exists() and not target.is_dir():
+        return f"{target} is a file, not a directory"
+    while not target.exists():
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is a file, so no directory can be created below it"
+    if not os.access(target, os.W_OK | os.X_OK):
+        return f"{target} is not writable by this user"
+    return None
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -147,6 +169,7 @@ SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (th
 RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
+RAY_SESSION_JSON = "ray_session.json"  # the local Ray the launcher started (reaped after a crash)
 
 # --- replicates (python -m study.replicate): STUDY_DIR/replicates.parquet ---------------------------
 # One row per (configuration, seed), with the metric columns of trials.parquet; its TRIAL_ID is the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import platform
@@ -28,7 +29,7 @@ from models.checkpoint import CONFIG_KEY, MODEL_KEY, load_checkpoint
 from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
 from models.layers import GenerativeModel
 from study import results as R
-from study.data import BatchIterator, DataNotFoundError, MNISTSplits, load_splits
+from study.data import TRAIN_SIZE, BatchIterator, DataNotFoundError, MNISTSplits, load_splits
 
 SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
 DIVERGENCE_CHECK_EVERY = 50  # steps between finite-loss checks (each check syncs the device)
@@ -62,7 +63,15 @@ class TrialResult:
 
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
-        return torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ConfigError(f"--device {requested!r}: not a torch device; "
+                              "use cpu, cuda or cuda:N") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; "
+                              "use --device cpu")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -203,11 +212,25 @@ def run_trial(
     epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
     """
     device = pick_device(str(device) if device else None)
-    trial = _restore(config, data, device, resume)
+    try:
+        trial = _restore(config, data, device, resume)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        return _out_of_memory(config, list(resume["history"]) if resume else [], device)
     bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
     stop_reason = R.STOP_COMPLETED
     for epoch in range(trial.first_epoch, config.epochs + 1):
-        losses, steps, seconds = _train_epoch(trial, device, bar)
+        try:
+            losses, steps, seconds = _train_epoch(trial, device, bar)
+        except Exception as exc:  # the epoch is lost; the reported ones stand
+            if not is_out_of_memory(exc):
+                raise
+            if bar is not None:
+                bar.close()
+            history = trial.history
+            del trial
+            return _out_of_memory(config, history, device)
         trial.train_seconds += seconds
         record: dict[str, Any] = {**losses, R.EPOCH: epoch, R.EPOCH_SECONDS: seconds,
                                   R.TRAIN_SECONDS: trial.train_seconds,
@@ -236,6 +259,28 @@ def run_trial(
     if bar is not None:
         bar.close()
     return _finish(config, trial, stop_reason, evaluator, device)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: not enough memory" / "can't allocate memory")."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "not enough memory", "can't allocate memory"))
+
+
+def _out_of_memory(config: TrainConfig, history: list[dict[str, Any]], device: torch.device) -> TrialResult:
+    """The result of a trial that did not fit: stop reason 'oom', sized on the meta device."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    with torch.device("meta"):  # parameter counts without allocating the model again
+        sized = build_model(config.model)
+    return TrialResult(summary=summarize(config, sized, history, R.STOP_OOM, device), history=history)
 
 
 def _progress_bar(total_steps: int):
@@ -277,8 +322,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
                 break
             except ValueError:
                 pass
-        if isinstance(value, str) and "," in text:
-            value = [int(v) for v in text.split(",") if v]
+        if isinstance(value, str) and "," in text:  # a width list; TrainConfig names a non-integer
+            value = [int(v) if v.strip().lstrip("-").isdigit() else v for v in text.split(",") if v]
         elif text.lower() in ("true", "false"):
             value = text.lower() == "true"
         changes[key.replace("-", "_")] = value
@@ -323,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if not args.width_scale > 0:
+        raise ConfigError(f"--width-scale {args.width_scale}: must be > 0 (0.25 quarters every layer width)")
     arch = args.arch or ARCHS[args.family][0]
     config = TrainConfig(model=seed_model_config(args.family, arch), epochs=args.epochs, seed=args.seed,
                          batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
@@ -362,8 +409,11 @@ class RunDirectory:
 
     def save_checkpoint(self, checkpoint: dict[str, Any], name: str) -> Path:
         path = self.out / R.CHECKPOINTS_DIR / name
+        # serialised first: a full disk then raises OSError (ENOSPC), not torch's RuntimeError
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         with R.atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            tmp.write_bytes(buffer.getbuffer())
         return path
 
 
@@ -386,6 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         out = Path(args.out)
+        images = min(config.train_subset or TRAIN_SIZE, TRAIN_SIZE)
+        if config.batch_size > images:
+            raise ConfigError(f"--batch-size {config.batch_size}: larger than the {images} training images; "
+                              "give a smaller --batch-size (or a larger --train-subset)")
+        unwritable = R.unwritable_reason(out)
+        if unwritable:
+            raise ConfigError(f"--out {out}: {unwritable}; choose a directory you can write, "
+                              "e.g. --out runs/trial")
         resume = None
         if args.resume:
             ckpt_path = latest_checkpoint(out)
@@ -416,12 +474,23 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.history = list(resume["history"])
     print(f"training {config.family}/{config.model.arch} for {config.epochs} epochs on {device}, "
           f"{len(data.train)} training images -> {out}")
-    result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume,
-                       progress=True)
-    last = latest_checkpoint(out)
-    if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
-        shutil.copyfile(last, out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT)
-    R.write_text_atomic(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
+    try:
+        result = run_trial(config, data, run_dir, evaluator=evaluator, device=device, resume=resume,
+                           progress=True)
+        last = latest_checkpoint(out)
+        if last is not None:  # the last epoch always checkpoints; final.pt is its stable name
+            with R.atomic_path(out / R.CHECKPOINTS_DIR / R.FINAL_CHECKPOINT) as tmp:
+                shutil.copyfile(last, tmp)
+        R.write_text_atomic(out / R.SUMMARY_JSON, json.dumps(result.summary, indent=1, default=str))
+    except OSError as exc:
+        if exc.errno not in R.DISK_FULL_ERRNOS:
+            raise
+        # every write is atomic, so the latest checkpoint on disk is whole: say so and exit like bad input
+        kept = latest_checkpoint(out)
+        print(f"error: the disk is full ({exc.strerror}) while writing under --out {out}; "
+              f"the last complete checkpoint is {kept or 'none'}. Free space (or copy {out} to a disk with "
+              "room) and continue with --resume.", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
     print_summary(result.summary)
     return 0
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
+import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +34,7 @@ import torch
 from ray import tune
 
 from models import build_model
-from models.checkpoint import MODEL_KEY, load_checkpoint
+from models.checkpoint import MODEL_KEY, CheckpointError, load_checkpoint
 from models.config import TrainConfig
 from search_spaces import train_config
 from study import results as R
@@ -51,6 +53,9 @@ from study.train import (
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
+
+# the warning a trial prints when its latest checkpoint is unreadable and it resumes from an older one
+CHECKPOINT_FALLBACK = "the latest checkpoint is unreadable; resuming from the previous one,"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,36 @@ def load_tune_checkpoint(checkpoint) -> dict[str, Any]:
     """A `ray.tune.Checkpoint` (local or remote storage) -> run_trial's checkpoint dict."""
     with checkpoint.as_directory() as directory:
         return load_checkpoint(checkpoint_file(directory))
+
+
+def earlier_checkpoints(checkpoint) -> list[tune.Checkpoint]:
+    """The trial's other kept checkpoints older than `checkpoint`, newest first (Tune names them
+    checkpoint_NNNNNN in the trial directory and keeps --keep-checkpoints of them)."""
+    from pyarrow.fs import FileSelector, FileType
+
+    fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    parent, name = posixpath.split(path)
+    siblings = [info.path for info in fs.get_file_info(FileSelector(parent))
+                if info.type == FileType.Directory and posixpath.basename(info.path).startswith("checkpoint_")
+                and posixpath.basename(info.path) < name]
+    return [tune.Checkpoint(p, filesystem=fs) for p in sorted(siblings, reverse=True)]
+
+
+def resume_point(checkpoint) -> dict[str, Any]:
+    """The latest readable checkpoint: `checkpoint`, or, when it is damaged (a crash or a full disk
+    while it was written), the newest earlier one that loads."""
+    try:
+        return load_tune_checkpoint(checkpoint)
+    except (CheckpointError, FileNotFoundError) as exc:
+        for earlier in earlier_checkpoints(checkpoint):
+            try:
+                resume = load_tune_checkpoint(earlier)
+            except (CheckpointError, FileNotFoundError):
+                continue
+            print(f"warning: {CHECKPOINT_FALLBACK} {earlier.path} (epoch {resume['epoch']}): {exc}",
+                  file=sys.stderr, flush=True)
+            return resume
+        raise
 
 
 class TuneReporter(RunDirectory):
@@ -115,9 +150,10 @@ class TuneReporter(RunDirectory):
         to train, the last recorded one) plus the test metrics."""
         if self.held is not None:
             metrics, checkpoint = self.held
-        else:
-            metrics, checkpoint = {R.VAL_FID: math.nan, **self.history[-1], **self.extra}, None
-        final = {k: summary[k] for k in (*R.TEST_METRICS, R.FEATURENET_SHA256) if k in summary}
+        else:  # (no epoch at all: the model did not fit in memory)
+            last = self.history[-1] if self.history else {R.EPOCH: 0}
+            metrics, checkpoint = {R.VAL_FID: math.nan, **last, **self.extra}, None
+        final = {k: summary[k] for k in (*R.TEST_METRICS, R.FEATURENET_SHA256, R.STOP_REASON) if k in summary}
         self._report({**metrics, **final}, checkpoint)
         if self._writer is not None:
             self._writer.close()
@@ -162,7 +198,7 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     torch.set_num_threads(max(1, setup.threads))
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
-        resume = load_tune_checkpoint(checkpoint)
+        resume = resume_point(checkpoint)
     with torch.device("meta"):  # sizes only: no memory, no initialisation (run_trial builds the real one)
         counts = build_model(config.model).parameter_counts()
     extra: dict[str, Any] = R.params_columns(counts)

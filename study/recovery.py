@@ -1,0 +1,143 @@
+"""What a study needs to recover from a crash of its own driver.
+
+- `record_local_ray` writes, into the study directory, which local Ray session the launcher
+  started (host, session directory, driver PID); `reap_stale_ray` ends, on `--resume`, the
+  processes of that recorded session that outlived a killed driver (Ray's DashboardAgent and
+  RuntimeEnvAgent ignore SIGTERM and keep their ports). A process belongs to the session when
+  its command line names the session directory or it holds a file open under it (every Ray
+  process keeps its logs there); never by a process name.
+- `ResumableASHA` is ASHA whose rungs survive a resume: a restored trial's results (Tune's
+  result.json in the trial directory, one line per report) are replayed into its bracket when
+  Tune re-adds the trial, so resumed trials are judged against the rung values recorded before
+  the crash, and a trial already recorded at a rung is not judged there twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # (a Ray dependency)
+from ray.tune.schedulers import AsyncHyperBandScheduler
+
+from study import results as R
+from study.store import StudyStore
+
+TERMINATE_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
+
+
+def record_local_ray(store: StudyStore) -> dict[str, Any]:
+    """Record the local Ray session this process started (call right after `ray.init`)."""
+    import ray
+
+    node = ray._private.worker.global_worker.node  # the local node this driver started
+    assert node is not None, "record_local_ray runs after ray.init"
+    record = {"host": socket.gethostname(), "driver_pid": os.getpid(),
+              "driver_started": psutil.Process().create_time(),
+              "session_dir": node.get_session_dir_path(), "gcs_address": node.gcs_address}
+    store.write_bytes(store.path(R.RAY_SESSION_JSON), json.dumps(record, indent=1).encode())
+    return record
+
+
+def read_ray_record(store: StudyStore) -> dict[str, Any] | None:
+    path = store.path(R.RAY_SESSION_JSON)
+    if not store.exists(path):
+        return None
+    try:
+        record = json.loads(store.read_bytes(path))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("session_dir") else None
+
+
+def session_processes(session_dir: str) -> list[int]:
+    """PIDs (other than this process) whose command line names `session_dir` or that hold a file
+    open under it."""
+    prefix = session_dir.rstrip("/") + "/"
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if any(session_dir in part for part in proc.info["cmdline"] or ()) or any(
+                    f.path.startswith(prefix) for f in proc.open_files()):
+                found.append(proc.pid)
+        except psutil.Error:  # gone, or not ours to inspect
+            continue
+    return found
+
+
+def reap_stale_ray(store: StudyStore) -> list[int]:
+    """End the processes of the local Ray that a crashed launcher of this study started; returns
+    their PIDs. Call only while holding the study lock (so that launcher is gone)."""
+    record = read_ray_record(store)
+    if record is None or record.get("host") != socket.gethostname():
+        return []
+    if _alive(record.get("driver_pid"), record.get("driver_started")):
+        return []  # that launcher still runs (the study lock refuses a second one before this)
+    pids = session_processes(record["session_dir"])
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            proc.send_signal(signal.SIGTERM)
+            procs.append(proc)
+        except psutil.Error:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=TERMINATE_GRACE_S)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(alive, timeout=TERMINATE_GRACE_S)
+    return pids
+
+
+def _alive(pid: Any, started: Any) -> bool:
+    """Whether process `pid`, created at `started` (so not a later process with a reused PID), runs."""
+    try:
+        return pid != os.getpid() and abs(psutil.Process(int(pid)).create_time() - float(started)) < 1.0
+    except (psutil.Error, TypeError, ValueError):
+        return False
+
+
+def reported_results(trial) -> list[dict[str, Any]]:
+    """The results a trial reported before (Tune's result.json, one JSON object a line); [] for a
+    new trial."""
+    storage = getattr(trial, "storage", None)
+    lines: list[str] = []
+    try:
+        if storage is not None:
+            path = posixpath.join(storage.trial_fs_path, "result.json")
+            with storage.storage_filesystem.open_input_stream(path) as f:
+                lines = f.readall().decode().splitlines()
+        elif trial.local_path:
+            lines = (Path(trial.local_path) / "result.json").read_text().splitlines()
+    except (OSError, ValueError, RuntimeError):  # a new trial: no directory (RuntimeError) or file yet
+        return []
+    results = []
+    for line in lines:
+        try:
+            results.append(json.loads(line))
+        except ValueError:  # a line cut short by the crash
+            continue
+    return results
+
+
+class ResumableASHA(AsyncHyperBandScheduler):
+    """ASHA that rebuilds its rungs from the trials' saved results when Tune re-adds them on a
+    restore (see the module docstring)."""
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        bracket = self._trial_info[trial.trial_id]
+        for result in reported_results(trial):
+            if self._time_attr in result and self._metric in result:
+                # what on_trial_result recorded before the crash; its decision was already acted on
+                bracket.on_result(trial, result[self._time_attr], self._metric_op * result[self._metric])

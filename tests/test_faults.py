@@ -1,0 +1,279 @@
+"""The fault matrix of issue 11, on real Ray: every trial ends with exactly one row in
+trials.parquet (none lost, none duplicated) and the stop reason that says what happened.
+
+- a trial worker SIGKILLed mid-epoch, a corrupt latest checkpoint when a trial resumes, and a width
+  that cannot fit in memory, in one Tune run of the study's trainable;
+- ASHA's rungs survive a restore (study.recovery.ResumableASHA against Tune's own ASHA);
+- the launcher SIGKILLed, then an immediate --resume on the same dashboard port: no process of the
+  crashed study is left, and a local study's Ray listens on loopback only;
+- a worker node removed from a 2-node local cluster mid-trial.
+NaN losses are tested in test_launch.py (diverged trials end at once).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from study import launch
+from study import results as R
+from study.recovery import session_processes
+from tests.test_cluster import two_node_cluster  # noqa: F401  (fixture)
+from tests.test_launch import (  # noqa: F401  (local_ray: fixture)
+    check_study,
+    dashboard_refuses_requests_without_the_token,
+    free_port,
+    launch_args,
+    local_ray,
+    run_launcher,
+)
+
+STUDY = "faults"
+KILL, CORRUPT = 32, 33  # first encoder width of the trial each fault hits
+OOM_WIDTHS = [16, 10**6, 10**6]  # a 10^6 x 10^6 layer: 4 TB of weights, refused by the allocator
+
+
+class FaultyEvaluator:
+    """The real evaluator, plus one fault per study (a marker file remembers it happened):
+    KILL: the worker SIGKILLs itself during epoch 2, before that epoch is reported or checkpointed;
+    CORRUPT: during epoch 3, the latest checkpoint (epoch 2) is truncated and the trial crashes, so
+    its restart finds a damaged latest checkpoint and must fall back to epoch 1's."""
+
+    def __init__(self, evaluator, fault: int | None, markers: Path):
+        self.evaluator, self.fault, self.markers, self.calls = evaluator, fault, markers, 0
+        self.featurenet_sha256 = evaluator.featurenet_sha256
+
+    def validation(self, model):
+        self.calls += 1
+        marker = self.markers / str(self.fault)
+        if self.fault == KILL and self.calls == 2 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fault == CORRUPT and self.calls == 3 and not marker.exists():
+            from ray import tune
+
+            # the trial directory in storage (the markers' sibling), where Tune keeps its checkpoints
+            trial_dir = self.markers.parent / STUDY / Path(tune.get_context().get_trial_dir()).name
+            latest = sorted(trial_dir.glob("checkpoint_*"))[-1]
+            for pt in latest.glob(R.CHECKPOINT_GLOB):
+                pt.write_bytes(pt.read_bytes()[:100])  # a write cut short
+            marker.write_text(str(latest))
+            raise RuntimeError("injected crash after corrupting the latest checkpoint")
+        return self.evaluator.validation(model)
+
+    def test(self, model):
+        return self.evaluator.test(model)
+
+
+class FaultyAssets:
+    def __init__(self, assets, markers: Path):
+        self.assets, self.markers = assets, markers
+        self.featurenet_sha256 = assets.featurenet_sha256
+
+    def evaluator(self, config, data, device):
+        width = config.model.enc_widths[0]
+        return FaultyEvaluator(self.assets.evaluator(config, data, device),
+                               width if width in (KILL, CORRUPT) else None, self.markers)
+
+
+def trial_history(study_dir: Path, trial_dir: str) -> list[int]:
+    return [h[R.EPOCH] for h in json.loads((study_dir / trial_dir / R.METRICS_JSON).read_text())]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("local_ray")
+def test_a_killed_worker_a_corrupt_checkpoint_and_an_oom_width_each_leave_one_row(tmp_path, data_dir):
+    from ray import cloudpickle, tune
+
+    from models.config import TrainConfig, VAEConfig
+    from study.data import load_splits
+    from study.export import export_study
+    from study.metrics import prepare_evaluation
+    from study.trainable import TrialSetup, with_setup
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    data = load_splits(data_dir, train_subset=1000)
+    assets = FaultyAssets(prepare_evaluation(data, iw_images=200), markers)
+    base = TrainConfig(model=VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,)),
+                       epochs=4, batch_size=100, train_subset=1000, eval_samples=200,
+                       checkpoint_every=1).to_dict()
+    tuner = tune.Tuner(
+        tune.with_resources(with_setup(TrialSetup(data=data, assets=assets)), {"cpu": 1}),
+        param_space={**base, "enc_widths": tune.grid_search([[KILL], [CORRUPT], OOM_WIDTHS])},
+        tune_config=tune.TuneConfig(trial_dirname_creator=launch.trial_dirname),
+        run_config=tune.RunConfig(name=STUDY, storage_path=str(tmp_path),
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                  sync_config=tune.SyncConfig(sync_artifacts=True)),
+    )
+    results = tuner.fit()
+    assert results.num_errors == 0
+    assert (markers / str(KILL)).exists() and (markers / str(CORRUPT)).exists()  # both faults happened
+    study_dir = tmp_path / STUDY
+    table = export_study(str(study_dir), STUDY).trials
+    assert len(table) == 3 and table[R.TRIAL_ID].is_unique
+    table = table.set_index(table[R.CONFIG_JSON].map(lambda c: json.loads(c)["enc_widths"][0]))
+    killed, corrupt, oom = table.loc[KILL], table.loc[CORRUPT], table.loc[OOM_WIDTHS[0]]
+    # the killed worker's trial was retried from its epoch-1 checkpoint: epoch 2 ran again, once recorded
+    assert killed[R.STOP_REASON] == R.STOP_COMPLETED and trial_history(study_dir, killed[R.TRIAL_DIR]) == [
+        1, 2, 3, 4]
+    # the corrupt epoch-2 checkpoint was passed over for epoch 1's
+    assert corrupt[R.STOP_REASON] == R.STOP_COMPLETED
+    assert trial_history(study_dir, corrupt[R.TRIAL_DIR]) == [1, 2, 3, 4]
+    # what Tune saw: epoch 2 reported twice, the second time after resuming from epoch 1 (epoch 2's
+    # checkpoint being unreadable; without the fallback the restart fails and the trial errors)
+    reported = [json.loads(line)[R.EPOCH] for line in
+                (study_dir / corrupt[R.TRIAL_DIR] / "result.json").read_text().splitlines()]
+    assert reported == [1, 2, 2, 3, 4]
+    for row in (killed, corrupt):
+        assert math.isfinite(row[R.TEST_FID])
+    # the width that cannot fit: stop reason oom, no epoch, sized without allocating; the others ran
+    assert oom[R.STOP_REASON] == R.STOP_OOM and oom[R.EPOCHS_RUN] == 0
+    assert oom[R.PARAMS_TOTAL] > 10**12 and math.isnan(oom[R.TEST_FID])
+
+
+def rung_trainable(config):
+    """Reports a constant validation FID per epoch; trial 'late' crashes before its first report
+    once (a marker file remembers), as a trial running when the driver died would restart."""
+    from ray import tune
+
+    marker = Path(config["marker"])
+    if config["fid"] > 1 and not marker.exists():  # the 'late' trial
+        marker.write_text("crashed")
+        raise RuntimeError("injected crash before the first report")
+    for epoch in range(1, 5):
+        tune.report({R.EPOCH: epoch, R.VAL_FID: config["fid"]})
+
+
+def asha_run(tmp_path: Path, scheduler, name: str) -> int:
+    """Epochs the 'late' trial (FID 5) ran after a restore, 'early' (FID 1) having finished first."""
+    from ray import cloudpickle, tune
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    tuner = tune.Tuner(
+        rung_trainable,
+        param_space={"marker": str(tmp_path / f"{name}.crashed"),
+                     "fid": tune.grid_search([1.0, 5.0])},  # 'early', then 'late'
+
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
+        run_config=tune.RunConfig(name=name, storage_path=str(tmp_path)),
+    )
+    first = tuner.fit()
+    assert first.num_errors == 1  # 'late' crashed before reporting
+    restored = tune.Tuner.restore(str(tmp_path / name), trainable=rung_trainable, resume_errored=True)
+    results = restored.fit()
+    late = [r for r in results if r.config["fid"] > 1][0]
+    return late.metrics[R.EPOCH]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("local_ray")
+def test_a_restored_asha_judges_resumed_trials_against_the_rungs_recorded_before(tmp_path):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from study.recovery import ResumableASHA
+
+    common = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=4, grace_period=1,
+                  reduction_factor=2)
+    # Tune's ASHA restarts with empty rungs: the worse trial is judged against nothing and runs on
+    assert asha_run(tmp_path, ASHAScheduler(**common), "plain") == 4
+    # rebuilt from 'early's saved results, rung 1 stops 'late' (FID 5 > 1) as it would have without the crash
+    assert asha_run(tmp_path, ResumableASHA(**common), "resumable") == 1
+
+
+def listening_addresses(pids: list[int]) -> set[str]:
+    import psutil
+
+    found = set()
+    for pid in pids:
+        try:
+            for conn in psutil.Process(pid).net_connections("inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.add(conn.laddr.ip)
+        except psutil.Error:
+            continue
+    return found
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return (mapped or address).is_loopback
+
+
+@pytest.mark.slow
+def test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind(tmp_path, data_dir):
+    study_dir = tmp_path / "crashed"
+    port = str(free_port())
+    seen: dict = {}
+
+    def kill_after_first_trial(line: str, process) -> None:
+        dashboard_refuses_requests_without_the_token(line, seen)
+        if "killed" not in seen and list(study_dir.glob(f"trial_*/{R.SUMMARY_JSON}")):
+            record = json.loads((study_dir / R.RAY_SESSION_JSON).read_text())
+            pids = [process.pid, *session_processes(record["session_dir"])]
+            seen.update(session=record["session_dir"], pids=len(pids),
+                        listening=listening_addresses(pids))
+            process.send_signal(signal.SIGKILL)  # no handler runs, nothing is saved or shut down
+            seen["killed"] = time.monotonic()
+
+    args = launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--dashboard-port", port)
+    rc, out = run_launcher(args, kill_after_first_trial)
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert seen["status"] == 401  # the dashboard refuses requests without the token
+    # every listening socket of the study's Ray (GCS, raylet, agents, workers, driver) is on loopback
+    assert seen["listening"] and all(map(is_loopback, seen["listening"])), seen["listening"]
+    left = session_processes(seen["session"])
+    assert left, "expected Ray processes of the killed launcher to outlive it"
+
+    rc, out = run_launcher(launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--resume",
+                                       "--dashboard-port", port))  # at once, on the same port
+    assert rc == 0, out[-3000:]
+    assert "leftover process(es) of the Ray that the interrupted launcher started" in out
+    assert session_processes(seen["session"]) == []  # the crashed study's Ray was reaped
+    table = check_study(study_dir, "gan", trials=4)  # one row per trial, one history row per epoch
+    assert set(table[R.STOP_REASON]) <= {R.STOP_COMPLETED, R.STOP_EARLY}
+
+
+@pytest.mark.slow
+def test_a_worker_node_removed_mid_trial_loses_no_trial(tmp_path, data_dir, two_node_cluster):  # noqa: F811
+    cluster = two_node_cluster
+    worker = [n for n in cluster.list_all_nodes() if not n.head][0]
+    study_dir = tmp_path / "node-lost"
+    removed: dict = {}
+
+    def remove_worker_when_both_nodes_train() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            started = [p for p in study_dir.glob("trial_*/result.json") if p.stat().st_size > 0]
+            if len(started) >= 2:  # two trials reported: one on each 1-CPU node
+                cluster.remove_node(worker)
+                removed["at"] = time.monotonic()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=remove_worker_when_both_nodes_train, daemon=True)
+    watcher.start()
+    rc = launch.main(["--family", "vae", "--smoke-test", "--address", cluster.address, "--data-dir",
+                      str(data_dir), "--storage-path", str(tmp_path), "--name", "node-lost"])
+    watcher.join(timeout=5)
+    assert rc == 0 and removed
+    table = pd.read_parquet(study_dir / R.TRIALS_FILE)
+    assert len(table) == 4 and table[R.TRIAL_ID].is_unique
+    assert set(table[R.STOP_REASON]) <= {R.STOP_COMPLETED, R.STOP_EARLY}
+    history = pd.read_parquet(study_dir / R.HISTORY_FILE)
+    assert not history.duplicated([R.TRIAL_ID, R.EPOCH]).any()
+    assert history.groupby(R.TRIAL_ID)[R.EPOCH].count().to_dict() == dict(
+        zip(table[R.TRIAL_ID], table[R.EPOCHS_RUN], strict=True))
