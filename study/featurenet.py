@@ -6,17 +6,27 @@ Ray's DCGAN example and much of the MNIST GAN literature use in place of ImageNe
 The shipped weights are identified by their SHA-256; every metric record carries that hash, so
 numbers from different feature networks are never mixed.
 
-    python -m study.featurenet train [--out PATH] [--seed 0] [--epochs 5] [--smoke-test]
-    python -m study.featurenet evaluate [--weights PATH]     # test accuracy and hash
-"""
+Generated digits differ from real ones: VAEs blur, GANs speckle, strokes come out thick, thin or
+grey. A classifier trained on clean digits alone cannot read a blurred one (the first shipped
+network called 99% of the test digits "1" at blur sigma 1.5), so domain metrics then measure
+sharpness, not digits. Training therefore perturbs the digits (`Augment`: rotation and scale,
+stroke thickness, blur, gamma, ink and background levels, Gaussian noise, salt and pepper), and
+`python -m study.featurenet evaluate` prints study.robustness's table: accuracy under blur and
+noise, and the domain FID of blurred and of pixel-shuffled digits against the real floor.
 
+    python -m study.featurenet train [--out PATH] [--seed 0] [--epochs 12] [--smoke-test]
+    python -m study.featurenet evaluate [--weights PATH] [--fid-images 10000]  # hash, accuracy, robustness
+"""
 from __future__ import annotations
 
 import argparse
 import hashlib
 import io
+import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,18 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.data import DataNotFoundError, Split, load_splits, to_unit
+from study.data import DataNotFoundError, MNISTSplits, Split, load_splits, to_unit
 from study.results import EXIT_BAD_INPUT, atomic_path
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "featurenet.pt"
 # The hash of the shipped weights file; `load_featurenet()` refuses a file that does not match.
-SHIPPED_SHA256 = "e24502028a1d61bc28e9353c324e1edad7fd14b4dc2e03b6ac366f35e99c011d"
+SHIPPED_SHA256 = "c29890cc310e4a98f7f58afcc5b90290effdc964a49b5b317af7c913d524b235"
 FEATURE_DIM = 128
 NUM_CLASSES = 10
 MIN_SHIPPED_ACCURACY = 0.993  # the issue's bar for the shipped weights on the official test set
 STATE_KEY = "state_dict"
 META_KEY = "meta"
 EVAL_BATCH = 1000
+ROBUSTNESS_FID_IMAGES = 10_000  # training images per FID of the robustness table, as issue 10
+TRAIN_THREADS = 1  # pinned: results depend on it; on a shared 2-core CPU one is as fast as two
 
 
 class FeatureNetError(RuntimeError):
@@ -46,19 +58,21 @@ class FeatureNetError(RuntimeError):
 class FeatureNet(nn.Module):
     """x [B, 1, 28, 28] in [0, 1] -> 128 penultimate features -> 10 class logits.
 
-    LeNet-style conv-pool-conv-pool with BatchNorm (which makes input normalisation unnecessary):
-    about 1.1M multiply-adds per image, so 10,000 images take ~1-2 s on two CPU cores.
+    LeNet-style conv-pool-conv-pool with BatchNorm (which makes input normalisation unnecessary),
+    32 and 64 channels: about 3.9M multiply-adds per image, so 10,000 images take ~1.8 s on two
+    CPU cores. (The first shipped network had 16 and 32 channels; trained with the augmentations
+    it lost clean accuracy, 99.30% on the test set, so it got twice the width.)
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            nn.Conv2d(1, 16, 5), nn.BatchNorm2d(16), nn.ReLU(),  # [B, 16, 24, 24]
-            nn.MaxPool2d(2),  # [B, 16, 12, 12]
-            nn.Conv2d(16, 32, 5), nn.BatchNorm2d(32), nn.ReLU(),  # [B, 32, 8, 8]
-            nn.MaxPool2d(2),  # [B, 32, 4, 4]
-            nn.Flatten(),  # [B, 512]
-            nn.Linear(512, FEATURE_DIM), nn.BatchNorm1d(FEATURE_DIM), nn.ReLU(),  # [B, 128] features
+            nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ReLU(),  # [B, 32, 24, 24]
+            nn.MaxPool2d(2),  # [B, 32, 12, 12]
+            nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), nn.ReLU(),  # [B, 64, 8, 8]
+            nn.MaxPool2d(2),  # [B, 64, 4, 4]
+            nn.Flatten(),  # [B, 1024]
+            nn.Linear(1024, FEATURE_DIM), nn.BatchNorm1d(FEATURE_DIM), nn.ReLU(),  # [B, 128] features
         )
         self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)  # [B, 10] logits
         self.sha256 = ""  # set by load_featurenet: the hash of the weights file these came from
@@ -134,13 +148,48 @@ def accuracy(net: FeatureNet, split: Split, device: torch.device | str = "cpu") 
 # --- training ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Augment:
+    """Per-image perturbations during training: the ways generated digits differ from real ones.
+
+    Each image independently gets each perturbation with its probability `p_*`, with parameters drawn
+    uniformly from the ranges (a log-uniform gamma), in this order: small rotation and scaling,
+    thicker or thinner strokes, Gaussian blur, gamma, ink/background levels, Gaussian noise, salt and
+    pepper speckle; the result is clamped to [0, 1]. The integer shift of `TrainSettings.max_shift`
+    comes first. Blur and noise reach beyond the robustness targets (blur sigma 1.5, noise 0.2) so
+    that the targets lie inside the training distribution, not at its edge.
+    """
+
+    p_affine: float = 0.4
+    max_rotation_deg: float = 12.0
+    scale: tuple[float, float] = (0.85, 1.1)
+    p_stroke: float = 0.2  # half dilation, half erosion (3x3), blended in by a random weight
+    stroke_weight: tuple[float, float] = (0.3, 1.0)
+    p_blur: float = 0.35
+    blur_sigma: tuple[float, float] = (0.3, 2.4)
+    p_gamma: float = 0.15
+    gamma: tuple[float, float] = (0.5, 2.0)
+    p_levels: float = 0.2  # x -> background + (ink - background) * x
+    ink: tuple[float, float] = (0.5, 1.0)
+    background: tuple[float, float] = (0.0, 0.3)
+    p_noise: float = 0.25
+    noise_sigma: tuple[float, float] = (0.02, 0.35)
+    p_speckle: float = 0.1
+    speckle_rate: tuple[float, float] = (0.005, 0.06)
+
+
+NO_AUGMENT = Augment(**{name: 0.0 for name in Augment.__dataclass_fields__ if name.startswith("p_")})
+BLUR_KERNEL = 17  # 2 * ceil(3 * sigma) + 1 for the largest training blur, sigma 2.4
+
+
+@dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 5
+    epochs: int = 12
     batch_size: int = 128
     max_lr: float = 3e-3  # one-cycle peak (Smith & Topin 2019) on Adam
     max_shift: int = 2  # random translation of up to +-2 pixels per image
     seed: int = 0
     train_subset: int | None = None  # None: the full 50,000-image training split
+    augment: Augment = Augment()
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -155,8 +204,84 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1)  # [B, 1, h, w]
 
 
+def blur_each(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur of image i with sigma[i] (0: unchanged), separable, reflect padding as torchvision."""
+    b = x.shape[0]
+    r = BLUR_KERNEL // 2
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma.clamp_min(1e-3)[:, None]) ** 2)  # [B, K]
+    kernel = kernel / kernel.sum(1, keepdim=True)  # sigma -> 0 gives a delta: exp underflows off-centre
+    y = F.pad(x.reshape(1, b, *x.shape[2:]), (r, r, r, r), mode="reflect")  # [1, B, h + 2r, w + 2r]
+    y = F.conv2d(y, kernel.view(b, 1, 1, -1), groups=b)  # [1, B, h + 2r, w] rows
+    y = F.conv2d(y, kernel.view(b, 1, -1, 1), groups=b)  # [1, B, h, w]
+    return y.reshape_as(x)
+
+
+def augment_digits(x: torch.Tensor, aug: Augment, generator: torch.Generator) -> torch.Tensor:
+    """Apply `aug` to a batch [B, 1, 28, 28] in [0, 1]; every random number comes from `generator`.
+
+    The same number of draws is made whatever the outcome, so a seed fixes the whole sequence.
+    """
+    b = x.shape[0]
+
+    def chosen(p: float) -> torch.Tensor:  # [B, 1, 1, 1] bool: which images get this perturbation
+        return (torch.rand(b, generator=generator) < p).view(b, 1, 1, 1)
+
+    def uniform(bounds: tuple[float, float]) -> torch.Tensor:  # [B]
+        return bounds[0] + (bounds[1] - bounds[0]) * torch.rand(b, generator=generator)
+
+    # rotation and scaling about the centre (affine_grid maps output to input coordinates)
+    mask = chosen(aug.p_affine)
+    angle = uniform((-aug.max_rotation_deg, aug.max_rotation_deg)) * (math.pi / 180)
+    inv_scale = 1 / uniform(aug.scale)
+    cos, sin, zero = angle.cos() * inv_scale, angle.sin() * inv_scale, torch.zeros(b)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # [B, 2, 3]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.where(mask, F.grid_sample(x, grid, align_corners=False), x)
+
+    # stroke thickness: 3x3 dilation or erosion (max-pool of x or of -x), partly blended in
+    mask, dilate, weight = chosen(aug.p_stroke), chosen(0.5), uniform(aug.stroke_weight).view(b, 1, 1, 1)
+    thick = F.max_pool2d(x, 3, 1, 1)
+    thin = -F.max_pool2d(-x, 3, 1, 1)
+    x = torch.where(mask, x + weight * (torch.where(dilate, thick, thin) - x), x)
+
+    mask, sigma = chosen(aug.p_blur), uniform(aug.blur_sigma)
+    x = torch.where(mask, blur_each(x, sigma), x)
+
+    mask, log_gamma = chosen(aug.p_gamma), uniform((math.log(aug.gamma[0]), math.log(aug.gamma[1])))
+    x = torch.where(mask, x.clamp_min(0) ** log_gamma.exp().view(b, 1, 1, 1), x)
+
+    mask, ink, background = chosen(aug.p_levels), uniform(aug.ink), uniform(aug.background)
+    x = torch.where(mask, background.view(b, 1, 1, 1) + (ink - background).view(b, 1, 1, 1) * x, x)
+
+    mask, sigma = chosen(aug.p_noise), uniform(aug.noise_sigma)
+    x = torch.where(mask, x + sigma.view(b, 1, 1, 1) * torch.randn(x.shape, generator=generator), x)
+
+    mask, rate = chosen(aug.p_speckle), uniform(aug.speckle_rate).view(b, 1, 1, 1)
+    u, salt = torch.rand(x.shape, generator=generator), torch.rand(x.shape, generator=generator) < 0.5
+    x = torch.where(mask & (u < rate), salt.to(x.dtype), x)
+    return x.clamp(0, 1)
+
+
+@contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run with `n` intra-op threads, then restore: CPU reductions split differently across threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_featurenet(train: Split, settings: TrainSettings, progress: bool = True) -> FeatureNet:
-    """Seeded training on CPU: same settings, same machine -> the same weights, bit for bit."""
+    """Seeded training on CPU with TRAIN_THREADS threads: same settings, same machine -> the same
+    weights, bit for bit (the thread count is pinned because it changes the float sums)."""
+    with intra_op_threads(TRAIN_THREADS):
+        return _train(train, settings, progress)
+
+
+def _train(train: Split, settings: TrainSettings, progress: bool) -> FeatureNet:
     torch.manual_seed(settings.seed)
     net = FeatureNet()
     images = train.images[: settings.train_subset] if settings.train_subset else train.images
@@ -177,6 +302,7 @@ def train_featurenet(train: Split, settings: TrainSettings, progress: bool = Tru
         for step in range(steps_per_epoch):
             idx = order[step * settings.batch_size:(step + 1) * settings.batch_size]
             x = random_shift(to_unit(images[idx]), settings.max_shift, gen)
+            x = augment_digits(x, settings.augment, gen)
             loss = F.cross_entropy(net(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -213,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate",
                        help="test accuracy and SHA-256 of a weights file (default: the shipped one)")
     e.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
+    e.add_argument("--fid-images", type=int, default=ROBUSTNESS_FID_IMAGES,
+                   help="training (and test) images per domain FID of the robustness table (default: %(default)s)")
     for q in (t, e):
         q.add_argument("--data-dir",
                        help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
@@ -227,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                                   "another --out")
         if args.command == "train" and args.epochs < 1:
             raise ValueError(f"--epochs {args.epochs}: must be at least 1")
+        if args.command == "evaluate" and not 2 <= args.fid_images <= ROBUSTNESS_FID_IMAGES:
+            raise ValueError(f"--fid-images {args.fid_images}: FID needs between 2 and {ROBUSTNESS_FID_IMAGES} "
+                             "images (the test set's size); pass e.g. --fid-images 2000 for a quicker table")
         data = load_splits(args.data_dir)
         net = load_featurenet(args.weights) if args.command == "evaluate" else None
     except (FileExistsError, ValueError, DataNotFoundError, FeatureNetError) as exc:
@@ -235,7 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         assert net is not None  # loaded above
         print(f"weights      {args.weights or WEIGHTS_PATH}\nsha256       {net.sha256}")
-        print(f"test accuracy {accuracy(net, data.test):.4f}  (validation {accuracy(net, data.val):.4f})")
+        started = time.perf_counter()
+        test_acc = accuracy(net, data.test)
+        seconds = time.perf_counter() - started
+        print(f"test accuracy {test_acc:.4f}  (validation {accuracy(net, data.val):.4f}); "
+              f"{len(data.test):,} test images classified in {seconds:.2f} s on {torch.get_num_threads()} threads")
+        _print_robustness(net, data, args.fid_images)
         return 0
 
     settings = TrainSettings(epochs=args.epochs, seed=args.seed)
@@ -248,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {**{k: v for k, v in asdict(settings).items() if v is not None},
             "test_accuracy": test_acc, "val_accuracy": val_acc}
     sha = save_featurenet(net, args.out, meta)
+    net.sha256 = sha  # the real-statistics cache of the robustness report is keyed by it
     print(f"trained in {seconds:.0f} s: test accuracy {test_acc:.4f}, validation accuracy {val_acc:.4f}")
     print(f"wrote {args.out}\nsha256 {sha}")
     if sha == SHIPPED_SHA256:
@@ -255,7 +392,18 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.smoke_test:
         print(f"differs from the shipped weights ({SHIPPED_SHA256[:12]}...); to ship these, copy the file to "
               f"{WEIGHTS_PATH} and set SHIPPED_SHA256 in study/featurenet.py")
+        _print_robustness(net, data, ROBUSTNESS_FID_IMAGES)
     return 0
+
+
+def _print_robustness(net: FeatureNet, data: MNISTSplits, fid_images: int) -> None:
+    # imported here: study.robustness imports study.metrics, which imports this module
+    from study.robustness import format_report, robustness_report
+
+    started = time.perf_counter()
+    report = robustness_report(net, data, num_images=fid_images)
+    print(format_report(report))
+    print(f"(robustness report in {time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":
