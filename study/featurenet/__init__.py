@@ -19,15 +19,12 @@ noise, and the domain FID of blurred and of pixel-shuffled digits against the re
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import math
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.data import DataNotFoundError, MNISTSplits, Split, load_splits, to_unit
-from study.results import EXIT_BAD_INPUT, atomic_path
+from study.data import Split, to_unit
+from study.results import atomic_path
 
-WEIGHTS_PATH = Path(__file__).parent / "weights" / "featurenet.pt"
+WEIGHTS_PATH = Path(__file__).resolve().parents[1] / "weights" / "featurenet.pt"  # study/weights/
 # The hash of the shipped weights file; `load_featurenet()` refuses a file that does not match.
 SHIPPED_SHA256 = "c29890cc310e4a98f7f58afcc5b90290effdc964a49b5b317af7c913d524b235"
 FEATURE_DIM = 128
@@ -117,7 +114,7 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
             f"feature-network weights {path} have SHA-256 {sha}, expected {expected}. Metrics from "
             "different feature networks are not comparable, so we refuse to use them. Restore the "
             "shipped file (git checkout study/weights/), or, if you retrained it on purpose, update "
-            "SHIPPED_SHA256 in study/featurenet.py and recompute every stored metric."
+            "SHIPPED_SHA256 in study/featurenet/__init__.py and recompute every stored metric."
         )
     try:
         ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -177,7 +174,8 @@ class Augment:
     speckle_rate: tuple[float, float] = (0.005, 0.06)
 
 
-NO_AUGMENT = Augment(**{name: 0.0 for name in Augment.__dataclass_fields__ if name.startswith("p_")})
+NO_AUGMENT = Augment(p_affine=0.0, p_stroke=0.0, p_blur=0.0, p_gamma=0.0, p_levels=0.0, p_noise=0.0,
+                     p_speckle=0.0)  # the digits as they are
 BLUR_KERNEL = 17  # 2 * ceil(3 * sigma) + 1 for the largest training blur, sigma 2.4
 
 
@@ -321,90 +319,3 @@ def save_featurenet(net: FeatureNet, path: Path, meta: dict[str, Any]) -> str:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     return hashlib.sha256(buffer.getvalue()).hexdigest()
-
-
-# --- command line -----------------------------------------------------------------------------------
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study.featurenet",
-                                description="Train or check the MNIST feature network used by FID/KID/IS.")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train the feature network (seeded, CPU, a few minutes)")
-    t.add_argument("--out", type=Path, default=Path("runs/featurenet/featurenet.pt"),
-                   help="weights file to write (refused if it exists, unless --force)")
-    t.add_argument("--force", action="store_true", help="overwrite --out")
-    t.add_argument("--epochs", type=int, default=TrainSettings.epochs)
-    t.add_argument("--seed", type=int, default=TrainSettings.seed)
-    t.add_argument("--smoke-test", action="store_true", help="1 epoch on 2,048 images: seconds, low accuracy")
-    e = sub.add_parser("evaluate",
-                       help="test accuracy and SHA-256 of a weights file (default: the shipped one)")
-    e.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
-    e.add_argument("--fid-images", type=int, default=ROBUSTNESS_FID_IMAGES,
-                   help="training (and test) images per domain FID of the robustness table (default: %(default)s)")
-    for q in (t, e):
-        q.add_argument("--data-dir",
-                       help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "train" and args.out.exists() and not args.force:
-            raise FileExistsError(f"--out {args.out} already exists: pass --force to overwrite it, or "
-                                  "another --out")
-        if args.command == "train" and args.epochs < 1:
-            raise ValueError(f"--epochs {args.epochs}: must be at least 1")
-        if args.command == "evaluate" and not 2 <= args.fid_images <= ROBUSTNESS_FID_IMAGES:
-            raise ValueError(f"--fid-images {args.fid_images}: FID needs between 2 and {ROBUSTNESS_FID_IMAGES} "
-                             "images (the test set's size); pass e.g. --fid-images 2000 for a quicker table")
-        data = load_splits(args.data_dir)
-        net = load_featurenet(args.weights) if args.command == "evaluate" else None
-    except (FileExistsError, ValueError, DataNotFoundError, FeatureNetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.command == "evaluate":
-        assert net is not None  # loaded above
-        print(f"weights      {args.weights or WEIGHTS_PATH}\nsha256       {net.sha256}")
-        started = time.perf_counter()
-        test_acc = accuracy(net, data.test)
-        seconds = time.perf_counter() - started
-        print(f"test accuracy {test_acc:.4f}  (validation {accuracy(net, data.val):.4f}); "
-              f"{len(data.test):,} test images classified in {seconds:.2f} s on {torch.get_num_threads()} threads")
-        _print_robustness(net, data, args.fid_images)
-        return 0
-
-    settings = TrainSettings(epochs=args.epochs, seed=args.seed)
-    if args.smoke_test:
-        settings = TrainSettings(epochs=1, batch_size=64, seed=args.seed, train_subset=2048)
-    started = time.perf_counter()
-    net = train_featurenet(data.train, settings)
-    seconds = time.perf_counter() - started
-    test_acc, val_acc = accuracy(net, data.test), accuracy(net, data.val)
-    meta = {**{k: v for k, v in asdict(settings).items() if v is not None},
-            "test_accuracy": test_acc, "val_accuracy": val_acc}
-    sha = save_featurenet(net, args.out, meta)
-    net.sha256 = sha  # the real-statistics cache of the robustness report is keyed by it
-    print(f"trained in {seconds:.0f} s: test accuracy {test_acc:.4f}, validation accuracy {val_acc:.4f}")
-    print(f"wrote {args.out}\nsha256 {sha}")
-    if sha == SHIPPED_SHA256:
-        print("identical to the shipped weights")
-    elif not args.smoke_test:
-        print(f"differs from the shipped weights ({SHIPPED_SHA256[:12]}...); to ship these, copy the file to "
-              f"{WEIGHTS_PATH} and set SHIPPED_SHA256 in study/featurenet.py")
-        _print_robustness(net, data, ROBUSTNESS_FID_IMAGES)
-    return 0
-
-
-def _print_robustness(net: FeatureNet, data: MNISTSplits, fid_images: int) -> None:
-    # imported here: study.robustness imports study.metrics, which imports this module
-    from study.robustness import format_report, robustness_report
-
-    started = time.perf_counter()
-    report = robustness_report(net, data, num_images=fid_images)
-    print(format_report(report))
-    print(f"(robustness report in {time.perf_counter() - started:.0f} s)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
