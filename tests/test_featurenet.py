@@ -10,6 +10,8 @@ import torch
 
 from study import featurenet as fn
 from study.data import load_splits, to_unit
+from study.featurenet.cli import main
+from study.robustness import blur
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -66,10 +68,36 @@ def test_random_shift_translates_each_image(data):
     assert torch.equal(fn.random_shift(x, 0, torch.Generator()), x)
 
 
+def test_blur_each_matches_torchvision_per_image(data):
+    x = to_unit(data.test.images[:4])
+    sigmas = torch.tensor([0.0, 0.5, 1.0, 1.5])
+    blurred = fn.blur_each(x, sigmas)
+    assert torch.equal(blurred[0], x[0])
+    for i in (1, 2, 3):  # torchvision's kernel is 2*ceil(3 sigma)+1 wide, ours 17: the tails differ slightly
+        reference = blur(x[i:i + 1], float(sigmas[i]))
+        torch.testing.assert_close(blurred[i:i + 1], reference, atol=1e-3, rtol=0)
+
+
+def test_augment_digits_is_seeded_bounded_and_varied(data):
+    x = to_unit(data.train.images[:256])
+    a = fn.augment_digits(x, fn.Augment(), torch.Generator().manual_seed(1))
+    b = fn.augment_digits(x, fn.Augment(), torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    changed = [not torch.equal(u, v) for u, v in zip(a, x, strict=True)]
+    assert 0.8 < sum(changed) / len(x) < 1.0  # nearly every digit is perturbed, a few stay clean
+    assert (a.flatten(1).min(1).values > 0.05).any()  # some grey backgrounds
+    assert torch.equal(fn.augment_digits(x, fn.NO_AUGMENT, torch.Generator().manual_seed(1)), x)
+
+
 def test_train_smoke_test_is_reproducible_and_never_overwrites(tmp_path, capsys):
     out_a, out_b = tmp_path / "a.pt", tmp_path / "b.pt"
-    assert fn.main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_a)]) == 0
-    assert fn.main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_b)]) == 0
+    threads = torch.get_num_threads()
+    assert main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_a)]) == 0
+    torch.set_num_threads(2 if threads == 1 else 1)  # training pins its own thread count
+    try:
+        assert main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_b)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert fn.file_sha256(out_a) == fn.file_sha256(out_b)  # same seed, same machine: same bytes
     net = fn.load_featurenet(out_a)
     assert net.meta["train_subset"] == 2048 and net.meta["epochs"] == 1
@@ -77,12 +105,25 @@ def test_train_smoke_test_is_reproducible_and_never_overwrites(tmp_path, capsys)
     assert f"sha256 {net.sha256}" in capsys.readouterr().out
 
     before = out_a.read_bytes()
-    assert fn.main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_a)]) == 2
+    assert main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_a)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert out_a.read_bytes() == before
 
 
-def test_evaluate_command_reports_hash_and_accuracy(capsys):
-    assert fn.main(["evaluate", "--data-dir", DATA_DIR]) == 0
+@pytest.mark.slow  # ~20 s on two idle cores: 7 passes over the test set, 8 FIDs on 1,000 images
+def test_evaluate_command_reports_hash_accuracy_and_robustness(capsys):
+    assert main(["evaluate", "--data-dir", DATA_DIR, "--fid-images", "1000"]) == 0
     out = capsys.readouterr().out
     assert fn.SHIPPED_SHA256 in out and "test accuracy 0.99" in out
+    assert "10,000 test images classified in" in out
+    rows = {line[:16].strip(): line[16:].split() for line in out.splitlines()}
+    names = ("none", "blur 0.5", "blur 0.75", "blur 1", "blur 1.5", "blur 2", "noise 0.2", "pixel-shuffled")
+    assert set(rows) >= set(names)
+    assert float(rows["blur 1.5"][0].rstrip("%")) >= 90.0  # accuracy, in percent
+    assert float(rows["blur 1"][2]) < 0.25 * float(rows["pixel-shuffled"][2])  # domain FID on 1,000 images
+    assert "domain FID of 1000 training digits" in out
+
+
+def test_evaluate_refuses_a_bad_fid_image_count(capsys):
+    assert main(["evaluate", "--data-dir", DATA_DIR, "--fid-images", "1"]) == 2
+    assert "--fid-images 1" in capsys.readouterr().err
