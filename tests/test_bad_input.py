@@ -197,7 +197,7 @@ def _(tmp):
 
 @case("featurenet-epochs-zero")
 def _(tmp):
-    return Case("study.featurenet", ["train", "--epochs", "0", "--out", str(tmp / "f.pt")], "--epochs 0",
+    return Case("study.featurenet.cli", ["train", "--epochs", "0", "--out", str(tmp / "f.pt")], "--epochs 0",
                 [tmp / "f.pt"])
 
 
@@ -342,7 +342,7 @@ CASES["resume-without-checkpoint"] = _resume_with(lambda p: None, "--resume")
 @case("featurenet-weights-random-bytes")
 def _(tmp):
     (tmp / "w.pt").write_bytes(junk(2048))
-    return Case("study.featurenet", ["evaluate", "--weights", str(tmp / "w.pt"), "--data-dir", str(DATA_DIR)],
+    return Case("study.featurenet.cli", ["evaluate", "--weights", str(tmp / "w.pt"), "--data-dir", str(DATA_DIR)],
                 "w.pt", [tmp])
 
 
