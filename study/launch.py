@@ -22,7 +22,7 @@ import warnings
 from typing import Any
 
 from models.config import FAMILIES, ConfigError
-from search_spaces import define_by_run, seed_configs, seed_points
+from search_spaces import define_by_run, seed_configs, seed_points, tpe_startup_trials
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.plan import (
@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int,
                    help="epochs before ASHA/HyperBand may stop a trial (default 2)")
     p.add_argument("--reduction-factor", type=float, help="ASHA/HyperBand halving rate (default 3)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+    p.add_argument("--scheduler", choices=SCHEDULERS,
                    help="trial scheduler on validation FID: asha (default), hyperband (pauses and "
-                   "resumes trials from per-epoch checkpoints) or none (every trial runs all epochs)")
+                   "resumes trials from per-epoch checkpoints) or none (every trial runs all epochs; "
+                   "the default of --objective pareto, whose front needs the small models ASHA stops)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="Optuna sampler (default tpe; nsga2 suits --objective pareto)")
     p.add_argument("--objective", choices=OBJECTIVES, default="fid",
@@ -127,12 +128,21 @@ def check_dashboard_port(host: str, port: int) -> None:
             ) from None
 
 
+def study_seed_points(plan: StudyPlan) -> list[dict[str, Any]]:
+    """The seed configurations' Optuna parameters the study enqueues (no more than its trials)."""
+    return seed_points(plan.family, plan.space())[: plan.trials]
+
+
 def make_sampler(plan: StudyPlan):
     import optuna
 
+    # TPE's random start-up scaled to the study, counted after the enqueued seed configurations
+    # (search_spaces.tpe_startup_trials; Optuna's fixed 10 leaves small studies unguided)
+    startup = tpe_startup_trials(plan.trials, len(study_seed_points(plan)))
     samplers = {
         # multivariate + group: TPE that models the per-architecture (conditional) parameters jointly
-        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                                       n_startup_trials=startup),
         "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
         "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
         "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
@@ -156,7 +166,7 @@ def make_searcher(plan: StudyPlan):
         space=define_by_run(plan.family, plan.space()),
         metric=metric,
         mode=mode,
-        points_to_evaluate=seed_points(plan.family, plan.space())[: plan.trials],
+        points_to_evaluate=study_seed_points(plan),
         sampler=make_sampler(plan),
     )
 

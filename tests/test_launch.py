@@ -206,6 +206,28 @@ def test_only_loopback_dashboard_hosts_count_as_local():
     assert not any(launch._is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
 
 
+def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data_dir):
+    def plan(*extra):
+        args = launch.build_parser().parse_args(["--family", "gan", "--data-dir", str(data_dir), *extra])
+        return plan_from_args(args)
+
+    assert plan().scheduler == "asha" and plan("--objective", "pareto").scheduler == "none"
+    assert plan("--objective", "pareto", "--scheduler", "asha").scheduler == "asha"
+    assert plan("--scheduler", "none").scheduler == "none"
+
+
+def test_tpe_starts_guiding_after_the_seeds_and_a_study_sized_random_share(data_dir):
+    from search_spaces import tpe_startup_trials
+
+    for trials, expected in ((1, 1), (8, 4), (16, 6), (64, 12)):
+        args = launch.build_parser().parse_args(["--family", "vae", "--data-dir", str(data_dir),
+                                                 "--trials", str(trials)])
+        plan = plan_from_args(args)
+        seeds = len(launch.study_seed_points(plan))
+        assert seeds == min(trials, 2)
+        assert launch.make_sampler(plan)._n_startup_trials == tpe_startup_trials(trials, seeds) == expected
+
+
 def test_scheduler_rungs_match_ashas_milestones():
     from ray.tune.schedulers import ASHAScheduler
 
@@ -255,7 +277,7 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
 def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tmp_path, data_dir):
     storage = tmp_path.as_uri()  # file:///...: the URI code path that s3:// takes on a cluster
     rc, out = run_launcher(launch_args(data_dir, storage, "vae-smoke", "--family", "vae",
-                                       "--objective", "pareto", "--sampler", "nsga2"))
+                                       "--objective", "pareto", "--sampler", "nsga2", "--scheduler", "asha"))
     assert rc == 0, out[-3000:]
     table = check_study(tmp_path / "vae-smoke", "vae", trials=4)
     finished = table[table[R.STOP_REASON].isin([R.STOP_EARLY, R.STOP_COMPLETED])]
