@@ -158,6 +158,8 @@ def make_searcher(plan: StudyPlan):
     (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first)."""
     from ray.tune.search.optuna import OptunaSearch
 
+    from study.optuna_storage import open_storage
+
     metric: str | list[str] = R.VAL_FID
     mode: str | list[str] = "min"
     if plan.objective == "pareto":
@@ -168,6 +170,8 @@ def make_searcher(plan: StudyPlan):
         mode=mode,
         points_to_evaluate=study_seed_points(plan),
         sampler=make_sampler(plan),
+        storage=open_storage(plan.study_dir),  # <study dir>/optuna.db (study/optuna_storage.py)
+        study_name=plan.name,
     )
 
 
@@ -245,6 +249,7 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
     import ray
     from ray import tune
 
+    from study import optuna_storage
     from study.export import export_study
     from study.trainable import TrialSetup, evaluate_stopped_trial, with_setup
 
@@ -257,6 +262,7 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
           f"{plan.scheduler} scheduler, {plan.sampler} sampler, objective {plan.objective}, "
           f"{plan.cpus_per_trial:g} CPU + {gpus:g} GPU per trial -> {plan.study_dir}", flush=True)
     if resume:
+        optuna_storage.fetch(plan.study_dir)  # the restored searcher reopens this file
         tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False)
     else:
@@ -273,7 +279,10 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
                 sync_config=tune.SyncConfig(sync_artifacts=True),  # trial files -> trial directory
             ),
         )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        optuna_storage.publish(plan.study_dir)  # a URI study's database into its study directory
     # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
     # trials it stopped while paused marked PAUSED on disk)
     if results.num_terminated + results.num_errors < plan.trials:

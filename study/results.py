@@ -147,6 +147,7 @@ SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (th
 RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
+OPTUNA_DB = "optuna.db"  # the Optuna study (SQLite): optuna-dashboard, importances, --resume
 
 # --- replicates (python -m study.replicate): STUDY_DIR/replicates.parquet ---------------------------
 # One row per (configuration, seed), with the metric columns of trials.parquet; its TRIAL_ID is the

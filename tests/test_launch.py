@@ -109,6 +109,34 @@ def check_study(study_dir: Path, family: str, trials: int) -> pd.DataFrame:
     return table
 
 
+def check_optuna_db(study_dir: Path, table: pd.DataFrame) -> None:
+    """optuna.db holds every trial of the study once: its configuration, state and value match
+    trials.parquet (matched by the configuration the Optuna parameters give)."""
+    from optuna.trial import TrialState
+
+    from search_spaces import config_for_params
+    from study.optuna_storage import load_study
+
+    plan = StudyPlan.from_json((study_dir / R.STUDY_JSON).read_text())
+    study = load_study(study_dir)
+    assert study is not None and study.study_name == plan.name
+    assert len(study.trials) == len(table)
+    rows = table.set_index(R.CONFIG_JSON)
+    configs = [config_for_params(plan.family, t.params, plan.space()).to_json() for t in study.trials]
+    assert sorted(configs) == sorted(rows.index)  # every trial once, none duplicated
+    for trial, config in zip(study.trials, configs, strict=True):
+        row = rows.loc[config]
+        finished = row[R.STOP_REASON] in (R.STOP_COMPLETED, R.STOP_EARLY)
+        assert trial.state == (TrialState.COMPLETE if finished else TrialState.FAIL)
+        if finished:
+            value = trial.values[0]  # validation FID first, for both objectives
+            assert value == pytest.approx(row[R.FINAL_VAL_FID], rel=1e-6)
+        if finished and len(study.directions) == 1:  # per-epoch validation FID, as ASHA saw it (Tune
+            # hands the last epoch's report to on_trial_complete only: it is the trial's value)
+            assert set(range(1, row[R.EPOCHS_RUN])) <= set(trial.intermediate_values)
+            assert set(trial.intermediate_values) <= set(range(1, row[R.EPOCHS_RUN] + 1))
+
+
 def load_benchmark(name: str):
     import importlib.util
 
@@ -252,6 +280,7 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
     table = check_study(tmp_path / "gan-smoke", "gan", trials=4)
     assert "best trial" in out and table[R.TRIAL_ID].iloc[0] in out  # the console summary table
     assert "samples" in tensorboard_image_tags(tmp_path / "gan-smoke" / table[R.TRIAL_DIR].iloc[0])
+    check_optuna_db(tmp_path / "gan-smoke", table)
     # re-exporting (no Ray; early-stopped trials evaluated in this process) gives the same table
     from study import export
 
@@ -284,6 +313,7 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
     for column in (R.TEST_RECON_MSE, R.TEST_NELBO):
         assert finished[column].map(math.isfinite).all()
     assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_NELBO] > 0).all()
+    check_optuna_db(tmp_path / "vae-smoke", table)  # the local database, copied into the study dir
 
 
 @pytest.mark.slow
@@ -312,6 +342,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     assert len(list(study_dir.glob("trial_*"))) == 6
     assert json.loads((study_dir / R.STUDY_JSON).read_text())["trials"] == 6
     assert os.path.isdir(study_dir / table[R.TRIAL_DIR].iloc[-1])
+    check_optuna_db(study_dir, table)  # the same Optuna study, resumed: 6 trials, none twice
 
 
 # --- the trainable under Tune: divergence and crash recovery ---------------------------------
