@@ -243,6 +243,19 @@ def resolve_gpus(plan: StudyPlan) -> float:
     return gpus
 
 
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster runs at once (its nodes' CPUs and GPUs over a trial's)."""
+    import ray
+
+    slots = 0
+    for node in (n["Resources"] for n in ray.nodes() if n.get("Alive")):
+        fits = int(node.get("CPU", 0) // cpus_per_trial)
+        if gpus_per_trial > 0:
+            fits = min(fits, int(node.get("GPU", 0) / gpus_per_trial + 1e-9))
+        slots += fits
+    return max(1, slots)
+
+
 def run_study(plan: StudyPlan, data, assets, resume: bool = False):
     """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
     None if the study was interrupted before every trial finished."""
@@ -270,7 +283,13 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=make_searcher(plan), scheduler=make_scheduler(plan),
-                                        num_samples=plan.trials, trial_dirname_creator=trial_dirname),
+                                        num_samples=plan.trials, trial_dirname_creator=trial_dirname,
+                                        # one worker process per concurrent slot, not per trial: no
+                                        # process start, torch import and actor set-up per trial; with
+                                        # a searcher Tune keeps 1 trial pending unless told the slots,
+                                        # and a reused actor then takes it: every slot must be asked for
+                                        reuse_actors=True,
+                                        max_concurrent_trials=trial_slots(plan.cpus_per_trial, gpus)),
             run_config=tune.RunConfig(
                 name=plan.name,
                 storage_path=plan.storage_path,
@@ -362,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
               f"--storage-path {plan.storage_path} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     reasons = exported.trials[R.STOP_REASON].value_counts().items()
-    print(f"\nstudy {plan.name} finished in {wall:.0f} s: {len(exported.trials)} trials, "
+    print(f"\nstudy {plan.name} finished in {wall:.1f} s: {len(exported.trials)} trials, "
           + ", ".join(f"{n} {reason}" for reason, n in reasons))
     from study.export import summary_table
 
