@@ -21,7 +21,7 @@ import time
 import warnings
 from typing import Any
 
-from models.config import FAMILIES, ConfigError
+from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
 from search_spaces import define_by_run, seed_configs, seed_points, tpe_startup_trials
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interface of the Ray dashboard of a local Ray (default 127.0.0.1; anything "
                    "else exposes it to the network, token-protected)")
     p.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT, help="Ray dashboard port")
+    gpu = p.add_argument_group("GPU speed (they run on a CPU too)")
+    gpu.add_argument("--amp", choices=AMP_MODES, default=AMP_NONE,
+                     help="bf16: training steps under bfloat16 autocast (default none: fp32)")
+    gpu.add_argument("--channels-last", action="store_true",
+                     help="conv models' weights in channels-last memory format (faster on tensor cores)")
+    gpu.add_argument("--eval-batch-size", type=int, default=1000,
+                     help="generated images per evaluation batch (default 1000; e.g. 5000 on a GPU)")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--quick", action="store_true", help="the 'quick' preset: minutes on a laptop CPU")
     presets.add_argument("--smoke-test", action="store_true", help="the 'smoke' preset the tests run")
