@@ -139,3 +139,16 @@ def test_the_evaluation_batch_size_reaches_the_evaluator(data_dir):
     assets = prepare_evaluation(data, iw_images=10)
     config = TrainConfig(model=VAEConfig(arch="mlp", latent_dim=4), eval_samples=100, eval_batch_size=37)
     assert assets.evaluator(config, data, "cpu").batch_size == 37
+
+
+def test_bench_gpu_says_nothing_was_measured_without_cuda(capsys):
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO_ROOT / "benchmarks" / "bench_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert not torch.cuda.is_available()  # this machine; on a GPU machine the benchmark measures
+    assert bench.main([]) == 0
+    assert capsys.readouterr().out.startswith("no GPU: nothing measured")
