@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import posixpath
+import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -305,13 +308,17 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
                 sync_config=tune.SyncConfig(sync_artifacts=True),  # trial files -> trial directory
             ),
         )
+    handler = signal.getsignal(signal.SIGINT)
     try:
         results = tuner.fit()
     finally:
         optuna_storage.publish(plan.study_dir)  # a URI study's database into its study directory
+    interrupted = tune_was_interrupted(handler)
+    signal.signal(signal.SIGINT, handler)
     # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
-    # trials it stopped while paused marked PAUSED on disk)
-    if results.num_terminated + results.num_errors < plan.trials:
+    # trials it stopped while paused marked PAUSED on disk); Ctrl-C marks the running trials
+    # TERMINATED in memory, so the interrupt is checked too
+    if interrupted or results.num_terminated + results.num_errors < plan.trials:
         return None
 
     setup_ref = ray.put(setup)
@@ -325,6 +332,15 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
     errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
     return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                         evaluate_stopped, errored=errored)
+
+
+def tune_was_interrupted(handler_before) -> bool:
+    """Whether Ctrl-C ended Tuner.fit: Tune's SIGINT handler (ray/tune/tune.py) puts the previous
+    handler back when it fires, and only then (it installs itself only on the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or os.getenv("TUNE_DISABLE_SIGINT_HANDLER",
+                                                                             "0") != "0":
+        return False
+    return signal.getsignal(signal.SIGINT) is handler_before
 
 
 def trial_dirname(trial) -> str:
