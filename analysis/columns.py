@@ -43,6 +43,8 @@ CI_LOW = "ci_low"
 CI_HIGH = "ci_high"
 N_SEEDS = "n_seeds"
 USABLE = "usable"  # passes analysis.quality.is_usable
+PARAMETER = "parameter"  # an Optuna parameter name (analysis.importance)
+IMPORTANCE = "importance"  # its fANOVA share of the objective's variance (sums to 1 per study)
 
 # --- a study's protocol (from study.json, else from its rows) ------------------------------------
 # study.json holds StudyPlan's fields; these are the names of the ones analysis reads.

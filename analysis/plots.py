@@ -284,6 +284,24 @@ def plot_hyperparameters(trials: pd.DataFrame, path: Path, quality: str = R.TEST
     return _save(fig, path)
 
 
+def plot_importances(importances: pd.DataFrame, path: Path) -> Path:
+    """Optuna's parameter importances (analysis.importance), one bar panel per study."""
+    _style()
+    studies = list(dict.fromkeys(importances[R.STUDY]))
+    fig, axes = plt.subplots(1, len(studies), figsize=(6.5 * len(studies), 0.45 * max(
+        importances.groupby(R.STUDY).size()) + 1.8), squeeze=False)
+    for ax, study in zip(axes[0], studies, strict=True):
+        rows = importances[importances[R.STUDY] == study].sort_values(C.IMPORTANCE)
+        family = str(rows[R.FAMILY].iloc[0])
+        ax.barh(rows[C.PARAMETER], rows[C.IMPORTANCE], color=FAMILY_COLORS.get(family, "0.3"))
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (fANOVA share of validation FID variance)")
+        ax.set_title(f"{study} ({_family_name(family)}, {int(rows[C.N_TRIALS].iloc[0])} complete trials)")
+    fig.suptitle("Optuna hyperparameter importances", fontweight="bold")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_sample_mosaic(trials: pd.DataFrame, labels: Sequence, path: Path, quality: str = R.TEST_FID,
                        columns: int = 4, max_panels: int = 16, select: str = SELECT) -> Path:
     """The last-epoch sample grid of each listed trial (chosen by the caller on validation),

@@ -35,6 +35,7 @@ from analysis.document import (
     to_html,
     to_markdown,
 )
+from analysis.importance import study_importances
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
 from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
 from analysis.quality import QUALITY_FACTOR, is_usable, study_fid_bound
@@ -167,6 +168,10 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
                                                    replicates=studies.replicates),
               "trials": comparison_table(trials, quality=q, select=select),
               "pareto_fronts": front_table(trials, select), "budget": budget_table(curves)}
+    search_paths = list(dict.fromkeys(trials[C.STUDY_PATH]))  # not the seed-study reproductions
+    tables["param_importances"], importance_notes = study_importances(search_paths, trials,
+                                                                      seed=settings.seed)
+    notes += importance_notes
     for name, frame in tables.items():
         frame.to_csv(tables_dir / f"{name}.csv", index=False)
 
@@ -198,6 +203,9 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
         mosaic = plots.plot_sample_mosaic(trials, front_labels, figures_dir / "pareto_samples.png",
                                           quality=q, select=select)
         figs["mosaic"] = _rel(mosaic, out)
+    if len(tables["param_importances"]):
+        figs["importances"] = _rel(plots.plot_importances(tables["param_importances"],
+                                                          figures_dir / "param_importances.png"), out)
     figs["latent"], latent_note = _latent_figure(trials, figures_dir / "vae_latent.png", settings, out,
                                                  progress)
     if latent_note:
@@ -321,6 +329,10 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
                   "(Dodge et al. 2019, exact over all subsets; failed trials count as the worst value), over "
                   "k and over k times the mean training seconds, with the exact 95 % range. "
                   f"{_sampler_captions(studies.protocols)}.",
+        "importances": "fANOVA importances (Hutter et al. 2014, optuna.importance) of the parameters every "
+                       "complete trial of a study shares, for its validation FID, from the Optuna study the "
+                       "launcher kept in optuna.db; a handful of trials make them rough. Explore them with "
+                       "`optuna-dashboard sqlite:///<study dir>/optuna.db`.",
         "latent": "Encoder means of test images, coloured by digit (projected to 2-D when the latent has "
                   "more dimensions).",
     }
@@ -354,6 +366,10 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
     if figs.get("hyper"):
         blocks += [Heading("Hyperparameter effects"),
                    Figure(figs["hyper"], f"{q} against learning rate, latent size and total parameters.")]
+    if figs.get("importances"):
+        blocks += [Heading("Hyperparameter importances (Optuna)"),
+                   Figure(figs["importances"], captions["importances"]),
+                   Table(tables["param_importances"], "Importance per parameter and study.")]
     if figs.get("mosaic"):
         blocks += [Heading("Samples of the Pareto-optimal trials"),
                    Figure(figs["mosaic"], "Last-epoch sample grids (8x8, fixed noise) of each group's Pareto "

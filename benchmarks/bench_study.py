@@ -8,12 +8,23 @@
 Runs `python -m study.launch` once per family (one after another, so each has the machine to
 itself) and prints per family: wall time of the launcher, trials by stop reason, the best
 validation FID and that trial's test FID, and the best test FID of any trial.
+
+It also prints the fixed cost per trial (issue 12): overhead_s = (study_wall_s x concurrency -
+training seconds - per-epoch evaluation seconds) / trials, where study_wall_s is the launcher's
+own "finished in" time (Tune's run, stopped-trial evaluation and export; not Ray's start-up or the
+real statistics), concurrency the trials that run at once (min(trials, Ray CPUs // CPUs per
+trial)), and the seconds come from trials.parquet / history.parquet. What is left is process and
+actor start-up, shipping data and assets, the end-of-trial test evaluation, checkpoint, PNG and
+TensorBoard writes, and Tune's bookkeeping.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import re
 import subprocess
 import sys
 import time
@@ -54,7 +65,46 @@ def study_figures(trials: pd.DataFrame) -> StudyFigures:
     )
 
 
-def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> tuple[float, Path]:
+class Overhead(NamedTuple):
+    concurrency: int
+    train_s: float  # training seconds of every trial, summed
+    eval_s: float  # per-epoch validation seconds of every trial, summed
+    overhead_s: float  # per trial: wall x concurrency - train - eval, over trials
+    in_trial_s: float  # of which inside the trainable (Tune's time_total_s): test evaluation, writes
+    between_trials_s: float  # the rest: actor start-up, Tune's scheduling, the end of the study
+
+
+def overhead_per_trial(study_wall_s: float, concurrency: int, trials: pd.DataFrame,
+                       history: pd.DataFrame, trainable_s: float = math.nan) -> Overhead:
+    """`trainable_s`: the trials' time inside the trainable, summed (Tune's time_total_s)."""
+    n = len(trials)
+    train = float(trials[R.TRAIN_SECONDS].fillna(0).sum())
+    evaluation = float(history[R.EVAL_SECONDS].fillna(0).sum()) if R.EVAL_SECONDS in history else 0.0
+    overhead = (study_wall_s * concurrency - train - evaluation) / n
+    in_trial = (trainable_s - train - evaluation) / n
+    return Overhead(concurrency, round(train, 2), round(evaluation, 2), round(overhead, 2),
+                    round(in_trial, 2), round(overhead - in_trial, 2))
+
+
+def trainable_seconds(study_dir: Path, trials: pd.DataFrame) -> float:
+    """Tune's time_total_s of each trial's last result (Ray's result.json), summed."""
+    total = 0.0
+    for trial_dir in trials[R.TRIAL_DIR]:
+        lines = (study_dir / trial_dir / "result.json").read_text().splitlines()
+        total += float(json.loads(lines[-1])["time_total_s"]) if lines else math.nan
+    return total
+
+
+def concurrency_of(study_dir: Path, num_cpus: int) -> int:
+    """Trials at once: Ray's CPUs over each trial's CPUs (GPU studies: pass --num-cpus to match)."""
+    plan = json.loads((study_dir / R.STUDY_JSON).read_text())
+    return max(1, min(int(plan["trials"]), int(num_cpus // float(plan["cpus_per_trial"]))))
+
+
+FINISHED = re.compile(r"study \S+ finished in (\d+(?:\.\d+)?) s")
+
+
+def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> tuple[float, Path, float]:
     preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
     name = f"{family}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     command = [sys.executable, "-m", "study.launch", "--family", family, "--name", name,
@@ -63,8 +113,16 @@ def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> tuple[
                *(["--smoke-test"] if args.smoke_test else ["--quick"] if args.quick else []), *extra]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True)
-    return time.perf_counter() - started, Path(args.storage_path) / name
+    study_wall = math.nan
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:  # passed through; the launcher's own timing of the study is kept
+            print(line, end="", flush=True)
+            if found := FINISHED.search(line):
+                study_wall = float(found.group(1))
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return time.perf_counter() - started, Path(args.storage_path) / name, study_wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,17 +140,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="the launcher's smoke preset (4 trials, seconds each)")
     p.add_argument("--summarize", nargs="+", metavar="STUDY_DIR",
                    help="only print the figures of finished studies")
+    p.add_argument("--study-wall", type=float,
+                   help="with --summarize: the launcher's 'finished in' seconds, for the overhead figure")
     args = p.parse_args(argv)
-    if args.smoke_test:
+    if args.smoke_test and "--trials" not in argv:
         args.trials = None
     if args.summarize:
-        runs = [(math.nan, Path(d)) for d in args.summarize]
+        runs = [(math.nan, Path(d), args.study_wall or math.nan) for d in args.summarize]
     else:
         runs = [run_study(family, args, extra) for family in args.families]
+    num_cpus = int(extra[extra.index("--num-cpus") + 1]) if "--num-cpus" in extra else os.cpu_count() or 1
     rows = []
-    for wall, study_dir in runs:
-        figures = study_figures(pd.read_parquet(study_dir / R.TRIALS_FILE))
-        rows.append({"wall_s": round(wall, 1), **figures._asdict()})
+    for wall, study_dir, study_wall in runs:
+        trials = pd.read_parquet(study_dir / R.TRIALS_FILE)
+        figures = study_figures(trials)
+        overhead = overhead_per_trial(study_wall, concurrency_of(study_dir, num_cpus), trials,
+                                      pd.read_parquet(study_dir / R.HISTORY_FILE),
+                                      trainable_seconds(study_dir, trials))
+        rows.append({"wall_s": round(wall, 1), "study_wall_s": study_wall, **figures._asdict(),
+                     **overhead._asdict()})
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 

@@ -17,6 +17,9 @@ from typing import Any
 FAMILY_GAN = "gan"
 FAMILY_VAE = "vae"
 FAMILIES = (FAMILY_GAN, FAMILY_VAE)
+AMP_NONE = "none"
+AMP_BF16 = "bf16"
+AMP_MODES = (AMP_NONE, AMP_BF16)  # TrainConfig.amp: mixed precision of the training steps
 
 ARCH_DCGAN = "dcgan"
 ARCH_MLP = "mlp"
@@ -179,14 +182,20 @@ class TrainConfig:
     checkpoint_every: int = 10  # the first seed study checkpoints every 10 epochs
     eval_samples: int = 10_000  # generated images per validation FID/KID/IS
     train_subset: int | None = None  # first N images of the training split, for quick runs
+    # GPU speed options (they work on a CPU too, where they rarely help)
+    amp: str = AMP_NONE  # "bf16": the training steps under bfloat16 autocast (no loss scaling needed)
+    channels_last: bool = False  # 4-D weights (the conv models') in channels-last memory format
+    eval_batch_size: int = 1000  # generated images per evaluation batch: larger keeps a GPU busy
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, (GANConfig, VAEConfig)):
             raise ConfigError(f"model={self.model!r}: must be a GANConfig or VAEConfig.")
         _check_types(self)
-        for name in ("epochs", "batch_size", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "checkpoint_every", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1.")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"amp={self.amp!r}: choose one of {', '.join(AMP_MODES)}.")
         if self.eval_samples < 0 or self.eval_samples == 1:
             raise ConfigError(f"eval_samples={self.eval_samples}: give 0 (skips evaluation) or at least 2 "
                               "generated images (FID needs two to estimate a covariance).")

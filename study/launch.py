@@ -17,13 +17,15 @@ import argparse
 import ipaddress
 import os
 import posixpath
+import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Any
 
-from models.config import FAMILIES, ConfigError
-from search_spaces import define_by_run, seed_configs, seed_points
+from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
+from search_spaces import define_by_run, seed_configs, seed_points, tpe_startup_trials
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.lock import StudyLock, StudyLockedError
@@ -71,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int,
                    help="epochs before ASHA/HyperBand may stop a trial (default 2)")
     p.add_argument("--reduction-factor", type=float, help="ASHA/HyperBand halving rate (default 3)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+    p.add_argument("--scheduler", choices=SCHEDULERS,
                    help="trial scheduler on validation FID: asha (default), hyperband (pauses and "
-                   "resumes trials from per-epoch checkpoints) or none (every trial runs all epochs)")
+                   "resumes trials from per-epoch checkpoints) or none (every trial runs all epochs; "
+                   "the default of --objective pareto, whose front needs the small models ASHA stops)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="Optuna sampler (default tpe; nsga2 suits --objective pareto)")
     p.add_argument("--objective", choices=OBJECTIVES, default="fid",
@@ -119,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: no replicates)")
     replicates.add_argument("--replicate-seeds", type=int, default=5,
                             help="new seeds per replicated configuration (default 5)")
+    gpu = p.add_argument_group("GPU speed (they run on a CPU too)")
+    gpu.add_argument("--amp", choices=AMP_MODES, default=AMP_NONE,
+                     help="bf16: training steps under bfloat16 autocast (default none: fp32)")
+    gpu.add_argument("--channels-last", action="store_true",
+                     help="conv models' weights in channels-last memory format (faster on tensor cores)")
+    gpu.add_argument("--eval-batch-size", type=int, default=1000,
+                     help="generated images per evaluation batch (default 1000; e.g. 5000 on a GPU)")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--quick", action="store_true", help="the 'quick' preset: minutes on a laptop CPU")
     presets.add_argument("--smoke-test", action="store_true", help="the 'smoke' preset the tests run")
@@ -145,12 +155,21 @@ def check_dashboard_port(host: str, port: int) -> None:
             ) from None
 
 
+def study_seed_points(plan: StudyPlan) -> list[dict[str, Any]]:
+    """The seed configurations' Optuna parameters the study enqueues (no more than its trials)."""
+    return seed_points(plan.family, plan.space())[: plan.trials]
+
+
 def make_sampler(plan: StudyPlan):
     import optuna
 
+    # TPE's random start-up scaled to the study, counted after the enqueued seed configurations
+    # (search_spaces.tpe_startup_trials; Optuna's fixed 10 leaves small studies unguided)
+    startup = tpe_startup_trials(plan.trials, len(study_seed_points(plan)))
     samplers = {
         # multivariate + group: TPE that models the per-architecture (conditional) parameters jointly
-        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                                       n_startup_trials=startup),
         "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
         "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
         "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
@@ -166,6 +185,8 @@ def make_searcher(plan: StudyPlan):
     (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first)."""
     from ray.tune.search.optuna import OptunaSearch
 
+    from study.optuna_storage import open_storage
+
     metric: str | list[str] = R.VAL_FID
     mode: str | list[str] = "min"
     if plan.objective == "pareto":
@@ -174,8 +195,10 @@ def make_searcher(plan: StudyPlan):
         space=define_by_run(plan.family, plan.space()),
         metric=metric,
         mode=mode,
-        points_to_evaluate=seed_points(plan.family, plan.space())[: plan.trials],
+        points_to_evaluate=study_seed_points(plan),
         sampler=make_sampler(plan),
+        storage=open_storage(plan.study_dir),  # <study dir>/optuna.db (study/optuna_storage.py)
+        study_name=plan.name,
     )
 
 
@@ -252,12 +275,26 @@ def resolve_gpus(plan: StudyPlan) -> float:
     return gpus
 
 
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster runs at once (its nodes' CPUs and GPUs over a trial's)."""
+    import ray
+
+    slots = 0
+    for node in (n["Resources"] for n in ray.nodes() if n.get("Alive")):
+        fits = int(node.get("CPU", 0) // cpus_per_trial)
+        if gpus_per_trial > 0:
+            fits = min(fits, int(node.get("GPU", 0) / gpus_per_trial + 1e-9))
+        slots += fits
+    return max(1, slots)
+
+
 def run_study(plan: StudyPlan, data, assets, resume: bool = False):
     """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
     None if the study was interrupted before every trial finished."""
     import ray
     from ray import tune
 
+    from study import optuna_storage
     from study.export import export_study
     from study.trainable import TrialSetup, evaluate_stopped_trial, with_setup
 
@@ -270,6 +307,7 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
           f"{plan.scheduler} scheduler, {plan.sampler} sampler, objective {plan.objective}, "
           f"{plan.cpus_per_trial:g} CPU + {gpus:g} GPU per trial -> {plan.study_dir}", flush=True)
     if resume:
+        optuna_storage.fetch(plan.study_dir)  # the restored searcher reopens this file
         tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False)
     else:
@@ -277,7 +315,13 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=make_searcher(plan), scheduler=make_scheduler(plan),
-                                        num_samples=plan.trials, trial_dirname_creator=trial_dirname),
+                                        num_samples=plan.trials, trial_dirname_creator=trial_dirname,
+                                        # one worker process per concurrent slot, not per trial: no
+                                        # process start, torch import and actor set-up per trial; with
+                                        # a searcher Tune keeps 1 trial pending unless told the slots,
+                                        # and a reused actor then takes it: every slot must be asked for
+                                        reuse_actors=True,
+                                        max_concurrent_trials=trial_slots(plan.cpus_per_trial, gpus)),
             run_config=tune.RunConfig(
                 name=plan.name,
                 storage_path=plan.storage_path,
@@ -286,10 +330,17 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
                 sync_config=tune.SyncConfig(sync_artifacts=True),  # trial files -> trial directory
             ),
         )
-    results = tuner.fit()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        results = tuner.fit()
+    finally:
+        optuna_storage.publish(plan.study_dir)  # a URI study's database into its study directory
+    interrupted = tune_was_interrupted(handler)
+    signal.signal(signal.SIGINT, handler)
     # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
-    # trials it stopped while paused marked PAUSED on disk)
-    if results.num_terminated + results.num_errors < plan.trials:
+    # trials it stopped while paused marked PAUSED on disk); Ctrl-C marks the running trials
+    # TERMINATED in memory, so the interrupt is checked too
+    if interrupted or results.num_terminated + results.num_errors < plan.trials:
         return None
 
     setup_ref = ray.put(setup)
@@ -303,6 +354,15 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
     errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
     return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                         evaluate_stopped, errored=errored)
+
+
+def tune_was_interrupted(handler_before) -> bool:
+    """Whether Ctrl-C ended Tuner.fit: Tune's SIGINT handler (ray/tune/tune.py) puts the previous
+    handler back when it fires, and only then (it installs itself only on the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or os.getenv("TUNE_DISABLE_SIGINT_HANDLER",
+                                                                             "0") != "0":
+        return False
+    return signal.getsignal(signal.SIGINT) is handler_before
 
 
 def trial_dirname(trial) -> str:
@@ -392,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
               f"--storage-path {plan.storage_path} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     reasons = exported.trials[R.STOP_REASON].value_counts().items()
-    print(f"\nstudy {plan.name} finished in {wall:.0f} s: {len(exported.trials)} trials, "
+    print(f"\nstudy {plan.name} finished in {wall:.1f} s: {len(exported.trials)} trials, "
           + ", ".join(f"{n} {reason}" for reason, n in reasons))
     from study.export import summary_table
 

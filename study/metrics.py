@@ -166,7 +166,7 @@ class EvaluationAssets:
             return None
         return TrialEvaluator(data, num_samples=config.eval_samples, device=device, seed=config.seed,
                               featurenet=self.featurenet, real_stats=self.real_stats,
-                              iw_images=self.iw_images)
+                              iw_images=self.iw_images, batch_size=config.eval_batch_size)
 
 
 def prepare_evaluation(data: MNISTSplits, device: torch.device | str = "cpu",

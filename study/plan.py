@@ -24,8 +24,15 @@ from study.store import StudyStore, normalize_storage_path
 SCHEDULERS = ("asha", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
 OBJECTIVES = ("fid", "pareto")
-# pareto: minimise all three (Optuna multi-objective); ASHA still stops on validation FID alone
+# pareto: minimise all three (Optuna multi-objective). Its default scheduler is none: ASHA stops on
+# validation FID alone, cutting the small fast models the front needs and handing NSGA-II the
+# shortened training seconds of stopped trials; --scheduler asha still asks for it.
 PARETO_METRICS = (R.VAL_FID, R.PARAMS_TOTAL, R.TRAIN_SECONDS)
+
+
+def default_scheduler(objective: str) -> str:
+    """The scheduler when --scheduler is not given: asha for fid, none for pareto."""
+    return "none" if objective == "pareto" else "asha"
 
 # Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
 # CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
@@ -75,6 +82,10 @@ class StudyPlan:
     data_dir: str
     storage_path: str  # absolute local path or URI
     preset: str
+    # GPU speed options (TrainConfig fields; defaults for a study.json written before they existed)
+    amp: str = "none"
+    channels_last: bool = False
+    eval_batch_size: int = 1000
 
     @property
     def study_dir(self) -> str:
@@ -82,7 +93,8 @@ class StudyPlan:
 
     def space(self) -> SpaceOptions:
         loop = dict(epochs=self.max_epochs, seed=self.seed, eval_samples=self.eval_samples,
-                    train_subset=self.train_subset, checkpoint_every=self.checkpoint_every)
+                    train_subset=self.train_subset, checkpoint_every=self.checkpoint_every, amp=self.amp,
+                    channels_last=self.channels_last, eval_batch_size=self.eval_batch_size)
         low, high = self.width_range
         return SpaceOptions(width_scale=self.width_scale, width_range=(low, high),
                             batch_sizes=tuple(self.batch_sizes), loop=loop)
@@ -114,7 +126,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     plan = StudyPlan(
         family=args.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
         grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
-        scheduler=args.scheduler, sampler=args.sampler, objective=args.objective, seed=args.seed,
+        scheduler=args.scheduler or default_scheduler(args.objective),
+        sampler=args.sampler, objective=args.objective, seed=args.seed,
         train_subset=values["train_subset"], eval_samples=values["eval_samples"],
         iw_images=values["iw_images"], checkpoint_every=args.checkpoint_every,
         width_scale=values["width_scale"], width_range=tuple(values["width_range"]),
@@ -122,6 +135,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
         keep_checkpoints=args.keep_checkpoints, data_dir=str(data_root.resolve()),
         storage_path=normalize_storage_path(args.storage_path), preset=preset,
+        amp=args.amp, channels_last=args.channels_last, eval_batch_size=args.eval_batch_size,
     )
     validate(plan)
     return plan
@@ -157,6 +171,8 @@ def validate(plan: StudyPlan) -> None:
         _fail(f"--name {plan.name!r}: use a plain directory name such as gan-quick.")
     if plan.objective == "pareto" and plan.sampler in ("gp", "qmc"):
         _fail(f"--sampler {plan.sampler} does not support --objective pareto; use tpe or nsga2.")
+    if plan.eval_batch_size < 1:
+        _fail(f"--eval-batch-size {plan.eval_batch_size}: give at least 1 image per batch, e.g. 1000.")
     plan.space()  # the width range must contain the seed widths
 
 

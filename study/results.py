@@ -170,6 +170,7 @@ RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host sh
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
 RAY_SESSION_JSON = "ray_session.json"  # the local Ray the launcher started (reaped after a crash)
+OPTUNA_DB = "optuna.db"  # the Optuna study (SQLite): optuna-dashboard, importances, --resume
 
 # --- replicates (python -m study.replicate): STUDY_DIR/replicates.parquet ---------------------------
 # One row per (configuration, seed), with the metric columns of trials.parquet; its TRIAL_ID is the

@@ -26,7 +26,7 @@ import torch
 
 from models import build_model
 from models.checkpoint import CONFIG_KEY, MODEL_KEY, load_checkpoint
-from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
+from models.config import AMP_BF16, AMP_NONE, ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
 from models.layers import GenerativeModel
 from study import results as R
 from study.data import TRAIN_SIZE, BatchIterator, DataNotFoundError, MNISTSplits, load_splits
@@ -140,6 +140,8 @@ def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
     """A fresh trial, or the one `resume` (a checkpoint dict) snapshotted."""
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
+    if config.channels_last:  # 4-D (conv) weights only; an MLP's 2-D weights are unaffected
+        model = model.to(memory_format=torch.channels_last)
     optimizers = model.make_optimizers()
     train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
     batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
@@ -158,15 +160,20 @@ def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
     return trial
 
 
-def _train_epoch(trial: _Trial, device: torch.device, bar) -> tuple[dict[str, float], int, float]:
+def _train_epoch(trial: _Trial, device: torch.device, bar,
+                 amp: str = AMP_NONE) -> tuple[dict[str, float], int, float]:
     """One pass over the training images: (mean loss per name, steps, seconds). Stops early when
-    a periodic check finds a NaN/inf running loss (the caller sees it in the means)."""
+    a periodic check finds a NaN/inf running loss (the caller sees it in the means). amp "bf16":
+    each step under bfloat16 autocast (on CUDA or CPU); bf16 keeps fp32's exponent range, so no
+    gradient scaling is needed; parameters and optimiser state stay fp32."""
     trial.model.train()
     started = time.perf_counter()
     sums: dict[str, torch.Tensor] = {}
     step = 0
     for step, x in enumerate(trial.batches, start=1):
-        losses = trial.model.train_step(x, trial.optimizers)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == AMP_BF16):
+            losses = trial.model.train_step(x, trial.optimizers)
+        losses = {key: value.float() for key, value in losses.items()}
         for key, value in losses.items():
             sums[key] = sums[key] + value if key in sums else value.clone()
         if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
@@ -222,7 +229,7 @@ def run_trial(
     stop_reason = R.STOP_COMPLETED
     for epoch in range(trial.first_epoch, config.epochs + 1):
         try:
-            losses, steps, seconds = _train_epoch(trial, device, bar)
+            losses, steps, seconds = _train_epoch(trial, device, bar, config.amp)
         except Exception as exc:  # the epoch is lost; the reported ones stand
             if not is_out_of_memory(exc):
                 raise

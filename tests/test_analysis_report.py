@@ -36,8 +36,10 @@ TABLES = {
         "trials",
         "pareto_fronts",
         "budget",
+        "param_importances",
     )
 }
+IMPORTANCES = "figures/param_importances.png"  # drawn when a study's optuna.db has enough complete trials
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +63,20 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
     code, out = smoke_report
     assert code == 0
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == {REPORT_MD, REPORT_HTML} | FIGURES | TABLES
-    for figure in FIGURES:
+    assert files == {REPORT_MD, REPORT_HTML} | FIGURES | TABLES | {IMPORTANCES}
+    importances = pd.read_csv(out / "tables" / "param_importances.csv")
+    assert set(importances[R.STUDY]) == {"gan-smoke", "vae-smoke"}  # the launcher kept both Optuna studies
+    assert importances.groupby(R.STUDY)[C.IMPORTANCE].sum().round(6).eq(1).all()
+    assert {"arch", "latent_dim"} <= set(importances[C.PARAMETER])
+    for figure in FIGURES | {IMPORTANCES}:
         with Image.open(out / figure) as image:
             assert image.format == "PNG"
             assert round(image.info["dpi"][0]) == 200
             assert min(image.size) >= 600  # paper-sized, not a thumbnail
     markdown = (out / REPORT_MD).read_text()
-    assert set(re.findall(r"\]\((figures/[^)]+)\)", markdown)) == FIGURES
+    assert set(re.findall(r"\]\((figures/[^)]+)\)", markdown)) == FIGURES | {IMPORTANCES}
     html = (out / REPORT_HTML).read_text()
-    assert set(re.findall(r"<img src='([^']+)'", html)) == FIGURES
+    assert set(re.findall(r"<img src='([^']+)'", html)) == FIGURES | {IMPORTANCES}
     for heading in (
         "## Verdict",
         "## Headline numbers",
@@ -79,6 +85,7 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
         "## Pareto fronts",
         "## Expected test FID at equal budget",
         "## Latent space of the best VAE",
+        "## Hyperparameter importances (Optuna)",
     ):
         assert heading in markdown
     assert "- quality: " in markdown and "- budget: lower expected test FID" in markdown
@@ -101,7 +108,9 @@ def test_report_without_mnist_skips_only_the_latent_figure(tiny_study_dirs, tmp_
     assert {p.as_posix() for p in result.files} == {REPORT_MD, REPORT_HTML} | (
         FIGURES - {"figures/vae_latent.png"}
     ) | TABLES
-    assert len(result.notes) == 1 and result.notes[0].startswith("MNIST not found")
+    # the tiny studies are not launched: no optuna.db, so no importances either (a note each)
+    assert len(result.notes) == 3 and result.notes[-1].startswith("MNIST not found")
+    assert all("no optuna.db" in note for note in result.notes[:2])
     assert "## Skipped" in (tmp_path / "r" / REPORT_MD).read_text()
 
 

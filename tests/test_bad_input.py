@@ -342,8 +342,8 @@ CASES["resume-without-checkpoint"] = _resume_with(lambda p: None, "--resume")
 @case("featurenet-weights-random-bytes")
 def _(tmp):
     (tmp / "w.pt").write_bytes(junk(2048))
-    return Case("study.featurenet.cli", ["evaluate", "--weights", str(tmp / "w.pt"), "--data-dir", str(DATA_DIR)],
-                "w.pt", [tmp])
+    argv = ["evaluate", "--weights", str(tmp / "w.pt"), "--data-dir", str(DATA_DIR)]
+    return Case("study.featurenet.cli", argv, "w.pt", [tmp])
 
 
 # --- directories that hold no study --------------------------------------------------------------

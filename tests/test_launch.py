@@ -109,6 +109,34 @@ def check_study(study_dir: Path, family: str, trials: int) -> pd.DataFrame:
     return table
 
 
+def check_optuna_db(study_dir: Path, table: pd.DataFrame) -> None:
+    """optuna.db holds every trial of the study once: its configuration, state and value match
+    trials.parquet (matched by the configuration the Optuna parameters give)."""
+    from optuna.trial import TrialState
+
+    from search_spaces import config_for_params
+    from study.optuna_storage import load_study
+
+    plan = StudyPlan.from_json((study_dir / R.STUDY_JSON).read_text())
+    study = load_study(study_dir)
+    assert study is not None and study.study_name == plan.name
+    assert len(study.trials) == len(table)
+    rows = table.set_index(R.CONFIG_JSON)
+    configs = [config_for_params(plan.family, t.params, plan.space()).to_json() for t in study.trials]
+    assert sorted(configs) == sorted(rows.index)  # every trial once, none duplicated
+    for trial, config in zip(study.trials, configs, strict=True):
+        row = rows.loc[config]
+        finished = row[R.STOP_REASON] in (R.STOP_COMPLETED, R.STOP_EARLY)
+        assert trial.state == (TrialState.COMPLETE if finished else TrialState.FAIL)
+        if finished:
+            value = trial.values[0]  # validation FID first, for both objectives
+            assert value == pytest.approx(row[R.FINAL_VAL_FID], rel=1e-6)
+        if finished and len(study.directions) == 1:  # per-epoch validation FID, as ASHA saw it (Tune
+            # hands the last epoch's report to on_trial_complete only: it is the trial's value)
+            assert set(range(1, row[R.EPOCHS_RUN])) <= set(trial.intermediate_values)
+            assert set(trial.intermediate_values) <= set(range(1, row[R.EPOCHS_RUN] + 1))
+
+
 def load_benchmark(name: str):
     import importlib.util
 
@@ -206,6 +234,28 @@ def test_only_loopback_dashboard_hosts_count_as_local():
     assert not any(launch._is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
 
 
+def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data_dir):
+    def plan(*extra):
+        args = launch.build_parser().parse_args(["--family", "gan", "--data-dir", str(data_dir), *extra])
+        return plan_from_args(args)
+
+    assert plan().scheduler == "asha" and plan("--objective", "pareto").scheduler == "none"
+    assert plan("--objective", "pareto", "--scheduler", "asha").scheduler == "asha"
+    assert plan("--scheduler", "none").scheduler == "none"
+
+
+def test_tpe_starts_guiding_after_the_seeds_and_a_study_sized_random_share(data_dir):
+    from search_spaces import tpe_startup_trials
+
+    for trials, expected in ((1, 1), (8, 4), (16, 6), (64, 12)):
+        args = launch.build_parser().parse_args(["--family", "vae", "--data-dir", str(data_dir),
+                                                 "--trials", str(trials)])
+        plan = plan_from_args(args)
+        seeds = len(launch.study_seed_points(plan))
+        assert seeds == min(trials, 2)
+        assert launch.make_sampler(plan)._n_startup_trials == tpe_startup_trials(trials, seeds) == expected
+
+
 def test_scheduler_rungs_match_ashas_milestones():
     from ray.tune.schedulers import ASHAScheduler
 
@@ -230,6 +280,7 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
     table = check_study(tmp_path / "gan-smoke", "gan", trials=4)
     assert "best trial" in out and table[R.TRIAL_ID].iloc[0] in out  # the console summary table
     assert "samples" in tensorboard_image_tags(tmp_path / "gan-smoke" / table[R.TRIAL_DIR].iloc[0])
+    check_optuna_db(tmp_path / "gan-smoke", table)
     # re-exporting (no Ray; early-stopped trials evaluated in this process) gives the same table
     from study import export
 
@@ -255,13 +306,14 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
 def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tmp_path, data_dir):
     storage = tmp_path.as_uri()  # file:///...: the URI code path that s3:// takes on a cluster
     rc, out = run_launcher(launch_args(data_dir, storage, "vae-smoke", "--family", "vae",
-                                       "--objective", "pareto", "--sampler", "nsga2"))
+                                       "--objective", "pareto", "--sampler", "nsga2", "--scheduler", "asha"))
     assert rc == 0, out[-3000:]
     table = check_study(tmp_path / "vae-smoke", "vae", trials=4)
     finished = table[table[R.STOP_REASON].isin([R.STOP_EARLY, R.STOP_COMPLETED])]
     for column in (R.TEST_RECON_MSE, R.TEST_NELBO):
         assert finished[column].map(math.isfinite).all()
     assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_NELBO] > 0).all()
+    check_optuna_db(tmp_path / "vae-smoke", table)  # the local database, copied into the study dir
 
 
 @pytest.mark.slow
@@ -290,6 +342,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     assert len(list(study_dir.glob("trial_*"))) == 6
     assert json.loads((study_dir / R.STUDY_JSON).read_text())["trials"] == 6
     assert os.path.isdir(study_dir / table[R.TRIAL_DIR].iloc[-1])
+    check_optuna_db(study_dir, table)  # the same Optuna study, resumed: 6 trials, none twice
 
 
 # --- the trainable under Tune: divergence and crash recovery ---------------------------------
