@@ -114,9 +114,9 @@ def hand_study() -> tuple[pd.DataFrame, pd.DataFrame]:
             R.FINAL_VAL_FID,
             R.TEST_FID,
             R.TEST_INCEPTION_FID,
-            R.TEST_IS,
+            R.TEST_SAMPLE_IS,
             R.TEST_RECON_MSE,
-            R.TEST_NELBO,
+            R.TEST_BCE_NELBO,
         ],
     )
     trials.loc[3, R.STOP_REASON] = R.STOP_ERROR

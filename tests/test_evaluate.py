@@ -53,8 +53,8 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
     assert E.main(["--checkpoint", str(vae_checkpoint), "--smoke-test", "--data-dir", DATA_DIR]) == 0
     out_file = vae_checkpoint.with_suffix(".metrics.json")
     record = json.loads(out_file.read_text())
-    for key in (R.VAL_FID, R.VAL_KID, R.VAL_IS, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE,
-                R.TEST_NELBO, R.TEST_IW_NLL):
+    for key in (R.VAL_FID, R.VAL_KID, R.VAL_SAMPLE_IS, R.TEST_FID, R.TEST_KID, R.TEST_SAMPLE_IS, R.TEST_RECON_MSE,
+                R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL):
         assert math.isfinite(record[key]), key
     assert record[R.FEATURENET_SHA256] == SHIPPED_SHA256
     assert record[R.NUM_SAMPLES] == E.SMOKE_SAMPLES and record[R.IW_K] == E.SMOKE_IW_K
@@ -72,7 +72,7 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
     assert E.main(["--checkpoint", str(vae_checkpoint), "--smoke-test", "--data-dir", DATA_DIR,
                    "--out", str(again_file)]) == 0
     again = json.loads(again_file.read_text())
-    assert all(again[k] == record[k] for k in (R.VAL_FID, R.TEST_KID, R.TEST_IS, R.TEST_NELBO, R.TEST_IW_NLL))
+    assert all(again[k] == record[k] for k in (R.VAL_FID, R.TEST_KID, R.TEST_SAMPLE_IS, R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL))
 
 
 @pytest.mark.parametrize("bad", ["missing.pt", "garbage.pt", "dir"])
@@ -145,8 +145,8 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
                            capture_output=True,
                            text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-2000:]
-    assert all(key in train.stderr for key in (R.VAL_FID, R.VAL_KID, R.VAL_IS))  # tqdm's per-epoch postfix
-    assert R.TEST_FID in train.stdout and R.TEST_IS in train.stdout
+    assert all(key in train.stderr for key in (R.VAL_FID, R.VAL_KID, R.VAL_SAMPLE_IS))  # tqdm's per-epoch postfix
+    assert R.TEST_FID in train.stdout and R.TEST_SAMPLE_IS in train.stdout
     summary = json.loads((out / R.SUMMARY_JSON).read_text())
     assert summary[R.FEATURENET_SHA256] == SHIPPED_SHA256 and math.isfinite(summary[R.TEST_FID])
 
@@ -157,5 +157,5 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
                               timeout=600)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     record = json.loads(final.with_suffix(".metrics.json").read_text())
-    assert record[R.FAMILY] == "gan" and R.TEST_NELBO not in record
+    assert record[R.FAMILY] == "gan" and R.TEST_BCE_NELBO not in record
     assert record[R.TEST_FID] == pytest.approx(summary[R.TEST_FID], rel=1e-9)  # same seed, same samples
