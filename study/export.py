@@ -165,7 +165,7 @@ def export_study(
     analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
     rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator,
                                     errored)
-    trials = trials_frame(rows)
+    trials = _keep_inception(store, trials_frame(rows))
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)
     store.write_table(history, R.HISTORY_FILE)
@@ -175,6 +175,28 @@ def export_study(
         if grids:
             store.write_bytes(store.path(R.BEST_SAMPLES_FILE), store.read_bytes(grids[-1]))
     return ExportedStudy(trials, history, None if best is None else best[R.TRIAL_ID])
+
+
+INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA256)
+
+
+def _keep_inception(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
+    """A re-export keeps the Inception FIDs an earlier `--inception final` wrote (they come from no
+    trial artifact, only from study/inception.py)."""
+    path = store.path(R.TRIALS_FILE)
+    if not store.exists(path):
+        return trials
+    import io
+
+    old = pd.read_parquet(io.BytesIO(store.read_bytes(path)))
+    if R.TEST_INCEPTION_FID not in old or old[R.TEST_INCEPTION_FID].isna().all():
+        return trials
+    old = old.set_index(R.TRIAL_ID)
+    for column in INCEPTION_COLUMNS:
+        if column in old:
+            values = trials[R.TRIAL_ID].map(old[column])
+            trials[column] = values.where(values.notna(), trials[column])
+    return trials
 
 
 SUMMARY_COLUMNS = (R.TRIAL_ID, R.ARCH, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN, R.PARAMS_TOTAL,

@@ -26,6 +26,8 @@ from search_spaces import define_by_run, seed_configs, seed_points
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.plan import (
+    INCEPTION_CHOICES,
+    INCEPTION_IMAGES,
     OBJECTIVES,
     PARETO_METRICS,
     PRESETS,
@@ -107,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interface of the Ray dashboard of a local Ray (default 127.0.0.1; anything "
                    "else exposes it to the network, token-protected)")
     p.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT, help="Ray dashboard port")
+    p.add_argument("--inception", choices=INCEPTION_CHOICES,
+                   help="final: after the search, the paper-comparable Inception FID of the best trial, the "
+                   "Pareto trials and any replicates, into trials.parquet (default: final when the cluster "
+                   "has a GPU, else none)")
+    p.add_argument("--inception-images", type=int,
+                   help=f"generated and test images per Inception FID (default {INCEPTION_IMAGES:,}, the "
+                   "protocol; ~0.1 s per image on a CPU, so cap it there, e.g. 2000)")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--quick", action="store_true", help="the 'quick' preset: minutes on a laptop CPU")
     presets.add_argument("--smoke-test", action="store_true", help="the 'smoke' preset the tests run")
@@ -282,6 +291,31 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False):
                         evaluate_stopped, errored=errored)
 
 
+def wants_inception(plan: StudyPlan) -> bool:
+    """--inception final, or left out on a cluster with a GPU (needs the initialised Ray)."""
+    import ray
+
+    if plan.inception is not None:
+        return plan.inception == "final" and plan.eval_samples > 0
+    return plan.eval_samples > 0 and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def run_inception(plan: StudyPlan, data) -> None:
+    """Inception FID of the chosen trials (study/inception.py: score_study), as one Ray task on a GPU
+    when the cluster has one, written into trials.parquet (and replicates.parquet)."""
+    import ray
+
+    from study.inception import score_study
+
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    print(f"Inception FID ({plan.inception_images} generated vs test images) of the chosen trials",
+          flush=True)
+    task = ray.remote(score_study).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
+    scored = ray.get(task.remote(plan.study_dir, data.test.images, plan.inception_images))
+    for table, values in scored.items():
+        print(f"  {table}: " + ", ".join(f"{trial} {fid:.2f}" for trial, fid in values.items()), flush=True)
+
+
 def trial_dirname(trial) -> str:
     """trial_0001_<id>: creation order (Tune's experiment tag starts with the trial counter), so
     the seed configurations' trials sort first."""
@@ -325,9 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assets = None
         if plan.eval_samples > 0:  # the feature network and real statistics, computed once
-            assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)
+            assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
+                                        prdc_images=plan.eval_samples)
         began = time.perf_counter()
         exported = run_study(plan, data, assets, resume=args.resume)
+        if exported is not None and wants_inception(plan):
+            run_inception(plan, data)
         wall = time.perf_counter() - began
     except KeyboardInterrupt:
         exported, wall = None, 0.0

@@ -24,6 +24,8 @@ from study.store import StudyStore, normalize_storage_path
 SCHEDULERS = ("asha", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
 OBJECTIVES = ("fid", "pareto")
+INCEPTION_CHOICES = ("final", "none")
+INCEPTION_IMAGES = 10_000  # the published protocol; cap it on a CPU (~0.1 s per image there)
 # pareto: minimise all three (Optuna multi-objective); ASHA still stops on validation FID alone
 PARETO_METRICS = (R.VAL_FID, R.PARAMS_TOTAL, R.TRAIN_SECONDS)
 
@@ -75,6 +77,10 @@ class StudyPlan:
     data_dir: str
     storage_path: str  # absolute local path or URI
     preset: str
+    # Inception FID of the chosen trials after the search (study/inception.py): "final", "none", or
+    # None = "final" when the cluster has a GPU; on `inception_images` generated vs test images
+    inception: str | None = None
+    inception_images: int = INCEPTION_IMAGES
 
     @property
     def study_dir(self) -> str:
@@ -122,6 +128,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
         keep_checkpoints=args.keep_checkpoints, data_dir=str(data_root.resolve()),
         storage_path=normalize_storage_path(args.storage_path), preset=preset,
+        inception=getattr(args, "inception", None),
+        inception_images=getattr(args, "inception_images", None) or INCEPTION_IMAGES,
     )
     validate(plan)
     return plan
@@ -157,6 +165,11 @@ def validate(plan: StudyPlan) -> None:
         _fail(f"--name {plan.name!r}: use a plain directory name such as gan-quick.")
     if plan.objective == "pareto" and plan.sampler in ("gp", "qmc"):
         _fail(f"--sampler {plan.sampler} does not support --objective pareto; use tpe or nsga2.")
+    if plan.inception_images < 2:
+        _fail(f"--inception-images {plan.inception_images}: FID needs at least 2 images, e.g. 2000 on a CPU.")
+    if plan.inception == "final" and plan.eval_samples == 0:
+        _fail("--inception final with --eval-samples 0: the study writes no test metrics; give "
+              "--eval-samples or --inception none.")
     plan.space()  # the width range must contain the seed widths
 
 
