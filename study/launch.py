@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-samples", type=int,
                    help="generated images per validation FID/KID/IS (default 10,000)")
     p.add_argument("--iw-images", type=int,
-                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all "
-                        "10,000)")
+                   help="binarized test images behind a VAE's importance-weighted NLL, k=500 decoder passes "
+                        "each (default: all 10,000; --quick 1,000)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
     p.add_argument("--data-dir",

@@ -121,6 +121,8 @@ def hand_study() -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     trials.loc[3, R.STOP_REASON] = R.STOP_ERROR
     trials[R.TEST_KID] = 0.01
+    for column in (R.TEST_PRECISION, R.TEST_RECALL, R.TEST_BINARIZED_NLL):  # as analysis.load adds them
+        trials[column] = math.nan
     history = pd.DataFrame(
         {
             R.STUDY: ["study-vae"] * 3,
