@@ -53,3 +53,12 @@ PLAN_SCHEDULER = "scheduler"
 PLAN_MAX_EPOCHS = "max_epochs"
 PLAN_TRAIN_SUBSET = "train_subset"
 PLAN_EVAL_SAMPLES = "eval_samples"
+
+# --- metric agreement (analysis.agreement) --------------------------------------------------------
+METRIC_A = "metric_a"
+METRIC_B = "metric_b"
+SPEARMAN = "spearman"  # Spearman rank correlation across trials
+AGREEMENT = "agreement"  # the correlation signed so that > 0 means both rank the trials alike
+METRIC = "metric"
+BETTER = "better"  # lower / higher
+LEADER = "leader"  # the group whose best configuration this metric ranks first

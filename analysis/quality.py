@@ -28,8 +28,7 @@ from study import results as R
 
 QUALITY_FACTOR = 1.5  # at most 50 % further from the data than the study's best seed configuration
 # Extra validation criteria, {column: minimum}; applied only where the rows have the column.
-# The class-coverage column's constant belongs to study/results.py once the metrics add it.
-VAL_CLASS_COVERAGE = getattr(R, "VAL_CLASS_COVERAGE", "val_class_coverage")
+VAL_CLASS_COVERAGE = R.VAL_CLASS_COVERAGE  # the fraction of the 10 digit classes with >= 1 % of samples
 MINIMUMS: dict[str, float] = {VAL_CLASS_COVERAGE: 0.9}  # at least 9 of the 10 digit classes
 
 

@@ -12,6 +12,7 @@ complete.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import agreement, plots
 from analysis import columns as C
-from analysis import plots
 from analysis.budget import budget_curves, budget_table, protocol_caption
 from analysis.document import (
     Block,
@@ -161,13 +162,18 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
     curves = budget_curves(trials, q, select=select)
     verdict = decide(trials, curves, quality=q, select=select, replicates=replicates,
                      resamples=settings.resamples, seed=settings.seed)
+    leaders = agreement.leaders(trials, group_column(trials), select)
+    # the quality axis names the metrics that agree on its leader and says so when they do not
+    verdict = dataclasses.replace(verdict, summary=(
+        f"{verdict.summary[0]} {agreement.agreement_sentence(leaders)}", *verdict.summary[1:]))
     tables = {"overview": study_overview(trials, q, select), "verdict": verdict_table(verdict),
               "headline": headline_table(trials, replicates, q, select),
               "protocols": studies.protocols,
               "seed_studies": published_comparison(studies.trials, history, select=select,
                                                    replicates=studies.replicates),
               "trials": comparison_table(trials, quality=q, select=select),
-              "pareto_fronts": front_table(trials, select), "budget": budget_table(curves)}
+              "pareto_fronts": front_table(trials, select), "budget": budget_table(curves),
+              "metric_agreement": agreement.rank_correlations(trials), "metric_leaders": leaders}
     search_paths = list(dict.fromkeys(trials[C.STUDY_PATH]))  # not the seed-study reproductions
     tables["param_importances"], importance_notes = study_importances(search_paths, trials,
                                                                       seed=settings.seed)
@@ -333,6 +339,11 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
                        "complete trial of a study shares, for its validation FID, from the Optuna study the "
                        "launcher kept in optuna.db; a handful of trials make them rough. Explore them with "
                        "`optuna-dashboard sqlite:///<study dir>/optuna.db`.",
+        "agreement": "Fidelity (FID, KID, precision) and diversity (recall) are different questions, and a "
+                     "feature network may reward sharpness over content, so the metrics are compared on the "
+                     "same trials: domain FID, KID, precision and recall are validation values of the final "
+                     "model; the Inception FID is test-only and measured only for the chosen trials (best "
+                     "and Pareto, study.launch --inception final), so its correlations rest on few trials.",
         "latent": "Encoder means of test images, coloured by digit (projected to 2-D when the latent has "
                   "more dimensions).",
     }
@@ -345,6 +356,11 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
         Heading("Verdict"), Paragraph(rule), Bullets(verdict.summary),
         Table(tables["verdict"], captions["verdict"]),
         Heading("Headline numbers"), Table(tables["headline"], captions["headline"]),
+        Heading("Do the quality metrics agree?"), Paragraph(captions["agreement"]),
+        Table(tables["metric_agreement"], "Spearman rank correlation across trials per metric pair; "
+              "agreement > 0: both order the trials alike; n_trials: trials with both."),
+        Table(tables["metric_leaders"], "Each metric on each group's best configuration (chosen on "
+              "validation) and the group it favours."),
         Heading("Usable trials and the trade-off axes"), Paragraph(usable),
         Heading("Studies"), Table(tables["overview"], captions["overview"]),
         Heading("Protocols"), Table(tables["protocols"], captions["protocols"]),

@@ -146,6 +146,9 @@ class VAEConfig:
     dropout: float = 0.0
     batch_norm: bool = False
     kl_beta: float = 1.0  # beta-VAE weight on the KL term; 1.0 is the true ELBO
+    # train on dynamically binarized MNIST: every batch's pixels re-sampled as Bernoulli(intensity),
+    # the standard for likelihood comparisons (Burda et al. 2016); off: the continuous grey pixels
+    binarize: bool = False
     lr: float = 2e-4
     beta1: float = 0.9
     beta2: float = 0.999

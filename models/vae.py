@@ -144,6 +144,8 @@ class VAE(GenerativeModel):
 
     def train_step(self, x_unit: torch.Tensor,
                    optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        if self.config.binarize:  # dynamic binarization: a fresh Bernoulli draw of every pixel per step
+            x_unit = torch.bernoulli(x_unit)
         terms = self.loss_terms(x_unit)
         recon, kl = terms[LOSS_RECON].mean(), terms[LOSS_KL].mean()
         loss = recon + self.config.kl_beta * kl
@@ -156,7 +158,8 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def importance_weighted_nll(self, x_unit: torch.Tensor, k: int,
                                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """-log p(x) per example from k importance samples of q(z|x) (Burda et al. 2016, Eq. 8)."""
+        """-log p(x) per example from k importance samples of q(z|x) (Burda et al. 2016, Eq. 8):
+        -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x). A likelihood only for binary x (Bernoulli decoder)."""
         mu, logvar = self.encoder(x_unit)
         std = torch.exp(0.5 * logvar)
         log_weights = []

@@ -41,8 +41,9 @@ from study.train import summarize
 TRIAL_COLUMNS = (
     R.STUDY, R.TRIAL_ID, R.FAMILY, R.ARCH, R.SEED, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN,
     R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S, R.BEST_VAL_FID, R.BEST_EPOCH, R.FINAL_VAL_FID,
-    *R.TEST_METRICS, R.FEATURENET_SHA256, R.NODE, R.RAY_NODE_ID, R.DEVICE, R.TORCH_VERSION,
-    R.TRIAL_DIR, R.CHECKPOINT, R.ERROR_MESSAGE, R.CONFIG_JSON,
+    *[m for m in R.VALIDATION_METRICS if m != R.VAL_FID], *R.TEST_METRICS, R.IW_K, R.IW_IMAGES,
+    R.INCEPTION_SAMPLES, R.INCEPTION_SHA256, R.FEATURENET_SHA256, R.NODE, R.RAY_NODE_ID, R.DEVICE,
+    R.TORCH_VERSION, R.TRIAL_DIR, R.CHECKPOINT, R.ERROR_MESSAGE, R.CONFIG_JSON,
 )
 ERROR_CHARS = 500
 
@@ -167,7 +168,7 @@ def export_study(
     analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
     rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator,
                                     errored)
-    trials = trials_frame(rows)
+    trials = _keep_inception(store, trials_frame(rows))
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)
     store.write_table(history, R.HISTORY_FILE)
@@ -179,8 +180,30 @@ def export_study(
     return ExportedStudy(trials, history, None if best is None else best[R.TRIAL_ID])
 
 
+INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA256)
+
+
+def _keep_inception(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
+    """A re-export keeps the Inception FIDs an earlier `--inception final` wrote (they come from no
+    trial artifact, only from study/inception.py)."""
+    path = store.path(R.TRIALS_FILE)
+    if not store.exists(path):
+        return trials
+    import io
+
+    old = pd.read_parquet(io.BytesIO(store.read_bytes(path)))
+    if R.TEST_INCEPTION_FID not in old or old[R.TEST_INCEPTION_FID].isna().all():
+        return trials
+    old = old.set_index(R.TRIAL_ID)
+    for column in INCEPTION_COLUMNS:
+        if column in old:
+            values = trials[R.TRIAL_ID].map(old[column])
+            trials[column] = values.where(values.notna(), trials[column])
+    return trials
+
+
 SUMMARY_COLUMNS = (R.TRIAL_ID, R.ARCH, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN, R.PARAMS_TOTAL,
-                   R.TRAIN_SECONDS, R.BEST_VAL_FID, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_IS)
+                   R.TRAIN_SECONDS, R.BEST_VAL_FID, R.FINAL_VAL_FID, R.TEST_FID, R.TEST_SAMPLE_IS)
 
 
 def summary_table(trials: pd.DataFrame) -> str:

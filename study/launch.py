@@ -30,6 +30,8 @@ from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.lock import StudyLock, StudyLockedError
 from study.plan import (
+    INCEPTION_CHOICES,
+    INCEPTION_IMAGES,
     OBJECTIVES,
     PARETO_METRICS,
     PRESETS,
@@ -90,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-samples", type=int,
                    help="generated images per validation FID/KID/IS (default 10,000)")
     p.add_argument("--iw-images", type=int,
-                   help="test images behind a VAE's importance-weighted NLL, k=100 passes each (default: all "
-                        "10,000)")
+                   help="binarized test images behind a VAE's importance-weighted NLL, k=500 decoder passes "
+                        "each (default: all 10,000; --quick 1,000)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
     p.add_argument("--data-dir",
@@ -129,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="conv models' weights in channels-last memory format (faster on tensor cores)")
     gpu.add_argument("--eval-batch-size", type=int, default=1000,
                      help="generated images per evaluation batch (default 1000; e.g. 5000 on a GPU)")
+    p.add_argument("--inception", choices=INCEPTION_CHOICES,
+                   help="final: after the search, the paper-comparable Inception FID of the best trial, the "
+                   "Pareto trials and any replicates, into trials.parquet (default: final when the cluster "
+                   "has a GPU, else none)")
+    p.add_argument("--inception-images", type=int,
+                   help=f"generated and test images per Inception FID (default {INCEPTION_IMAGES:,}, the "
+                   "protocol; ~0.1 s per image on a CPU, so cap it there, e.g. 2000)")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--quick", action="store_true", help="the 'quick' preset: minutes on a laptop CPU")
     presets.add_argument("--smoke-test", action="store_true", help="the 'smoke' preset the tests run")
@@ -365,6 +374,31 @@ def tune_was_interrupted(handler_before) -> bool:
     return signal.getsignal(signal.SIGINT) is handler_before
 
 
+def wants_inception(plan: StudyPlan) -> bool:
+    """--inception final, or left out on a cluster with a GPU (needs the initialised Ray)."""
+    import ray
+
+    if plan.inception is not None:
+        return plan.inception == "final" and plan.eval_samples > 0
+    return plan.eval_samples > 0 and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def run_inception(plan: StudyPlan, data) -> None:
+    """Inception FID of the chosen trials (study/inception.py: score_study), as one Ray task on a GPU
+    when the cluster has one, written into trials.parquet (and replicates.parquet)."""
+    import ray
+
+    from study.inception import score_study
+
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    print(f"Inception FID ({plan.inception_images} generated vs test images) of the chosen trials",
+          flush=True)
+    task = ray.remote(score_study).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
+    scored = ray.get(task.remote(plan.study_dir, data.test.images, plan.inception_images))
+    for table, values in scored.items():
+        print(f"  {table}: " + ", ".join(f"{trial} {fid:.2f}" for trial, fid in values.items()), flush=True)
+
+
 def trial_dirname(trial) -> str:
     """trial_0001_<id>: creation order (Tune's experiment tag starts with the trial counter), so
     the seed configurations' trials sort first."""
@@ -426,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             record_local_ray(StudyStore(plan.study_dir))
         assets = None
         if plan.eval_samples > 0:  # the feature network and real statistics, computed once
-            assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)
+            assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
+                                        prdc_images=plan.eval_samples)
         began = time.perf_counter()
         exported = run_study(plan, data, assets, resume=args.resume)
         wall = time.perf_counter() - began
@@ -436,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
 
             replicated = run_replicates(plan.study_dir, args.replicate_top, args.replicate_seeds, data=data,
                                         assets=assets)
+        if exported is not None and wants_inception(plan):  # after the replicates: it scores them too
+            run_inception(plan, data)
     except KeyboardInterrupt:
         exported, wall = None, 0.0
     except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial

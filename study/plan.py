@@ -24,6 +24,8 @@ from study.store import StudyStore, normalize_storage_path
 SCHEDULERS = ("asha", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
 OBJECTIVES = ("fid", "pareto")
+INCEPTION_CHOICES = ("final", "none")
+INCEPTION_IMAGES = 10_000  # the published protocol; cap it on a CPU (~0.1 s per image there)
 # pareto: minimise all three (Optuna multi-objective). Its default scheduler is none: ASHA stops on
 # validation FID alone, cutting the small fast models the front needs and handing NSGA-II the
 # shortened training seconds of stopped trials; --scheduler asha still asks for it.
@@ -36,17 +38,17 @@ def default_scheduler(objective: str) -> str:
 
 # Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
 # CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
-# 1,000 FID samples);
+# 1,000 FID samples, the VAE's binarized NLL on the first 1,000 test images);
 # "smoke" is what the tests run (1/8-width networks, 2,000 images, seconds per trial).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, train_subset=None,
                  eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
                  batch_sizes=(32, 64, 128, 256)),
     "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, train_subset=4_000,
-                  eval_samples=1_000, iw_images=2_000, width_scale=1.0, width_range=(0.25, 1.0),
+                  eval_samples=1_000, iw_images=1_000, width_scale=1.0, width_range=(0.25, 1.0),
                   batch_sizes=(32, 64, 128)),
     "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, train_subset=2_000,
-                  eval_samples=500, iw_images=500, width_scale=0.125, width_range=(0.5, 1.0),
+                  eval_samples=500, iw_images=200, width_scale=0.125, width_range=(0.5, 1.0),
                   batch_sizes=(64, 128)),
 }
 # flags that override the preset's value when given
@@ -86,6 +88,10 @@ class StudyPlan:
     amp: str = "none"
     channels_last: bool = False
     eval_batch_size: int = 1000
+    # Inception FID of the chosen trials after the search (study/inception.py): "final", "none", or
+    # None = "final" when the cluster has a GPU; on `inception_images` generated vs test images
+    inception: str | None = None
+    inception_images: int = INCEPTION_IMAGES
 
     @property
     def study_dir(self) -> str:
@@ -136,6 +142,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         keep_checkpoints=args.keep_checkpoints, data_dir=str(data_root.resolve()),
         storage_path=normalize_storage_path(args.storage_path), preset=preset,
         amp=args.amp, channels_last=args.channels_last, eval_batch_size=args.eval_batch_size,
+        inception=getattr(args, "inception", None),
+        inception_images=getattr(args, "inception_images", None) or INCEPTION_IMAGES,
     )
     validate(plan)
     return plan
@@ -173,6 +181,11 @@ def validate(plan: StudyPlan) -> None:
         _fail(f"--sampler {plan.sampler} does not support --objective pareto; use tpe or nsga2.")
     if plan.eval_batch_size < 1:
         _fail(f"--eval-batch-size {plan.eval_batch_size}: give at least 1 image per batch, e.g. 1000.")
+    if plan.inception_images < 2:
+        _fail(f"--inception-images {plan.inception_images}: FID needs at least 2 images, e.g. 2000 on a CPU.")
+    if plan.inception == "final" and plan.eval_samples == 0:
+        _fail("--inception final with --eval-samples 0: the study writes no test metrics; give "
+              "--eval-samples or --inception none.")
     plan.space()  # the width range must contain the seed widths
 
 

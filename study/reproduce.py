@@ -257,8 +257,8 @@ def finalise_reproduction(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(trials: pd.DataFrame) -> str:
-    """Per configuration and epoch count: seeds, mean final validation FID, test FID, test NELBO."""
-    columns = [c for c in (R.FINAL_VAL_FID, R.TEST_FID, R.TEST_NELBO) if c in trials]
+    """Per configuration and epoch count: seeds, mean final validation FID, test FID, test BCE loss."""
+    columns = [c for c in (R.FINAL_VAL_FID, R.TEST_FID, R.TEST_BCE_NELBO) if c in trials]
     grouped = trials.groupby([R.FAMILY, R.ARCH, EPOCHS_COLUMN], sort=True)
     table = grouped[columns].mean()
     table.insert(0, "seeds", grouped.size())

@@ -37,25 +37,53 @@ IMAGES_PER_S = "images_per_s"
 from models.config import D_FAKE, D_REAL, LOSS_D, LOSS_G, LOSS_KL, LOSS_NELBO, LOSS_RECON  # noqa: E402,F401
 
 # --- quality metrics ---------------------------------------------------------------------------
+# Which metric answers which question (README, "Which metric answers which question"):
+#   fidelity  FID, precision, density;  diversity  recall, coverage, class coverage/entropy;
+#   likelihood (VAE)  the importance-weighted NLL of the binarized test set.
 VAL_FID = "val_fid"  # the early-stopping / model-selection metric
 VAL_KID = "val_kid"
-VAL_IS = "val_is"
+VAL_SAMPLE_IS = "val_sample_is"  # IS of the generated samples under the MNIST classifier (no real data)
+# Kynkaanniemi et al. 2019 (precision, recall), Naeem et al. 2020 (density, coverage), k = 5, on the
+# domain features: `num_samples` generated images vs the first `num_samples` real images of the split
+VAL_PRECISION = "val_precision"
+VAL_RECALL = "val_recall"
+VAL_DENSITY = "val_density"
+VAL_COVERAGE = "val_coverage"
+# the classifier's predicted classes of the generated images: the FRACTION of the 10 digit classes that
+# get at least 1 % of them, and the entropy of their histogram over log(10) (1 = uniform)
+VAL_CLASS_COVERAGE = "val_class_coverage"
+VAL_CLASS_ENTROPY = "val_class_entropy"
 TEST_FID = "test_fid"
 TEST_KID = "test_kid"
-TEST_IS = "test_is"
-TEST_INCEPTION_FID = "test_inception_fid"
+TEST_SAMPLE_IS = "test_sample_is"
+TEST_PRECISION = "test_precision"
+TEST_RECALL = "test_recall"
+TEST_DENSITY = "test_density"
+TEST_COVERAGE = "test_coverage"
+TEST_CLASS_COVERAGE = "test_class_coverage"
+TEST_CLASS_ENTROPY = "test_class_entropy"
+TEST_INCEPTION_FID = "test_inception_fid"  # study/inception.py: the paper-comparable protocol
 TEST_RECON_MSE = "test_recon_mse"  # per-pixel MSE in [0, 1] pixel units
-TEST_NELBO = "test_nelbo"  # nats per image
-TEST_IW_NLL = "test_iw_nll"  # importance-weighted NLL estimate, nats per image
+# Bernoulli cross-entropy + KL on the continuous grey pixels, nats per image: a training LOSS, not a
+# likelihood (grey pixels are no Bernoulli outcomes; their own entropy adds ~45 nats per image)
+TEST_BCE_NELBO = "test_bce_nelbo"
+# -log p(x) in nats per image of the test set binarized once with a fixed seed, under the Bernoulli
+# decoder, importance-weighted with IW_K samples (Burda et al. 2016): comparable with published NLLs
+TEST_BINARIZED_NLL = "test_binarized_nll"
 # the metric groups: what a trial reports each epoch, and what it adds once, on the test split
-VALIDATION_METRICS = (VAL_FID, VAL_KID, VAL_IS)
-TEST_METRICS = (TEST_FID, TEST_KID, TEST_IS, TEST_INCEPTION_FID, TEST_RECON_MSE, TEST_NELBO, TEST_IW_NLL)
+VALIDATION_METRICS = (VAL_FID, VAL_KID, VAL_SAMPLE_IS, VAL_PRECISION, VAL_RECALL, VAL_DENSITY, VAL_COVERAGE,
+                      VAL_CLASS_COVERAGE, VAL_CLASS_ENTROPY)
+TEST_METRICS = (TEST_FID, TEST_KID, TEST_SAMPLE_IS, TEST_PRECISION, TEST_RECALL, TEST_DENSITY, TEST_COVERAGE,
+                TEST_CLASS_COVERAGE, TEST_CLASS_ENTROPY, TEST_INCEPTION_FID, TEST_RECON_MSE, TEST_BCE_NELBO,
+                TEST_BINARIZED_NLL)
 # how a metric record was produced (python -m study.evaluate --checkpoint)
 CHECKPOINT = "checkpoint"  # the checkpoint file; in trials.parquet the trial's last one (study-relative)
-NUM_SAMPLES = "num_samples"  # generated images per FID/KID/IS
+NUM_SAMPLES = "num_samples"  # generated images per FID/KID/IS/PRDC (and real images per PRDC)
 EVAL_SEED = "eval_seed"  # seed of the generated samples and of KID's subsets / IS's splits
-IW_K = "iw_k"  # importance samples per image behind TEST_IW_NLL
+IW_K = "iw_k"  # importance samples per image behind TEST_BINARIZED_NLL
+IW_IMAGES = "iw_images"  # binarized test images behind TEST_BINARIZED_NLL (the first N)
 INCEPTION_SAMPLES = "inception_samples"  # generated (and test) images behind TEST_INCEPTION_FID
+INCEPTION_SHA256 = "inception_sha256"  # SHA-256 of the TorchScript Inception behind TEST_INCEPTION_FID
 
 # --- trial summary -----------------------------------------------------------------------------
 PARAMS_PREFIX = "params_"  # params_generator, params_discriminator, params_encoder, ...

@@ -51,8 +51,8 @@ def test_exact_duplicates_are_on_the_front_together_or_dominated_together():
 
 def test_mixed_directions_maximise_inception_score_minimise_size():
     trials = frame({"a": (9.0, 300), "b": (8.0, 100), "c": (7.0, 200), "d": (9.0, 400)},
-                   columns=(R.TEST_IS, R.PARAMS_TOTAL))
-    objectives = (Objective(R.TEST_IS, MAXIMIZE), Objective(R.PARAMS_TOTAL, MINIMIZE))
+                   columns=(R.TEST_SAMPLE_IS, R.PARAMS_TOTAL))
+    objectives = (Objective(R.TEST_SAMPLE_IS, MAXIMIZE), Objective(R.PARAMS_TOTAL, MINIMIZE))
     assert pareto_front(trials, objectives) == ParetoFront(
         objectives=objectives, front=("a", "b"), dominated=("c", "d"), excluded=())
 
@@ -97,8 +97,8 @@ def test_hypervolume_2d_by_hand_counts_rows_beyond_the_reference_and_nan_rows():
 def test_hypervolume_with_a_maximised_objective():
     # IS maximised against reference IS = 1: (IS 9, size 2) and (IS 5, size 1), size reference 4.
     # In minimisation terms (-9, 2), (-5, 1) vs (-1, 4): 4*2 (from -9 to -5, size 2..4) + 4*3 = 20.
-    trials = frame({"a": (9, 2), "b": (5, 1)}, columns=(R.TEST_IS, R.PARAMS_TOTAL))
-    result = hypervolume(trials, (Objective(R.TEST_IS, MAXIMIZE), SIZE), (1, 4))
+    trials = frame({"a": (9, 2), "b": (5, 1)}, columns=(R.TEST_SAMPLE_IS, R.PARAMS_TOTAL))
+    result = hypervolume(trials, (Objective(R.TEST_SAMPLE_IS, MAXIMIZE), SIZE), (1, 4))
     assert result == Hypervolume(volume=20.0, reference=(1.0, 4.0), n_counted=2, n_beyond_reference=0,
                                  n_excluded=0)
 
@@ -122,8 +122,8 @@ def test_hypervolume_agrees_with_optunas_exact_implementation(dims):
 
 
 def test_nadir_reference_is_worst_plus_a_tenth_of_the_range_in_each_direction():
-    trials = frame({"a": (10, 2), "b": (30, 8), "c": (math.nan, 100)}, columns=(R.TEST_FID, R.TEST_IS))
-    objectives = (FID, Objective(R.TEST_IS, MAXIMIZE))
+    trials = frame({"a": (10, 2), "b": (30, 8), "c": (math.nan, 100)}, columns=(R.TEST_FID, R.TEST_SAMPLE_IS))
+    objectives = (FID, Objective(R.TEST_SAMPLE_IS, MAXIMIZE))
     assert nadir_reference(trials, objectives) == pytest.approx((32.0, 1.4))
     assert hypervolume(trials, objectives, nadir_reference(trials, objectives)).n_counted == 2
 

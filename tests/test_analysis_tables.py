@@ -114,13 +114,15 @@ def hand_study() -> tuple[pd.DataFrame, pd.DataFrame]:
             R.FINAL_VAL_FID,
             R.TEST_FID,
             R.TEST_INCEPTION_FID,
-            R.TEST_IS,
+            R.TEST_SAMPLE_IS,
             R.TEST_RECON_MSE,
-            R.TEST_NELBO,
+            R.TEST_BCE_NELBO,
         ],
     )
     trials.loc[3, R.STOP_REASON] = R.STOP_ERROR
     trials[R.TEST_KID] = 0.01
+    for column in (R.TEST_PRECISION, R.TEST_RECALL, R.TEST_BINARIZED_NLL):  # as analysis.load adds them
+        trials[column] = math.nan
     history = pd.DataFrame(
         {
             R.STUDY: ["study-vae"] * 3,

