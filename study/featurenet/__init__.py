@@ -16,7 +16,10 @@ noise, and the domain FID of blurred and of pixel-shuffled digits against the re
 
     python -m study.featurenet train [--out PATH] [--seed 0] [--epochs 12] [--smoke-test]
     python -m study.featurenet evaluate [--weights PATH] [--fid-images 10000]  # hash, accuracy, robustness
+
+(The command is study/featurenet/cli.py; this module holds the network, its loading and training.)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -157,7 +160,10 @@ class Augment:
     thicker or thinner strokes, Gaussian blur, gamma, ink/background levels, Gaussian noise, salt and
     pepper speckle; the result is clamped to [0, 1]. The integer shift of `TrainSettings.max_shift`
     comes first. Blur and noise reach beyond the robustness targets (blur sigma 1.5, noise 0.2) so
-    that the targets lie inside the training distribution, not at its edge.
+    that the targets lie inside the training distribution, not at its edge. The probabilities were
+    chosen on validation accuracy: with each about 1.4x higher (3% of the digits left clean), the
+    16/32-channel network reached 99.18% (8 epochs) instead of 99.32% (10 epochs; one seed each, so
+    provisional); the robustness targets were met by a wide margin either way.
     """
 
     p_affine: float = 0.4
