@@ -63,7 +63,7 @@ class ReferenceFloors(NamedTuple):
     is_test: float  # IS of the test set, the ceiling a perfect generator reaches
     fid_noise_test: float  # uniform noise vs test
     kid_noise_test: float
-    fid_blur_test: tuple[float, ...]  # Gaussian-blurred test images vs test, one per BLUR_SIGMAS
+    fid_blur_test: tuple[float, ...]  # Gaussian-blurred training images vs test, one per BLUR_SIGMAS
 
 
 def gaussian_blur(x_unit: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -78,7 +78,8 @@ def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_im
                      device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
                      blur_sigmas: tuple[float, ...] = BLUR_SIGMAS,
                      cache_dir: str | Path | None = None) -> ReferenceFloors:
-    """FID/KID of real training images, noise and blurred test images against the test split, and IS(test).
+    """FID/KID of real training images, noise and blurred training images against the test split, and
+    IS(test).
 
     Uses the first `num_images` of the training split and of the test split.
     """
@@ -95,7 +96,10 @@ def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_im
     test_self = score(unit_batches(test))
     noise = torch.rand(len(test), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
     noisy = score(noise.split(BATCH_SIZE))
-    blurred = [score(gaussian_blur(x, s) for x in unit_batches(test)).fid for s in blur_sigmas]
+    # blurred *training* digits, so the curve starts at the train-vs-test floor (blurring the test
+    # digits themselves would compare them with their own sharp copies, cheaper than any new sample)
+    train_images = data.train.images[:num_images]
+    blurred = [score(gaussian_blur(x, s) for x in unit_batches(train_images)).fid for s in blur_sigmas]
     return ReferenceFloors(net.sha256, len(test), train.fid, train.kid, test_self.inception_score,
                            noisy.fid, noisy.kid, tuple(blurred))
 
@@ -113,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--reference", action="store_true",
                       help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred "
-                           "test images")
+                           "training images, and what the feature network reads (accuracy under blur and noise)")
     mode.add_argument("--checkpoint", type=Path,
                       help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
     p.add_argument("--samples", type=int, default=10_000,
@@ -242,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                                 strict=True)})
             values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
             _print_table("reference floors", values)
+            from study.robustness import format_report, robustness_report
+
+            # what the feature network reads: accuracy under blur/noise, the FID-vs-blur curve
+            print(format_report(robustness_report(net, data, num_images=args.samples, seed=args.seed,
+                                                  device=device)))
             if args.out:
                 _write_json(args.out, {**values, **environment(device)})
             return 0

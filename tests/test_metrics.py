@@ -281,7 +281,10 @@ def test_mode_dropping_lowers_recall_and_class_coverage_blur_lowers_precision(da
     assert five.class_coverage == 0.5 and five.class_entropy < 0.75
     assert five.recall < full.recall - 0.15 and five.coverage < full.coverage - 0.15
     assert five.precision > 0.8 * full.precision
-    assert blurred.precision < full.precision - 0.1
+    # a feature network that reads blurred digits (issue 10, item 0) keeps most blurred digits inside the
+    # real manifold: precision drops a little, while the lost detail collapses recall and coverage
+    assert blurred.precision < full.precision - 0.02
+    assert blurred.recall < full.recall - 0.5 and blurred.coverage < full.coverage - 0.3
 
 
 # --- the honest VAE likelihood -------------------------------------------------------------------
