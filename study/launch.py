@@ -249,8 +249,11 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard_host: str, da
         # one node: Ray's servers then bind to 127.0.0.1 instead of every interface (Ray reads this
         # when it is imported; main sets it first, see LOOPBACK_ENV)
         os.environ.setdefault(*LOOPBACK_ENV)
-        context = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host=dashboard_host,
-                           dashboard_port=dashboard_port, runtime_env=code_runtime_env())
+        # address="local": always a new Ray of our own; without it ray.init joins any Ray already
+        # running on this machine (another study's) and refuses our num_cpus
+        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
+                           dashboard_host=dashboard_host, dashboard_port=dashboard_port,
+                           runtime_env=code_runtime_env())
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url}  (log in with the token that "
               "`ray get-auth-token` prints)", flush=True)

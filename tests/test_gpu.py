@@ -29,7 +29,7 @@ def logical_gpu_ray():
     import search_spaces
     import study
 
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False,
+    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False,
              runtime_env={"py_modules": [models, search_spaces, study]})
     try:
         yield
