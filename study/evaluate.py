@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--reference", action="store_true",
                       help="FID/KID of 10k training vs 10k test images, IS(test), FID of noise and blurred "
-                           "training images, and what the feature network reads (accuracy under blur and noise)")
+                           "training images, and what the feature network reads (accuracy under blur, noise)")
     mode.add_argument("--checkpoint", type=Path,
                       help="a trial checkpoint, e.g. runs/trial/checkpoints/final.pt")
     p.add_argument("--samples", type=int, default=10_000,

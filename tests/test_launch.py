@@ -398,7 +398,8 @@ def local_ray():
     import search_spaces
     import study
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"py_modules": [models, search_spaces, study]})
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             runtime_env={"py_modules": [models, search_spaces, study]})
     try:
         yield
     finally:
