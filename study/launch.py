@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generated images per validation FID/KID/IS (default 10,000)")
     p.add_argument("--iw-images", type=int,
                    help="binarized test images behind a VAE's importance-weighted NLL, k=500 decoder passes "
-                        "each (default: all 10,000; --quick 1,000)")
+                        "each (default: all 10,000; --quick 500)")
     p.add_argument("--checkpoint-every", type=int, default=10,
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
     p.add_argument("--data-dir",

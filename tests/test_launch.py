@@ -162,6 +162,7 @@ def tensorboard_image_tags(trial_dir: Path) -> list[str]:
         (["--family", "gan", "--trials", "0"], "--trials 0"),
         (["--family", "gan", "--grace-period", "9", "--max-epochs", "4"], "--grace-period 9"),
         (["--family", "vae", "--eval-samples", "0"], "--eval-samples 0"),
+        (["--family", "vae", "--inception-images", "1"], "--inception-images 1"),
         (["--family", "gan", "--resume", "--name", "nothing-here"], "holds no study to resume"),
     ],
 )
@@ -225,7 +226,7 @@ def test_help_documents_every_flag_of_the_issue(capsys):
     for flag in ("--family", "--trials", "--max-epochs", "--grace-period", "--scheduler", "--sampler",
                  "--objective", "--seed", "--name", "--train-subset", "--data-dir", "--cpus-per-trial",
                  "--gpus-per-trial", "--address", "--storage-path", "--resume", "--quick", "--smoke-test",
-                 "--dashboard-host"):
+                 "--dashboard-host", "--inception", "--inception-images"):
         assert flag in text
 
 
