@@ -1,7 +1,7 @@
 """Quality metrics: domain FID/KID/IS, VAE likelihoods, and the one `TrialEvaluator`.
 
 Domain metrics run torchmetrics' own implementations with the MNIST feature network
-(study/featurenet.py) as the custom `feature` module:
+(study/featurenet/) as the custom `feature` module:
   FID  Heusel et al. 2017: ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), float64 features.
   KID  Binkowski et al. 2018: unbiased MMD^2, cubic polynomial kernel, mean over random subsets.
   IS   Salimans et al. 2016: exp(E_x KL(p(y|x) || p(y))) on the classifier's logits, mean over splits;
