@@ -209,6 +209,9 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
         mosaic = plots.plot_sample_mosaic(trials, front_labels, figures_dir / "pareto_samples.png",
                                           quality=q, select=select)
         figs["mosaic"] = _rel(mosaic, out)
+    else:
+        notes.append(f"No usable trial (analysis.quality: {q} bound and class coverage): no Pareto front, "
+                     "so no sample mosaic.")
     if len(tables["param_importances"]):
         figs["importances"] = _rel(plots.plot_importances(tables["param_importances"],
                                                           figures_dir / "param_importances.png"), out)

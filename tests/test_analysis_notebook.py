@@ -38,7 +38,8 @@ def test_pareto_notebook_executes_against_launched_studies(launched_studies, mon
         front = pareto_front(
             group[usable[group.index]], (Objective(R.FINAL_VAL_FID), Objective(R.PARAMS_TOTAL))
         )
-        assert front.front, f"{family}: empty front"
+        # a front exactly when the family has a usable trial (smoke trials may cover too few classes)
+        assert bool(front.front) == bool(usable[group.index].any()), f"{family}: front vs usable trials"
         ids = list(trials.loc[list(front.front), R.TRIAL_ID])
         assert (
             f"{family}: front {ids}, {len(front.dominated)} dominated, "
