@@ -192,15 +192,14 @@ def make_sampler(plan: StudyPlan):
 def make_searcher(plan: StudyPlan):
     """OptunaSearch over the family's define-by-run space, seed configurations enqueued first
     (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first)."""
-    from ray.tune.search.optuna import OptunaSearch
-
     from study.optuna_storage import open_storage
+    from study.recovery import ResumableOptunaSearch  # OptunaSearch that survives a killed driver
 
     metric: str | list[str] = R.VAL_FID
     mode: str | list[str] = "min"
     if plan.objective == "pareto":
         metric, mode = list(PARETO_METRICS), ["min"] * len(PARETO_METRICS)
-    return OptunaSearch(
+    return ResumableOptunaSearch(
         space=define_by_run(plan.family, plan.space()),
         metric=metric,
         mode=mode,

@@ -10,6 +10,10 @@
   result.json in the trial directory, one line per report) are replayed into its bracket when
   Tune re-adds the trial, so resumed trials are judged against the rung values recorded before
   the crash, and a trial already recorded at a rung is not judged there twice.
+- `ResumableOptunaSearch` is OptunaSearch that accepts a restored trial Optuna already closed:
+  `optuna.db` is written at once, Tune's searcher pickle only now and then, so a driver killed in
+  between comes back with a trial that Tune still runs but the database has finished; reporting
+  to it again would raise `UpdateFinishedTrialError` and end the resumed study.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import optuna
 import psutil  # type: ignore[import-untyped]  # (a Ray dependency)
 from ray.tune.schedulers import AsyncHyperBandScheduler
+from ray.tune.search.optuna import OptunaSearch
 
 from study import results as R
 from study.store import StudyStore
@@ -141,3 +147,15 @@ class ResumableASHA(AsyncHyperBandScheduler):
             if self._time_attr in result and self._metric in result:
                 # what on_trial_result recorded before the crash; its decision was already acted on
                 bracket.on_result(trial, result[self._time_attr], self._metric_op * result[self._metric])
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that skips the results of a trial its database already finished (see the
+    module docstring): that trial's value was told before the crash, and a resumed trial repeats
+    the same seeded epochs, so nothing is lost by not telling it twice."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)  # on_trial_complete then skips it too

@@ -4,6 +4,7 @@ trials.parquet (none lost, none duplicated) and the stop reason that says what h
 - a trial worker SIGKILLed mid-epoch, a corrupt latest checkpoint when a trial resumes, and a width
   that cannot fit in memory, in one Tune run of the study's trainable;
 - ASHA's rungs survive a restore (study.recovery.ResumableASHA against Tune's own ASHA);
+- a searcher restored from a pickle older than its optuna.db (study.recovery.ResumableOptunaSearch);
 - the launcher SIGKILLed, then an immediate --resume on the same dashboard port: no process of the
   crashed study is left, and a local study's Ray listens on loopback only;
 - a worker node removed from a 2-node local cluster mid-trial.
@@ -191,6 +192,44 @@ def test_a_restored_asha_judges_resumed_trials_against_the_rungs_recorded_before
     assert asha_run(tmp_path, ASHAScheduler(**common), "plain") == 4
     # rebuilt from 'early's saved results, rung 1 stops 'late' (FID 5 > 1) as it would have without the crash
     assert asha_run(tmp_path, ResumableASHA(**common), "resumable") == 1
+
+
+def lr_space(trial) -> None:  # module level: the searcher pickles it
+    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+
+
+def test_a_searcher_restored_behind_its_optuna_db_skips_the_trials_the_db_finished(tmp_path):
+    """The driver dies after optuna.db recorded a trial's end but before Tune pickled the
+    searcher: the restored searcher still holds the trial open, Tune resumes it, and its results
+    reach an Optuna trial that is already finished."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study.optuna_storage import sqlite_url
+    from study.recovery import ResumableOptunaSearch
+
+    def crashed_and_restored(cls, name: str):
+        storage = optuna.storages.RDBStorage(sqlite_url(tmp_path / f"{name}.db"))
+        searcher = cls(space=lr_space, metric=R.VAL_FID, mode="min", storage=storage, study_name=name,
+                       sampler=optuna.samplers.RandomSampler(seed=0))
+        assert searcher.suggest("t1") is not None
+        searcher.save(str(tmp_path / f"{name}.pkl"))  # Tune's last searcher checkpoint
+        searcher.on_trial_result("t1", {R.VAL_FID: 30.0, "training_iteration": 1})
+        searcher.on_trial_complete("t1", {R.VAL_FID: 20.0})  # in the database, then the crash
+        restored = cls(space=lr_space, metric=R.VAL_FID, mode="min")
+        restored.restore(str(tmp_path / f"{name}.pkl"))
+        return restored
+
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # what ended the resumed study
+        crashed_and_restored(OptunaSearch, "plain").on_trial_result(
+            "t1", {R.VAL_FID: 20.0, "training_iteration": 2})
+    restored = crashed_and_restored(ResumableOptunaSearch, "resumable")
+    restored.on_trial_result("t1", {R.VAL_FID: 20.0, "training_iteration": 2})
+    restored.on_trial_complete("t1", {R.VAL_FID: 20.0})
+    (trial,) = optuna.load_study(study_name="resumable",
+                                 storage=sqlite_url(tmp_path / "resumable.db")).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 20.0  # told once
+    assert trial.intermediate_values == {1: 30.0}
 
 
 def listening_addresses(pids: list[int]) -> set[str]:
