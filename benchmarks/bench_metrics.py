@@ -1,4 +1,5 @@
-"""Seconds the quality metrics cost: the real-statistics pass, domain FID+KID+IS, Inception FID per image.
+"""Seconds each quality metric costs: the real-statistics pass, domain FID+KID+IS, PRDC and class
+coverage, the VAEs' binarized IW-NLL, Inception FID per image.
 
     python benchmarks/bench_metrics.py --data-dir ../shared/data [--device cuda] [--smoke-test]
 
@@ -25,7 +26,15 @@ from models.config import ARCHS, FAMILIES  # noqa: E402
 from study.data import SPLIT_VAL, load_splits  # noqa: E402
 from study.featurenet import load_featurenet  # noqa: E402
 from study.inception import INCEPTION_BATCH, InceptionUnavailable, load_inception  # noqa: E402
-from study.metrics import TrialEvaluator, compute_real_stats, generate, score_images  # noqa: E402
+from study.metrics import (  # noqa: E402
+    IW_K,
+    TrialEvaluator,
+    compute_real_stats,
+    generate,
+    prdc_real,
+    score_images,
+    vae_scores,
+)
 
 
 class Timing(float):
@@ -54,6 +63,18 @@ def timed(fn, repeats: int) -> tuple[Timing, object]:
     return Timing(seconds), result
 
 
+def time_binarized_nll(data, device: torch.device, args: argparse.Namespace) -> None:
+    """The VAEs' binarized IW-NLL (k = IW_K) per image on a few test images, scaled to 10,000."""
+    images = data.test.images[: 10 if args.smoke_test else args.nll_images]
+    for arch in ARCHS["vae"]:
+        torch.manual_seed(0)
+        model = build_model(seed_model_config("vae", arch)).to(device)
+        nll_s, _ = timed(lambda m=model: vae_scores(m, images, iw_k=IW_K, iw_images=None), 1)
+        per_image = nll_s / len(images)
+        print(f"binarized IW-NLL (k={IW_K}) + BCE + MSE, vae/{arch:<4} {nll_s:7.2f}   on {len(images)} test "
+              f"images = {per_image * 1000:.0f} ms/image, ~{per_image * 10_000 / 60:.1f} min per 10,000")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir")
@@ -63,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inception-images", type=int, default=32,
                    help="images timed through Inception (default 32)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--nll-images", type=int, default=100, help="test images the binarized NLL is timed on")
     p.add_argument("--smoke-test", action="store_true", help="1,000 samples, 4 Inception images, 1 repeat")
     args = p.parse_args(argv)
     if args.smoke_test:
@@ -85,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     # on a CPU shared with other jobs, 1 thread can beat 2 (OpenMP oversubscription)
     for n_threads in sorted({1, threads}):
         torch.set_num_threads(n_threads)
-        score_s, scores = timed(lambda: score_images(images, real, net, device=device), args.repeats)
+        score_s, scores = timed(lambda: score_images(images, real, net, device=device, prdc=False),
+                                args.repeats)
         print(f"FID+KID+IS on {args.samples:,} generated images, {n_threads} thread(s)  {score_s:7.2f}   "
               f"target <= 10 s (images already generated; FID {scores.fid:.2f})")
         with torch.no_grad():
@@ -93,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                                  args.repeats)
         print(f"  of which the feature-network pass               {forward_s:7.2f}   the rest: mostly KID's "
               "100 subsets")
+        # PRDC's real side (k-NN radii of the split's first n features) once per split and count
+        radii_s, prdc_side = timed(lambda: prdc_real(real, args.samples), 1)
+        print(f"  PRDC real side (k-NN radii of {prdc_side.features.shape[0]:,} real images)  "
+              f"{radii_s:7.2f}   once per split, then memoised")
+        all_s, _ = timed(lambda: score_images(images, real, net, device=device, prdc=True), args.repeats)
+        print(f"  + PRDC and class coverage (the generated side)  {all_s - score_s:7.2f}   "
+              f"(all domain metrics {all_s:.2f} s)")
     torch.set_num_threads(threads)
+    time_binarized_nll(data, device, args)
 
     if not args.smoke_test:
         print(f"TrialEvaluator.validation on {args.samples:,} samples, untrained full-width seed models "

@@ -60,6 +60,13 @@ class ReferenceFloors(NamedTuple):
     num_images: int
     fid_train_test: float  # the real-data floor: 10k training vs the 10k test images
     kid_train_test: float
+    # fidelity/diversity floors of the same 10k training vs test images (the best a generator can do)
+    precision_train_test: float
+    recall_train_test: float
+    density_train_test: float
+    coverage_train_test: float
+    class_coverage_train_test: float
+    class_entropy_train_test: float
     is_test: float  # IS of the test set, the ceiling a perfect generator reaches
     fid_noise_test: float  # uniform noise vs test
     kid_noise_test: float
@@ -87,12 +94,12 @@ def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_im
     test = data.test.images[:num_images]
     real = real_stats_for(test, SPLIT_TEST, net, device, cache_dir)
 
-    def score(batches: Iterable[torch.Tensor]) -> DomainScores:
-        # FID/KID/IS only: PRDC's k-NN search costs ~1 min per 10k images on a CPU (README floors)
+    def score(batches: Iterable[torch.Tensor], prdc: bool = False) -> DomainScores:
+        # PRDC for the train-vs-test floor only: its k-NN search costs ~1 min per 10k images on a CPU
         return score_images(batches, real, net, seed=seed, device=device, kid_subsets=kid_subsets,
-                            prdc=False)
+                            prdc=prdc)
 
-    train = score(unit_batches(data.train.images[:num_images]))
+    train = score(unit_batches(data.train.images[:num_images]), prdc=True)
     test_self = score(unit_batches(test))
     noise = torch.rand(len(test), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
     noisy = score(noise.split(BATCH_SIZE))
@@ -100,8 +107,13 @@ def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_im
     # digits themselves would compare them with their own sharp copies, cheaper than any new sample)
     train_images = data.train.images[:num_images]
     blurred = [score(gaussian_blur(x, s) for x in unit_batches(train_images)).fid for s in blur_sigmas]
-    return ReferenceFloors(net.sha256, len(test), train.fid, train.kid, test_self.inception_score,
-                           noisy.fid, noisy.kid, tuple(blurred))
+    return ReferenceFloors(
+        featurenet_sha256=net.sha256, num_images=len(test), fid_train_test=train.fid,
+        kid_train_test=train.kid, precision_train_test=train.precision, recall_train_test=train.recall,
+        density_train_test=train.density, coverage_train_test=train.coverage,
+        class_coverage_train_test=train.class_coverage, class_entropy_train_test=train.class_entropy,
+        is_test=test_self.inception_score, fid_noise_test=noisy.fid, kid_noise_test=noisy.kid,
+        fid_blur_test=tuple(blurred))
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -125,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 10000")
     p.add_argument("--inception", action="store_true",
                    help="also the paper-comparable Inception FID (needs the 'inception' extra; slow without "
-                        "a GPU)")
+                        "a GPU); with --reference: of clean, blurred and pixel-shuffled real digits")
     p.add_argument("--inception-samples", type=int,
                    help="generated and test images for the Inception FID (default: --samples; the protocol "
                         "is 10000)")
@@ -166,16 +178,15 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out {args.out} is a directory: pass a file name such as "
                          f"{args.out / 'metrics.json'}")
-    if args.inception and args.reference:
-        raise UsageError("--inception evaluates a checkpoint: combine it with --checkpoint, not --reference")
     if args.inception:
         inception_weights_path()  # fail before any slow work when the extra is missing
 
 
 def _print_table(title: str, values: dict[str, Any]) -> None:
     print(title)
+    width = max(map(len, values), default=0)
     for key, value in values.items():
-        print(f"  {key:<24} {value:.5g}" if isinstance(value, float) else f"  {key:<24} {value}")
+        print(f"  {key:<{width}} {value:.5g}" if isinstance(value, float) else f"  {key:<{width}} {value}")
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
@@ -246,11 +257,22 @@ def main(argv: list[str] | None = None) -> int:
                                                                                 strict=True)})
             values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
             _print_table("reference floors", values)
-            from study.robustness import format_report, robustness_report
+            from study.robustness import format_report, inception_degradation, robustness_report
 
             # what the feature network reads: accuracy under blur/noise, the FID-vs-blur curve
             print(format_report(robustness_report(net, data, num_images=args.samples, seed=args.seed,
                                                   device=device)))
+            if args.inception:  # what blur costs in the paper-comparable metric
+                n = args.inception_samples or args.samples
+                inception = inception_degradation(data, num_images=n, seed=args.seed, device=device,
+                                                  progress=True)
+                print(f"Inception FID of {n} training digits vs {n} test digits (FID is biased upward "
+                      "below 10,000 images)")
+                for name, value in inception.items():
+                    print(f"  {name:<16}{value:>10.2f}")
+                values.update({f"inception_fid_{name.replace(' ', '')}_test": v
+                               for name, v in inception.items()})
+                values["inception_images"] = n
             if args.out:
                 _write_json(args.out, {**values, **environment(device)})
             return 0

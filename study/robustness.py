@@ -13,8 +13,10 @@ sharpness, not content. `robustness_report` measures that on real MNIST:
   permuted, a fixed seed): the same ink histogram with no digit in it.
 
 A network that sees digits keeps FID(blur sigma 1) far below FID(pixel-shuffled); see
-`RobustnessReport.blur_shuffle_ratio`. Pure computation: nothing is printed or written here
-except the cached real statistics (study.metrics.real_stats_for); `format_report` makes the table.
+`RobustnessReport.blur_shuffle_ratio`. `inception_degradation` gives the same FIDs under the
+paper-comparable Inception FID, so the README can say what blur costs in each metric. Pure
+computation: nothing is printed or written here except the cached real statistics
+(study.metrics.real_stats_for); `format_report` makes the table.
 """
 
 from __future__ import annotations
@@ -157,6 +159,34 @@ def robustness_report(net: FeatureNet, data: MNISTSplits, *, num_images: int = 1
         num_fid=len(train_images), fid_floor=fid_blur[blur_sigmas.index(0.0)], fid_blur=fid_blur,
         fid_noise=fid(per_batch(train_images, noise(1))), fid_shuffled=fid_shuffled,
     )
+
+
+INCEPTION_BLUR_SIGMAS = (1.0, 1.5, 2.0)  # Inception costs ~0.1 s per image on a CPU: a few points
+
+
+def inception_degradation(data: MNISTSplits, *, num_images: int, seed: int = 0,
+                          blur_sigmas: tuple[float, ...] = INCEPTION_BLUR_SIGMAS,
+                          device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
+                          progress: bool = False) -> dict[str, float]:
+    """Inception FID (study.inception's protocol) of the first `num_images` training digits,
+    unchanged, blurred at each sigma and pixel-shuffled, against the first `num_images` test digits.
+    Keys: "none", "blur <sigma>", "pixel-shuffled"."""
+    from study.inception import INCEPTION_BATCH, inception_fid
+
+    train_images, real = data.train.images[:num_images], data.test.images[:num_images]
+
+    def fid(perturb: Perturb) -> float:
+        batches = (perturb(x) for x in unit_batches(train_images, INCEPTION_BATCH))
+        return inception_fid(batches, len(train_images), real, SPLIT_TEST, device=device,
+                             cache_dir=cache_dir, progress=progress)
+
+    def blurred(sigma: float) -> Perturb:
+        return lambda x: blur(x, sigma)
+
+    shuffle_generator = torch.Generator().manual_seed(seed)
+    return {"none": fid(lambda x: x),
+            **{f"blur {s:g}": fid(blurred(s)) for s in blur_sigmas},
+            "pixel-shuffled": fid(lambda x: shuffle_pixels(x, shuffle_generator))}
 
 
 def format_report(report: RobustnessReport) -> str:

@@ -118,6 +118,19 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
     assert "fid_noise_test" in capsys.readouterr().out
 
 
+def test_reference_with_inception_prints_what_blur_costs_in_inception_fid(tmp_path, capsys):
+    out = tmp_path / "floors.json"
+    assert E.main(["--reference", "--smoke-test", "--inception", "--data-dir", DATA_DIR,
+                   "--out", str(out)]) == 0
+    floors = json.loads(out.read_text())
+    assert floors["inception_images"] == E.SMOKE_INCEPTION_SAMPLES
+    fids = [floors[f"inception_fid_{name}_test"] for name in ("none", "blur1", "blur2")]
+    assert all(math.isfinite(f) and f > 0 for f in fids)
+    assert fids[0] < fids[2] < floors["inception_fid_pixel-shuffled_test"]
+    n = E.SMOKE_INCEPTION_SAMPLES
+    assert f"Inception FID of {n} training digits vs {n} test digits" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_inception_fid_equals_fid_helper_pytorchs_own_pipeline(data, tmp_path):
     """Ours (torchmetrics FID on our tap) vs FidHelper begin/update/finish + compute_fid_score on the

@@ -64,6 +64,10 @@ def test_real_data_floor_is_small(floors):
     assert floors.featurenet_sha256 == SHIPPED_SHA256 and floors.num_images == 10_000
     assert 0 < floors.fid_train_test < 1.0
     assert abs(floors.kid_train_test) < 0.01
+    # real digits against real digits: high fidelity and diversity, every class, a flat histogram
+    assert min(floors.precision_train_test, floors.recall_train_test, floors.coverage_train_test) > 0.85
+    assert 0.8 < floors.density_train_test < 1.2  # density is ~1 when the two sets share a distribution
+    assert floors.class_coverage_train_test == 1.0 and floors.class_entropy_train_test > 0.99
 
 
 def test_noise_is_far_above_the_floor(floors):
@@ -235,6 +239,7 @@ def test_benchmark_smoke_test_prints_its_figures(tmp_path):
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "real-statistics pass" in run.stdout and "FID+KID+IS on 1,000 generated images" in run.stdout
+    assert "+ PRDC and class coverage" in run.stdout and "binarized IW-NLL (k=500)" in run.stdout
     assert "ms/image" in run.stdout  # the Inception per-image cost (the extra is installed in the dev venv)
 
 
