@@ -10,12 +10,12 @@ itself) and prints per family: wall time of the launcher, trials by stop reason,
 validation FID and that trial's test FID, and the best test FID of any trial.
 
 It also prints the fixed cost per trial (issue 12): overhead_s = (study_wall_s x concurrency -
-training seconds - per-epoch evaluation seconds) / trials, where study_wall_s is the launcher's
-own "finished in" time (Tune's run, stopped-trial evaluation and export; not Ray's start-up or the
-real statistics), concurrency the trials that run at once (min(trials, Ray CPUs // CPUs per
-trial)), and the seconds come from trials.parquet / history.parquet. What is left is process and
-actor start-up, shipping data and assets, the end-of-trial test evaluation, checkpoint, PNG and
-TensorBoard writes, and Tune's bookkeeping.
+training seconds - per-epoch validation seconds - end-of-trial test evaluation seconds) / trials,
+where study_wall_s is the launcher's own "finished in" time (Tune's run, stopped-trial evaluation
+and export; not Ray's start-up or the real statistics), concurrency the trials that run at once
+(min(trials, Ray CPUs // CPUs per trial)), and the seconds come from trials.parquet /
+history.parquet (test_eval_s is printed on its own). What is left is process and actor start-up,
+shipping data and assets, checkpoint, PNG and TensorBoard writes, and Tune's bookkeeping.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class Overhead(NamedTuple):
     concurrency: int
     train_s: float  # training seconds of every trial, summed
     eval_s: float  # per-epoch validation seconds of every trial, summed
-    overhead_s: float  # per trial: wall x concurrency - train - eval, over trials
+    test_eval_s: float  # end-of-trial test evaluation seconds of every trial, summed
+    overhead_s: float  # per trial: wall x concurrency - train - eval - test eval, over trials
     in_trial_s: float  # of which inside the trainable (Tune's time_total_s): test evaluation, writes
     between_trials_s: float  # the rest: actor start-up, Tune's scheduling, the end of the study
 
@@ -80,10 +81,14 @@ def overhead_per_trial(study_wall_s: float, concurrency: int, trials: pd.DataFra
     n = len(trials)
     train = float(trials[R.TRAIN_SECONDS].fillna(0).sum())
     evaluation = float(history[R.EVAL_SECONDS].fillna(0).sum()) if R.EVAL_SECONDS in history else 0.0
-    overhead = (study_wall_s * concurrency - train - evaluation) / n
-    in_trial = (trainable_s - train - evaluation) / n
-    return Overhead(concurrency, round(train, 2), round(evaluation, 2), round(overhead, 2),
-                    round(in_trial, 2), round(overhead - in_trial, 2))
+    test = trials.get(R.TEST_EVAL_SECONDS, pd.Series(0.0, index=trials.index)).fillna(0)
+    test_eval = float(test.sum())
+    # a stopped trial's test evaluation runs after the search (a Ray task), not inside the trainable
+    test_in_trainable = float(test[trials[R.STOP_REASON] != R.STOP_EARLY].sum())
+    overhead = (study_wall_s * concurrency - train - evaluation - test_eval) / n
+    in_trial = (trainable_s - train - evaluation - test_in_trainable) / n
+    return Overhead(concurrency, round(train, 2), round(evaluation, 2), round(test_eval, 2),
+                    round(overhead, 2), round(in_trial, 2), round(overhead - in_trial, 2))
 
 
 def trainable_seconds(study_dir: Path, trials: pd.DataFrame) -> float:

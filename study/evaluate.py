@@ -236,7 +236,9 @@ def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: Evaluatio
     evaluator = assets.evaluator(config, data, device) if assets is not None else None
     if evaluator is not None:
         summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+        started = time.perf_counter()
         summary.update(evaluator.test(model))
+        summary[R.TEST_EVAL_SECONDS] = time.perf_counter() - started
     return summary
 
 

@@ -32,6 +32,7 @@ EPOCH = "epoch"
 EPOCH_SECONDS = "epoch_seconds"
 TRAIN_SECONDS = "train_seconds"  # cumulative training wall time, evaluation excluded
 EVAL_SECONDS = "eval_seconds"
+TEST_EVAL_SECONDS = "test_eval_seconds"  # the end-of-trial test evaluation, wall seconds
 IMAGES_PER_S = "images_per_s"
 # the per-step loss names are the models' own
 from models.config import D_FAKE, D_REAL, LOSS_D, LOSS_G, LOSS_KL, LOSS_NELBO, LOSS_RECON  # noqa: E402,F401

@@ -193,7 +193,9 @@ def _finish(config: TrainConfig, trial: _Trial, stop_reason: str, evaluator: Eva
     if evaluator is not None:
         summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
         if stop_reason != R.STOP_DIVERGED:
+            started = time.perf_counter()
             summary.update(evaluator.test(trial.model))
+            summary[R.TEST_EVAL_SECONDS] = time.perf_counter() - started
     return TrialResult(summary=summary, history=trial.history, model=trial.model)
 
 
