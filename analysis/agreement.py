@@ -81,6 +81,6 @@ def agreement_sentence(table: pd.DataFrame, metrics=METRICS) -> str:
     parts = [f"{', '.join(ms)} favour {leader}" for leader, ms in
              sorted(by_leader.items(), key=lambda item: -len(item[1]))]
     if len(by_leader) == 1:
-        return f"Metric agreement on the best configurations: {parts[0]} (all agree)."
-    return (f"Metric agreement on the best configurations: {'; '.join(parts)}: the metrics DISAGREE on "
+        return f"Metric agreement on the best trials: {parts[0]} (all agree)."
+    return (f"Metric agreement on the best trials: {'; '.join(parts)}: the metrics DISAGREE on "
             "which family makes better digits, so the quality call depends on the metric.")

@@ -362,8 +362,9 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
         Heading("Do the quality metrics agree?"), Paragraph(captions["agreement"]),
         Table(tables["metric_agreement"], "Spearman rank correlation across trials per metric pair; "
               "agreement > 0: both order the trials alike; n_trials: trials with both."),
-        Table(tables["metric_leaders"], "Each metric on each group's best configuration (chosen on "
-              "validation) and the group it favours."),
+        Table(tables["metric_leaders"], "Each metric on each group's best trial (the lowest "
+              "final_val_fid of a single seed, the trial the study chose; with replicates the headline's "
+              "best configuration can be another one) and the group it favours."),
         Heading("Usable trials and the trade-off axes"), Paragraph(usable),
         Heading("Studies"), Table(tables["overview"], captions["overview"]),
         Heading("Protocols"), Table(tables["protocols"], captions["protocols"]),

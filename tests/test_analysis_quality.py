@@ -11,7 +11,7 @@ import pytest
 
 from analysis import columns as C
 from analysis.pareto import Objective, hypervolume
-from analysis.quality import QUALITY_FACTOR, VAL_CLASS_COVERAGE, fid_bounds, is_usable
+from analysis.quality import QUALITY_FACTOR, VAL_CLASS_COVERAGE, VAL_SAMPLE_IS, fid_bounds, is_usable
 from analysis.tradeoff import (
     PARAMS_FACTOR,
     SECONDS_FACTOR,
@@ -55,6 +55,14 @@ def test_the_bound_follows_the_feature_networks_scale():
 def test_class_coverage_is_applied_when_the_rows_have_it():
     trials = gate_frame().assign(**{VAL_CLASS_COVERAGE: [1.0, 0.5, 1.0, NAN, 1.0, 1.0, 0.9, NAN]})
     assert is_usable(trials).tolist() == [True, False, False, False, False, False, True, False]
+
+
+def test_samples_without_a_readable_digit_are_not_usable_even_when_class_coverage_passes():
+    # row 1 (within the FID bound): the quick GAN study's grey texture, class coverage 0.9 and sample
+    # IS 1.09; rows 6 and 7 sit on either side of the minimum IS of 2
+    trials = gate_frame().assign(**{VAL_CLASS_COVERAGE: [1.0, 0.9, 1.0, NAN, 1.0, 1.0, 1.0, 1.0],
+                                    VAL_SAMPLE_IS: [4.6, 1.09, 3.4, NAN, 5.0, 5.0, 1.99, 2.0]})
+    assert is_usable(trials).tolist() == [True, False, False, False, False, False, False, True]
 
 
 def tradeoff_frame() -> pd.DataFrame:

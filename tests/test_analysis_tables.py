@@ -195,6 +195,15 @@ def test_published_numbers_side_by_side_with_ours():
     assert table[C.SOURCE].str.startswith("seed study").all()
 
 
+@pytest.mark.parametrize("images, comparable", [(2_000, COMPARABLE_NO), (10_000, COMPARABLE_CAVEATS)])
+def test_an_inception_fid_on_fewer_images_than_the_protocol_compares_with_nothing(images, comparable):
+    trials, history = hand_study()
+    trials[R.INCEPTION_SAMPLES] = float(images)  # --inception-images
+    row = published_comparison(trials, history).iloc[0]  # the GAN's Inception FID (20.0, seed DCGAN)
+    assert row[C.OURS_SEED_CONFIG] == 20.0 and row[C.COMPARABLE] == comparable
+    assert (f"on {images:,} generated vs {images:,} test images" in row[C.NOTE]) == (images < 10_000)
+
+
 def test_seed_config_values_are_averaged_over_repeated_seed_trials():
     trials, history = hand_study()
     twin = trials.iloc[[0]].assign(**{R.TRIAL_ID: "g0b", R.TEST_FID: 30.0, R.TEST_INCEPTION_FID: NAN})
