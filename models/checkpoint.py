@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,18 @@ def _refuse(path: Path, why: str) -> CheckpointError:
     )
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    data: bytes | None = None) -> dict[str, Any]:
     """The raw checkpoint dict; refuses anything but tensors and plain containers (weights_only),
-    and anything that is not one of our checkpoints (a dict with a valid config and a state dict)."""
+    and anything that is not one of our checkpoints (a dict with a valid config and a state dict).
+    `data`: the file's bytes when they were read elsewhere (a study on s3://); `path` then only names it."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist: pass the path of a .pt file written by "
                                 "a trial")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path if data is None else io.BytesIO(data), map_location=map_location,
+                          weights_only=True)
     except pickle.UnpicklingError:  # (torch's own message suggests weights_only=False: never do that)
         raise _refuse(path, "cannot be loaded weights-only: it is not a torch file, or it holds Python "
                             "objects besides tensors (weights-only loading never runs code from a file)"
@@ -52,11 +56,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
-    """(TrainConfig, model in eval mode, raw checkpoint) from a trial checkpoint."""
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", data: bytes | None = None):
+    """(TrainConfig, model in eval mode, raw checkpoint) from a trial checkpoint (`data`: see
+    load_checkpoint)."""
     from models import build_model
 
-    ckpt = load_checkpoint(path, map_location)
+    ckpt = load_checkpoint(path, map_location, data)
     config = TrainConfig.from_json(ckpt[CONFIG_KEY])
     model = build_model(config.model)
     try:

@@ -201,9 +201,7 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
     import io
     import posixpath
 
-    from models import build_model
-    from models.checkpoint import CONFIG_KEY, MODEL_KEY
-    from models.config import TrainConfig
+    from models.checkpoint import load_model
     from study.store import StudyStore
 
     store = StudyStore(posixpath.dirname(str(table_path).rstrip("/")) or ".")
@@ -221,11 +219,8 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
         checkpoint = row.get(R.CHECKPOINT)
         if (wanted is not None and str(row[R.TRIAL_ID]) not in wanted) or not isinstance(checkpoint, str):
             continue
-        raw = torch.load(io.BytesIO(store.read_bytes(store.path(checkpoint))), map_location="cpu",
-                         weights_only=True)
-        config = TrainConfig.from_json(raw[CONFIG_KEY])
-        model = build_model(config.model)
-        model.load_state_dict(raw[MODEL_KEY])
+        path = store.path(checkpoint)
+        config, model, _ = load_model(path, data=store.read_bytes(path))
         values = model_inception_fid(model.to(device), config.seed, num_images, test_images_uint8,
                                      device=device, cache_dir=cache_dir, progress=progress)
         for column, value in values.items():

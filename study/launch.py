@@ -44,7 +44,7 @@ from study.plan import (
     load_resume_plan,
     plan_from_args,
 )
-from study.store import StudyStore
+from study.store import StudyStore, is_uri
 
 DEFAULT_DASHBOARD_PORT = 8265
 # Ray's switch for single-node (laptop) clusters: its node address becomes 127.0.0.1, so the GCS,
@@ -213,9 +213,9 @@ def make_searcher(plan: StudyPlan):
 def make_scheduler(plan: StudyPlan):
     from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler
 
-    common: dict[str, Any] = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
     from study.recovery import ResumableASHA  # ASHA whose rungs a --resume rebuilds
 
+    common: dict[str, Any] = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=plan.max_epochs)
     if plan.scheduler == "asha":
         return ResumableASHA(grace_period=plan.grace_period, reduction_factor=plan.reduction_factor, **common)
     if plan.scheduler == "hyperband":
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
 
             validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
         # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
-        lock = None if "://" in plan.storage_path else StudyLock.acquire(plan.storage_path, plan.name)
+        lock = None if is_uri(plan.storage_path) else StudyLock.acquire(plan.storage_path, plan.name)
     except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT

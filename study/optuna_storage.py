@@ -22,11 +22,7 @@ from pathlib import Path
 import optuna
 
 from study import results as R
-from study.store import StudyStore
-
-
-def is_uri(study_dir: str) -> bool:
-    return "://" in study_dir
+from study.store import StudyStore, is_uri
 
 
 def local_db_path(study_dir: str) -> Path:

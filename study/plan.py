@@ -19,7 +19,7 @@ from models.config import ConfigError
 from search_spaces import DEFAULT_WIDTH_RANGE, SpaceOptions
 from study import results as R
 from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
-from study.store import StudyStore, normalize_storage_path
+from study.store import StudyStore, is_uri, normalize_storage_path
 
 SCHEDULERS = ("asha", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
@@ -201,7 +201,7 @@ def check_data(data_dir: str) -> None:
 
 def check_storage(storage_path: str) -> None:
     """A local --storage-path must be (or be creatable as) a writable directory; URIs are checked by Ray."""
-    if "://" in storage_path:
+    if is_uri(storage_path):
         return
     reason = R.unwritable_reason(storage_path)
     if reason:

@@ -11,9 +11,14 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 
+def is_uri(path_or_uri: str | os.PathLike) -> bool:
+    """A URI (s3://, gs://, file://) rather than a local path."""
+    return "://" in str(path_or_uri)
+
+
 def normalize_storage_path(path_or_uri: str) -> str:
     """A URI as given; a local path made absolute (so every Ray node and --resume agree on it)."""
-    if "://" in path_or_uri:
+    if is_uri(path_or_uri):
         return path_or_uri
     return os.path.abspath(os.path.expanduser(path_or_uri))
 
@@ -22,7 +27,7 @@ class StudyStore:
     """A study directory on a pyarrow filesystem (local path or URI)."""
 
     def __init__(self, path_or_uri: str):
-        if "://" in str(path_or_uri):
+        if is_uri(path_or_uri):
             self.fs, self.root = pafs.FileSystem.from_uri(str(path_or_uri))
         else:
             self.fs, self.root = pafs.LocalFileSystem(), Path(path_or_uri).expanduser().resolve().as_posix()
