@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # --- identity -------------------------------------------------------------------------------
@@ -133,6 +134,20 @@ def best_trial(trials: pd.DataFrame) -> pd.Series | None:
     if finite.empty:
         return None
     return finite.loc[finite[SELECTION_METRIC].astype(float).idxmin()]
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of `points` [n, d] that no other row dominates (every objective
+    minimised: another row no worse in every column and better in one). A row with a NaN or inf is
+    never on the front, and takes no part in dominating others."""
+    points = np.asarray(points, dtype=float).reshape(len(points), -1)
+    finite = np.isfinite(points).all(axis=1)
+    kept = points[finite]
+    no_worse = (kept[:, None, :] <= kept[None, :, :]).all(axis=2)  # [i, j]: i no worse than j
+    better = (kept[:, None, :] < kept[None, :, :]).any(axis=2)
+    mask = np.zeros(len(points), dtype=bool)
+    mask[finite] = ~(no_worse & better).any(axis=0)
+    return mask
 
 
 @contextmanager
