@@ -62,6 +62,7 @@ def study_importances(study_dirs: Sequence[str | Path], trials: pd.DataFrame,
                       seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """Importances of every study that kept an Optuna study: rows of STUDY, FAMILY, PARAMETER,
     IMPORTANCE, N_TRIALS (complete trials behind them); and a note per study skipped."""
+    # Optuna loads only when importances are asked for: the rest of analysis/ needs none of it
     from optuna.trial import TrialState
 
     from study.optuna_storage import load_study

@@ -47,6 +47,7 @@ def best_vae(trials: pd.DataFrame, select: str = SELECT) -> tuple[pd.Series, Pat
 
 def encode_means(checkpoint: Path, images_uint8, batch_size: int = 1000) -> np.ndarray:
     """Encoder means mu(x) [N, latent] of uint8 [N, 28, 28] images."""
+    # torch and the model load only when a latent figure is drawn: the rest of analysis/ is pandas
     import torch
 
     from models.checkpoint import load_model
@@ -88,7 +89,7 @@ def project_2d(means: np.ndarray, method: str = PCA,
 def latent_embedding(trial_id: str, checkpoint: Path, data_dir: str | Path | None, n_images: int = 3000,
                      method: str = PCA, seed: int = 0) -> LatentEmbedding:
     """Encode the first `n_images` test images with a VAE checkpoint and project them to 2-D."""
-    from study.data import load_splits
+    from study.data import load_splits  # as in encode_means: torch only for the latent figure
 
     test = load_splits(data_dir, download=False).test
     images, labels = test.images[:n_images], test.labels[:n_images].numpy()

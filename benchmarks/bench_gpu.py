@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no GPU: nothing measured (CUDA is not available on this machine; "
               "--smoke-test runs the benchmark's logic on a logical GPU)")
         return 0
+    # after the early return above: a run without a GPU needs neither Ray nor the data
     from ray.cluster_utils import Cluster
 
     from study.data import resolve_data_dir

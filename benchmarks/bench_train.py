@@ -15,7 +15,8 @@ from models import TrainConfig, seed_model_config
 from models.config import ARCHS
 from study import results as R
 from study.data import load_splits
-from study.train import pick_device, run_trial
+from study.devices import pick_device
+from study.loop.trial import run_trial
 
 
 def main() -> None:

@@ -11,7 +11,9 @@ from models.config import (
     VAEConfig,
     seed_model_config,
 )
+from models.gan import GAN
 from models.layers import GenerativeModel
+from models.vae import VAE
 
 
 def build_model(cfg: ModelConfig) -> GenerativeModel:
@@ -19,11 +21,7 @@ def build_model(cfg: ModelConfig) -> GenerativeModel:
     networks(), parameter_counts(), make_optimizers(), sample_latent(), decode_to_unit(),
     train_step(x_unit, optimizers)."""
     if isinstance(cfg, GANConfig):  # family gan
-        from models.gan import GAN
-
         return GAN(cfg)
-    from models.vae import VAE
-
     return VAE(cfg)
 
 

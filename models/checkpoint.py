@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from models import build_model
 from models.config import ConfigError, TrainConfig
 
 CONFIG_KEY = "config_json"
@@ -59,8 +60,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
 def load_model(path: str | Path, map_location: str | torch.device = "cpu", data: bytes | None = None):
     """(TrainConfig, model in eval mode, raw checkpoint) from a trial checkpoint (`data`: see
     load_checkpoint)."""
-    from models import build_model
-
     ckpt = load_checkpoint(path, map_location, data)
     config = TrainConfig.from_json(ckpt[CONFIG_KEY])
     model = build_model(config.model)

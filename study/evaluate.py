@@ -7,9 +7,7 @@ A checkpoint's metrics are printed and written as JSON next to it (final.pt -> f
 or to --out; each record carries the trial's full config, the feature-network hash and the
 environment. Bad input exits with status 2 and writes nothing.
 
-The reference floors (what real images, noise and blurred images score) and the summary of a
-trial the scheduler stopped early (`stopped_trial_summary`, its test metrics from a checkpoint)
-live here too.
+The reference floors themselves are computed in study/metrics/floors.py.
 """
 
 from __future__ import annotations
@@ -19,101 +17,28 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 from models.checkpoint import CheckpointError, load_model
 from models.config import FAMILY_VAE, ConfigError
 from study import results as R
-from study.data import SPLIT_TEST, DataNotFoundError, MNISTSplits, load_splits
-from study.featurenet import FeatureNet, FeatureNetError, load_featurenet
-from study.inception import InceptionUnavailable, inception_weights_path, model_inception_fid
-from study.metrics import (
-    IW_IMAGES,
-    IW_K,
-    KID_SUBSETS,
-    DomainScores,
-    EvaluationAssets,
-    TrialEvaluator,
-    real_stats_for,
-    score_images,
-)
-from study.real_stats import BATCH_SIZE, unit_batches
-from study.train import config_columns, environment, pick_device, summarize
+from study.data import DataNotFoundError, load_splits
+from study.devices import environment, pick_device
+from study.loop.summary import config_columns
+from study.metrics.evaluator import TrialEvaluator
+from study.metrics.featurenet import FeatureNetError, load_featurenet
+from study.metrics.floors import BLUR_SIGMAS, reference_floors
+from study.metrics.inception import InceptionUnavailable, inception_weights_path, model_inception_fid
+from study.metrics.likelihood import IW_IMAGES, IW_K
+from study.metrics.robustness import format_report, inception_degradation, robustness_report
 
 SMOKE_SAMPLES = 256
 SMOKE_REFERENCE_IMAGES = 1000
 SMOKE_INCEPTION_SAMPLES = 8
 SMOKE_IW_K = 5
-
-
-# --- reference floors: what real data scores --------------------------------------------------------
-
-BLUR_SIGMAS = (0.5, 1.0, 2.0)
-
-
-class ReferenceFloors(NamedTuple):
-    featurenet_sha256: str
-    num_images: int
-    fid_train_test: float  # the real-data floor: 10k training vs the 10k test images
-    kid_train_test: float
-    # fidelity/diversity floors of the same 10k training vs test images (the best a generator can do)
-    precision_train_test: float
-    recall_train_test: float
-    density_train_test: float
-    coverage_train_test: float
-    class_coverage_train_test: float
-    class_entropy_train_test: float
-    is_test: float  # IS of the test set, the ceiling a perfect generator reaches
-    fid_noise_test: float  # uniform noise vs test
-    kid_noise_test: float
-    fid_blur_test: tuple[float, ...]  # Gaussian-blurred training images vs test, one per BLUR_SIGMAS
-
-
-def gaussian_blur(x_unit: torch.Tensor, sigma: float) -> torch.Tensor:
-    from torchvision.transforms.functional import gaussian_blur as blur
-
-    k = 2 * math.ceil(3 * sigma) + 1  # covers +-3 sigma
-    return blur(x_unit, kernel_size=[k, k], sigma=[sigma, sigma])
-
-
-def reference_floors(data: MNISTSplits, net: FeatureNet | None = None, *, num_images: int = 10_000,
-                     seed: int = 0,
-                     device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
-                     blur_sigmas: tuple[float, ...] = BLUR_SIGMAS,
-                     cache_dir: str | Path | None = None) -> ReferenceFloors:
-    """FID/KID of real training images, noise and blurred training images against the test split, and
-    IS(test).
-
-    Uses the first `num_images` of the training split and of the test split.
-    """
-    net = net if net is not None else load_featurenet()
-    test = data.test.images[:num_images]
-    real = real_stats_for(test, SPLIT_TEST, net, device, cache_dir)
-
-    def score(batches: Iterable[torch.Tensor], prdc: bool = False) -> DomainScores:
-        # PRDC for the train-vs-test floor only: its k-NN search costs ~1 min per 10k images on a CPU
-        return score_images(batches, real, net, seed=seed, device=device, kid_subsets=kid_subsets,
-                            prdc=prdc)
-
-    train = score(unit_batches(data.train.images[:num_images]), prdc=True)
-    test_self = score(unit_batches(test))
-    noise = torch.rand(len(test), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    noisy = score(noise.split(BATCH_SIZE))
-    # blurred *training* digits, so the curve starts at the train-vs-test floor (blurring the test
-    # digits themselves would compare them with their own sharp copies, cheaper than any new sample)
-    train_images = data.train.images[:num_images]
-    blurred = [score(gaussian_blur(x, s) for x in unit_batches(train_images)).fid for s in blur_sigmas]
-    return ReferenceFloors(
-        featurenet_sha256=net.sha256, num_images=len(test), fid_train_test=train.fid,
-        kid_train_test=train.kid, precision_train_test=train.precision, recall_train_test=train.recall,
-        density_train_test=train.density, coverage_train_test=train.coverage,
-        class_coverage_train_test=train.class_coverage, class_entropy_train_test=train.class_entropy,
-        is_test=test_self.inception_score, fid_noise_test=noisy.fid, kid_noise_test=noisy.kid,
-        fid_blur_test=tuple(blurred))
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -226,22 +151,6 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
     return record
 
 
-def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: EvaluationAssets | None,
-                          device: torch.device) -> dict[str, Any]:
-    """Summary row of a trial the scheduler stopped, from its last checkpoint: the trial's own
-    summary (stop reason early-stopped) plus its test metrics (none without `assets`)."""
-    config, model, state = load_model(path)
-    model = model.to(device)
-    summary = summarize(config, model, list(state["history"]), R.STOP_EARLY, device)
-    evaluator = assets.evaluator(config, data, device) if assets is not None else None
-    if evaluator is not None:
-        summary[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
-        started = time.perf_counter()
-        summary.update(evaluator.test(model))
-        summary[R.TEST_EVAL_SECONDS] = time.perf_counter() - started
-    return summary
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -259,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
                                                                                 strict=True)})
             values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
             _print_table("reference floors", values)
-            from study.robustness import format_report, inception_degradation, robustness_report
-
             # what the feature network reads: accuracy under blur/noise, the FID-vs-blur curve
             print(format_report(robustness_report(net, data, num_images=args.samples, seed=args.seed,
                                                   device=device)))

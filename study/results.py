@@ -8,6 +8,7 @@ nothing heavier than pandas.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +118,7 @@ HISTORY_FILE = "history.parquet"
 SELECTION_METRIC = FINAL_VAL_FID
 
 EXIT_BAD_INPUT = 2  # every CLI's exit status for bad flags or files (after an `error:` message)
+EXIT_INTERRUPTED = 130  # Ctrl-C (or a lost driver) before every run finished: the same command continues
 
 
 def hp_column(field_name: str) -> str:
@@ -148,6 +150,15 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     mask = np.zeros(len(points), dtype=bool)
     mask[finite] = ~(no_worse & better).any(axis=0)
     return mask
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (weights files are pinned by it)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager

@@ -32,15 +32,11 @@ from models.config import (
 )
 from study import results as R
 from study.data import MNISTSplits, load_splits
-from study.metrics import prepare_evaluation
-from study.train import (
-    RunDirectory,
-    config_columns,
-    latest_checkpoint,
-    run_trial,
-    scale_widths,
-    summarize,
-)
+from study.loop.run_dir import RunDirectory, latest_checkpoint
+from study.loop.summary import config_columns, summarize
+from study.loop.trial import run_trial
+from study.metrics.evaluator import prepare_evaluation
+from study.train import scale_widths
 
 EVAL_SAMPLES = 400  # generated images per FID/KID/IS (the real study.metrics evaluator)
 TRAIN_SUBSET = 256

@@ -197,7 +197,7 @@ def _(tmp):
 
 @case("featurenet-epochs-zero")
 def _(tmp):
-    return Case("study.featurenet.cli", ["train", "--epochs", "0", "--out", str(tmp / "f.pt")], "--epochs 0",
+    return Case("study.featurenet", ["train", "--epochs", "0", "--out", str(tmp / "f.pt")], "--epochs 0",
                 [tmp / "f.pt"])
 
 
@@ -343,7 +343,7 @@ CASES["resume-without-checkpoint"] = _resume_with(lambda p: None, "--resume")
 def _(tmp):
     (tmp / "w.pt").write_bytes(junk(2048))
     argv = ["evaluate", "--weights", str(tmp / "w.pt"), "--data-dir", str(DATA_DIR)]
-    return Case("study.featurenet.cli", argv, "w.pt", [tmp])
+    return Case("study.featurenet", argv, "w.pt", [tmp])
 
 
 # --- directories that hold no study --------------------------------------------------------------
@@ -375,7 +375,8 @@ def _(tmp):
 
 @case("export-study-json-without-experiment")
 def _(tmp):
-    from study.launch import build_parser, plan_from_args
+    from study.launch import build_parser
+    from study.tune.plan import plan_from_args
 
     plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s")))
     (tmp / "study").mkdir()
@@ -423,7 +424,8 @@ CASES["resume-foreign-study-json"] = _resume(lambda d: (d / "study.json").write_
 
 @case("resume-study-json-without-experiment")
 def _(tmp):
-    from study.launch import build_parser, plan_from_args
+    from study.launch import build_parser
+    from study.tune.plan import plan_from_args
 
     plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s")))
     (tmp / "results" / "s").mkdir(parents=True)
@@ -479,7 +481,7 @@ def _(tmp):
 
 HOLD_LOCK = """
 import sys, time
-from study.lock import StudyLock
+from study.tune.lock import StudyLock
 lock = StudyLock.acquire(sys.argv[1], sys.argv[2])
 print("held", flush=True)
 time.sleep(120)
@@ -550,8 +552,9 @@ def test_a_second_launcher_on_a_running_study_is_refused(tmp_path, lock_holder, 
 
 def test_a_resume_while_the_study_runs_is_refused(tmp_path, lock_holder, capsys):
     from study import launch as L
+    from study.tune.plan import plan_from_args
 
-    plan = L.plan_from_args(L.build_parser().parse_args(launch(tmp_path, "--name", "s")))
+    plan = plan_from_args(L.build_parser().parse_args(launch(tmp_path, "--name", "s")))
     (tmp_path / "results" / "s").mkdir()
     (tmp_path / "results" / "s" / "study.json").write_text(plan.to_json())
     (tmp_path / "results" / "s" / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
@@ -637,7 +640,7 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_last_one(tmp_path, 
 # --- the lock on its own -------------------------------------------------------------------------
 
 def test_the_study_lock_is_exclusive_released_and_reclaimed_after_a_crash(tmp_path):
-    from study.lock import StudyLock, StudyLockedError, holder, lock_path
+    from study.tune.lock import StudyLock, StudyLockedError, holder, lock_path
 
     with StudyLock.acquire(tmp_path, "s") as lock:
         assert holder(lock.path)["pid"] == os.getpid()
@@ -670,7 +673,7 @@ def test_a_port_left_in_time_wait_by_a_crashed_study_does_not_refuse_a_resume():
     """The side that closes a connection first keeps it in TIME_WAIT for a minute; the dashboard
     binds with SO_REUSEADDR, so the pre-check must too. A port someone listens on is still refused."""
     from models.config import ConfigError
-    from study.launch import check_dashboard_port
+    from study.tune.cluster import check_dashboard_port
 
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -15,12 +15,15 @@ import torch
 
 from models.config import TrainConfig, seed_model_config
 from study import evaluate as E
-from study import inception as I
-from study import real_stats as RS
 from study import results as R
 from study.data import SPLIT_TEST, load_splits
-from study.featurenet import SHIPPED_SHA256
-from study.train import RunDirectory, run_trial, scale_widths
+from study.loop.run_dir import RunDirectory
+from study.loop.trial import run_trial
+from study.metrics import inception as I
+from study.metrics import real_stats as RS
+from study.metrics import robustness as RB
+from study.metrics.featurenet import SHIPPED_SHA256
+from study.train import scale_widths
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +143,7 @@ def test_inception_fid_equals_fid_helper_pytorchs_own_pipeline(data, tmp_path):
 
     n = 64
     real = data.test.images[:n]
-    fake = E.gaussian_blur(RS.to_unit(data.test.images[n:2 * n]), 0.7)  # [n, 1, 28, 28] in [0, 1]
+    fake = RB.blur(RS.to_unit(data.test.images[n:2 * n]), 0.7)  # [n, 1, 28, 28] in [0, 1]
     ours = I.inception_fid([fake[:40], fake[40:]], n, real, SPLIT_TEST, cache_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript deprecation

@@ -28,7 +28,8 @@ import pytest
 
 from study import launch
 from study import results as R
-from study.recovery import session_processes
+from study.tune import cluster
+from study.tune.recovery import session_processes
 from tests.test_cluster import two_node_cluster  # noqa: F401  (fixture)
 from tests.test_launch import (  # noqa: F401  (local_ray: fixture)
     check_study,
@@ -98,9 +99,9 @@ def test_a_killed_worker_a_corrupt_checkpoint_and_an_oom_width_each_leave_one_ro
 
     from models.config import TrainConfig, VAEConfig
     from study.data import load_splits
-    from study.export import export_study
-    from study.metrics import prepare_evaluation
-    from study.trainable import TrialSetup, with_setup
+    from study.metrics.evaluator import prepare_evaluation
+    from study.tune.export import export_study
+    from study.tune.trainable import TrialSetup, with_setup
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     markers = tmp_path / "markers"
@@ -113,7 +114,7 @@ def test_a_killed_worker_a_corrupt_checkpoint_and_an_oom_width_each_leave_one_ro
     tuner = tune.Tuner(
         tune.with_resources(with_setup(TrialSetup(data=data, assets=assets)), {"cpu": 1}),
         param_space={**base, "enc_widths": tune.grid_search([[KILL], [CORRUPT], OOM_WIDTHS])},
-        tune_config=tune.TuneConfig(trial_dirname_creator=launch.trial_dirname),
+        tune_config=tune.TuneConfig(trial_dirname_creator=cluster.trial_dirname),
         run_config=tune.RunConfig(name=STUDY, storage_path=str(tmp_path),
                                   failure_config=tune.FailureConfig(max_failures=1),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -184,7 +185,7 @@ def asha_run(tmp_path: Path, scheduler, name: str) -> int:
 def test_a_restored_asha_judges_resumed_trials_against_the_rungs_recorded_before(tmp_path):
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.recovery import ResumableASHA
+    from study.tune.recovery import ResumableASHA
 
     common = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=4, grace_period=1,
                   reduction_factor=2)
@@ -206,7 +207,7 @@ def test_a_searcher_restored_behind_its_optuna_db_skips_the_trials_the_db_finish
     from ray.tune.search.optuna import OptunaSearch
 
     from study.optuna_storage import sqlite_url
-    from study.recovery import ResumableOptunaSearch
+    from study.tune.recovery import ResumableOptunaSearch
 
     def crashed_and_restored(cls, name: str):
         storage = optuna.storages.RDBStorage(sqlite_url(tmp_path / f"{name}.db"))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from study import featurenet as fn
 from study.data import load_splits, to_unit
-from study.featurenet.cli import main
-from study.robustness import blur
+from study.featurenet import main
+from study.metrics import featurenet as fn
+from study.metrics.robustness import blur
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 

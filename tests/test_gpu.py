@@ -18,7 +18,8 @@ import torch
 from models.config import AMP_BF16, ConfigError, TrainConfig, VAEConfig
 from study import launch
 from study import results as R
-from study.plan import plan_from_args
+from study.tune import cluster, study_run
+from study.tune.plan import plan_from_args
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def wait_for_all(marker_dir: str, expected: int, timeout_s: float = 120.0) -> di
     import torch
     from ray import tune
 
-    from study.trainable import trial_device
+    from study.tune.trainable import trial_device
 
     Path(marker_dir, tune.get_context().get_trial_id()).touch()
     deadline = time.monotonic() + timeout_s
@@ -63,8 +64,8 @@ def test_a_quarter_gpu_per_trial_runs_four_trials_at_once_on_one_gpu(tmp_path, l
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     markers = tmp_path / "running"
     markers.mkdir()
-    slots = launch.trial_slots(cpus_per_trial=1, gpus_per_trial=0.25)
-    assert slots == 4 and launch.trial_slots(1, 0.5) == 2 and launch.trial_slots(1, 1) == 1
+    slots = cluster.trial_slots(cpus_per_trial=1, gpus_per_trial=0.25)
+    assert slots == 4 and cluster.trial_slots(1, 0.5) == 2 and cluster.trial_slots(1, 1) == 1
     tuner = tune.Tuner(
         tune.with_resources(lambda config: wait_for_all(str(markers), 4), {"cpu": 1, "gpu": 0.25}),
         param_space={"i": tune.grid_search(list(range(4)))},
@@ -82,7 +83,7 @@ def test_a_quarter_gpu_per_trial_runs_four_trials_at_once_on_one_gpu(tmp_path, l
 @pytest.mark.slow
 def test_a_launched_study_packs_quarter_gpu_trials_and_records_the_cpu(tmp_path, data_dir, logical_gpu_ray):
     from study.data import load_splits
-    from study.metrics import prepare_evaluation
+    from study.metrics.evaluator import prepare_evaluation
 
     args = launch.build_parser().parse_args([
         "--family", "vae", "--smoke-test", "--data-dir", str(data_dir), "--storage-path", str(tmp_path),
@@ -90,7 +91,7 @@ def test_a_launched_study_packs_quarter_gpu_trials_and_records_the_cpu(tmp_path,
         "--max-epochs", "2", "--amp", "bf16", "--channels-last", "--eval-batch-size", "250"])
     plan = plan_from_args(args)
     data = load_splits(plan.data_dir, train_subset=plan.train_subset)
-    exported = launch.run_study(plan, data, prepare_evaluation(data, iw_images=plan.iw_images))
+    exported = study_run.run_study(plan, data, prepare_evaluation(data, iw_images=plan.iw_images))
     assert exported is not None
     table = exported.trials
     assert len(table) == 4 and set(table[R.STOP_REASON]) == {R.STOP_COMPLETED}
@@ -109,7 +110,7 @@ def test_a_launched_study_packs_quarter_gpu_trials_and_records_the_cpu(tmp_path,
 
 def test_bf16_autocast_and_channels_last_train_on_the_cpu(data_dir):
     from study.data import load_splits
-    from study.train import _restore, run_trial
+    from study.loop.trial import _restore, run_trial
 
     data = load_splits(data_dir, train_subset=512)
     base = TrainConfig(model=VAEConfig(arch="conv", latent_dim=4), epochs=1, batch_size=128,
@@ -133,7 +134,7 @@ def test_bf16_autocast_and_channels_last_train_on_the_cpu(data_dir):
 
 def test_the_evaluation_batch_size_reaches_the_evaluator(data_dir):
     from study.data import load_splits
-    from study.metrics import prepare_evaluation
+    from study.metrics.evaluator import prepare_evaluation
 
     data = load_splits(data_dir, train_subset=256)
     assets = prepare_evaluation(data, iw_images=10)

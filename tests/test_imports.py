@@ -1,4 +1,5 @@
-"""The project's import graph: no cycles anywhere, and nothing imports the launcher.
+"""The project's import graph: no cycles anywhere, nothing imports a command, and each layer imports
+only the layers below it (the table LAYER_RULES, as in ../shared/DESIGN.md).
 
 Walks every module's `ast` (imports inside functions included, since they run too) instead of
 importing anything, so the check is fast and needs none of the heavy dependencies.
@@ -12,6 +13,29 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "study", "search_spaces", "analysis", "benchmarks")
 LAUNCHER = "study.launch"
+# the commands: a parser and main(argv) each, never imported by anything
+COMMANDS = frozenset({"study.launch", "study.train", "study.evaluate", "study.replicate", "study.reproduce",
+                      "study.export", "study.featurenet"})
+GROUND = frozenset({"study", "study.results", "study.store", "study.data", "study.optuna_storage",
+                    "study.devices"})
+# layer -> the layers its modules may import (its own included)
+LAYER_RULES = {
+    "models": {"models"},
+    "search_spaces": {"search_spaces", "models"},
+    "ground": {"ground", "models"},
+    "loop": {"loop", "ground", "models"},
+    "metrics": {"metrics", "ground", "models"},
+    "tune": {"tune", "loop", "metrics", "ground", "models", "search_spaces"},
+    "followups": {"followups", "tune", "loop", "metrics", "ground", "models", "search_spaces"},
+    "commands": {"followups", "tune", "loop", "metrics", "ground", "models", "search_spaces"},
+    "analysis": {"analysis", "ground", "models"},
+    "benchmarks": {"benchmarks", "followups", "tune", "loop", "metrics", "ground", "models", "search_spaces",
+                   "analysis"},
+}
+# inside study/, Ray and Optuna are imported by these layers only (optuna_storage: the study's optuna.db,
+# which the analysis reads too)
+RAY_OPTUNA_LAYERS = {"tune", "followups"}
+RAY_OPTUNA_MODULES = {"study.optuna_storage"}
 
 
 def project_modules() -> dict[str, Path]:
@@ -119,16 +143,105 @@ def test_the_cycle_finder_finds_a_planted_cycle_and_nothing_else():
 
 def test_the_graph_sees_imports_inside_functions_and_submodules():
     graph = import_graph()
-    assert "study.launch" in graph and "study.results" in graph["study.launch"]
-    assert "study.metrics" in graph["study.launch"]  # imported inside main()
+    assert "study.launch" in graph and "study.tune.plan" in graph["study.launch"]
+    assert "study.followups.pipeline" in graph["study.launch"]  # imported inside main()
+    assert "study.metrics.domain" in graph["study.metrics.evaluator"]  # `from study.metrics import domain`
     assert len(graph) > 30
+
+
+def layer_of(module: str) -> str:
+    if module in COMMANDS:
+        return "commands"
+    if module in GROUND:
+        return "ground"
+    parts = module.split(".")
+    if parts[0] == "study":
+        assert parts[1] in ("loop", "metrics", "tune", "followups"), f"{module}: in no layer of LAYER_RULES"
+        return parts[1]
+    return parts[0]
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{module} ({layer_of(module)}) imports {imported} ({layer_of(imported)})"
+            for module, imports in sorted(graph.items()) for imported in sorted(imports)
+            if layer_of(imported) not in LAYER_RULES[layer_of(module)]]
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    violations = layer_violations(import_graph())
+    assert not violations, "layer rule broken:\n" + "\n".join(violations)
+
+
+def test_the_layer_rules_catch_a_loop_that_reaches_into_the_metrics():
+    graph = {"study.loop.trial": {"study.metrics.evaluator", "study.results"}, "study.metrics.evaluator": set(),
+             "study.results": set(), "analysis.report": {"study.tune.plan"}, "study.tune.plan": set()}
+    assert layer_violations(graph) == [
+        "analysis.report (analysis) imports study.tune.plan (tune)",
+        "study.loop.trial (loop) imports study.metrics.evaluator (metrics)"]
+
+
+def third_party_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_ray_and_optuna_are_imported_only_by_tune_and_the_followups():
+    offenders = sorted(
+        f"{name} imports {sorted(third_party_roots(path) & {'ray', 'optuna'})}"
+        for name, path in project_modules().items()
+        if name.split(".")[0] == "study" and layer_of(name) not in RAY_OPTUNA_LAYERS
+        and name not in RAY_OPTUNA_MODULES and third_party_roots(path) & {"ray", "optuna"})
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_module_imports_a_command():
+    importers = sorted(f"{name} -> {sorted(imported & COMMANDS)}" for name, imported in import_graph().items()
+                       if imported & COMMANDS - {name})
+    assert not importers, f"commands are not libraries; imported by {importers}"
+
+
+def function_level_imports() -> list[str]:
+    """Project imports inside a function body: `module:line` each."""
+    found = []
+    modules = project_modules()
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                if any(_resolve(n, modules) for n in names):
+                    found.append(f"{name}:{node.lineno}")
+    return sorted(set(found))
+
+
+def test_function_level_project_imports_say_why():
+    """Each project import inside a function carries a comment saying why: on its line, or heading the
+    block of imports it belongs to."""
+    silent = []
+    for place in function_level_imports():
+        name, line = place.rsplit(":", 1)
+        lines = project_modules()[name].read_text().splitlines()
+        index = int(line) - 1
+        reasoned = "#" in lines[index]
+        while not reasoned and index > 0:
+            index -= 1
+            text = lines[index].strip()
+            reasoned = text.startswith("#")
+            if text and not reasoned and not text.startswith(("import ", "from ")):
+                break
+        if not reasoned:
+            silent.append(place)
+    assert not silent, "function-level project imports without a reason:\n" + "\n".join(silent)
 
 
 def test_no_import_cycles_among_the_projects_modules():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
-
-
-def test_no_module_imports_the_launcher():
-    importers = sorted(name for name, imported in import_graph().items() if LAUNCHER in imported)
-    assert not importers, f"{LAUNCHER} is a command, not a library; imported by {importers}"

@@ -25,8 +25,9 @@ from models.config import ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
-from study.export import TRIAL_COLUMNS
-from study.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
+from study.tune import cluster, search
+from study.tune.export import TRIAL_COLUMNS
+from study.tune.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
 from tests.conftest import REPO_ROOT
 
 STUDY_TIMEOUT_S = 300
@@ -232,8 +233,8 @@ def test_help_documents_every_flag_of_the_issue(capsys):
 
 
 def test_only_loopback_dashboard_hosts_count_as_local():
-    assert all(launch._is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.1.1"))
-    assert not any(launch._is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
+    assert all(cluster.is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.1.1"))
+    assert not any(cluster.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
 
 
 def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data_dir):
@@ -253,15 +254,15 @@ def test_tpe_starts_guiding_after_the_seeds_and_a_study_sized_random_share(data_
         args = launch.build_parser().parse_args(["--family", "vae", "--data-dir", str(data_dir),
                                                  "--trials", str(trials)])
         plan = plan_from_args(args)
-        seeds = len(launch.study_seed_points(plan))
+        seeds = len(search.study_seed_points(plan))
         assert seeds == min(trials, 2)
-        assert launch.make_sampler(plan)._n_startup_trials == tpe_startup_trials(trials, seeds) == expected
+        assert search.make_sampler(plan)._n_startup_trials == tpe_startup_trials(trials, seeds) == expected
 
 
 def test_scheduler_rungs_match_ashas_milestones():
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.plan import scheduler_rungs
+    from study.tune.plan import scheduler_rungs
 
     for grace, rf, max_t in [(1, 2, 4), (2, 3, 20), (1, 2.5, 10), (3, 4, 3)]:
         asha = ASHAScheduler(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", grace_period=grace,
@@ -321,7 +322,7 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
     # binary pixels have no entropy of their own: the honest NLL lies below the grey-pixel BCE loss
     assert (finished[R.TEST_BINARIZED_NLL] < finished[R.TEST_BCE_NELBO]).all()
     # Inception FID: filled for the best trial and the Pareto trials only, with its protocol recorded
-    from study.inception import INCEPTION_SHA256, chosen_trials
+    from study.metrics.inception import INCEPTION_SHA256, chosen_trials
 
     chosen = table[R.TRIAL_ID].isin(chosen_trials(table))
     assert R.best_trial(table)[R.TRIAL_ID] in set(table.loc[chosen, R.TRIAL_ID])
@@ -347,7 +348,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     rc, out = run_launcher(launch_args(data_dir, tmp_path, "resumable", "--family", "gan", "--trials", "6"),
                            interrupt_after_first_trial)
     assert finished_before, out[-3000:]
-    assert rc == launch.EXIT_INTERRUPTED, out[-3000:]
+    assert rc == R.EXIT_INTERRUPTED, out[-3000:]
     assert "--resume" in out and not (study_dir / R.TRIALS_FILE).exists()
 
     rc, out = run_launcher(launch_args(data_dir, tmp_path, "resumable", "--family", "gan", "--resume"))
@@ -417,9 +418,9 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     from models.config import TrainConfig as TC
     from models.config import VAEConfig
     from study.data import load_splits
-    from study.export import export_study
-    from study.metrics import prepare_evaluation
-    from study.trainable import TrialSetup, with_setup
+    from study.metrics.evaluator import prepare_evaluation
+    from study.tune.export import export_study
+    from study.tune.trainable import TrialSetup, with_setup
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     data = load_splits(data_dir, train_subset=1000)
@@ -430,7 +431,7 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     tuner = tune.Tuner(
         tune.with_resources(with_setup(setup), {"cpu": 1}),
         param_space={**base, "lr": tune.grid_search([50.0, 1e-3])},  # lr 50 diverges at once
-        tune_config=tune.TuneConfig(trial_dirname_creator=launch.trial_dirname),
+        tune_config=tune.TuneConfig(trial_dirname_creator=cluster.trial_dirname),
         run_config=tune.RunConfig(name="faults", storage_path=str(tmp_path),
                                   failure_config=tune.FailureConfig(max_failures=1),
                                   sync_config=tune.SyncConfig(sync_artifacts=True)),
@@ -463,7 +464,7 @@ def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, ob
         assert objective == "pareto" and sampler in ("gp", "qmc") and "--objective pareto" in str(exc)
         return
     directions = ["minimize"] * (len(PARETO_METRICS) if objective == "pareto" else 1)
-    study = optuna.create_study(sampler=launch.make_sampler(plan), directions=directions)
+    study = optuna.create_study(sampler=search.make_sampler(plan), directions=directions)
     space = define_by_run(plan.family, plan.space())
     for i in range(12):  # past the samplers' random start-up trials
         trial = study.ask()

@@ -16,13 +16,18 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from models import build_model, seed_model_config
 from models.config import TrainConfig
-from study import evaluate as E
-from study import metrics as M
-from study import real_stats as RS
 from study import results as R
 from study.data import SPLIT_TEST, SPLIT_VAL, load_splits
-from study.featurenet import SHIPPED_SHA256, load_featurenet
-from study.train import run_trial, scale_widths
+from study.loop.trial import run_trial
+from study.metrics import domain as D
+from study.metrics import evaluator as EV
+from study.metrics import floors as FL
+from study.metrics import likelihood as LK
+from study.metrics import prdc as P
+from study.metrics import real_stats as RS
+from study.metrics import robustness as RB
+from study.metrics.featurenet import SHIPPED_SHA256, load_featurenet
+from study.train import scale_widths
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -45,12 +50,12 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def floors(data, net, cache_dir):
     """The full-size reference floors (10k vs 10k), computed once for the module."""
-    return E.reference_floors(data, net, num_images=10_000, seed=0, cache_dir=cache_dir)
+    return FL.reference_floors(data, net, num_images=10_000, seed=0, cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
 def test_stats(data, net, cache_dir, floors):
-    return M.real_stats_for(data.test.images, SPLIT_TEST, net, cache_dir=cache_dir)  # cached by `floors`
+    return D.real_stats_for(data.test.images, SPLIT_TEST, net, cache_dir=cache_dir)  # cached by `floors`
 
 
 def tiny_model(family: str, arch: str):
@@ -77,7 +82,7 @@ def test_noise_is_far_above_the_floor(floors):
 
 def test_fid_rises_monotonically_with_blur(floors):
     fids = (floors.fid_train_test, *floors.fid_blur_test)
-    assert len(floors.fid_blur_test) == len(E.BLUR_SIGMAS) == 3
+    assert len(floors.fid_blur_test) == len(FL.BLUR_SIGMAS) == 3
     assert all(a < b for a, b in zip(fids[:-1], fids[1:], strict=True)), fids
 
 
@@ -90,9 +95,9 @@ def test_inception_score_of_the_test_set(floors):
 def test_preloaded_real_stats_match_torchmetrics_on_the_images(data, net, test_stats):
     """Loading cached states gives exactly what torchmetrics computes from the real images themselves."""
     fake = data.val.images[:2000]
-    ours = M.score_images(RS.unit_batches(fake), test_stats, net, kid_subsets=10)
-    memo = M._OneBatchMemo()
-    fid = FrechetInceptionDistance(feature=M.FeatureTap(net, M.FEATURES, memo, torch.float64))
+    ours = D.score_images(RS.unit_batches(fake), test_stats, net, kid_subsets=10)
+    memo = D._OneBatchMemo()
+    fid = FrechetInceptionDistance(feature=D.FeatureTap(net, D.FEATURES, memo, torch.float64))
     for x in RS.unit_batches(data.test.images):
         fid.update(x, real=True)
     for x in RS.unit_batches(fake):
@@ -103,10 +108,10 @@ def test_preloaded_real_stats_match_torchmetrics_on_the_images(data, net, test_s
 
 def test_scores_are_deterministic_and_seeded(data, net, test_stats):
     images = data.val.images[:1500]
-    a = M.score_images(RS.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
-    b = M.score_images(RS.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
-    c = M.score_images(RS.unit_batches(images, 500), test_stats, net, seed=4, kid_subsets=20)
-    d = M.score_images(RS.unit_batches(images, 300), test_stats, net, seed=3, kid_subsets=20)
+    a = D.score_images(RS.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
+    b = D.score_images(RS.unit_batches(images, 500), test_stats, net, seed=3, kid_subsets=20)
+    c = D.score_images(RS.unit_batches(images, 500), test_stats, net, seed=4, kid_subsets=20)
+    d = D.score_images(RS.unit_batches(images, 300), test_stats, net, seed=3, kid_subsets=20)
     assert a == b  # the whole tuple, bit for bit
     assert a.fid == c.fid and a.kid != c.kid  # the seed only picks KID subsets / IS splits
     assert d == pytest.approx(a, rel=1e-9)  # other batching: only float summation order differs
@@ -114,19 +119,19 @@ def test_scores_are_deterministic_and_seeded(data, net, test_stats):
 
 
 def test_few_samples_clip_kid_subsets_and_nan_images_score_nan(data, net, test_stats):
-    few = M.score_images(RS.unit_batches(data.val.images[:50]), test_stats, net)
+    few = D.score_images(RS.unit_batches(data.val.images[:50]), test_stats, net)
     assert few.num_images == 50 and all(math.isfinite(v) for v in few[:5])
     bad = torch.full((10, 1, 28, 28), float("nan"))
-    assert all(math.isnan(v) for v in M.score_images([bad], test_stats, net)[:5])
+    assert all(math.isnan(v) for v in D.score_images([bad], test_stats, net)[:5])
     with pytest.raises(ValueError, match="at least 2 images"):
-        M.score_images(RS.unit_batches(data.val.images[:1]), test_stats, net)
+        D.score_images(RS.unit_batches(data.val.images[:1]), test_stats, net)
 
 
 def test_stats_from_another_network_are_refused(data, net, test_stats):
     other = load_featurenet()
     other.sha256 = "f" * 64
     with pytest.raises(ValueError, match="recompute them with this network"):
-        M.score_images(RS.unit_batches(data.val.images[:100]), test_stats, other)
+        D.score_images(RS.unit_batches(data.val.images[:100]), test_stats, other)
 
 
 # --- the on-disk cache ----------------------------------------------------------------------------
@@ -135,7 +140,7 @@ def test_cache_is_used_keyed_and_self_healing(data, net, tmp_path):
     images = data.val.images[:600]
 
     def compute():
-        return M.compute_real_stats(images, SPLIT_VAL, net)
+        return D.compute_real_stats(images, SPLIT_VAL, net)
 
     def must_not_compute():
         raise AssertionError("the cached statistics should have been used")
@@ -169,16 +174,16 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def assets(data, net, cache_dir, floors):
-    return M.prepare_evaluation(data, featurenet=net, cache_dir=cache_dir)
+    return EV.prepare_evaluation(data, featurenet=net, cache_dir=cache_dir)
 
 
 def test_evaluator_from_shipped_assets_matches_one_that_loads_its_own(data, assets, cache_dir):
     shipped = pickle.loads(pickle.dumps(assets))  # what Ray's object store does
     model = tiny_model("gan", "mlp")
-    a = M.TrialEvaluator(data, num_samples=300, seed=1, featurenet=shipped.featurenet,
+    a = EV.TrialEvaluator(data, num_samples=300, seed=1, featurenet=shipped.featurenet,
                          real_stats=shipped.real_stats).validation(model)
-    b = M.TrialEvaluator(data, num_samples=300, seed=1, cache_dir=cache_dir).validation(model)
-    c = M.TrialEvaluator(data, num_samples=300, seed=2, cache_dir=cache_dir).validation(model)
+    b = EV.TrialEvaluator(data, num_samples=300, seed=1, cache_dir=cache_dir).validation(model)
+    c = EV.TrialEvaluator(data, num_samples=300, seed=2, cache_dir=cache_dir).validation(model)
     assert a == b and set(a) == set(R.VALIDATION_METRICS)
     assert a[R.VAL_FID] != c[R.VAL_FID]  # the seed picks the generated samples
     assert model.training  # the evaluator hands the model back in the mode it came in
@@ -186,16 +191,16 @@ def test_evaluator_from_shipped_assets_matches_one_that_loads_its_own(data, asse
 
 def test_evaluator_refuses_mismatched_stats(data, assets):
     with pytest.raises(ValueError, match="belong to split"):
-        M.TrialEvaluator(data, num_samples=10, real_stats={SPLIT_TEST: assets.real_stats[SPLIT_VAL]})
+        EV.TrialEvaluator(data, num_samples=10, real_stats={SPLIT_TEST: assets.real_stats[SPLIT_VAL]})
     with pytest.raises(ValueError, match="at least 2 generated images"):
-        M.TrialEvaluator(data, num_samples=1)
+        EV.TrialEvaluator(data, num_samples=1)
 
 
 def test_test_metrics_per_family(data, assets):
-    ev = M.TrialEvaluator(data, num_samples=200, featurenet=assets.featurenet, real_stats=assets.real_stats,
+    ev = EV.TrialEvaluator(data, num_samples=200, featurenet=assets.featurenet, real_stats=assets.real_stats,
                           iw_k=4, iw_images=100)
     gan = ev.test(tiny_model("gan", "dcgan"))
-    domain = set(M.TEST_KEYS.values())
+    domain = set(D.TEST_KEYS.values())
     assert set(gan) == domain and domain < set(R.TEST_METRICS)
     vae = ev.test(tiny_model("vae", "mlp"))
     vae_only = {R.TEST_RECON_MSE, R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL, R.IW_K, R.IW_IMAGES}
@@ -209,18 +214,18 @@ def test_test_metrics_per_family(data, assets):
 def test_vae_importance_weighted_bound_is_tighter_than_the_elbo(data):
     model = tiny_model("vae", "conv")
     images = data.test.images[:300]
-    k1 = M.vae_scores(model, images, iw_k=1, iw_images=None)
-    k32 = M.vae_scores(model, images, iw_k=32, iw_images=None)
+    k1 = LK.vae_scores(model, images, iw_k=1, iw_images=None)
+    k32 = LK.vae_scores(model, images, iw_k=32, iw_images=None)
     # Burda et al. 2016: NLL <= IW-NLL_k <= IW-NLL_1 = NELBO in expectation (here of the binarized images)
     assert k32.binarized_nll < k1.binarized_nll
     assert k32.recon_mse == k1.recon_mse and k32.iw_images == 300
-    assert M.vae_scores(model, images, iw_k=2, iw_images=50).iw_images == 50
+    assert LK.vae_scores(model, images, iw_k=2, iw_images=50).iw_images == 50
 
 
 def test_run_trial_reports_metrics_and_the_hash(data, assets):
     config = scale_widths(TrainConfig(model=seed_model_config("vae", "mlp"), epochs=2, batch_size=64,
                                       train_subset=256, eval_samples=128), 0.125)
-    ev = M.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed,
+    ev = EV.TrialEvaluator(data, num_samples=config.eval_samples, seed=config.seed,
                           featurenet=assets.featurenet,
                           real_stats=assets.real_stats, iw_k=2, iw_images=64)
     result = run_trial(config, data, evaluator=ev)
@@ -248,37 +253,37 @@ def test_benchmark_smoke_test_prints_its_figures(tmp_path):
 def test_prdc_on_hand_made_features_identical_and_disjoint():
     rng = np.random.default_rng(0)
     real = rng.normal(size=(200, 8)).astype(np.float32)
-    same = M.prdc_scores(M.PRDCReal(real, M.prdc_real_radii(real)), real.copy())
+    same = P.prdc_scores(P.PRDCReal(real, P.prdc_real_radii(real)), real.copy())
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
-    far = M.prdc_scores(M.PRDCReal(real, M.prdc_real_radii(real)), real + 100.0)
+    far = P.prdc_scores(P.PRDCReal(real, P.prdc_real_radii(real)), real + 100.0)
     assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
     fake = rng.normal(0.5, 1.2, size=(200, 8)).astype(np.float32)
-    cached = M.prdc_scores(M.PRDCReal(real, M.prdc_real_radii(real)), fake)
-    assert cached == pytest.approx(M.quiet_compute_prdc(real, fake), abs=1e-12)  # prdc's own compute_prdc
+    cached = P.prdc_scores(P.PRDCReal(real, P.prdc_real_radii(real)), fake)
+    assert cached == pytest.approx(P.quiet_compute_prdc(real, fake), abs=1e-12)  # prdc's own compute_prdc
 
 
 def test_class_coverage_counts_classes_and_normalises_the_entropy():
     balanced = torch.eye(10).repeat(10, 1)  # 100 predictions, 10 of each class
-    assert M.class_coverage(balanced) == pytest.approx((1.0, 1.0))
+    assert D.class_coverage(balanced) == pytest.approx((1.0, 1.0))
     one = torch.zeros(100, 10)
     one[:, 3] = 1
-    assert M.class_coverage(one) == pytest.approx((0.1, 0.0))
+    assert D.class_coverage(one) == pytest.approx((0.1, 0.0))
     rare = torch.cat([torch.eye(10)[:2].repeat(500, 1), torch.eye(10)[2:3]])  # class 2: 1 of 1001 < 1 %
-    coverage, entropy = M.class_coverage(rare)
+    coverage, entropy = D.class_coverage(rare)
     assert coverage == pytest.approx(0.2) and 0.3 < entropy < 0.31  # ~ln 2 / ln 10
 
 
 @pytest.fixture(scope="module")
 def val_stats(data, net, cache_dir):
-    return M.real_stats_for(data.val.images, SPLIT_VAL, net, cache_dir=cache_dir)
+    return D.real_stats_for(data.val.images, SPLIT_VAL, net, cache_dir=cache_dir)
 
 
 def test_mode_dropping_lowers_recall_and_class_coverage_blur_lowers_precision(data, net, val_stats):
     n = 2000
     images, labels = data.test.images, data.test.labels
-    full = M.score_images(RS.unit_batches(images[:n]), val_stats, net, kid_subsets=5)
-    five = M.score_images(RS.unit_batches(images[labels < 5][:n]), val_stats, net, kid_subsets=5)
-    blurred = M.score_images((E.gaussian_blur(x, 2.0) for x in RS.unit_batches(images[:n])), val_stats, net,
+    full = D.score_images(RS.unit_batches(images[:n]), val_stats, net, kid_subsets=5)
+    five = D.score_images(RS.unit_batches(images[labels < 5][:n]), val_stats, net, kid_subsets=5)
+    blurred = D.score_images((RB.blur(x, 2.0) for x in RS.unit_batches(images[:n])), val_stats, net,
                              kid_subsets=5)
     assert full.class_coverage == 1.0 and full.class_entropy > 0.99
     assert full.precision > 0.6 and full.recall > 0.6
@@ -295,7 +300,7 @@ def test_mode_dropping_lowers_recall_and_class_coverage_blur_lowers_precision(da
 # --- the honest VAE likelihood -------------------------------------------------------------------
 
 def test_binarized_test_set_is_fixed_and_binary(data):
-    a, b = M.binarized(data.test.images[:100]), M.binarized(data.test.images[:100])
+    a, b = LK.binarized(data.test.images[:100]), LK.binarized(data.test.images[:100])
     assert torch.equal(a, b) and set(a.unique().tolist()) == {0.0, 1.0}
     assert abs(a.mean().item() - RS.to_unit(data.test.images[:100]).mean().item()) < 0.01
 
@@ -318,7 +323,7 @@ def test_binarized_nll_matches_a_brute_force_integral_over_a_2d_latent(data):
         for step in range(800):  # a posterior much narrower than the prior, as trained VAEs have
             model.train_step(images[(step * 64) % 4096:][:64], optimizers)
         model.eval()
-        x = M.binarized(data.test.images[:4])  # [4, 1, 28, 28]
+        x = LK.binarized(data.test.images[:4])  # [4, 1, 28, 28]
         brute = []
         with torch.no_grad():
             mu, logvar = model.encoder(x)

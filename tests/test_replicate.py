@@ -24,9 +24,11 @@ from models.config import TrainConfig
 from search_spaces import SpaceOptions, seed_configs
 from study import replicate, reproduce
 from study import results as R
-from study.export import TRIAL_COLUMNS
-from study.plan import PRESETS, StudyPlan
-from study.ray_runs import EXIT_INTERRUPTED
+from study.followups import replicate as replicate_lib
+from study.followups import reproduce as reproduce_lib
+from study.results import EXIT_INTERRUPTED
+from study.tune.export import TRIAL_COLUMNS
+from study.tune.plan import PRESETS, StudyPlan
 from tests.conftest import REPO_ROOT
 from tests.test_launch import launch_args, run_launcher
 
@@ -57,7 +59,7 @@ def fake_trials(plan: StudyPlan) -> pd.DataFrame:
 def test_replicates_are_the_top_trials_then_the_seed_configs_each_once_with_new_seeds(tmp_path):
     plan = smoke_plan(tmp_path, seed=7)
     trials = fake_trials(plan)
-    runs = replicate.plan_runs(plan, trials, top=2, seeds=3)
+    runs = replicate_lib.plan_runs(plan, trials, top=2, seeds=3)
     # top 2 by final validation FID: t2 (20), then t4 is t2's configuration, so t1 (30); then seed config t0
     sources = list(dict.fromkeys(r.source_trial_id for r in runs))
     assert sources == ["t2", "t1", "t0"]
@@ -67,7 +69,7 @@ def test_replicates_are_the_top_trials_then_the_seed_configs_each_once_with_new_
     for run in runs:  # the source's configuration, with only the seed changed
         source = TrainConfig.from_json(trials.set_index(R.TRIAL_ID).loc[run.source_trial_id, R.CONFIG_JSON])
         assert run.config == source.replace(seed=run.seed)
-    longer = replicate.plan_runs(plan, trials, top=0, seeds=1, epochs=9)
+    longer = replicate_lib.plan_runs(plan, trials, top=0, seeds=1, epochs=9)
     assert [r.source_trial_id for r in longer] == ["t0", "t1"] and {r.config.epochs for r in longer} == {9}
 
 
@@ -128,7 +130,7 @@ def reproduce_args(tmp_path: Path, data_dir, *extra: str) -> list[str]:
 
 def test_reproduce_runs_each_seed_studys_two_configurations_at_its_printed_epochs(tmp_path, data_dir):
     parser = reproduce.build_parser()
-    first = reproduce.plan_from_args(parser.parse_args(["--seed-study", "1",
+    first = reproduce_lib.plan_from_args(parser.parse_args(["--seed-study", "1",
                                                         *reproduce_args(tmp_path, data_dir)]))
     assert first.epochs == (10, 20, 50) and first.max_epochs == 50 and first.seeds == (0, 1, 2)
     assert first.train_subset is None and first.eval_samples == 10_000 and first.name == "seed-study-1"
@@ -137,7 +139,7 @@ def test_reproduce_runs_each_seed_studys_two_configurations_at_its_printed_epoch
                                                                                ("vae", "conv", 0, 50)]
     options = SpaceOptions(loop=dict(epochs=50, seed=0, eval_samples=10_000, train_subset=None))
     assert configs[0] == seed_configs("gan", options)[0]  # the seed configuration, as the searches run it
-    second = reproduce.plan_from_args(parser.parse_args(["--seed-study", "2", "--quick",
+    second = reproduce_lib.plan_from_args(parser.parse_args(["--seed-study", "2", "--quick",
                                                          *reproduce_args(tmp_path, data_dir)]))
     assert second.epochs == (1, 5, 20) and second.name == "seed-study-2-quick"  # printed 10, 50, 200 / 10
     assert {(c.family, c.model.arch) for c in second.configs()} == {("gan", "mlp"), ("vae", "mlp")}

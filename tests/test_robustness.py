@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study import featurenet as fn
-from study import robustness as rb
 from study.data import to_unit
+from study.metrics import featurenet as fn
+from study.metrics import robustness as rb
 
 # issue 10's targets on the real test set
 MIN_CLEAN, MIN_BLUR_1, MIN_BLUR_1_5, MIN_NOISE_0_2 = 0.993, 0.97, 0.90, 0.97

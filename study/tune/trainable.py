@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: a Tune trial config -> `study.train.run_trial`.
+"""The Ray Tune function trainable: a Tune trial config -> `study.loop.trial.run_trial`.
 
 Per epoch the trial reports run_trial's record (losses, timings, validation FID/KID/IS) plus
 its parameter counts and node through `tune.report`, with a checkpoint every `checkpoint_every`
@@ -34,22 +34,16 @@ import torch
 from ray import tune
 
 from models import build_model
-from models.checkpoint import MODEL_KEY, CheckpointError, load_checkpoint
+from models.checkpoint import CheckpointError, load_checkpoint, load_model
 from models.config import TrainConfig
 from search_spaces import train_config
 from study import results as R
 from study.data import MNISTSplits
-from study.evaluate import stopped_trial_summary
-from study.metrics import EvaluationAssets
-from study.train import (
-    EpochArtifacts,
-    RunDirectory,
-    checkpoint_file,
-    environment,
-    pick_device,
-    run_trial,
-    summarize,
-)
+from study.devices import environment, pick_device
+from study.loop.run_dir import RunDirectory, checkpoint_file
+from study.loop.summary import Evaluator, summary_row
+from study.loop.trial import EpochArtifacts, run_trial
+from study.metrics.evaluator import EvaluationAssets
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -121,24 +115,26 @@ def resume_point(checkpoint) -> dict[str, Any]:
 class TuneReporter(RunDirectory):
     """run_trial's reporter inside a Tune trial: artifact files + `tune.report`."""
 
-    def __init__(self, out: Path, config: TrainConfig, extra: dict[str, Any]):
-        super().__init__(out)
+    def __init__(self, out: Path, config: TrainConfig, extra: dict[str, Any], *,
+                 history: list[dict[str, Any]] | None = None, evaluator: Evaluator | None = None,
+                 device: torch.device | str = "cpu", test_epochs: frozenset[int] = frozenset()):
+        super().__init__(out, history)
         if not any((out / R.CHECKPOINTS_DIR).iterdir()):
             (out / R.CHECKPOINTS_DIR).rmdir()  # checkpoints go through tune.report instead
         self.config = config
         self.extra = extra  # parameter counts and where the trial runs, added to every report
+        self.evaluator = evaluator
+        self.device = torch.device(device)
+        self.test_epochs = test_epochs  # see TrialSetup.test_epochs
         self.held: tuple[dict[str, Any], dict[str, Any] | None] | None = None
         self._writer: SummaryWriter | None = None
-        self.test_epochs: frozenset[int] = frozenset()  # see TrialSetup.test_epochs
-        self.evaluator: Any = None
-        self.device = torch.device("cpu")
 
     def __call__(self, record: dict[str, Any], artifacts: EpochArtifacts) -> None:
         super().__call__(record, replace(artifacts, checkpoint=None))  # grid + metrics files
         self._log_grid(record[R.EPOCH], artifacts.samples)
         if (record[R.EPOCH] in self.test_epochs and record[R.EPOCH] < self.config.epochs
-                and artifacts.checkpoint is not None and R.STOP_REASON not in record):
-            self._epoch_summary(record[R.EPOCH], artifacts.checkpoint)
+                and artifacts.model is not None and R.STOP_REASON not in record):
+            self._epoch_summary(record[R.EPOCH], artifacts.model)
         metrics = {R.VAL_FID: math.nan, **record, **self.extra}
         if record[R.EPOCH] == self.config.epochs or record.get(R.STOP_REASON) == R.STOP_DIVERGED:
             self.held = (metrics, artifacts.checkpoint)  # reported by `finish`, with test metrics
@@ -158,16 +154,13 @@ class TuneReporter(RunDirectory):
         if self._writer is not None:
             self._writer.close()
 
-    def _epoch_summary(self, epoch: int, checkpoint: dict[str, Any]) -> None:
+    def _epoch_summary(self, epoch: int, model) -> None:
         """The summary row of the model at `epoch` as a run of `epoch` epochs (its history so far,
-        test metrics of that model): the same experiment as training a fresh run for `epoch` epochs."""
+        test metrics of that model): the same experiment as training a fresh run for `epoch` epochs.
+        `model` is the live one, which run_trial trains on only after this report returns."""
         config = self.config.replace(epochs=epoch)
-        model = build_model(config.model).to(self.device)
-        model.load_state_dict(checkpoint[MODEL_KEY])
-        summary = summarize(config, model, self.history[:epoch], R.STOP_COMPLETED, self.device)
-        if self.evaluator is not None:
-            summary[R.FEATURENET_SHA256] = self.evaluator.featurenet_sha256
-            summary.update(self.evaluator.test(model))
+        summary = summary_row(config, model, self.history[:epoch], R.STOP_COMPLETED, self.device,
+                              self.evaluator)
         summary[R.RAY_NODE_ID] = self.extra.get(R.RAY_NODE_ID)
         text = json.dumps(summary, indent=1, default=str)
         R.write_text_atomic(self.out / R.epoch_summary_name(epoch), text)
@@ -204,11 +197,10 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     extra: dict[str, Any] = R.params_columns(counts)
     extra.update(environment(device))  # node, device, torch version
     extra[R.RAY_NODE_ID] = ray.get_runtime_context().get_node_id()
-    reporter = TuneReporter(Path.cwd(), config, extra)  # Ray runs each trial in its working dir
-    if resume is not None:
-        reporter.history = list(resume["history"])
     evaluator = setup.assets.evaluator(config, setup.data, device) if setup.assets is not None else None
-    reporter.test_epochs, reporter.evaluator, reporter.device = setup.test_epochs, evaluator, device
+    reporter = TuneReporter(Path.cwd(), config, extra,  # Ray runs each trial in its working dir
+                            history=resume["history"] if resume is not None else None,
+                            evaluator=evaluator, device=device, test_epochs=setup.test_epochs)
     result = run_trial(config, setup.data, reporter, evaluator=evaluator, device=device, resume=resume,
                        checkpoint_epochs=setup.checkpoint_epochs | setup.test_epochs,
                        validate_epochs=setup.validate_epochs)
@@ -217,9 +209,19 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     reporter.finish(summary)
 
 
+def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: EvaluationAssets | None,
+                          device: torch.device) -> dict[str, Any]:
+    """Summary row of a trial the scheduler stopped, from its last checkpoint: the trial's own
+    summary (stop reason early-stopped) plus its test metrics (none without `assets`)."""
+    config, model, state = load_model(path)
+    model = model.to(device)
+    evaluator = assets.evaluator(config, data, device) if assets is not None else None
+    return summary_row(config, model, list(state["history"]), R.STOP_EARLY, device, evaluator)
+
+
 def evaluate_stopped_trial(checkpoint: tune.Checkpoint, setup: TrialSetup) -> dict[str, Any]:
-    """study.evaluate.stopped_trial_summary of a trial the scheduler stopped, from its last Tune
-    checkpoint; runs as a Ray task with a trial's resources (see study/export.py)."""
+    """`stopped_trial_summary` of a trial the scheduler stopped, from its last Tune checkpoint; runs
+    as a Ray task with a trial's resources (see study/tune/export.py)."""
     device = trial_device()
     torch.set_num_threads(max(1, setup.threads))
     with checkpoint.as_directory() as directory:

@@ -16,7 +16,7 @@ A network that sees digits keeps FID(blur sigma 1) far below FID(pixel-shuffled)
 `RobustnessReport.blur_shuffle_ratio`. `inception_degradation` gives the same FIDs under the
 paper-comparable Inception FID, so the README can say what blur costs in each metric. Pure
 computation: nothing is printed or written here except the cached real statistics
-(study.metrics.real_stats_for); `format_report` makes the table.
+(study.metrics.domain.real_stats_for); `format_report` makes the table.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from typing import NamedTuple
 import torch
 
 from study.data import SPLIT_TEST, MNISTSplits
-from study.featurenet import FeatureNet
-from study.metrics import real_stats_for, score_images
-from study.real_stats import unit_batches
+from study.metrics.domain import real_stats_for, score_images
+from study.metrics.featurenet import FeatureNet
+from study.metrics.inception import INCEPTION_BATCH, inception_fid
+from study.metrics.real_stats import unit_batches
 
 BLUR_SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)
 NOISE_SIGMA = 0.2
@@ -171,8 +172,6 @@ def inception_degradation(data: MNISTSplits, *, num_images: int, seed: int = 0,
     """Inception FID (study.inception's protocol) of the first `num_images` training digits,
     unchanged, blurred at each sigma and pixel-shuffled, against the first `num_images` test digits.
     Keys: "none", "blur <sigma>", "pixel-shuffled"."""
-    from study.inception import INCEPTION_BATCH, inception_fid
-
     train_images, real = data.train.images[:num_images], data.test.images[:num_images]
 
     def fid(perturb: Perturb) -> float:

@@ -1,0 +1,131 @@
+"""The launcher's library half: a study from its flags to its tables, then what follows it.
+
+`launch(args)` checks every flag (and finds MNIST, the dashboard port, the study lock) before Ray
+starts or anything is written, starts or joins Ray, runs the search (study/tune/study_run.py), then
+the replicates of its best configurations (study/followups/replicate.py) and the Inception step,
+and prints the end-of-study summary. `python -m study.launch` (study/launch.py) is its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ray import tune
+
+from models.config import ConfigError
+from study import results as R
+from study.data import DataNotFoundError, load_splits
+from study.devices import pick_device
+from study.followups.replicate import run_replicates
+from study.followups.replicate import summary_table as replicate_table
+from study.followups.replicate import validate as validate_replicates
+from study.metrics.evaluator import prepare_evaluation
+from study.store import StudyStore, is_uri
+from study.tune.cluster import check_dashboard_port, ray_session
+from study.tune.export import ExportedStudy, summary_table
+from study.tune.lock import StudyLock, StudyLockedError
+from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
+from study.tune.recovery import reap_stale_ray, record_local_ray
+from study.tune.study_run import run_inception, run_study, wants_inception
+
+
+def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]:
+    """The study's plan, every flag checked, and the study's lock (None on URI storage); ConfigError,
+    DataNotFoundError or StudyLockedError on bad input, before anything is written."""
+    check_storage(args.storage_path)
+    if args.resume:
+        plan = load_resume_plan(args)
+        if not tune.Tuner.can_restore(StudyStore(plan.study_dir).uri):
+            raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
+                              "start the study again under a new --name.")
+    else:
+        plan = plan_from_args(args)
+        if StudyStore(plan.study_dir).is_nonempty_dir():
+            raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
+                              "continue that study, or choose another --name (nothing was changed).")
+    check_data(plan.data_dir)
+    if not args.address:
+        check_dashboard_port(args.dashboard_host, args.dashboard_port)
+        if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
+            raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
+                              f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
+    if args.replicate_top is not None:
+        validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
+    # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
+    lock = None if is_uri(plan.storage_path) else StudyLock.acquire(plan.storage_path, plan.name)
+    return plan, lock
+
+
+def _run(args: argparse.Namespace, plan: StudyPlan):
+    """Search, replicates, Inception on the running Ray: (exported study or None, wall seconds,
+    replicate rows or None)."""
+    data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
+    assets = None
+    if plan.eval_samples > 0:  # the feature network and real statistics, computed once
+        assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
+                                    prdc_images=plan.eval_samples)
+    began = time.perf_counter()
+    exported = run_study(plan, data, assets, resume=args.resume)
+    wall = time.perf_counter() - began
+    replicated = None
+    if exported is not None and args.replicate_top is not None:
+        replicated = run_replicates(plan.study_dir, args.replicate_top, args.replicate_seeds, data=data,
+                                    assets=assets)
+    if exported is not None and wants_inception(plan):  # after the replicates: it scores them too
+        run_inception(plan, data)
+    return exported, wall, replicated
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run the study the parsed flags describe; the process's exit status."""
+    try:
+        plan, lock = checked_plan(args)
+    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
+    if args.resume:
+        print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
+              "other study flags are ignored", flush=True)
+        if reaped := reap_stale_ray(StudyStore(plan.study_dir)):
+            print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher "
+                  "started", flush=True)
+    try:
+        with ray_session(args.address, args.num_cpus, (args.dashboard_host, args.dashboard_port)) as started:
+            if started and not args.address:
+                record_local_ray(StudyStore(plan.study_dir))
+            exported, wall, replicated = _run(args, plan)
+    except KeyboardInterrupt:
+        exported, wall, replicated = None, 0.0, None
+    except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
+        print(f"error: {exc}", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
+    finally:
+        if lock is not None:
+            lock.release()
+    if exported is None:
+        print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
+              f"  python -m study.launch --family {plan.family} --name {plan.name} "
+              f"--storage-path {plan.storage_path} --resume", file=sys.stderr)
+        return R.EXIT_INTERRUPTED
+    print_outcome(plan, exported, wall)
+    if args.replicate_top is not None:
+        if replicated is None:
+            print(f"the replicates were interrupted; continue them with\n  python -m study.replicate "
+                  f"{plan.study_dir} --top {args.replicate_top} --seeds {args.replicate_seeds}",
+                  file=sys.stderr)
+            return R.EXIT_INTERRUPTED
+        print(f"replicates: {plan.study_dir}/{R.REPLICATES_FILE}\n{replicate_table(replicated)}")
+    return 0
+
+
+def print_outcome(plan: StudyPlan, exported: ExportedStudy, wall: float) -> None:
+    """The end-of-study summary: stop reasons, one line per trial, the best trial and the tables."""
+    reasons = exported.trials[R.STOP_REASON].value_counts().items()
+    print(f"\nstudy {plan.name} finished in {wall:.1f} s: {len(exported.trials)} trials, "
+          + ", ".join(f"{n} {reason}" for reason, n in reasons))
+    print(summary_table(exported.trials))
+    if exported.best_trial_id is not None:
+        print(f"best trial {exported.best_trial_id}; its samples: {plan.study_dir}/{R.BEST_SAMPLES_FILE}")
+    print(f"tables: {plan.study_dir}/{R.TRIALS_FILE}, {plan.study_dir}/{R.HISTORY_FILE}")

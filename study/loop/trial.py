@@ -1,0 +1,258 @@
+"""The one training loop for both families: `run_trial(config, data, report, evaluator=...)`.
+
+It trains one configuration and calls `report(record, artifacts)` once per epoch. It never imports
+Ray: the same loop runs under `python -m study.train`, under Ray Tune (study/tune/trainable.py) and
+in the tests. Families plug in through the small interface of `models.build_model` (train_step,
+decode_to_unit, ...), so there is no per-family loop; metrics come in through the `Evaluator`
+protocol (study/loop/summary.py), so the loop knows nothing of how they are computed.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from models import build_model
+from models.checkpoint import CONFIG_KEY, MODEL_KEY
+from models.config import AMP_BF16, AMP_NONE, ConfigError, TrainConfig
+from models.layers import GenerativeModel
+from study import results as R
+from study.data import BatchIterator, MNISTSplits
+from study.devices import pick_device
+from study.loop.summary import Evaluator, summarize, summary_row
+
+SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
+DIVERGENCE_CHECK_EVERY = 50  # steps between finite-loss checks (each check syncs the device)
+
+
+@dataclass
+class EpochArtifacts:
+    samples: torch.Tensor  # [64, 1, 28, 28] in [0, 1], from fixed noise
+    checkpoint: dict[str, Any] | None  # set on checkpoint epochs and the last epoch
+    model: GenerativeModel | None = None  # the live model at this epoch (the reporter must not train it)
+
+
+Reporter = Callable[[dict[str, Any], EpochArtifacts], None]
+
+
+@dataclass
+class TrialResult:
+    summary: dict[str, Any]  # one tidy row: config, parameter counts, timings, metrics, environment
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    model: torch.nn.Module | None = None
+
+
+# may differ on resume: extend a run, checkpoint more often
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every")
+
+
+def check_resumable(config: TrainConfig, checkpoint: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint into a different trial (anything but epochs/checkpointing changed)."""
+    saved = TrainConfig.from_json(checkpoint[CONFIG_KEY]).to_dict()
+    wanted = config.to_dict()
+    differing = sorted(k for k in wanted if k not in RESUMABLE_CHANGES and wanted[k] != saved.get(k))
+    if differing:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {wanted[k]!r}" for k in differing)
+        raise ConfigError("cannot resume: the checkpoint was written by a different configuration "
+                          f"({details}); "
+                          "resume with the flags of the original run (only --epochs and --checkpoint-every "
+                          "may change)")
+    if checkpoint["epoch"] > config.epochs:
+        raise ConfigError(f"cannot resume: the checkpoint is at epoch {checkpoint['epoch']}, beyond "
+                          f"--epochs {config.epochs}")
+
+
+@dataclass
+class _Trial:
+    """Everything that evolves while a trial trains (and what a checkpoint snapshots)."""
+
+    model: GenerativeModel
+    optimizers: dict[str, torch.optim.Optimizer]
+    batches: BatchIterator
+    fixed_noise: torch.Tensor  # [64, latent...] on the device: the same sample grid every epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    first_epoch: int = 1
+
+    def checkpoint(self, config: TrainConfig, epoch: int) -> dict[str, Any]:
+        """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
+        return copy.deepcopy({
+            CONFIG_KEY: config.to_json(),
+            MODEL_KEY: self.model.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "epoch": epoch,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "torch_rng": torch.get_rng_state(),
+            "batch_rng": self.batches.state(),
+        })
+
+
+def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
+             resume: dict[str, Any] | None) -> _Trial:
+    """A fresh trial, or the one `resume` (a checkpoint dict) snapshotted."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device)
+    if config.channels_last:  # 4-D (conv) weights only; an MLP's 2-D weights are unaffected
+        model = model.to(memory_format=torch.channels_last)
+    optimizers = model.make_optimizers()
+    train_images = data.train.images[: config.train_subset] if config.train_subset else data.train.images
+    batches = BatchIterator(train_images, config.batch_size, seed=config.seed, device=device)
+    noise = model.sample_latent(SAMPLE_GRID_SIZE, generator=torch.Generator().manual_seed(config.seed + 1))
+    trial = _Trial(model, optimizers, batches, noise.to(device))
+    if resume is not None:
+        check_resumable(config, resume)
+        model.load_state_dict(resume[MODEL_KEY])
+        for name, opt in trial.optimizers.items():
+            opt.load_state_dict(resume["optimizers"][name])
+        torch.set_rng_state(resume["torch_rng"])
+        trial.batches.set_state(resume["batch_rng"])
+        trial.history = list(resume["history"])
+        trial.train_seconds = float(resume["train_seconds"])
+        trial.first_epoch = int(resume["epoch"]) + 1
+    return trial
+
+
+def _train_epoch(trial: _Trial, device: torch.device, bar,
+                 amp: str = AMP_NONE) -> tuple[dict[str, float], int, float]:
+    """One pass over the training images: (mean loss per name, steps, seconds). Stops early when
+    a periodic check finds a NaN/inf running loss (the caller sees it in the means). amp "bf16":
+    each step under bfloat16 autocast (on CUDA or CPU); bf16 keeps fp32's exponent range, so no
+    gradient scaling is needed; parameters and optimiser state stay fp32."""
+    trial.model.train()
+    started = time.perf_counter()
+    sums: dict[str, torch.Tensor] = {}
+    step = 0
+    for step, x in enumerate(trial.batches, start=1):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == AMP_BF16):
+            losses = trial.model.train_step(x, trial.optimizers)
+        losses = {key: value.float() for key, value in losses.items()}
+        for key, value in losses.items():
+            sums[key] = sums[key] + value if key in sums else value.clone()
+        if step % DIVERGENCE_CHECK_EVERY == 0 and not all(torch.isfinite(v) for v in sums.values()):
+            break
+        if bar is not None:
+            bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return {key: float(total) / step for key, total in sums.items()}, step, seconds
+
+
+def _finish(config: TrainConfig, trial: _Trial, stop_reason: str, evaluator: Evaluator | None,
+            device: torch.device) -> TrialResult:
+    """The summary row, with the test metrics of a trial that did not diverge."""
+    summary = summary_row(config, trial.model, trial.history, stop_reason, device, evaluator)
+    return TrialResult(summary=summary, history=trial.history, model=trial.model)
+
+
+def _epoch_record(trial: _Trial, config: TrainConfig, epoch: int, losses: dict[str, float], steps: int,
+                  seconds: float, evaluator: Evaluator | None, validate: bool) -> dict[str, Any]:
+    """The epoch's row of the history: losses, timings, validation metrics (or the divergence)."""
+    trial.train_seconds += seconds
+    record: dict[str, Any] = {**losses, R.EPOCH: epoch, R.EPOCH_SECONDS: seconds,
+                              R.TRAIN_SECONDS: trial.train_seconds,
+                              R.IMAGES_PER_S: steps * config.batch_size / seconds}
+    if not all(math.isfinite(v) for v in losses.values()):
+        record[R.STOP_REASON] = R.STOP_DIVERGED
+    elif evaluator is not None and validate:
+        eval_started = time.perf_counter()
+        record.update(evaluator.validation(trial.model))
+        record[R.EVAL_SECONDS] = time.perf_counter() - eval_started
+    trial.history.append(record)
+    return record
+
+
+def run_trial(
+    config: TrainConfig,
+    data: MNISTSplits,
+    report: Reporter | None = None,
+    *,
+    evaluator: Evaluator | None = None,
+    device: torch.device | str | None = None,
+    resume: dict[str, Any] | None = None,
+    progress: bool = False,
+    checkpoint_epochs: Collection[int] = (),
+    validate_epochs: Collection[int] | None = None,
+) -> TrialResult:
+    """Train one configuration; report each epoch; return the summary row and history.
+
+    NaN/inf losses end the run with stop reason 'diverged' (recorded, never raised).
+    `resume` is a checkpoint dict from an earlier report; training continues bit-for-bit on CPU.
+    `checkpoint_epochs`: extra epochs that get a checkpoint besides every `checkpoint_every`-th
+    and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
+    `validate_epochs`: the only epochs that get validation metrics besides the last (None: every
+    epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
+    """
+    device = pick_device(str(device) if device else None)
+    try:
+        trial = _restore(config, data, device, resume)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        return _out_of_memory(config, list(resume["history"]) if resume else [], device)
+    bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
+    stop_reason = R.STOP_COMPLETED
+    for epoch in range(trial.first_epoch, config.epochs + 1):
+        try:
+            losses, steps, seconds = _train_epoch(trial, device, bar, config.amp)
+        except Exception as exc:  # the epoch is lost; the reported ones stand
+            if not is_out_of_memory(exc):
+                raise
+            if bar is not None:
+                bar.close()
+            history = trial.history
+            del trial
+            return _out_of_memory(config, history, device)
+        trial.model.eval()
+        samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
+        validate = validate_epochs is None or epoch in validate_epochs or epoch == config.epochs
+        record = _epoch_record(trial, config, epoch, losses, steps, seconds, evaluator, validate)
+        diverged = R.STOP_REASON in record
+        stop_reason = R.STOP_DIVERGED if diverged else stop_reason
+        checkpoint = None
+        if (diverged or epoch == config.epochs or epoch % config.checkpoint_every == 0
+                or epoch in checkpoint_epochs):
+            checkpoint = trial.checkpoint(config, epoch)
+        if bar is not None:
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in (*losses, *R.VALIDATION_METRICS) if k in record})
+        if report is not None:
+            report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint, model=trial.model))
+        if diverged:
+            break
+    if bar is not None:
+        bar.close()
+    return _finish(config, trial, stop_reason, evaluator, device)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: not enough memory" / "can't allocate memory")."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "not enough memory", "can't allocate memory"))
+
+
+def _out_of_memory(config: TrainConfig, history: list[dict[str, Any]], device: torch.device) -> TrialResult:
+    """The result of a trial that did not fit: stop reason 'oom', sized on the meta device."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    with torch.device("meta"):  # parameter counts without allocating the model again
+        sized = build_model(config.model)
+    return TrialResult(summary=summarize(config, sized, history, R.STOP_OOM, device), history=history)
+
+
+def _progress_bar(total_steps: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_steps, unit="step", dynamic_ncols=True)

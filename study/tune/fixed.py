@@ -1,0 +1,71 @@
+"""Fixed-configuration runs (study.replicate, study.reproduce): no search, no scheduler.
+
+A list of complete trial configs, each run to its last epoch by the study trainable
+(study/tune/trainable.py) under Tune's FIFO scheduler, with retries from checkpoints and Tune's
+experiment state, so a second invocation restores an interrupted run instead of starting again.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search import Searcher
+
+from study.tune.cluster import dirname_creator, run_config
+
+
+def fixed_configs_searcher(configs: list[dict[str, Any]]):
+    """A Tune searcher that suggests `configs` once each, in order; its position is saved with the
+    experiment, so a restored run never suggests a config twice. (Tune's points_to_evaluate need a
+    param_space holding every key, which GAN and VAE configs do not share.)"""
+    class FixedConfigs(Searcher):
+        def __init__(self, configs: list[dict[str, Any]]):
+            super().__init__()
+            self.configs, self.position = [dict(c) for c in configs], 0
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True  # nothing to search: the configs are complete
+
+        def suggest(self, trial_id: str):
+            if self.position >= len(self.configs):
+                return Searcher.FINISHED
+            self.position += 1
+            return dict(self.configs[self.position - 1])
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            pass
+
+        def save(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump((self.configs, self.position), f)
+
+        def restore(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "rb") as f:
+                self.configs, self.position = pickle.load(f)  # our own file, in the experiment directory
+
+    return FixedConfigs(configs)
+
+
+def run_fixed_configs(trainable, configs: list[dict[str, Any]], *, storage_path: str, name: str,
+                      max_failures: int, keep_checkpoints: int, dirname_prefix: str):
+    """Run every config once (FIFO, to its last epoch) as the Tune experiment storage_path/name, or
+    continue that experiment where an earlier call was interrupted. Returns (ResultGrid, finished):
+    finished is False when the run was interrupted before every trial ended."""
+    uri = f"{storage_path.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(uri):
+        print(f"continuing the interrupted run in {uri} (finished trials are not run again)", flush=True)
+        tuner = tune.Tuner.restore(uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=fixed_configs_searcher(configs),
+                scheduler=FIFOScheduler(), num_samples=len(configs),
+                trial_dirname_creator=dirname_creator(dirname_prefix)),
+            run_config=run_config(name, storage_path, max_failures, keep_checkpoints),
+        )
+    results = tuner.fit()
+    return results, results.num_terminated + results.num_errors >= len(configs)

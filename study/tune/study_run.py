@@ -1,0 +1,110 @@
+"""One study on an initialised Ray: the Tune experiment (searcher, scheduler, the trainable with the
+shared setup), the export of its tables, and the Inception step over the chosen trials."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import signal
+import threading
+
+import ray
+from ray import tune
+
+from search_spaces import seed_configs
+from study import optuna_storage
+from study import results as R
+from study.metrics.inception import score_study
+from study.store import StudyStore
+from study.tune.cluster import resolve_gpus, run_config, trial_dirname, trial_slots
+from study.tune.export import ExportedStudy, export_study
+from study.tune.plan import StudyPlan, checkpoint_epochs
+from study.tune.search import make_scheduler, make_searcher
+from study.tune.trainable import TrialSetup, evaluate_stopped_trial, with_setup
+
+
+def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=make_searcher(plan), scheduler=make_scheduler(plan),
+                                    num_samples=plan.trials, trial_dirname_creator=trial_dirname,
+                                    # one worker process per concurrent slot, not per trial: no
+                                    # process start, torch import and actor set-up per trial; with
+                                    # a searcher Tune keeps 1 trial pending unless told the slots,
+                                    # and a reused actor then takes it: every slot must be asked for
+                                    reuse_actors=True,
+                                    max_concurrent_trials=trial_slots(plan.cpus_per_trial, gpus)),
+        run_config=run_config(plan.name, plan.storage_path, plan.max_failures, plan.keep_checkpoints),
+    )
+
+
+def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedStudy | None:
+    """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
+    None if the study was interrupted before every trial finished."""
+    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial)
+    setup = TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
+                       threads=max(1, int(plan.cpus_per_trial)))
+    trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
+    store = StudyStore(plan.study_dir)
+    print(f"study {plan.name}: {plan.family}, {plan.trials} trials, up to {plan.max_epochs} epochs, "
+          f"{plan.scheduler} scheduler, {plan.sampler} sampler, objective {plan.objective}, "
+          f"{plan.cpus_per_trial:g} CPU + {gpus:g} GPU per trial -> {plan.study_dir}", flush=True)
+    if resume:
+        optuna_storage.fetch(plan.study_dir)  # the restored searcher reopens this file
+        tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False)
+    else:
+        store.write_bytes(store.path(R.STUDY_JSON), plan.to_json().encode())
+        tuner = _new_tuner(plan, trainable, gpus)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        results = tuner.fit()
+    finally:
+        optuna_storage.publish(plan.study_dir)  # a URI study's database into its study directory
+    interrupted = tune_was_interrupted(handler)
+    signal.signal(signal.SIGINT, handler)
+    # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
+    # trials it stopped while paused marked PAUSED on disk); Ctrl-C marks the running trials
+    # TERMINATED in memory, so the interrupt is checked too
+    if interrupted or results.num_terminated + results.num_errors < plan.trials:
+        return None
+
+    setup_ref = ray.put(setup)
+    evaluate = ray.remote(evaluate_stopped_trial).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
+
+    def evaluate_stopped(checkpoints):
+        print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
+        return ray.get([evaluate.remote(c, setup_ref) for c in checkpoints])
+
+    ended = [results[i] for i in range(len(results))]
+    errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
+    return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
+                        evaluate_stopped, errored=errored)
+
+
+def tune_was_interrupted(handler_before) -> bool:
+    """Whether Ctrl-C ended Tuner.fit: Tune's SIGINT handler (ray/tune/tune.py) puts the previous
+    handler back when it fires, and only then (it installs itself only on the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or os.getenv("TUNE_DISABLE_SIGINT_HANDLER",
+                                                                             "0") != "0":
+        return False
+    return signal.getsignal(signal.SIGINT) is handler_before
+
+
+def wants_inception(plan: StudyPlan) -> bool:
+    """--inception final, or left out on a cluster with a GPU (needs the initialised Ray)."""
+    if plan.inception is not None:
+        return plan.inception == "final" and plan.eval_samples > 0
+    return plan.eval_samples > 0 and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def run_inception(plan: StudyPlan, data) -> None:
+    """Inception FID of the chosen trials (study/metrics/inception.py: score_study), as one Ray task on
+    a GPU when the cluster has one, written into trials.parquet (and replicates.parquet)."""
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    print(f"Inception FID ({plan.inception_images} generated vs test images) of the chosen trials",
+          flush=True)
+    task = ray.remote(score_study).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
+    scored = ray.get(task.remote(plan.study_dir, data.test.images, plan.inception_images))
+    for table, values in scored.items():
+        print(f"  {table}: " + ", ".join(f"{trial} {fid:.2f}" for trial, fid in values.items()), flush=True)
