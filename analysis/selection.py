@@ -25,11 +25,10 @@ def selection_values(frame: pd.DataFrame, select: str = SELECT) -> np.ndarray:
 
 
 def best_label(frame: pd.DataFrame, select: str = SELECT) -> Hashable | None:
-    """Index label of the row with the lowest finite `select` (the first on ties), or None."""
-    values = selection_values(frame, select)
-    if not np.isfinite(values).any():
-        return None
-    return frame.index[int(np.argmin(values))]
+    """Index label of the row with the lowest finite `select` (the first on ties), or None: the
+    study's own selection rule (study.results.best_trial) on any validation column."""
+    best = R.best_trial(frame, select)
+    return None if best is None else best.name
 
 
 def best_per_group(frame: pd.DataFrame, by: str, select: str = SELECT) -> dict[str, Hashable]:

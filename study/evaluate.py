@@ -25,21 +25,17 @@ import torch
 from models.checkpoint import CheckpointError, load_model
 from models.config import FAMILY_VAE, ConfigError
 from study import results as R
+from study import smoke as SMOKE
 from study.data import DataNotFoundError, load_splits
 from study.devices import environment, pick_device
 from study.loop.summary import config_columns
+from study.metrics.domain import KID_SUBSETS
 from study.metrics.evaluator import TrialEvaluator
 from study.metrics.featurenet import FeatureNetError, load_featurenet
 from study.metrics.floors import BLUR_SIGMAS, reference_floors
 from study.metrics.inception import InceptionUnavailable, inception_weights_path, model_inception_fid
 from study.metrics.likelihood import IW_IMAGES, IW_K
 from study.metrics.robustness import format_report, inception_degradation, robustness_report
-
-SMOKE_SAMPLES = 256
-SMOKE_REFERENCE_IMAGES = 1000
-SMOKE_INCEPTION_SAMPLES = 8
-SMOKE_IW_K = 5
-
 
 # --- the command line ---------------------------------------------------------------------------
 
@@ -77,20 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a download cache)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--smoke-test", action="store_true",
-                   help=f"seconds-long run: {SMOKE_SAMPLES} samples ({SMOKE_REFERENCE_IMAGES} images for "
-                        "--reference), "
-                        f"IW-NLL with k={SMOKE_IW_K} on {SMOKE_SAMPLES} images, {SMOKE_INCEPTION_SAMPLES} "
-                        "Inception images")
+                   help=f"seconds-long run: {SMOKE.EVAL_SAMPLES} samples ({SMOKE.REFERENCE_IMAGES} images "
+                        f"for --reference), IW-NLL with k={SMOKE.IW_K} on {SMOKE.IW_IMAGES} images, "
+                        f"{SMOKE.INCEPTION_SAMPLES} Inception images")
     return p
 
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.smoke_test:
-        args.samples = min(args.samples, SMOKE_REFERENCE_IMAGES if args.reference else SMOKE_SAMPLES)
-        args.iw_k = min(args.iw_k, SMOKE_IW_K)
-        args.iw_images = min(args.iw_images or SMOKE_SAMPLES, SMOKE_SAMPLES)
-        args.inception_samples = min(args.inception_samples or SMOKE_INCEPTION_SAMPLES,
-                                     SMOKE_INCEPTION_SAMPLES)
+        args.samples = min(args.samples, SMOKE.REFERENCE_IMAGES if args.reference else SMOKE.EVAL_SAMPLES)
+        args.iw_k = min(args.iw_k, SMOKE.IW_K)
+        args.iw_images = min(args.iw_images or SMOKE.IW_IMAGES, SMOKE.IW_IMAGES)
+        args.inception_samples = min(args.inception_samples or SMOKE.INCEPTION_SAMPLES,
+                                     SMOKE.INCEPTION_SAMPLES)
     if args.samples < 2:
         raise UsageError(f"--samples {args.samples}: FID/KID/IS need at least 2 images")
     if args.inception_samples is not None and args.inception_samples < 2:
@@ -161,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             net = load_featurenet(device=device)
             print(f"reference floors on {args.samples} images per set, feature network {net.sha256[:12]}...")
             floors = reference_floors(data, net, num_images=args.samples, seed=args.seed, device=device,
-                                      kid_subsets=10 if args.smoke_test else 100)
+                                      kid_subsets=SMOKE.KID_SUBSETS if args.smoke_test else KID_SUBSETS)
             values = floors._asdict()
             blurred = values.pop("fid_blur_test")
             values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from study import smoke as SMOKE
 from study.data import DataNotFoundError, MNISTSplits, load_splits
 from study.metrics.featurenet import (
     ROBUSTNESS_FID_IMAGES,
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = TrainSettings(epochs=args.epochs, seed=args.seed)
     if args.smoke_test:
-        settings = TrainSettings(epochs=1, batch_size=64, seed=args.seed, train_subset=2048)
+        settings = TrainSettings(epochs=1, batch_size=SMOKE.BATCH_SIZE, seed=args.seed,
+                                 train_subset=4 * SMOKE.TRAIN_IMAGES)
     started = time.perf_counter()
     net = train_featurenet(data.train, settings)
     seconds = time.perf_counter() - started

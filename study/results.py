@@ -130,12 +130,19 @@ def params_columns(counts: dict[str, int]) -> dict[str, int]:
     return {**{PARAMS_PREFIX + name: n for name, n in counts.items()}, PARAMS_TOTAL: sum(counts.values())}
 
 
-def best_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The selected trial: the lowest SELECTION_METRIC (None if no trial has a finite one)."""
-    finite = trials[pd.to_numeric(trials[SELECTION_METRIC], errors="coerce").notna()]
-    if finite.empty:
-        return None
-    return finite.loc[finite[SELECTION_METRIC].astype(float).idxmin()]
+def ranked(trials: pd.DataFrame, metric: str = SELECTION_METRIC) -> pd.DataFrame:
+    """The rows with a finite `metric`, lowest first, ties in row order: the one selection rule
+    (validation chooses; `metric` is a validation column)."""
+    values = pd.to_numeric(trials[metric], errors="coerce").astype(float)
+    finite = np.isfinite(values.to_numpy())
+    order = np.argsort(values.to_numpy()[finite], kind="stable")
+    return trials[finite].iloc[order]
+
+
+def best_trial(trials: pd.DataFrame, metric: str = SELECTION_METRIC) -> pd.Series | None:
+    """The selected trial: the first of `ranked` (None if no trial has a finite `metric`)."""
+    order = ranked(trials, metric)
+    return None if order.empty else order.iloc[0]
 
 
 def non_dominated(points: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 from models.checkpoint import load_checkpoint
 from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
 from study import results as R
+from study import smoke as SMOKE
 from study.data import TRAIN_SIZE, DataNotFoundError, load_splits
 from study.devices import pick_device
 from study.loop.run_dir import RunDirectory, latest_checkpoint
@@ -94,9 +95,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                          batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
                          eval_samples=args.eval_samples, train_subset=args.train_subset)
     if args.smoke_test:
-        config = config.replace(epochs=2, train_subset=512, eval_samples=min(args.eval_samples, 256),
-                                batch_size=64)
-        args.width_scale = args.width_scale * 0.125
+        config = config.replace(epochs=SMOKE.EPOCHS, train_subset=SMOKE.TRAIN_IMAGES,
+                                eval_samples=min(args.eval_samples, SMOKE.EVAL_SAMPLES),
+                                batch_size=SMOKE.BATCH_SIZE)
+        args.width_scale = args.width_scale * SMOKE.WIDTH_SCALE
     if args.width_scale != 1.0:
         config = scale_widths(config, args.width_scale)
     if args.latent_dim is not None:

@@ -16,6 +16,7 @@ import torch
 from models.config import TrainConfig, seed_model_config
 from study import evaluate as E
 from study import results as R
+from study import smoke as SMOKE
 from study.data import SPLIT_TEST, load_splits
 from study.loop.run_dir import RunDirectory
 from study.loop.trial import run_trial
@@ -61,7 +62,7 @@ def test_checkpoint_evaluation_writes_a_full_record(vae_checkpoint, capsys):
                 R.TEST_CLASS_COVERAGE, R.TEST_RECON_MSE, R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL):
         assert math.isfinite(record[key]), key
     assert record[R.FEATURENET_SHA256] == SHIPPED_SHA256
-    assert record[R.NUM_SAMPLES] == E.SMOKE_SAMPLES and record[R.IW_K] == E.SMOKE_IW_K
+    assert record[R.NUM_SAMPLES] == SMOKE.EVAL_SAMPLES and record[R.IW_K] == SMOKE.IW_K
     assert record[R.FAMILY] == "vae" and record[R.EPOCH] == 1
     networks = record[R.PARAMS_PREFIX + "encoder"] + record[R.PARAMS_PREFIX + "decoder"]
     assert record[R.PARAMS_TOTAL] == networks > 0
@@ -112,7 +113,7 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
     out = tmp_path / "floors.json"
     assert E.main(["--reference", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out)]) == 0
     floors = json.loads(out.read_text())
-    assert floors["num_images"] == E.SMOKE_REFERENCE_IMAGES and floors["featurenet_sha256"] == SHIPPED_SHA256
+    assert floors["num_images"] == SMOKE.REFERENCE_IMAGES and floors["featurenet_sha256"] == SHIPPED_SHA256
     blurred = [floors[f"fid_blur{s}_test"] for s in ("0.5", "1", "2")]
     assert floors["fid_train_test"] < blurred[0] < blurred[1] < blurred[2]
     # 1,000 images inflate the floor (FID is biased upward at small n): the 100x check runs at 10k in
@@ -126,11 +127,11 @@ def test_reference_with_inception_prints_what_blur_costs_in_inception_fid(tmp_pa
     assert E.main(["--reference", "--smoke-test", "--inception", "--data-dir", DATA_DIR,
                    "--out", str(out)]) == 0
     floors = json.loads(out.read_text())
-    assert floors["inception_images"] == E.SMOKE_INCEPTION_SAMPLES
+    assert floors["inception_images"] == SMOKE.INCEPTION_SAMPLES
     fids = [floors[f"inception_fid_{name}_test"] for name in ("none", "blur1", "blur2")]
     assert all(math.isfinite(f) and f > 0 for f in fids)
     assert fids[0] < fids[2] < floors["inception_fid_pixel-shuffled_test"]
-    n = E.SMOKE_INCEPTION_SAMPLES
+    n = SMOKE.INCEPTION_SAMPLES
     assert f"Inception FID of {n} training digits vs {n} test digits" in capsys.readouterr().out
 
 

@@ -83,8 +83,7 @@ def select_sources(trials: pd.DataFrame, top: int) -> list[tuple[str, TrainConfi
     """(source trial id, configuration, is a seed configuration): the `top` distinct configurations
     with the lowest R.SELECTION_METRIC (finite values only, ties in trial order), then the
     seed-configuration trials not among them."""
-    metric = pd.to_numeric(trials[R.SELECTION_METRIC], errors="coerce")
-    ranked = trials[metric.notna()].assign(_m=metric[metric.notna()]).sort_values("_m", kind="stable")
+    ranked = R.ranked(trials)
     is_seed = trials[R.SEED_CONFIG].fillna(False).astype(bool) if R.SEED_CONFIG in trials else False
     seeds = trials[is_seed] if R.SEED_CONFIG in trials else trials[:0]
     sources: list[tuple[str, TrainConfig, bool]] = []

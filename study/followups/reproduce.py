@@ -28,8 +28,8 @@ Presets: full (as printed): the whole 50,000-image training split, 10,000 genera
 FID/KID/IS, the VAE's IW-NLL on all 10,000 test images, seed widths. --quick: epoch counts divided
 by 10 (rounded up: 1, 2, 5 and 1, 5, 20), the first 4,000 training images, 1,000 generated images,
 IW-NLL on 2,000 test images; numbers are NOT comparable to the printed ones (fewer steps, less
-data), it checks the pipeline on a CPU. --smoke-test (the tests): 1/8-width networks, epochs 1, 2,
-512 training images, 200 generated images, 2 seeds.
+data), it checks the pipeline on a CPU. --smoke-test (the tests): study/smoke.py's numbers
+(1/8-width networks, epochs 1, 2, 512 training images, 256 generated images), 2 seeds.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from models.config import (
 )
 from search_spaces import SpaceOptions, seed_configs
 from study import results as R
+from study import smoke as SMOKE
 from study.data import load_splits, resolve_data_dir
 from study.devices import pick_device
 from study.metrics.evaluator import prepare_evaluation
@@ -77,8 +78,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  seeds=DEFAULT_SEEDS),
     "quick": dict(train_subset=4_000, eval_samples=1_000, iw_images=2_000, width_scale=1.0,
                   seeds=DEFAULT_SEEDS),
-    "smoke": dict(train_subset=512, eval_samples=200, iw_images=200, width_scale=0.125, seeds=2,
-                  epochs=(1, 2)),
+    "smoke": dict(train_subset=SMOKE.TRAIN_IMAGES, eval_samples=SMOKE.EVAL_SAMPLES, iw_images=SMOKE.IW_IMAGES,
+                  width_scale=SMOKE.WIDTH_SCALE, seeds=2, epochs=tuple(range(1, SMOKE.EPOCHS + 1))),
 }
 RUN_DIR_PREFIX = "run"  # <study>/run_0001_<id>/
 EPOCHS_COLUMN = R.hp_column("epochs")  # a row's epoch count

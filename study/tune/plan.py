@@ -18,6 +18,7 @@ from typing import Any
 from models.config import ConfigError
 from search_spaces import DEFAULT_WIDTH_RANGE, SpaceOptions
 from study import results as R
+from study import smoke as SMOKE
 from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
 from study.store import StudyStore, is_uri, normalize_storage_path
 
@@ -39,7 +40,7 @@ def default_scheduler(objective: str) -> str:
 # Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
 # CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
 # 1,000 FID samples, the VAE's binarized NLL on the first 500 test images);
-# "smoke" is what the tests run (1/8-width networks, 2,000 images, seconds per trial).
+# "smoke" is what the tests run (study/smoke.py: 1/8-width networks, 2,000 images, seconds per trial).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, train_subset=None,
                  eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
@@ -47,8 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, train_subset=4_000,
                   eval_samples=1_000, iw_images=500, width_scale=1.0, width_range=(0.25, 1.0),
                   batch_sizes=(32, 64, 128)),
-    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, train_subset=2_000,
-                  eval_samples=500, iw_images=200, width_scale=0.125, width_range=(0.5, 1.0),
+    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2,
+                  train_subset=SMOKE.STUDY_TRAIN_IMAGES, eval_samples=SMOKE.STUDY_EVAL_SAMPLES,
+                  iw_images=SMOKE.IW_IMAGES, width_scale=SMOKE.WIDTH_SCALE, width_range=(0.5, 1.0),
                   batch_sizes=(64, 128)),
 }
 # flags that override the preset's value when given
