@@ -1,6 +1,6 @@
 """Do the quality metrics agree? Spearman rank correlations across trials, and each metric's leader.
 
-Fidelity and diversity are different questions (README, "Which metric answers which question"), and
+Fidelity and diversity are different questions (docs/metrics.md, "Which metric answers which question"), and
 a feature network can reward sharpness over content, so the report shows how the metrics rank the
 same trials: domain FID, KID, precision and recall on validation (the final epoch's values), and the
 Inception FID, which is test-only and measured only for the chosen trials (the best and the Pareto

@@ -133,7 +133,7 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
     record.update(evaluator.validation(model))
     record.update(evaluator.test(model))
     record[R.EVAL_SECONDS] = time.perf_counter() - started
-    if inception_samples:  # the same code as study.launch --inception (study/inception.py)
+    if inception_samples:  # the same code as study.launch --inception (study/metrics/inception.py)
         record.update(model_inception_fid(model, seed, inception_samples, data.test.images, device=device,
                                           progress=True))
     record.update({R.FEATURENET_SHA256: evaluator.featurenet_sha256, R.NUM_SAMPLES: samples,

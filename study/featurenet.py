@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print("identical to the shipped weights")
     elif not args.smoke_test:
         print(f"differs from the shipped weights ({SHIPPED_SHA256[:12]}...); to ship these, copy the file to "
-              f"{WEIGHTS_PATH} and set SHIPPED_SHA256 in study/featurenet/__init__.py")
+              f"{WEIGHTS_PATH} and set SHIPPED_SHA256 in study/metrics/featurenet.py")
     if not args.smoke_test:
         _print_robustness(net, data, ROBUSTNESS_FID_IMAGES)
     return 0

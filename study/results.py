@@ -40,7 +40,7 @@ IMAGES_PER_S = "images_per_s"
 from models.config import D_FAKE, D_REAL, LOSS_D, LOSS_G, LOSS_KL, LOSS_NELBO, LOSS_RECON  # noqa: E402,F401
 
 # --- quality metrics ---------------------------------------------------------------------------
-# Which metric answers which question (README, "Which metric answers which question"):
+# Which metric answers which question (docs/metrics.md, "Which metric answers which question"):
 #   fidelity  FID, precision, density;  diversity  recall, coverage, class coverage/entropy;
 #   likelihood (VAE)  the importance-weighted NLL of the binarized test set.
 VAL_FID = "val_fid"  # the early-stopping / model-selection metric
@@ -65,7 +65,7 @@ TEST_DENSITY = "test_density"
 TEST_COVERAGE = "test_coverage"
 TEST_CLASS_COVERAGE = "test_class_coverage"
 TEST_CLASS_ENTROPY = "test_class_entropy"
-TEST_INCEPTION_FID = "test_inception_fid"  # study/inception.py: the paper-comparable protocol
+TEST_INCEPTION_FID = "test_inception_fid"  # study/metrics/inception.py: the paper-comparable protocol
 TEST_RECON_MSE = "test_recon_mse"  # per-pixel MSE in [0, 1] pixel units
 # Bernoulli cross-entropy + KL on the continuous grey pixels, nats per image: a training LOSS, not a
 # likelihood (grey pixels are no Bernoulli outcomes; their own entropy adds ~45 nats per image)

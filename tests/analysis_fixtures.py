@@ -1,12 +1,12 @@
 """The analysis tests' fixture study: a GAN and a VAE study directory made by REALLY training tiny
-configurations with study.train.run_trial, written in the layout of study/results.py.
+configurations with study.loop.trial.run_trial, written in the layout of study/results.py.
 
 Unlike a launcher run (tests/conftest.py: launched_studies), it controls exactly which trials
 exist, so the analysis tests can count on them. Each study holds: a seed-study configuration,
 tiny variants, one trial stopped early by the caller (as ASHA would), one diverged trial
 (VAE, real NaN losses) or one errored trial (GAN, a real error from run_trial), so NaN rows,
 stop reasons and missing sizes all occur. Metrics come from the real evaluator
-(study.metrics.TrialEvaluator via EvaluationAssets.evaluator) on EVAL_SAMPLES images.
+(study.metrics.evaluator.TrialEvaluator via EvaluationAssets.evaluator) on EVAL_SAMPLES images.
 """
 
 from __future__ import annotations

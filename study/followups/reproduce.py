@@ -12,7 +12,7 @@ This runs exactly that, with S seeds (0 ... S-1; the seed studies name none), th
 
 One run per (configuration, seed), trained once to the largest epoch count: at every printed
 count it checkpoints, computes the validation metrics and the test metrics of the model at that
-epoch and writes its summary row (study.trainable, R.epoch_summary_name). A run of 50 epochs
+epoch and writes its summary row (study.tune.trainable, R.epoch_summary_name). A run of 50 epochs
 recorded at epoch 10 is the same experiment as a separate 10-epoch run (same seed, same data
 order, no learning-rate schedule), at a fraction of the cost. Validation metrics are computed at
 the printed epochs only (nothing here needs them in between).

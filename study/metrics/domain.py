@@ -106,7 +106,7 @@ def _domain_metrics(net: FeatureNet, device: torch.device, kid_subsets: int, kid
     return _DomainMetrics(fid.to(device), kid.to(device), inception_score.to(device), memo)
 
 
-# --- real-image statistics through the feature network (cached by study/real_stats.py) ----------
+# --- real-image statistics through the feature network (cached by study/metrics/real_stats.py) ----------
 
 @torch.no_grad()
 def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,

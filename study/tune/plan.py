@@ -90,7 +90,7 @@ class StudyPlan:
     amp: str = "none"
     channels_last: bool = False
     eval_batch_size: int = 1000
-    # Inception FID of the chosen trials after the search (study/inception.py): "final", "none", or
+    # Inception FID of the chosen trials after the search (study/metrics/inception.py): "final", "none", or
     # None = "final" when the cluster has a GPU; on `inception_images` generated vs test images
     inception: str | None = None
     inception_images: int = INCEPTION_IMAGES
