@@ -2,9 +2,11 @@
 
 `optuna.importance.get_param_importances` (fANOVA, Hutter et al. 2014: the share of the variance
 of the objective that each parameter explains, over a random forest fit to the trials) on the
-study's complete trials, with validation FID (the first objective of a pareto study) as the
-target. Only parameters every complete trial has are assessed, so per-architecture widths drop
-out when the trials mix architectures. Pure computation here; the bar chart is
+study's COMPLETE trials only, with validation FID (the first objective of a pareto study) as the
+target: trials the scheduler stopped are PRUNED in optuna.db, with the FID of the epoch they
+stopped at, which is not a final value, and diverged or errored ones are FAIL (docs/search.md).
+Only parameters every complete trial has are assessed, so per-architecture widths drop out when
+the trials mix architectures. Pure computation here; the bar chart is
 analysis.plots.plot_importances.
 """
 

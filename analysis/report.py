@@ -339,8 +339,10 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
                   "k and over k times the mean training seconds, with the exact 95 % range. "
                   f"{_sampler_captions(studies.protocols)}.",
         "importances": "fANOVA importances (Hutter et al. 2014, optuna.importance) of the parameters every "
-                       "complete trial of a study shares, for its validation FID, from the Optuna study the "
-                       "launcher kept in optuna.db; a handful of trials make them rough. Explore them with "
+                       "completed trial of a study shares, for its validation FID, from the Optuna study the "
+                       "launcher kept in optuna.db, over its completed trials only (n_trials): early-stopped "
+                       "trials are pruned there and diverged or failed ones failed, and neither is counted; "
+                       "a handful of trials make them rough. Explore them with "
                        "`optuna-dashboard sqlite:///<study dir>/optuna.db`.",
         "agreement": "Fidelity (FID, KID, precision) and diversity (recall) are different questions, and a "
                      "feature network may reward sharpness over content, so the metrics are compared on the "

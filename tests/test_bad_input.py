@@ -433,6 +433,20 @@ def _(tmp):
     return Case("study.launch", launch(tmp, "--resume", "--name", "s"), "--resume", [tmp / "results"])
 
 
+@case("resume-hyperband-study")
+def _(tmp):
+    """HyperBand's brackets are not rebuilt on a restore (Tune's own scheduler): refused, with the
+    experiment state in place, before Ray starts."""
+    from study.launch import build_parser
+    from study.tune.plan import plan_from_args
+
+    plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s", "--scheduler", "hyperband")))
+    (tmp / "results" / "s").mkdir(parents=True)
+    (tmp / "results" / "s" / "study.json").write_text(plan.to_json())
+    (tmp / "results" / "s" / "tuner.pkl").write_bytes(b"")  # what can_restore looks for
+    return Case("study.launch", launch(tmp, "--resume", "--name", "s"), "hyperband", [tmp / "results"])
+
+
 @case("launch-existing-name-without-resume")
 def _(tmp):
     (tmp / "results" / "s").mkdir(parents=True)

@@ -209,24 +209,26 @@ def test_a_searcher_restored_behind_its_optuna_db_skips_the_trials_the_db_finish
     from study.optuna_storage import sqlite_url
     from study.tune.recovery import ResumableOptunaSearch
 
+    last = {R.EPOCH: 2, R.VAL_FID: 20.0, "training_iteration": 2, R.STOP_REASON: R.STOP_COMPLETED}
+
     def crashed_and_restored(cls, name: str):
         storage = optuna.storages.RDBStorage(sqlite_url(tmp_path / f"{name}.db"))
         searcher = cls(space=lr_space, metric=R.VAL_FID, mode="min", storage=storage, study_name=name,
                        sampler=optuna.samplers.RandomSampler(seed=0))
         assert searcher.suggest("t1") is not None
         searcher.save(str(tmp_path / f"{name}.pkl"))  # Tune's last searcher checkpoint
-        searcher.on_trial_result("t1", {R.VAL_FID: 30.0, "training_iteration": 1})
-        searcher.on_trial_complete("t1", {R.VAL_FID: 20.0})  # in the database, then the crash
+        searcher.on_trial_result("t1", {R.EPOCH: 1, R.VAL_FID: 30.0, "training_iteration": 1})
+        searcher.on_trial_complete("t1", last)  # in the database, then the crash
         restored = cls(space=lr_space, metric=R.VAL_FID, mode="min")
         restored.restore(str(tmp_path / f"{name}.pkl"))
         return restored
 
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # what ended the resumed study
         crashed_and_restored(OptunaSearch, "plain").on_trial_result(
-            "t1", {R.VAL_FID: 20.0, "training_iteration": 2})
+            "t1", last)
     restored = crashed_and_restored(ResumableOptunaSearch, "resumable")
-    restored.on_trial_result("t1", {R.VAL_FID: 20.0, "training_iteration": 2})
-    restored.on_trial_complete("t1", {R.VAL_FID: 20.0})
+    restored.on_trial_result("t1", last)
+    restored.on_trial_complete("t1", last)
     (trial,) = optuna.load_study(study_name="resumable",
                                  storage=sqlite_url(tmp_path / "resumable.db")).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 20.0  # told once
@@ -269,7 +271,7 @@ def test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind(tmp_path
             process.send_signal(signal.SIGKILL)  # no handler runs, nothing is saved or shut down
             seen["killed"] = time.monotonic()
 
-    args = launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--dashboard-port", port)
+    args = launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--dashboard-port", port, num_cpus=1)
     rc, out = run_launcher(args, kill_after_first_trial)
     assert rc == -signal.SIGKILL, out[-3000:]
     assert seen["status"] == 401  # the dashboard refuses requests without the token
@@ -279,7 +281,7 @@ def test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind(tmp_path
     assert left, "expected Ray processes of the killed launcher to outlive it"
 
     rc, out = run_launcher(launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--resume",
-                                       "--dashboard-port", port))  # at once, on the same port
+                                       "--dashboard-port", port, num_cpus=1))  # at once, on the same port
     assert rc == 0, out[-3000:]
     assert "leftover process(es) of the Ray that the interrupted launcher started" in out
     assert session_processes(seen["session"]) == []  # the crashed study's Ray was reaped

@@ -229,6 +229,10 @@ def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
     if plan.family != args.family:
         _fail(f"--resume: study {args.name} is a {plan.family} study, not {args.family}; "
               f"pass --family {plan.family}.")
+    if plan.scheduler == "hyperband":  # Tune's HyperBand restarts with empty brackets (docs/search.md)
+        _fail(f"--resume: study {args.name} uses the hyperband scheduler, whose brackets a resume cannot "
+              "rebuild (its paused trials would be judged against nothing); start it again under a new "
+              "--name, or use --scheduler asha, which resumes with its rungs.")
     return dataclasses.replace(plan, storage_path=storage)
 
 

@@ -14,11 +14,17 @@
   `optuna.db` is written at once, Tune's searcher pickle only now and then, so a driver killed in
   between comes back with a trial that Tune still runs but the database has finished; reporting
   to it again would raise `UpdateFinishedTrialError` and end the resumed study.
+  It also tells Optuna what happened (`optuna_state`, docs/search.md): Ray's OptunaSearch tells
+  every ended trial COMPLETE with its last value, so a trial the scheduler stopped at epoch 2
+  reached TPE as finished with its epoch-2 FID. Here a stopped trial is PRUNED, its per-epoch
+  validation FIDs (the epoch it stopped at included) its intermediate values, stepped by epoch;
+  a diverged, out-of-memory or errored trial is FAIL.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import signal
@@ -28,6 +34,7 @@ from typing import Any
 
 import optuna
 import psutil  # type: ignore[import-untyped]  # (a Ray dependency)
+from optuna.trial import TrialState
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -149,13 +156,67 @@ class ResumableASHA(AsyncHyperBandScheduler):
                 bracket.on_result(trial, result[self._time_attr], self._metric_op * result[self._metric])
 
 
+def optuna_state(result: dict[str, Any] | None, error: bool) -> TrialState:
+    """The Optuna state of a trial Tune ended (Ray calls `on_trial_complete` for both):
+    - `error` (Tune gave up on the trial) -> FAIL;
+    - no R.STOP_REASON in the last result -> PRUNED: the trainable puts the stop reason in its final
+      report only (study/tune/trainable.py), so the last result without one is the report at which
+      the scheduler stopped it; None is a trial stopped while paused or pending (HyperBand);
+    - completed -> COMPLETE; diverged, oom and error -> FAIL."""
+    if error:
+        return TrialState.FAIL
+    if result is None or R.STOP_REASON not in result:
+        return TrialState.PRUNED
+    return TrialState.COMPLETE if result[R.STOP_REASON] == R.STOP_COMPLETED else TrialState.FAIL
+
+
 class ResumableOptunaSearch(OptunaSearch):
     """OptunaSearch that skips the results of a trial its database already finished (see the
     module docstring): that trial's value was told before the crash, and a resumed trial repeats
-    the same seeded epochs, so nothing is lost by not telling it twice."""
+    the same seeded epochs, so nothing is lost by not telling it twice. It tells each ended trial
+    the state `optuna_state` gives, and reports intermediate values by epoch (not Tune's
+    training_iteration), single-objective only: Optuna refuses `report` on multi-objective studies."""
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials:
+            super().on_trial_result(trial_id, result)  # (its warning)
+            return
+        self._report(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result, error)  # (its warning)
+            return
+        state = optuna_state(result, error)
+        if state == TrialState.PRUNED and result is not None:
+            self._report(trial_id, result)  # the report the scheduler stopped it at: Tune passed
+            # it here only, not to on_trial_result; its value is the pruned trial's value
+        values = self._values(result) if state == TrialState.COMPLETE else None
+        if state == TrialState.COMPLETE and values is None:
+            state = TrialState.FAIL  # no finite objective: Optuna refuses it as COMPLETE
+        assert self._ot_study is not None  # (set up before Tune asks for the first trial)
+        self._ot_study.tell(self._ot_trials[trial_id], values, state=state,
+                            skip_if_finished=True)  # (finished in the database before a crash)
+        self._completed_trials.add(trial_id)
+
+    def _multi_objective(self) -> bool:
+        return isinstance(self.metric, list)
+
+    def _values(self, result: dict | None) -> float | list[float] | None:
+        metrics = self.metric if self._multi_objective() else [self.metric]
+        values = [(result or {}).get(m) for m in metrics]
+        finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+        if len(finite) < len(values):
+            return None
+        return finite if self._multi_objective() else finite[0]
+
+    def _report(self, trial_id: str, result: dict) -> None:
+        if self._multi_objective():
+            return
+        value, epoch = result.get(self.metric), result.get(R.EPOCH)
+        if value is None or epoch is None or not math.isfinite(value):
+            return  # no validation this epoch (diverged: NaN)
         try:
-            super().on_trial_result(trial_id, result)
+            self._ot_trials[trial_id].report(float(value), int(epoch))
         except optuna.exceptions.UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)  # on_trial_complete then skips it too

@@ -21,14 +21,18 @@ def study_seed_points(plan: StudyPlan) -> list[dict[str, Any]]:
     return seed_points(plan.family, plan.space())[: plan.trials]
 
 
-def make_sampler(plan: StudyPlan):
+def make_sampler(plan: StudyPlan, concurrency: int = 1):
+    """The plan's Optuna sampler for a study that runs `concurrency` trials at once."""
     # TPE's random start-up scaled to the study, counted after the enqueued seed configurations
     # (search_spaces.tpe_startup_trials; Optuna's fixed 10 leaves small studies unguided)
     startup = tpe_startup_trials(plan.trials, len(study_seed_points(plan)))
     samplers = {
-        # multivariate + group: TPE that models the per-architecture (conditional) parameters jointly
+        # multivariate + group: TPE that models the per-architecture (conditional) parameters jointly;
+        # constant liar whenever trials run at once: the running trials count as bad, so concurrent
+        # asks are not near-duplicates (Optuna < 5 has it off by default; docs/search.md)
         "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                                       n_startup_trials=startup),
+                                                       n_startup_trials=startup,
+                                                       constant_liar=concurrency > 1),
         "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
         "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
         "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
@@ -39,9 +43,10 @@ def make_sampler(plan: StudyPlan):
         return samplers[plan.sampler](plan.seed)
 
 
-def make_searcher(plan: StudyPlan):
+def make_searcher(plan: StudyPlan, concurrency: int = 1):
     """OptunaSearch over the family's define-by-run space, seed configurations enqueued first
-    (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first)."""
+    (Ray enqueues points_to_evaluate into the Optuna study; tests check they run first), for a
+    study that runs `concurrency` trials at once (Tune's max_concurrent_trials)."""
     metric: str | list[str] = R.VAL_FID
     mode: str | list[str] = "min"
     if plan.objective == "pareto":
@@ -51,7 +56,7 @@ def make_searcher(plan: StudyPlan):
         metric=metric,
         mode=mode,
         points_to_evaluate=study_seed_points(plan),
-        sampler=make_sampler(plan),
+        sampler=make_sampler(plan, concurrency),
         storage=open_storage(plan.study_dir),  # <study dir>/optuna.db (study/optuna_storage.py)
         study_name=plan.name,
     )

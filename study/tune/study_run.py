@@ -24,16 +24,17 @@ from study.tune.trainable import TrialSetup, evaluate_stopped_trial, with_setup
 
 
 def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
+    slots = trial_slots(plan.cpus_per_trial, gpus)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=make_searcher(plan), scheduler=make_scheduler(plan),
+        tune_config=tune.TuneConfig(search_alg=make_searcher(plan, slots), scheduler=make_scheduler(plan),
                                     num_samples=plan.trials, trial_dirname_creator=trial_dirname,
                                     # one worker process per concurrent slot, not per trial: no
                                     # process start, torch import and actor set-up per trial; with
                                     # a searcher Tune keeps 1 trial pending unless told the slots,
                                     # and a reused actor then takes it: every slot must be asked for
                                     reuse_actors=True,
-                                    max_concurrent_trials=trial_slots(plan.cpus_per_trial, gpus)),
+                                    max_concurrent_trials=slots),
         run_config=run_config(plan.name, plan.storage_path, plan.max_failures, plan.keep_checkpoints),
     )
 
