@@ -45,9 +45,13 @@ def end(epoch: int, fid: float, reason: str) -> dict:
 
 # what Tune hands the searcher for each kind of trial: (on_trial_result results, on_trial_complete kwargs)
 TRIALS = {
-    # ran all 4 epochs: its last report reaches on_trial_result, then on_trial_complete
-    "completed": ([report(1, 90.0), report(2, 80.0), report(3, 70.0), end(4, 60.0, R.STOP_COMPLETED)],
+    # ran all 4 epochs under ASHA: it stops the trial at max_t, so its last report reaches
+    # on_trial_complete only
+    "completed": ([report(1, 90.0), report(2, 80.0), report(3, 70.0)],
                   dict(result=end(4, 60.0, R.STOP_COMPLETED))),
+    # ran all 4 epochs without a scheduler: the last report reaches on_trial_result, then on_trial_complete
+    "completed-unscheduled": ([report(1, 91.0), end(2, 61.0, R.STOP_COMPLETED)],
+                              dict(result=end(2, 61.0, R.STOP_COMPLETED))),
     # ASHA stopped it at its epoch-2 report: Tune passes that report to on_trial_complete only
     "stopped": ([report(1, 95.0)], dict(result=report(2, 85.0))),
     # HyperBand stopped it while paused: no result at all
@@ -58,7 +62,8 @@ TRIALS = {
     "completed-without-fid": ([end(4, math.nan, R.STOP_COMPLETED)], dict(result=end(4, math.nan,
                                                                                      R.STOP_COMPLETED))),
 }
-STATES = {"completed": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "stopped-paused": TrialState.PRUNED,
+STATES = {"completed": TrialState.COMPLETE, "completed-unscheduled": TrialState.COMPLETE,
+          "stopped": TrialState.PRUNED, "stopped-paused": TrialState.PRUNED,
           "diverged": TrialState.FAIL, "oom": TrialState.FAIL, "errored": TrialState.FAIL,
           "completed-without-fid": TrialState.FAIL}
 
@@ -91,6 +96,7 @@ def test_a_stopped_trial_is_pruned_with_its_epochs_and_a_failed_one_fails(tmp_pa
     assert {kind: t.state for kind, t in trials.items()} == STATES
     done, stopped, paused = trials["completed"], trials["stopped"], trials["stopped-paused"]
     assert done.value == 60.0 and done.intermediate_values == {1: 90.0, 2: 80.0, 3: 70.0, 4: 60.0}
+    assert trials["completed-unscheduled"].intermediate_values == {1: 91.0, 2: 61.0}
     # the epoch the scheduler stopped it at is its last intermediate value and its value
     assert stopped.intermediate_values == {1: 95.0, 2: 85.0} and stopped.value == 85.0
     assert paused.intermediate_values == {1: 99.0, 2: 88.0} and paused.value == 88.0
@@ -118,13 +124,14 @@ def test_a_multi_objective_study_gets_the_same_states_without_intermediate_value
     trials = dict(zip(TRIALS, study.trials, strict=True))
     assert {kind: t.state for kind, t in trials.items()} == STATES
     assert trials["completed"].values == [60.0, 1000.0, 8.0]
+    assert trials["completed-unscheduled"].values == [61.0, 1000.0, 4.0]
     assert all(t.intermediate_values == {} for t in study.trials)  # Optuna refuses report() here
     # the sampler goes on past its start-up trials with pruned and failed trials in the study
     for i in range(20):
         trial = study.ask()
         lr_space(trial)
         study.tell(trial, [float(i % 7), 1000.0, float(i)])
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 21
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 22
 
 
 def concurrent_asks(sampler, asks: int = 4) -> list[tuple[float, float]]:

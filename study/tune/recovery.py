@@ -29,6 +29,7 @@ import os
 import posixpath
 import signal
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +189,11 @@ class ResumableOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result, error)  # (its warning)
             return
         state = optuna_state(result, error)
-        if state == TrialState.PRUNED and result is not None:
-            self._report(trial_id, result)  # the report the scheduler stopped it at: Tune passed
-            # it here only, not to on_trial_result; its value is the pruned trial's value
+        if result is not None:  # the report a scheduler stopped it at reaches only this method (at
+            # max_t too: ASHA stops a trial that completed); a pruned trial's value is that epoch's
+            with warnings.catch_warnings():  # without a scheduler on_trial_result had it already,
+                warnings.simplefilter("ignore", UserWarning)  # and Optuna warns and keeps the first
+                self._report(trial_id, result)
         values = self._values(result) if state == TrialState.COMPLETE else None
         if state == TrialState.COMPLETE and values is None:
             state = TrialState.FAIL  # no finite objective: Optuna refuses it as COMPLETE
