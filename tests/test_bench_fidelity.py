@@ -1,0 +1,57 @@
+"""bench_fidelity's pure computation on hand-made histories: Spearman's rho per rung and signal, and
+the share of the final top quarter that ASHA at the rung would stop."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_fidelity as F  # noqa: E402
+
+from study import results as R  # noqa: E402
+
+TRIALS = "abcdefgh"
+FINAL = dict(zip(TRIALS, (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0), strict=True))
+
+
+def history() -> pd.DataFrame:
+    """8 trials to epoch 4: epoch 1 ranks them exactly backwards, epochs 2-4 exactly right; plus a
+    trial stopped after epoch 2 and one diverged at epoch 1 (neither reached the end), and epoch 2
+    of trial a recorded twice (a restore re-ran it: the last record counts)."""
+    rows = []
+    for i, trial in enumerate(TRIALS):
+        rows.append((trial, 1, FINAL[TRIALS[-1 - i]]))
+        rows += [(trial, epoch, FINAL[trial]) for epoch in (2, 3, 4)]
+    rows.insert(1, ("a", 2, 999.0))  # the first record of a's re-run epoch 2
+    rows += [("stopped", 1, 5.0), ("stopped", 2, 5.0), ("diverged", 1, math.nan)]
+    return pd.DataFrame(rows, columns=[R.TRIAL_ID, R.EPOCH, R.VAL_FID])
+
+
+def test_rank_fidelity_per_rung_and_signal():
+    table = F.fidelity_table(history(), rungs=(1, 2, 4), reduction_factor=2).set_index([F.RUNG, F.SIGNAL])
+    # rung 4 is the last epoch: nothing to predict there
+    assert list(table.index) == [(1, "raw"), (1, "best"), (2, "raw"), (2, "best")]
+    assert (table[F.N] == 8).all()  # the two trials that did not reach epoch 4 are left out
+    # epoch 1 ranks the trials backwards: rho -1, and ASHA (cutoff: the median, 45) stops both of
+    # the final top quarter (a: 80 and b: 70 at epoch 1)
+    assert table.loc[(1, "raw"), F.RHO] == pytest.approx(-1.0)
+    assert table.loc[(1, "raw"), F.TOP_STOPPED] == 1.0
+    assert table.loc[(1, "best"), F.RHO] == pytest.approx(-1.0)  # at epoch 1 best so far is the raw FID
+    # epoch 2 is the final order: rho 1, nothing of the top quarter stopped
+    assert table.loc[(2, "raw"), F.RHO] == pytest.approx(1.0) and table.loc[(2, "raw"), F.TOP_STOPPED] == 0
+    # best so far at epoch 2 (10, 20, 30, 40, 40, 30, 20, 10) is a V against the final order: rho 0;
+    # its median cutoff (25) stops c-f, keeping the top quarter (a, b)
+    assert table.loc[(2, "best"), F.RHO] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc[(2, "best"), F.TOP_STOPPED] == 0.0
+
+
+def test_asha_stops_what_is_worse_than_the_rung_quantile():
+    signal = pd.Series([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], index=list("uvwxyz"))
+    assert list(F.asha_stops(signal, 2)[lambda s: s].index) == ["x", "y", "z"]
+    assert list(F.asha_stops(signal, 3)[lambda s: s].index) == ["w", "x", "y", "z"]  # cutoff 26.7
