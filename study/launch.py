@@ -19,7 +19,8 @@ import sys
 
 from models.config import AMP_MODES, AMP_NONE, FAMILIES
 from study.data import DATA_DIR_ENV
-from study.tune import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV
+from study.followups import BOTH
+from study.tune import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, TRACKERS
 from study.tune.plan import (
     INCEPTION_CHOICES,
     INCEPTION_IMAGES,
@@ -46,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
         "on the others, then run with --address HEAD:6379 and a --storage-path every node can "
         "reach (NFS path or s3://...).",
     )
-    p.add_argument("--family", required=True, choices=FAMILIES, help="model family to study")
+    p.add_argument("--family", required=True, choices=(*FAMILIES, BOTH),
+                   help="model family to study; both: a GAN and a VAE study with the same protocol, the "
+                   "replicates of each one's top configurations and the report (study/followups/both.py)")
     p.add_argument("--trials", type=int, help="number of trials, seed configurations included (default 16)")
     p.add_argument("--max-epochs", type=int, help="epochs of a trial that is never stopped (default 20)")
     p.add_argument("--grace-period", type=int,
@@ -94,7 +97,15 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="interface of the Ray dashboard of a local Ray (default 127.0.0.1; anything "
                    "else exposes it to the network, token-protected)")
-    p.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT, help="Ray dashboard port")
+    p.add_argument("--dashboard-port", type=int,
+                   help=f"Ray dashboard port (default: {DEFAULT_DASHBOARD_PORT}, or the next free one when "
+                   "another study's Ray has it; a port given here must be free)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's own console output (trial config boxes, status tables, logs) instead of the "
+                   "study console (one line per running trial and a progress line)")
+    p.add_argument("--tracker", choices=TRACKERS,
+                   help="also log every trial to an experiment tracker: mlflow (a local store in "
+                   "<study>/mlruns; pip install -e '.[tracking]')")
     replicates = p.add_argument_group("replicates (python -m study.replicate), straight after the search")
     replicates.add_argument("--replicate-top", type=int,
                             help="then re-train the K best trials and the seed configurations with new seeds "

@@ -10,3 +10,4 @@ This package file itself imports nothing, so a command can set Ray's environment
 # Ray reads it when it is imported: study.launch sets it before importing anything that imports Ray.
 LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study
+TRACKERS = ("mlflow",)  # --tracker: study/tune/tracking.py
