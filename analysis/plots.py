@@ -25,7 +25,7 @@ from analysis.latent import LatentEmbedding  # noqa: E402
 from analysis.load import trial_path  # noqa: E402
 from analysis.pareto import Objective, pareto_front  # noqa: E402
 from analysis.quality import is_usable  # noqa: E402
-from analysis.selection import SELECT  # noqa: E402
+from analysis.selection import SELECT, family_of, group_column  # noqa: E402
 from models.config import FAMILY_GAN, FAMILY_VAE  # noqa: E402
 from study import results as R  # noqa: E402
 
@@ -121,19 +121,10 @@ def _family_name(family: str) -> str:
     return str(family).upper()
 
 
-def _group_column(frame: pd.DataFrame) -> str:
-    return C.GROUP if C.GROUP in frame else R.FAMILY
-
-
 def _color(group: str, family_of: Mapping[str, str] | None = None) -> str:
     """A group's colour: its family's (a group is a family, or a study of one)."""
     family = (family_of or {}).get(group, group)
     return FAMILY_COLORS.get(family, "0.3")
-
-
-def _family_of(frame: pd.DataFrame) -> dict[str, str]:
-    by = _group_column(frame)
-    return {str(g): str(f) for g, f in frame[[by, R.FAMILY]].drop_duplicates().itertuples(index=False)}
 
 
 def _finite(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -153,12 +144,12 @@ def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = SELECT,
     _style()
     fig, axes = plt.subplots(1, len(x_columns), figsize=(6.0 * len(x_columns), 4.6), sharey=True,
                              squeeze=False)
-    by, family_of = _group_column(trials), _family_of(trials)
+    by, families = group_column(trials), family_of(trials)
     usable = is_usable(trials, select=quality)
     excluded: dict[str, int] = {}
     for ax, x in zip(axes[0], x_columns, strict=True):
         for group_name, group in trials.groupby(by, sort=True):
-            color = _color(group_name, family_of)
+            color = _color(group_name, families)
             front = pareto_front(group[usable[group.index]], (Objective(quality), Objective(x)))
             shown = _finite(group, [quality, x])
             excluded[group_name] = max(excluded.get(group_name, 0), len(group) - len(shown))

@@ -40,11 +40,10 @@ from analysis.importance import study_importances
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
 from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
 from analysis.quality import QUALITY_FACTOR, is_usable, study_fid_bound
-from analysis.selection import SELECT, best_label
+from analysis.selection import SELECT, best_label, family_of, group_column
 from analysis.tables import (
     comparison_table,
     front_objectives,
-    group_column,
     headline_table,
     published_comparison,
     usable_front,
@@ -198,10 +197,8 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
         figs["curves"] = _rel(plots.plot_fid_curves(curve_rows, figures_dir / "fid_vs_epoch.png"), out)
     else:
         notes.append("No per-epoch validation FID in the histories: FID-vs-epoch figure skipped.")
-    family_of = {str(g): str(f) for g, f in trials[[group_column(trials), R.FAMILY]].drop_duplicates()
-                 .itertuples(index=False)}
     if curves:
-        figs["budget"] = _rel(plots.plot_budget(curves, figures_dir / "budget.png", family_of), out)
+        figs["budget"] = _rel(plots.plot_budget(curves, figures_dir / "budget.png", family_of(trials)), out)
     front_labels = [label for _, group in trials.groupby(group_column(trials), sort=True)
                     for label in sorted(usable_front(group, front_objectives(select), select),
                                         key=lambda i: trials.loc[i, select])]

@@ -20,7 +20,7 @@ from analysis import columns as C
 from analysis import stats
 from analysis.pareto import MINIMIZE, Objective, pareto_front
 from analysis.quality import is_usable
-from analysis.selection import SELECT, best_per_group, is_seed_config
+from analysis.selection import SELECT, best_per_group, group_column, is_seed_config
 from models.config import (
     ARCH_CONV,
     ARCH_DCGAN,
@@ -90,10 +90,6 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
     PublishedFigure("VAE loss after 50 epochs", FAMILY_VAE, ARCH_MLP, 135.0, SEED_STUDY_2, R.LOSS_NELBO, 50,
                     COMPARABLE_CAVEATS, _LOSS_NOTE + "; blank when our trial stopped before epoch 50"),
 )
-
-
-def group_column(trials: pd.DataFrame) -> str:
-    return C.GROUP if C.GROUP in trials else R.FAMILY
 
 
 def search_rows(trials: pd.DataFrame) -> pd.DataFrame:
