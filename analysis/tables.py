@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis import columns as C
 from analysis import stats
+from analysis.load import search_rows
 from analysis.pareto import MINIMIZE, Objective, pareto_front
 from analysis.quality import is_usable
 from analysis.selection import SELECT, best_per_group, group_column, is_seed_config
@@ -90,11 +91,6 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
     PublishedFigure("VAE loss after 50 epochs", FAMILY_VAE, ARCH_MLP, 135.0, SEED_STUDY_2, R.LOSS_NELBO, 50,
                     COMPARABLE_CAVEATS, _LOSS_NOTE + "; blank when our trial stopped before epoch 50"),
 )
-
-
-def search_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials of the search studies (seed-study reproductions left out)."""
-    return trials[trials[C.REPRODUCES].isna()] if C.REPRODUCES in trials else trials
 
 
 def best_trials(trials: pd.DataFrame, select: str = SELECT) -> dict[str, object]:
