@@ -20,9 +20,21 @@ DATA_DIR = Path(os.environ.get("STUDY_DATA_DIR", REPO_ROOT.parent / "shared" / "
 # the environment), keeps its session_* directories under one private temp dir, so a new one there
 # means a test started Ray, and other sessions on the machine do not count. Short: Ray's socket
 # paths must stay under 108 characters.
-if "RAY_TMPDIR" not in os.environ:
+_OWN_RAY_TMPDIR = "RAY_TMPDIR" not in os.environ
+if _OWN_RAY_TMPDIR:
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
-RAY_SESSIONS_DIR = Path(os.environ["RAY_TMPDIR"]) / "ray"
+RAY_TMPDIR = os.environ["RAY_TMPDIR"]
+RAY_SESSIONS_DIR = Path(RAY_TMPDIR) / "ray"
+
+
+def pytest_unconfigure(config):
+    if _OWN_RAY_TMPDIR:  # removed when no Ray started (the fast loop); else kept with Ray's logs
+        try:
+            os.rmdir(RAY_TMPDIR)
+        except OSError:
+            pass
+
+
 _RAY_BEFORE = pytest.StashKey[tuple[bool, frozenset[str]]]()
 
 
