@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     replicates.add_argument("--replicate-top", type=int,
                             help="then re-train the K best trials and the seed configurations with new seeds "
                             "(default: no replicates)")
-    replicates.add_argument("--replicate-seeds", type=int, default=5,
-                            help="new seeds per replicated configuration (default 5)")
+    replicates.add_argument("--replicate-seeds", type=int,
+                            help="new seeds per replicated configuration (default 5; --family both: 3, "
+                            "smoke 2)")
     gpu = p.add_argument_group("GPU speed (they run on a CPU too)")
     gpu.add_argument("--amp", choices=AMP_MODES, default=AMP_NONE,
                      help="bf16: training steps under bfloat16 autocast (default none: fp32)")
@@ -137,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.address:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
     # imported only now: Ray reads LOOPBACK_ENV when it is imported, and the pipeline imports Ray
-    from study.followups import pipeline
+    from study.followups import both, pipeline
 
+    if args.family == BOTH:
+        return both.launch_both(args, pipeline.launch)
     return pipeline.launch(args)
 
 

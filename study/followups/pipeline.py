@@ -19,6 +19,7 @@ from models.config import ConfigError
 from study import results as R
 from study.data import DataNotFoundError, load_splits
 from study.devices import pick_device
+from study.followups.replicate import DEFAULT_SEEDS as DEFAULT_REPLICATE_SEEDS
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
 from study.followups.replicate import validate as validate_replicates
@@ -37,6 +38,8 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]
     """The study's plan, every flag checked, and the study's lock (None on URI storage); ConfigError,
     DataNotFoundError or StudyLockedError on bad input, before anything is written."""
     check_storage(args.storage_path)
+    if args.replicate_seeds is None:
+        args.replicate_seeds = DEFAULT_REPLICATE_SEEDS
     if args.resume:
         plan = load_resume_plan(args)
         if not tune.Tuner.can_restore(StudyStore(plan.study_dir).uri):
