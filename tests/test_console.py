@@ -204,3 +204,27 @@ def test_two_launchers_with_default_flags_both_finish(tmp_path, data_dir):
     assert (f"other studies run on this machine: first (PID {first.pid}); this study's Ray takes {share} "
             in out2)
     assert "Traceback" not in err1 + err2
+
+
+@pytest.mark.slow
+def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_path, data_dir):
+    """The race the launcher's check cannot close: the port is free at the check, taken when Ray starts.
+    Ray's own refusal becomes a ConfigError (one `error:` line from launch), without a minute's wait."""
+    import ray
+
+    from study import launch
+    from study.followups import pipeline
+    from study.tune.plan import plan_from_args
+
+    args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
+                                             "--storage-path", str(tmp_path), "--name", "raced"])
+    plan = plan_from_args(args)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        claim = sharing.Claim(port=port, num_cpus=1, others=[])  # what the check chose, taken since
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"Ray did not start: .*{port}"):
+            pipeline._session(args, plan, claim)
+    assert time.monotonic() - started < 30 and not ray.is_initialized()

@@ -13,6 +13,7 @@ import sys
 import time
 from contextlib import ExitStack
 
+import ray
 from ray import tune
 
 from models.config import ConfigError
@@ -150,6 +151,7 @@ def _session(args: argparse.Namespace, plan: StudyPlan, claim: sharing.Claim | N
         try:
             started = stack.enter_context(ray_session(args.address, num_cpus, dashboard))
         except RAY_START_ERRORS as exc:
+            ray.shutdown()  # whatever of the local Ray had started
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"Ray did not start: {first}") from None
         if started and not args.address:
