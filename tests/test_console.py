@@ -173,7 +173,7 @@ def test_mlflow_holds_one_run_per_trial_with_params_metrics_and_sample_grids(tra
         (label,) = [k for k in runs if k.endswith(row.trial_id)]
         run = runs[label]
         assert run.info.status == "FINISHED" and run.data.tags["kind"] == "search"
-        assert run.data.params["batch_size"] == str(row.batch_size)
+        assert run.data.params["batch_size"] == str(row.hp_batch_size)
         history = client.get_metric_history(run.info.run_id, R.VAL_FID)
         assert [m.step for m in history] == list(range(1, row.epochs_run + 1))
         assert history[-1].value == pytest.approx(row.final_val_fid)
