@@ -228,3 +228,15 @@ def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_pat
         with pytest.raises(ConfigError, match=f"Ray did not start: .*{port}"):
             pipeline._session(args, plan, claim)
     assert time.monotonic() - started < 30 and not ray.is_initialized()
+
+
+def test_family_both_resume_knows_what_each_study_still_needs(tmp_path):
+    from study.followups.both import _state
+
+    study = tmp_path / "cmp-gan"
+    assert _state(str(study)) == "new"
+    study.mkdir()
+    (study / R.TRIALS_FILE).write_text("")
+    assert _state(str(study)) == "searched"  # its replicates go on (python -m study.replicate)
+    (study / R.REPLICATES_FILE).write_text("")
+    assert _state(str(study)) == "done"  # skipped
