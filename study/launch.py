@@ -17,10 +17,12 @@ import argparse
 import os
 import sys
 
-from models.config import AMP_MODES, AMP_NONE, FAMILIES
-from study.data import DATA_DIR_ENV
+from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
+from study import results as R
+from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.followups import BOTH
-from study.tune import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, TRACKERS
+from study.followups.launch_plan import checked_plan
+from study.tune.lock import StudyLockedError
 from study.tune.plan import (
     INCEPTION_CHOICES,
     INCEPTION_IMAGES,
@@ -29,6 +31,7 @@ from study.tune.plan import (
     SAMPLERS,
     SCHEDULERS,
 )
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, TRACKERS
 
 
 def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument per flag, over 60 lines
@@ -137,12 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.address:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
-    # imported only now: Ray reads LOOPBACK_ENV when it is imported, and the pipeline imports Ray
-    from study.followups import both, pipeline
-
     if args.family == BOTH:
-        return both.launch_both(args, pipeline.launch)
-    return pipeline.launch(args)
+        from study.followups import both  # imports no Ray itself; each study does, after the checks
+
+        return both.launch_both(args, launch_one)
+    return launch_one(args)
+
+
+def launch_one(args: argparse.Namespace) -> int:
+    """One family's study: every check first, then the pipeline (which imports Ray)."""
+    try:
+        plan, lock = checked_plan(args)
+    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
+    # imported only now: Ray reads LOOPBACK_ENV when it is imported, and bad input is refused above
+    # without waiting for Ray and the metrics to load
+    from study.followups import pipeline
+
+    return pipeline.launch(args, plan, lock)
 
 
 if __name__ == "__main__":

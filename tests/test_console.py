@@ -18,8 +18,9 @@ import pytest
 
 from models.config import ConfigError
 from study import results as R
-from study.tune import DEFAULT_DASHBOARD_PORT, sharing, tracking
+from study.tune import sharing, tracking
 from study.tune.console import StudyConsole
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT
 from tests.conftest import REPO_ROOT
 
 PROGRESS = re.compile(r"^(\d+)/(\d+) trials done, (\d+) running(, best validation FID so far [\d.]+ "

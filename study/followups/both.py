@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-from ray import tune
-
 from models.config import FAMILY_GAN as GAN
 from models.config import FAMILY_VAE as VAE
 from models.config import ConfigError
@@ -61,6 +59,8 @@ def _state(study_dir: str) -> str:
     store = StudyStore(study_dir)
     if store.exists(store.path(R.TRIALS_FILE)):
         return "done" if store.exists(store.path(R.REPLICATES_FILE)) else "searched"
+    from ray import tune  # only here: the refusals of launch_both come before Ray loads
+
     if tune.Tuner.can_restore(store.uri):
         return "interrupted"
     return "new"
@@ -88,7 +88,8 @@ def _refuse(message: str) -> int:
 
 
 def launch_both(args: argparse.Namespace, launch_one) -> int:
-    """Both studies, their replicates and the report; `launch_one(args)` runs one study (pipeline.launch)."""
+    """Both studies, their replicates and the report; `launch_one(args)` runs one study (study.launch's
+    checks, then pipeline.launch)."""
     if args.resume and not args.name:
         return _refuse("--family both --resume needs the --name the comparison was started with.")
     try:

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import ConfigError
-from study.tune import DEFAULT_DASHBOARD_PORT
-from study.tune.cluster import check_dashboard_port
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT, check_dashboard_port
 
 PORT_TRIES = 100  # ports after the default that a launcher looks at
 

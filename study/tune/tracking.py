@@ -28,7 +28,6 @@ from typing import Any
 
 from ray.tune.logger import LoggerCallback
 
-from models.config import ConfigError
 from study import results as R
 from study.store import is_uri
 from study.tune.console import trial_label
@@ -42,20 +41,6 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 def tracking_uri(study_dir: str) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / MLRUNS_DIR / MLFLOW_DB}"
-
-
-def check(tracker: str | None, storage_is_uri: bool = False) -> None:
-    """Refuse --tracker when it cannot work, before Ray starts (ConfigError)."""
-    if tracker is None:
-        return
-    if storage_is_uri:
-        raise ConfigError(f"--tracker {tracker}: the tracker's store lives in a local study directory; "
-                          "use a local --storage-path.")
-    try:
-        import mlflow  # noqa: F401  (only to see that it is installed: an optional extra)
-    except ImportError:
-        raise ConfigError(f"--tracker {tracker}: MLflow is not installed; pip install -e '.[tracking]' "
-                          "(or pip install 'mlflow>=2').") from None
 
 
 def callbacks(tracker: str | None, study_dir: str, study_name: str) -> list[Any]:
