@@ -6,6 +6,7 @@ Bernoulli means sigmoid(logits), the usual way to show VAE samples on MNIST.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ARCH_CONV, FAMILY_VAE, LOSS_KL, LOSS_NELBO, LOSS_RECON, VAEConfig
-from models.layers import IMAGE_PIXELS, GenerativeModel, activation, mlp
+from models.layers import IMAGE_PIXELS, Autocast, GenerativeModel, activation, mlp
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -142,13 +143,15 @@ class VAE(GenerativeModel):
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         return {LOSS_RECON: bernoulli_nll(self.decoder(z), x_unit), LOSS_KL: gaussian_kl(mu, logvar)}
 
-    def train_step(self, x_unit: torch.Tensor,
-                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                   autocast: Autocast = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """One ELBO step; forward and loss under `autocast()`, backward and step outside it."""
         if self.config.binarize:  # dynamic binarization: a fresh Bernoulli draw of every pixel per step
             x_unit = torch.bernoulli(x_unit)
-        terms = self.loss_terms(x_unit)
-        recon, kl = terms[LOSS_RECON].mean(), terms[LOSS_KL].mean()
-        loss = recon + self.config.kl_beta * kl
+        with autocast():
+            terms = self.loss_terms(x_unit)
+            recon, kl = terms[LOSS_RECON].mean(), terms[LOSS_KL].mean()
+            loss = recon + self.config.kl_beta * kl
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
         loss.backward()

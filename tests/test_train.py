@@ -166,3 +166,56 @@ def test_resume_refuses_another_configuration_but_may_extend_epochs(small):
         check_resumable(config.replace(latent_dim=8), checkpoint)
     with pytest.raises(ConfigError, match="beyond --epochs 1"):
         check_resumable(config.replace(epochs=1), checkpoint)
+
+
+def _gan_step_by_hand(model, optimizers, x_unit, *, fresh_context_per_update: bool):
+    """The GAN step written out under bf16 autocast: a fresh context per update (alternating), or
+    one context around both updates (the generator's loss then goes through the discriminator's
+    bf16 weights cached before its update)."""
+    from contextlib import nullcontext
+
+    import torch.nn.functional as F
+
+    def bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    outer = nullcontext() if fresh_context_per_update else bf16()
+    inner = bf16 if fresh_context_per_update else nullcontext
+    g, d = model.generator, model.discriminator
+    real = x_unit * 2 - 1
+    ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
+    with outer:
+        with inner():
+            fake = g(model.sample_latent(len(real)))
+            loss_d = (F.binary_cross_entropy_with_logits(d(real), ones)
+                      + F.binary_cross_entropy_with_logits(d(fake.detach()), zeros))
+        optimizers["discriminator"].zero_grad()
+        loss_d.backward()
+        optimizers["discriminator"].step()
+        with inner():
+            loss_g = F.binary_cross_entropy_with_logits(d(fake), ones)
+        optimizers["generator"].zero_grad()
+        loss_g.backward()
+        optimizers["generator"].step()
+    return loss_g.item()
+
+
+def test_bf16_gan_step_alternates_the_generator_loss_goes_through_the_updated_discriminator(small):
+    from study.data import BatchIterator
+
+    # a large discriminator rate, so that its one step moves its bf16 weights visibly
+    gan = GANConfig(arch="mlp", latent_dim=8, g_widths=(32,), d_widths=(32,), lr_d=0.05)
+    config = TrainConfig(model=gan, epochs=1, batch_size=64, train_subset=64, seed=3, amp="bf16")
+    trained = run_trial(config, small)  # exactly one step
+    expected = {}
+    for alternating in (True, False):
+        torch.manual_seed(config.seed)
+        model = build_model(gan)
+        optimizers = model.make_optimizers()
+        (x,) = BatchIterator(small.train.images[:64], 64, seed=config.seed)
+        loss_g = _gan_step_by_hand(model, optimizers, x, fresh_context_per_update=alternating)
+        expected[alternating] = (loss_g, torch.cat([p.flatten() for p in model.generator.parameters()]))
+    assert abs(expected[True][0] - expected[False][0]) > 1e-3  # the two readings differ here
+    assert trained.history[0][R.LOSS_G] == pytest.approx(expected[True][0], abs=1e-6)
+    g_params = torch.cat([p.flatten() for p in trained.model.generator.parameters()])
+    assert torch.equal(g_params, expected[True][1])

@@ -10,6 +10,7 @@ protocol (study/loop/summary.py), so the loop knows nothing of how they are comp
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import math
 import time
@@ -130,9 +131,12 @@ def _train_epoch(trial: _Trial, device: torch.device, bar,
     started = time.perf_counter()
     sums: dict[str, torch.Tensor] = {}
     step = 0
+    # a factory, not one context around the step: the model opens a fresh context per update (see
+    # GenerativeModel.train_step), so the GAN's generator step sees the updated discriminator
+    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
+                                 enabled=amp == AMP_BF16)
     for step, x in enumerate(trial.batches, start=1):
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == AMP_BF16):
-            losses = trial.model.train_step(x, trial.optimizers)
+        losses = trial.model.train_step(x, trial.optimizers, autocast)
         losses = {key: value.float() for key, value in losses.items()}
         for key, value in losses.items():
             sums[key] = sums[key] + value if key in sums else value.clone()
