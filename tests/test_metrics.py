@@ -262,6 +262,44 @@ def test_prdc_on_hand_made_features_identical_and_disjoint():
     assert cached == pytest.approx(P.quiet_compute_prdc(real, fake), abs=1e-12)  # prdc's own compute_prdc
 
 
+def test_chunked_torch_prdc_equals_compute_prdc_on_real_features(val_stats):
+    """The device implementation (blocks of cdist + topk) against prdc's own compute_prdc, on the
+    feature network's features of 2 x 2,500 validation images, the fake half blurred in feature space
+    by noise (several blocks, one partial)."""
+    assert 2500 % P.PRDC_CHUNK != 0 and 2500 > 2 * P.PRDC_CHUNK
+    real = val_stats.features[:2500].numpy().astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.2, size=real.shape).astype(np.float32)
+    fake = val_stats.features[2500:5000].numpy().astype(np.float32) + noise
+    radii = P.prdc_real_radii(real)
+    assert isinstance(radii, np.ndarray) and radii.dtype == np.float32 and radii.shape == (2500,)
+    expected = P.quiet_compute_prdc(real, fake)
+    assert 0.3 < expected["precision"] < 1.0 and 0.3 < expected["coverage"] < 1.0  # not a trivial case
+    assert P.prdc_scores(P.PRDCReal(real, radii), torch.from_numpy(fake)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_prdc_starts_no_threads_of_its_own():
+    """PRDC runs on torch's threads (bounded per trial by torch.set_num_threads), not on a pool of
+    its own: prdc's sklearn call starts 8 joblib threads per evaluation, in every trial at once."""
+    import threading
+
+    started = []
+
+    def on_thread_start(frame, event, arg):
+        started.append(threading.current_thread().name)
+        sys.setprofile(None)  # record once per thread, then stay out of its way
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(300, 16)).astype(np.float32)
+    fake = rng.normal(0.2, 1.0, size=(300, 16)).astype(np.float32)
+    threading.setprofile(on_thread_start)
+    try:
+        scores = P.prdc_scores(P.PRDCReal(real, P.prdc_real_radii(real)), fake)
+    finally:
+        threading.setprofile(None)
+    assert scores == pytest.approx(P.quiet_compute_prdc(real, fake), abs=1e-12)
+    assert started == []
+
+
 def test_class_coverage_counts_classes_and_normalises_the_entropy():
     balanced = torch.eye(10).repeat(10, 1)  # 100 predictions, 10 of each class
     assert D.class_coverage(balanced) == pytest.approx((1.0, 1.0))

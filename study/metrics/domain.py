@@ -202,12 +202,12 @@ def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureN
     fid = m.fid.compute()
     extra: dict[str, float] = {}
     if prdc and n > PRDC_K:
-        reference = prdc_reference if prdc_reference is not None else prdc_real(real, n)
+        reference = prdc_reference if prdc_reference is not None else prdc_real(real, n, device=device)
         if len(reference.features) != min(n, real.num_images):
             raise ValueError(f"the PRDC reference holds {len(reference.features)} real images, "
                              f"not the {min(n, real.num_images)} that {n} generated ones are compared with")
-        fake = torch.cat(features)[: len(reference.features)].numpy()  # equal counts
-        extra.update(prdc_scores(reference, fake))
+        fake = torch.cat(features)[: len(reference.features)]  # equal counts
+        extra.update(prdc_scores(reference, fake, device=device))
     extra["class_coverage"], extra["class_entropy"] = class_coverage(torch.cat(logits))
     return DomainScores(float(fid), float(kid_mean), float(kid_std), float(is_mean), float(is_std), n,
                         **extra)
