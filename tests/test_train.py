@@ -219,3 +219,74 @@ def test_bf16_gan_step_alternates_the_generator_loss_goes_through_the_updated_di
     assert trained.history[0][R.LOSS_G] == pytest.approx(expected[True][0], abs=1e-6)
     g_params = torch.cat([p.flatten() for p in trained.model.generator.parameters()])
     assert torch.equal(g_params, expected[True][1])
+
+
+class _RunsOutOfMemoryInValidation:
+    """An Evaluator whose validation at `epoch` allocates, then meets the CPU allocator's refusal
+    (the RuntimeError torch raises for an allocation the host cannot hold)."""
+
+    featurenet_sha256 = "none"
+
+    def __init__(self, epoch: int):
+        self.epoch, self.calls, self.held = epoch, 0, None
+
+    def validation(self, model):
+        import weakref
+
+        self.calls += 1
+        if self.calls == self.epoch:
+            scratch = torch.ones(1000, 1000)  # referenced only by this frame (and so by the traceback)
+            self.held = weakref.ref(scratch)
+            raise RuntimeError("DefaultCPUAllocator: not enough memory: "
+                               "you tried to allocate 40000000000 bytes.")
+        return {R.VAL_FID: 1.0}
+
+    def test(self, model):
+        return {}
+
+
+def test_out_of_memory_in_evaluation_is_oom_and_memory_is_freed_after_the_handler(small, monkeypatch):
+    import sys
+
+    import study.loop.trial as loop
+
+    seen = []
+    real_release = loop.release_memory
+
+    def observed_release(device):  # the real function, plus what is alive when it runs
+        seen.append((sys.exc_info()[0], evaluator.held is not None and evaluator.held() is not None))
+        real_release(device)
+
+    monkeypatch.setattr(loop, "release_memory", observed_release, raising=False)
+    evaluator = _RunsOutOfMemoryInValidation(epoch=2)
+    config = TrainConfig(model=TINY_VAE, epochs=3, batch_size=64, train_subset=128, checkpoint_every=1)
+    reported = []
+    result = run_trial(config, small, report=lambda rec, art: reported.append(rec[R.EPOCH]),
+                       evaluator=evaluator)
+    assert result.summary[R.STOP_REASON] == R.STOP_OOM  # not an error that ends the study's trial
+    assert reported == [1] and [h[R.EPOCH] for h in result.history] == [1]  # epoch 1 stands
+    assert result.summary[R.EPOCHS_RUN] == 1
+    assert seen == [(None, False)]  # freed outside the except block: no live traceback, tensor gone
+
+
+def test_checkpoint_snapshots_are_cpu_copies_independent_of_further_training(small):
+    from models.checkpoint import MODEL_KEY
+    from study.loop.trial import CUDA_RNG_KEY
+
+    config = TrainConfig(model=TINY_GAN, epochs=3, batch_size=32, train_subset=128, checkpoint_every=1)
+    snapshots = {}
+
+    def keep(record, artifacts):
+        live = {k: v.clone() for k, v in artifacts.model.state_dict().items()}
+        snapshots[record[R.EPOCH]] = (artifacts.checkpoint, live, artifacts.model.state_dict())
+
+    run_trial(config, small, report=keep)
+    checkpoint, at_report, live = snapshots[1]
+    optimizer_states = [s for opt in checkpoint["optimizers"].values() for s in opt["state"].values()]
+    tensors = [*checkpoint[MODEL_KEY].values(), *(t for s in optimizer_states for t in s.values())]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    for name, tensor in checkpoint[MODEL_KEY].items():  # epochs 2 and 3 trained the live weights on
+        assert torch.equal(tensor, at_report[name]) and not torch.equal(tensor, live[name])
+        assert tensor.data_ptr() != live[name].data_ptr()
+    assert checkpoint["optimizers"]["generator"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    assert CUDA_RNG_KEY not in checkpoint  # a CPU trial has no GPU generator (a CUDA one saves it)
