@@ -95,6 +95,13 @@ class MLPDecoder(nn.Module):
         return self.out(self.body(z)).view(-1, 1, 28, 28)
 
 
+def _normal_like(mu: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) noise of mu's shape on mu's device, drawn on `generator`'s device (a CPU generator
+    gives the same noise whatever device the model is on); None: the default generator of mu's device."""
+    draw_on = generator.device if generator is not None else mu.device
+    return torch.randn(mu.shape, generator=generator, device=draw_on, dtype=mu.dtype).to(mu.device)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) per example (Kingma & Welling 2014, Appendix B)."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
@@ -139,7 +146,7 @@ class VAE(GenerativeModel):
                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Per-example reconstruction NLL and KL, with one reparameterised sample."""
         mu, logvar = self.encoder(x_unit)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = _normal_like(mu, generator)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         return {LOSS_RECON: bernoulli_nll(self.decoder(z), x_unit), LOSS_KL: gaussian_kl(mu, logvar)}
 
@@ -167,7 +174,7 @@ class VAE(GenerativeModel):
         std = torch.exp(0.5 * logvar)
         log_weights = []
         for _ in range(k):
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = _normal_like(mu, generator)
             z = mu + eps * std
             log_px_z = -bernoulli_nll(self.decoder(z), x_unit)
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)

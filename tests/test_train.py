@@ -290,3 +290,31 @@ def test_checkpoint_snapshots_are_cpu_copies_independent_of_further_training(sma
         assert tensor.data_ptr() != live[name].data_ptr()
     assert checkpoint["optimizers"]["generator"]["param_groups"][0]["betas"] == (0.5, 0.999)
     assert CUDA_RNG_KEY not in checkpoint  # a CPU trial has no GPU generator (a CUDA one saves it)
+
+
+def test_deterministic_trials_run_with_deterministic_algorithms_then_restore_the_settings(small, monkeypatch):
+    import os
+
+    from study.train import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args(["--family", "gan", "--deterministic"])).deterministic
+    assert not config_from_args(build_parser().parse_args(["--family", "gan"])).deterministic
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+
+    def settings(record, artifacts):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, None)
+    config = TrainConfig(model=TINY_GAN, epochs=2, batch_size=32, train_subset=64, deterministic=True)
+    first = run_trial(config, small, report=settings)
+    assert seen == [(True, True, False, ":4096:8")] * 2
+    after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    assert after == before == (False, False, False, None)
+    seen.clear()
+    again = run_trial(config.replace(deterministic=False), small, report=settings)
+    assert seen == [before] * 2
+    assert losses_of(first.history) == losses_of(again.history)  # on a CPU both are bit-for-bit

@@ -26,7 +26,7 @@ from models.config import AMP_BF16, AMP_NONE, ConfigError, TrainConfig
 from models.layers import GenerativeModel
 from study import results as R
 from study.data import BatchIterator, MNISTSplits
-from study.devices import pick_device
+from study.devices import deterministic_algorithms, pick_device
 from study.loop.summary import Evaluator, summarize, summary_row
 
 SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
@@ -215,8 +215,17 @@ def run_trial(
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     `validate_epochs`: the only epochs that get validation metrics besides the last (None: every
     epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
+    `config.deterministic`: the whole trial under study.devices.deterministic_algorithms.
     """
-    device = pick_device(str(device) if device else None)
+    with deterministic_algorithms(config.deterministic):
+        return _run(config, data, report, evaluator, pick_device(str(device) if device else None), resume,
+                    progress, checkpoint_epochs, validate_epochs)
+
+
+def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evaluator: Evaluator | None,
+         device: torch.device, resume: dict[str, Any] | None, progress: bool,
+         checkpoint_epochs: Collection[int], validate_epochs: Collection[int] | None) -> TrialResult:
+    """run_trial's body."""
     try:
         trial: _Trial | None = _restore(config, data, device, resume)
     except Exception as exc:

@@ -31,6 +31,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from study import results as R
 from study.metrics.featurenet import FEATURE_DIM, NUM_CLASSES, FeatureNet
 from study.metrics.prdc import PRDC_K, PRDCReal, prdc_real, prdc_scores
+from study.metrics.precision import full_fp32
 from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
 
 KID_SUBSETS = 100  # Binkowski et al. 2018 use 100 subsets of 1,000
@@ -109,6 +110,7 @@ def _domain_metrics(net: FeatureNet, device: torch.device, kid_subsets: int, kid
 # --- real-image statistics through the feature network (cached by study/metrics/real_stats.py) ----------
 
 @torch.no_grad()
+@full_fp32()
 def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,
                        device: torch.device | str = "cpu") -> RealStats:
     """Run the real images through torchmetrics' FID and KID and keep their real-image states."""
@@ -160,6 +162,7 @@ class DomainScores(NamedTuple):
 
 
 @torch.no_grad()
+@full_fp32()
 def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureNet, *, seed: int = 0,
                  device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
                  kid_subset_size: int = KID_SUBSET_SIZE, is_splits: int = IS_SPLITS,
