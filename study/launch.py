@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
                      help="bf16: training steps under bfloat16 autocast (default none: fp32)")
     gpu.add_argument("--channels-last", action="store_true",
                      help="conv models' weights in channels-last memory format (faster on tensor cores)")
+    gpu.add_argument("--deterministic", action="store_true",
+                     help="deterministic algorithms and cuDNN/cuBLAS settings in every trial: a CUDA study "
+                     "repeats exactly (slower; CPU trials always repeat)")
     gpu.add_argument("--eval-batch-size", type=int, default=1000,
                      help="generated images per evaluation batch (default 1000; e.g. 5000 on a GPU)")
     p.add_argument("--inception", choices=INCEPTION_CHOICES,
