@@ -149,7 +149,8 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     """Boolean mask of the rows of `points` [n, d] that no other row dominates (every objective
     minimised: another row no worse in every column and better in one). A row with a NaN or inf is
     never on the front, and takes no part in dominating others."""
-    points = np.asarray(points, dtype=float).reshape(len(points), -1)
+    points = np.asarray(points, dtype=float)
+    points = points.reshape(len(points), -1) if len(points) else np.zeros((0, 0))
     finite = np.isfinite(points).all(axis=1)
     kept = points[finite]
     no_worse = (kept[:, None, :] <= kept[None, :, :]).all(axis=2)  # [i, j]: i no worse than j
@@ -190,10 +191,13 @@ def unwritable_reason(path: str | Path) -> str | None:
     """Why no directory can be created and written at the local `path`, or None if one can
     (checked before any work, so a bad output path fails at once instead of after training)."""
     target = Path(path).expanduser().absolute()
-    if target.exists() and not target.is_dir():
-        return f"{target} is a file, not a directory"
-    while not target.exists():
-        target = target.parent
+    try:
+        if target.exists() and not target.is_dir():
+            return f"{target} is a file, not a directory"
+        while not target.exists():
+            target = target.parent
+    except PermissionError:  # a parent this user may not enter: nothing below it can be reached
+        return f"{target} is not reachable by this user (permission denied on a parent directory)"
     if not target.is_dir():
         return f"{target} is a file, so no directory can be created below it"
     if not os.access(target, os.W_OK | os.X_OK):

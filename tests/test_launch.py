@@ -25,7 +25,7 @@ from models.config import ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
-from study.tune import cluster, search
+from study.tune import cluster, preflight, search
 from study.tune.export import TRIAL_COLUMNS
 from study.tune.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
 from tests.conftest import REPO_ROOT
@@ -267,8 +267,8 @@ def test_help_documents_every_flag_of_the_issue(capsys):
 
 
 def test_only_loopback_dashboard_hosts_count_as_local():
-    assert all(cluster.is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.1.1"))
-    assert not any(cluster.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
+    assert all(preflight.is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.1.1"))
+    assert not any(preflight.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
 
 
 def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data_dir):
@@ -510,3 +510,18 @@ def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, ob
         values = [float(i % 5), float(config.model.latent_dim), 1.0][: len(directions)]
         study.tell(trial, values if len(values) > 1 else values[0])
     assert len(study.trials) == 12 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_deterministic_flag_reaches_every_trial_config(data_dir):
+    from search_spaces import seed_configs as configs_of
+
+    def plan(*extra):
+        args = launch.build_parser().parse_args(["--family", "gan", "--data-dir", str(data_dir), *extra])
+        return plan_from_args(args)
+
+    for flags, expected in (((), False), (("--deterministic",), True)):
+        chosen = plan(*flags)
+        assert chosen.deterministic is expected
+        assert StudyPlan.from_json(chosen.to_json()).deterministic is expected  # kept for --resume
+        configs = configs_of(chosen.family, chosen.space())  # the trial configs of the seed points
+        assert configs and all(c.deterministic is expected for c in configs)

@@ -11,51 +11,25 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 
-from ray import tune
+import ray
 
 from models.config import ConfigError
 from study import results as R
-from study.data import DataNotFoundError, load_splits
+from study.data import load_splits
 from study.devices import pick_device
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
-from study.followups.replicate import validate as validate_replicates
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, is_uri
-from study.tune.cluster import check_dashboard_port, ray_session
+from study.tune import console, sharing, tracking
+from study.tune.cluster import ray_session
 from study.tune.export import ExportedStudy, summary_table
-from study.tune.lock import StudyLock, StudyLockedError
-from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
+from study.tune.lock import StudyLock
+from study.tune.plan import StudyPlan
 from study.tune.recovery import reap_stale_ray, record_local_ray
 from study.tune.study_run import run_inception, run_study, wants_inception
-
-
-def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]:
-    """The study's plan, every flag checked, and the study's lock (None on URI storage); ConfigError,
-    DataNotFoundError or StudyLockedError on bad input, before anything is written."""
-    check_storage(args.storage_path)
-    if args.resume:
-        plan = load_resume_plan(args)
-        if not tune.Tuner.can_restore(StudyStore(plan.study_dir).uri):
-            raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
-                              "start the study again under a new --name.")
-    else:
-        plan = plan_from_args(args)
-        if StudyStore(plan.study_dir).is_nonempty_dir():
-            raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
-                              "continue that study, or choose another --name (nothing was changed).")
-    check_data(plan.data_dir)
-    if not args.address:
-        check_dashboard_port(args.dashboard_host, args.dashboard_port)
-        if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
-            raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
-                              f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
-    if args.replicate_top is not None:
-        validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
-    # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
-    lock = None if is_uri(plan.storage_path) else StudyLock.acquire(plan.storage_path, plan.name)
-    return plan, lock
 
 
 def _run(args: argparse.Namespace, plan: StudyPlan):
@@ -78,32 +52,39 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
     return exported, wall, replicated
 
 
-def launch(args: argparse.Namespace) -> int:
-    """Run the study the parsed flags describe; the process's exit status."""
-    try:
-        plan, lock = checked_plan(args)
-    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
+def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | None) -> int:
+    """Run the study of `plan` (the parsed flags, checked by launch_plan.checked_plan, which took
+    `lock`); the process's exit status."""
+    try:  # after the study's own lock: this machine's other studies, the dashboard port, the CPUs
+        claim = None if args.address else sharing.claim(plan.name, args.dashboard_host, args.dashboard_port,
+                                                         args.num_cpus, plan.cpus_per_trial)
+    except ConfigError as exc:
+        if lock is not None:
+            lock.release()
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
+    console.configure(getattr(args, "verbose", True),
+                      tracking.callbacks(getattr(args, "tracker", None), plan.study_dir, plan.name))
     if args.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)
         if reaped := reap_stale_ray(StudyStore(plan.study_dir)):
             print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher "
                   "started", flush=True)
+    if claim is not None and (shared := sharing.describe(claim, args.num_cpus)):
+        print(shared, flush=True)
     try:
-        with ray_session(args.address, args.num_cpus, (args.dashboard_host, args.dashboard_port)) as started:
-            if started and not args.address:
-                record_local_ray(StudyStore(plan.study_dir))
-            exported, wall, replicated = _run(args, plan)
+        exported, wall, replicated = _session(args, plan, claim)
     except KeyboardInterrupt:
         exported, wall, replicated = None, 0.0, None
-    except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
+    except ConfigError as exc:  # resources no node has, or a Ray that did not start: before any trial
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     finally:
         if lock is not None:
             lock.release()
+        if claim is not None:
+            claim.release()
     if exported is None:
         print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
               f"  python -m study.launch --family {plan.family} --name {plan.name} "
@@ -118,6 +99,28 @@ def launch(args: argparse.Namespace) -> int:
             return R.EXIT_INTERRUPTED
         print(f"replicates: {plan.study_dir}/{R.REPLICATES_FILE}\n{replicate_table(replicated)}")
     return 0
+
+
+# what ray.init raises when its dashboard or another part cannot start (a port taken since our check)
+RAY_START_ERRORS = (ValueError, RuntimeError, ConnectionError, TimeoutError)
+
+
+def _session(args: argparse.Namespace, plan: StudyPlan, claim: sharing.Claim | None):
+    """Start or join Ray (a failure to start: ConfigError, one line), print where to look, run."""
+    dashboard = (args.dashboard_host, claim.port) if claim is not None and claim.port is not None else None
+    num_cpus = claim.num_cpus if claim is not None else args.num_cpus
+    with ExitStack() as stack:
+        try:
+            started = stack.enter_context(ray_session(args.address, num_cpus, dashboard))
+        except RAY_START_ERRORS as exc:
+            ray.shutdown()  # whatever of the local Ray had started
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"Ray did not start: {first}") from None
+        if started and not args.address:
+            record_local_ray(StudyStore(plan.study_dir))
+        for line in console.hints(plan.study_dir, local=not is_uri(plan.storage_path)):
+            print(line, flush=True)
+        return _run(args, plan)
 
 
 def print_outcome(plan: StudyPlan, exported: ExportedStudy, wall: float) -> None:

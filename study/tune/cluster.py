@@ -8,9 +8,7 @@ live nodes; `run_config` is the Tune RunConfig every experiment uses.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,39 +21,13 @@ import models
 import search_spaces
 import study
 from models.config import ConfigError
-from study.tune import LOOPBACK_ENV
-
-
-def check_dashboard_port(host: str, port: int) -> None:
-    """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
-    if not 0 < port < 65536:
-        raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, "
-                          "e.g. --dashboard-port 8265.")
-    with socket.socket() as probe:
-        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
-        # block an immediate --resume (a port someone listens on still fails to bind)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(
-                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
-                f"running there: join it with --address auto, or pick a free port with --dashboard-port."
-            ) from None
+from study.tune import console
+from study.tune.preflight import LOOPBACK_ENV, is_loopback
 
 
 def code_runtime_env() -> dict[str, Any]:
     """Ship this project's packages to every worker (the nodes need only the dependencies)."""
     return {"py_modules": [models, search_spaces, study]}
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, int] | None = None) -> bool:
@@ -64,7 +36,7 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, i
     if ray.is_initialized():
         return False
     if address:
-        context = ray.init(address=address, runtime_env=code_runtime_env())
+        context = ray.init(address=address, runtime_env=code_runtime_env(), **console.ray_init_options())
     else:
         if dashboard is not None and not is_loopback(dashboard[0]):
             print(f"warning: the Ray dashboard listens on {dashboard[0]}, reachable from the network "
@@ -77,6 +49,7 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, i
         if dashboard is not None:
             options = {"include_dashboard": True, "dashboard_host": dashboard[0],
                        "dashboard_port": dashboard[1]}
+        options.update(console.ray_init_options())  # Ray's INFO logs off the console unless --verbose
         context = ray.init(address="local", num_cpus=num_cpus, runtime_env=code_runtime_env(), **options)
     if dashboard is not None:
         if context.dashboard_url:
@@ -152,4 +125,5 @@ def run_config(name: str, storage_path: str, max_failures: int, keep_checkpoints
         failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # trial files -> trial directory
+        **console.run_options(),  # the study console instead of Ray's tables; trackers
     )
