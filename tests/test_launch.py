@@ -97,7 +97,7 @@ def asha_decisions(plan: StudyPlan, table: pd.DataFrame, history: pd.DataFrame) 
     return stopped
 
 
-def check_study(study_dir: Path, family: str, trials: int, min_stopped: int = 1) -> pd.DataFrame:
+def check_study(study_dir: Path, family: str, trials: int, min_stopped: int | None = 1) -> pd.DataFrame:
     """What every finished study must hold; returns its trials table. Its ASHA decisions are checked
     against a replay of its recorded results: the studies checked here run one trial at a time (see
     launch_args), so the decisions do not depend on the machine's load."""
@@ -115,10 +115,12 @@ def check_study(study_dir: Path, family: str, trials: int, min_stopped: int = 1)
     assert table[R.SEED_CONFIG].tolist() == [True, True] + [False] * (trials - 2)
     # ASHA stopped exactly the trials its rungs stop given the recorded FIDs (at least min_stopped),
     # at a rung, and they still have test metrics
+    # (min_stopped None: a study run several trials at a time, whose decisions are not checked)
     stopped = table[table[R.STOP_REASON] == R.STOP_EARLY]
-    assert dict(zip(stopped[R.TRIAL_ID], stopped[R.EPOCHS_RUN], strict=True)) == asha_decisions(plan, table,
-                                                                                                history)
-    assert len(stopped) >= min_stopped
+    if min_stopped is not None:
+        assert dict(zip(stopped[R.TRIAL_ID], stopped[R.EPOCHS_RUN], strict=True)) == asha_decisions(
+            plan, table, history)
+        assert len(stopped) >= min_stopped
     assert set(stopped[R.EPOCHS_RUN]) <= {1, 2}  # smoke preset: rungs at epochs 1 and 2 of 4
     finished = table[table[R.STOP_REASON].isin([R.STOP_EARLY, R.STOP_COMPLETED])]
     assert set(table[R.STOP_REASON]) <= set(R.STOP_REASONS)
