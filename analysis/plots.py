@@ -49,6 +49,22 @@ AXIS_LABELS = {
 }
 
 
+def time_label(trials: pd.DataFrame) -> str:
+    """The training-time axis label with what the times were measured on: training seconds depend on
+    how many trials shared a GPU (study/results.py TRIALS_PER_GPU), so the axis says its packing."""
+    base = AXIS_LABELS[R.TRAIN_SECONDS]
+    if R.TRIALS_PER_GPU not in trials or trials[R.TRIALS_PER_GPU].isna().all():
+        return base  # a study from before these columns: packing not recorded
+    packings = sorted({int(v) for v in trials[R.TRIALS_PER_GPU].dropna()})
+    gpus = sorted({str(v) for v in trials.get(R.GPU_NAME, pd.Series(dtype=str)).dropna() if str(v) != "cpu"})
+    if packings == [0]:
+        where = "on CPUs"
+    else:
+        share = f"{packings[0]}" if len(packings) == 1 else f"{packings[0]}-{packings[-1]}"
+        where = f"up to {share} trial(s) per GPU" + (f", {', '.join(gpus)}" if gpus else ", logical GPU")
+    return base[:-1] + f"; {where})"
+
+
 def name(column: str) -> str:
     """A column's name in prose: 'test FID', 'network size'."""
     return NAMES.get(column, column.replace("_", " "))
@@ -169,7 +185,7 @@ def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = SELECT,
             ax.scatter(best[x], best[quality], s=60, color=color, edgecolor="black", linewidth=0.8, zorder=3)
         ax.set_xscale("log")
         _ticks_for(ax.xaxis, x)
-        ax.set_xlabel(label(x))
+        ax.set_xlabel(time_label(trials) if x == R.TRAIN_SECONDS else label(x))
         ax.set_title(f"{name(quality)} vs {name(x)}")
     axes[0][0].set_ylabel(label(quality))
     _log_y_if_spread(axes[0][0], trials[quality])

@@ -22,8 +22,14 @@ from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
 from study.followups.replicate import validate as validate_replicates
 from study.metrics.evaluator import prepare_evaluation
+from study.metrics.inception import inception_missing
 from study.store import StudyStore, is_uri
-from study.tune.cluster import check_dashboard_port, ray_session
+from study.tune.cluster import (
+    check_cuda_on_gpu_nodes,
+    check_dashboard_port,
+    check_shared_storage,
+    ray_session,
+)
 from study.tune.export import ExportedStudy, summary_table
 from study.tune.lock import StudyLock, StudyLockedError
 from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
@@ -46,6 +52,8 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]
             raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
                               "continue that study, or choose another --name (nothing was changed).")
     check_data(plan.data_dir)
+    if plan.inception == "final" and (missing := inception_missing()) is not None:
+        raise ConfigError(f"--inception final: {missing}")
     if not args.address:
         check_dashboard_port(args.dashboard_host, args.dashboard_port)
         if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
@@ -58,9 +66,18 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]
     return plan, lock
 
 
+def check_cluster(plan: StudyPlan) -> None:
+    """What only the running cluster can tell, before any trial: every node sees a local storage
+    path, and every GPU node's torch can use CUDA (ConfigError otherwise)."""
+    check_shared_storage(plan.storage_path)
+    check_cuda_on_gpu_nodes()
+
+
 def _run(args: argparse.Namespace, plan: StudyPlan):
     """Search, replicates, Inception on the running Ray: (exported study or None, wall seconds,
-    replicate rows or None)."""
+    replicate rows or None, why the Inception step failed or None)."""
+    check_cluster(plan)
+    inception = wants_inception(plan)  # decided now: a fallback to none warns before the search
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     assets = None
     if plan.eval_samples > 0:  # the feature network and real statistics, computed once
@@ -73,9 +90,10 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
     if exported is not None and args.replicate_top is not None:
         replicated = run_replicates(plan.study_dir, args.replicate_top, args.replicate_seeds, data=data,
                                     assets=assets)
-    if exported is not None and wants_inception(plan):  # after the replicates: it scores them too
-        run_inception(plan, data)
-    return exported, wall, replicated
+    failed = None
+    if exported is not None and inception:  # after the replicates: it scores them too
+        failed = run_inception(plan, data)
+    return exported, wall, replicated, failed
 
 
 def launch(args: argparse.Namespace) -> int:
@@ -95,9 +113,9 @@ def launch(args: argparse.Namespace) -> int:
         with ray_session(args.address, args.num_cpus, (args.dashboard_host, args.dashboard_port)) as started:
             if started and not args.address:
                 record_local_ray(StudyStore(plan.study_dir))
-            exported, wall, replicated = _run(args, plan)
+            exported, wall, replicated, failed = _run(args, plan)
     except KeyboardInterrupt:
-        exported, wall, replicated = None, 0.0, None
+        exported, wall, replicated, failed = None, 0.0, None, None
     except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
@@ -117,6 +135,11 @@ def launch(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return R.EXIT_INTERRUPTED
         print(f"replicates: {plan.study_dir}/{R.REPLICATES_FILE}\n{replicate_table(replicated)}")
+    if failed is not None:
+        print(f"error: {failed}; the study's tables are complete without Inception FID "
+              f"({plan.study_dir}/{R.TRIALS_FILE}); fix the cause and score them with "
+              "`python -m study.evaluate --inception` per checkpoint.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,3 +10,7 @@ This package file itself imports nothing, so a command can set Ray's environment
 # Ray reads it when it is imported: study.launch sets it before importing anything that imports Ray.
 LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study
+# Set (to 1) only where Ray's GPUs are logical, with no CUDA behind them (the tests on a CPU machine):
+# a trial Ray gave a GPU then trains on the CPU instead of being refused (study/tune/trainable.py
+# trial_device, study/tune/cluster.py check_cuda_on_gpu_nodes)
+ALLOW_CPU_ON_GPU_ENV = "GANVAE_ALLOW_CPU_ON_GPU_NODE"
