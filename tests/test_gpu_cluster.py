@@ -358,3 +358,41 @@ def test_the_time_axis_says_which_packing_its_seconds_were_measured_at():
     assert "up to 1-4 trial(s) per GPU" in time_label(mixed)
     cpu = pd.DataFrame({R.TRAIN_SECONDS: [1.0], R.TRIALS_PER_GPU: [0], R.GPU_NAME: ["cpu"]})
     assert time_label(cpu) == "training time (s, log scale; on CPUs)"
+
+
+# --- item 14: one launcher per study on URI storage --------------------------------------------------
+
+def test_a_study_on_uri_storage_is_locked_against_a_second_launcher(tmp_path, data_dir, capsys):
+    import json
+    import threading
+
+    from study.tune.lock import StudyLockedError, UriStudyLock
+
+    uri = tmp_path.as_uri()  # file:///...: the pyarrow path that s3:// and gs:// take
+    lock_file = tmp_path / ".s.lock"
+    held = UriStudyLock.acquire(uri, "s", heartbeat_s=0.05, settle_s=0.01)
+    first_beat = json.loads(lock_file.read_text())["beat"]
+    with pytest.raises(StudyLockedError, match=f"launcher PID {os.getpid()} on {socket.gethostname()}"):
+        UriStudyLock.acquire(uri, "s", settle_s=0.01)
+    rc = launch.main(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir), "--storage-path", uri,
+                      "--name", "s", "--dashboard-port", str(free_port())])
+    assert rc == R.EXIT_BAD_INPUT and not (tmp_path / "s").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --name s: study s is being run right now")
+    time.sleep(0.3)
+    assert json.loads(lock_file.read_text())["beat"] > first_beat  # the holder keeps it fresh
+    held.release()
+    assert not lock_file.exists()
+    # a lock whose launcher died (its heartbeat stopped long ago) is taken over
+    lock_file.write_text(json.dumps({"id": "dead", "pid": 1, "host": "gone", "beat": time.time() - 1000}))
+    UriStudyLock.acquire(uri, "s", settle_s=0.01).release()
+    # two launchers racing: the one whose write is overwritten before it reads back gives way
+    def overwrite():
+        time.sleep(0.2)
+        lock_file.write_text(json.dumps({"id": "other", "pid": 2, "host": "rival", "beat": time.time()}))
+
+    rival = threading.Thread(target=overwrite)
+    rival.start()
+    with pytest.raises(StudyLockedError, match="PID 2 on rival"):
+        UriStudyLock.acquire(uri, "s", settle_s=1.0)
+    rival.join()

@@ -31,14 +31,14 @@ from study.tune.cluster import (
     ray_session,
 )
 from study.tune.export import ExportedStudy, summary_table
-from study.tune.lock import StudyLock, StudyLockedError
+from study.tune.lock import StudyLock, StudyLockedError, UriStudyLock
 from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
 from study.tune.recovery import reap_stale_ray, record_local_ray
 from study.tune.study_run import run_inception, run_study, wants_inception
 
 
-def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]:
-    """The study's plan, every flag checked, and the study's lock (None on URI storage); ConfigError,
+def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | UriStudyLock]:
+    """The study's plan, every flag checked, and the study's lock (a lease on URI storage); ConfigError,
     DataNotFoundError or StudyLockedError on bad input, before anything is written."""
     check_storage(args.storage_path)
     if args.resume:
@@ -62,8 +62,9 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]
     if args.replicate_top is not None:
         validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
     # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
-    lock = None if is_uri(plan.storage_path) else StudyLock.acquire(plan.storage_path, plan.name)
-    return plan, lock
+    if is_uri(plan.storage_path):
+        return plan, UriStudyLock.acquire(plan.storage_path, plan.name)
+    return plan, StudyLock.acquire(plan.storage_path, plan.name)
 
 
 def check_cluster(plan: StudyPlan) -> None:
