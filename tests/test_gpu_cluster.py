@@ -258,8 +258,6 @@ def test_local_storage_that_a_node_cannot_see_is_refused_and_shared_storage_pass
         tmp_path, data_dir, capsys, node_with_its_own_filesystem):
     import ray
 
-    from study.tune.cluster import check_shared_storage, code_runtime_env
-
     address, hidden = node_with_its_own_filesystem
     rc = launch.main(["--family", "vae", "--smoke-test", "--address", address, "--data-dir", str(data_dir),
                       "--storage-path", str(hidden), "--name", "blind"])
@@ -267,6 +265,8 @@ def test_local_storage_that_a_node_cannot_see_is_refused_and_shared_storage_pass
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "1 of the cluster's 2 nodes" in errors[0] and str(hidden) in errors[0]
     assert list(hidden.iterdir()) == []  # the marker is gone again
+    from study.tune.cluster import check_shared_storage, code_runtime_env
+
     ray.init(address=address, runtime_env=code_runtime_env())
     try:
         check_shared_storage(str(tmp_path / "shared"))  # both nodes see this directory: passes
