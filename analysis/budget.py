@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.special import gammaln
 
 from analysis import columns as C
-from analysis.selection import SELECT, selection_values
+from analysis.selection import SELECT, group_column, selection_values
 from study import results as R
 
 DEFAULT_LEVEL = 0.95
@@ -137,7 +137,7 @@ def budget_curve(frame: pd.DataFrame, *, label: str = "", metric: str = R.TEST_F
 def budget_curves(trials: pd.DataFrame, metric: str = R.TEST_FID, by: str | None = None,
                   select: str = SELECT, **kwargs) -> dict[str, BudgetCurve]:
     """One curve per group (C.GROUP when the rows have it, else the family), each over all its trials."""
-    by = by or (C.GROUP if C.GROUP in trials else R.FAMILY)
+    by = by or group_column(trials)
     return {str(name): budget_curve(group, label=str(name), metric=metric, select=select, **kwargs)
             for name, group in trials.groupby(by, sort=True)
             if np.isfinite(group[metric].to_numpy(dtype=float, na_value=np.nan)).any()}

@@ -50,7 +50,12 @@ class Studies:
 
     def search(self) -> pd.DataFrame:
         """The trials that enter the verdict: every study but the seed-study reproductions."""
-        return self.trials[self.trials[C.REPRODUCES].isna()]
+        return search_rows(self.trials)
+
+
+def search_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of the search studies (seed-study reproductions left out)."""
+    return trials[trials[C.REPRODUCES].isna()] if C.REPRODUCES in trials else trials
 
 
 def check_study_dir(path: str | Path) -> Path:
@@ -78,16 +83,12 @@ def load_study(path: str | Path) -> Studies:
     if R.STUDY not in trials.columns:
         trials[R.STUDY] = path.name
     trials[C.STUDY_PATH] = str(path)
-    for column in METRIC_COLUMNS:
-        if column not in trials.columns:
-            trials[column] = np.nan
+    _add_missing(trials, METRIC_COLUMNS)
     history_file = path / R.HISTORY_FILE
     history = (_read(history_file) if history_file.is_file()
                else pd.DataFrame(columns=list(REQUIRED_HISTORY_COLUMNS)))
     _require(history, REQUIRED_HISTORY_COLUMNS, history_file)
-    for column in HISTORY_METRIC_COLUMNS:
-        if column not in history.columns:
-            history[column] = np.nan
+    _add_missing(history, HISTORY_METRIC_COLUMNS)
     if R.STUDY not in history.columns:
         history[R.STUDY] = trials[R.STUDY].iloc[0] if len(trials) else path.name
     history = _join_config(history, trials)
@@ -227,16 +228,14 @@ def _load_replicates(path: Path, trials: pd.DataFrame) -> pd.DataFrame:
     if R.STUDY not in replicates:
         replicates[R.STUDY] = trials[R.STUDY].iloc[0] if len(trials) else path.name
     replicates[C.STUDY_PATH] = str(path)
-    for column in METRIC_COLUMNS:
-        if column not in replicates.columns:
-            replicates[column] = np.nan
+    _add_missing(replicates, METRIC_COLUMNS)
     return replicates
 
 
 def _with_groups(trials: pd.DataFrame, history: pd.DataFrame, replicates: pd.DataFrame):
     """Adds C.GROUP to every frame: the family, or the study name where a family has several
     studies (or the study re-runs a seed study); so two studies of one family stay apart."""
-    search = trials[trials[C.REPRODUCES].isna()] if C.REPRODUCES in trials else trials
+    search = search_rows(trials)
     studies_per_family = search.groupby(R.FAMILY)[R.STUDY].nunique()
     names = {}
     for study, family in trials[[R.STUDY, R.FAMILY]].drop_duplicates().itertuples(index=False):
@@ -287,6 +286,13 @@ def _read(file: Path) -> pd.DataFrame:
             f"cannot read {file} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). The file is "
             "damaged or not a parquet table written by the study; re-export it by resuming the study."
         ) from None
+
+
+def _add_missing(frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Adds each of `columns` that `frame` lacks, as NaN (a study that measured fewer metrics)."""
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = np.nan
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], file: Path) -> None:

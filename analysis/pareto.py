@@ -8,6 +8,7 @@ least one. The front is the set of rows no other row dominates. Consequences, on
   the front together, or all are dominated;
 - a row with a NaN or +-inf objective is never compared: it is excluded and reported, not
   silently dropped (a diverged trial has no FID; an errored one may have no size).
+Dominance itself is study.results.non_dominated, the one mask the study's own choices use too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from study import results as R
 
 MINIMIZE = "min"
 MAXIMIZE = "max"
@@ -58,22 +61,16 @@ def _check(frame: pd.DataFrame, objectives: Sequence[Objective]) -> tuple[Object
     return objectives
 
 
+def _signs(objectives: Sequence[Objective]) -> np.ndarray:
+    """+1 for a minimised objective, -1 for a maximised one: multiplying turns every one into a minimum."""
+    return np.array([1.0 if o.direction == MINIMIZE else -1.0 for o in objectives])
+
+
 def as_minimization(frame: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
     """[n_rows, n_objectives] float array where smaller is better in every column."""
     objectives = _check(frame, objectives)
     values = frame[[o.column for o in objectives]].to_numpy(dtype=float, na_value=np.nan)
-    signs = np.array([1.0 if o.direction == MINIMIZE else -1.0 for o in objectives])
-    return values * signs
-
-
-def non_dominated_mask(points: np.ndarray) -> np.ndarray:
-    """True for each row of a finite [n, d] minimisation array that no other row dominates."""
-    if len(points) == 0:
-        return np.zeros(0, dtype=bool)
-    no_worse = (points[:, None, :] <= points[None, :, :]).all(axis=2)  # [i, j]: i no worse than j
-    better = (points[:, None, :] < points[None, :, :]).any(axis=2)
-    dominated_by = no_worse & better  # [i, j]: i dominates j
-    return ~dominated_by.any(axis=0)
+    return values * _signs(objectives)
 
 
 def pareto_front(frame: pd.DataFrame, objectives: Sequence[Objective]) -> ParetoFront:
@@ -81,8 +78,7 @@ def pareto_front(frame: pd.DataFrame, objectives: Sequence[Objective]) -> Pareto
     objectives = _check(frame, objectives)
     points = as_minimization(frame, objectives)
     finite = np.isfinite(points).all(axis=1)
-    on_front = np.zeros(len(frame), dtype=bool)
-    on_front[finite] = non_dominated_mask(points[finite])
+    on_front = R.non_dominated(points) if len(points) else np.zeros(0, dtype=bool)  # NaN/inf rows: off
     labels = frame.index
     return ParetoFront(
         objectives=objectives,
@@ -101,8 +97,7 @@ def hypervolume(frame: pd.DataFrame, objectives: Sequence[Objective],
     if len(reference) != len(objectives):
         raise ValueError(f"reference {tuple(reference)} needs one value per objective ({len(objectives)}).")
     points = as_minimization(frame, objectives)
-    signs = np.array([1.0 if o.direction == MINIMIZE else -1.0 for o in objectives])
-    ref = np.asarray(reference, dtype=float) * signs
+    ref = np.asarray(reference, dtype=float) * _signs(objectives)
     if not np.isfinite(ref).all():
         raise ValueError(f"reference {tuple(reference)} must be finite.")
     finite = np.isfinite(points).all(axis=1)
@@ -128,7 +123,7 @@ def hypervolume_of_points(points: np.ndarray, reference: np.ndarray) -> float:
     if len(points) == 0:
         return 0.0
     points = np.unique(points, axis=0)
-    points = points[non_dominated_mask(points)]
+    points = points[R.non_dominated(points)]
     if points.shape[1] == 1:
         return float(reference[0] - points[:, 0].min())
     if points.shape[1] == 2:
@@ -156,5 +151,4 @@ def nadir_reference(frame: pd.DataFrame, objectives: Sequence[Objective],
     spread = np.where(worst > best, worst - best, np.abs(worst))
     spread = np.where(spread > 0, spread, 1.0)
     ref = worst + margin * spread
-    signs = np.array([1.0 if o.direction == MINIMIZE else -1.0 for o in _check(frame, objectives)])
-    return tuple(float(v) for v in ref * signs)
+    return tuple(float(v) for v in ref * _signs(_check(frame, objectives)))

@@ -2,7 +2,7 @@
 
 Every function takes tidy frames or result records plus an output path, draws one figure,
 writes it and returns the path. Both families share one figure wherever they are compared,
-always in the same colours (Okabe & Ito's colour-blind-safe palette).
+always in the same colours; the shared look (palette, names, ticks, theme) is analysis.style.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib import ticker  # noqa: E402
 
 from analysis import columns as C  # noqa: E402
 from analysis.budget import BudgetCurve  # noqa: E402
@@ -25,221 +24,109 @@ from analysis.latent import LatentEmbedding  # noqa: E402
 from analysis.load import trial_path  # noqa: E402
 from analysis.pareto import Objective, pareto_front  # noqa: E402
 from analysis.quality import is_usable  # noqa: E402
-from analysis.selection import SELECT  # noqa: E402
-from models.config import FAMILY_GAN, FAMILY_VAE  # noqa: E402
+from analysis.selection import SELECT, family_of, group_column  # noqa: E402
+from analysis.style import (  # noqa: E402
+    FAMILY_COLORS,
+    LATENT,
+    LR,
+    LR_G,
+    STOP_MARKERS,
+    apply_style,
+    family_name,
+    finite_rows,
+    footnote,
+    group_color,
+    label,
+    log_y_if_spread,
+    name,
+    save,
+    short_count,
+    short_number,
+    ticks_for,
+    time_label,
+)
+from models.config import FAMILY_GAN  # noqa: E402
 from study import results as R  # noqa: E402
-
-DPI = 200
-FAMILY_COLORS = {FAMILY_GAN: "#D55E00", FAMILY_VAE: "#0072B2"}
-STOP_MARKERS = {R.STOP_COMPLETED: "o", R.STOP_EARLY: "X", R.STOP_DIVERGED: "v", R.STOP_ERROR: "s",
-                R.STOP_OOM: "D"}
-NAMES = {
-    R.TEST_FID: "test FID",
-    R.VAL_FID: "validation FID",
-    R.FINAL_VAL_FID: "final validation FID",
-    R.BEST_VAL_FID: "best validation FID",
-    R.TEST_INCEPTION_FID: "test Inception FID",
-    R.PARAMS_TOTAL: "network size",
-    R.TRAIN_SECONDS: "training time",
-    R.EPOCH: "epoch",
-}
-AXIS_LABELS = {
-    R.PARAMS_TOTAL: "total parameters (count, log scale)",
-    R.TRAIN_SECONDS: "training time (s, log scale)",
-}
-
-
-def time_label(trials: pd.DataFrame) -> str:
-    """The training-time axis label with what the times were measured on: training seconds depend on
-    how many trials shared a GPU (study/results.py TRIALS_PER_GPU), so the axis says its packing."""
-    base = AXIS_LABELS[R.TRAIN_SECONDS]
-    if R.TRIALS_PER_GPU not in trials or trials[R.TRIALS_PER_GPU].isna().all():
-        return base  # a study from before these columns: packing not recorded
-    packings = sorted({int(v) for v in trials[R.TRIALS_PER_GPU].dropna()})
-    gpus = sorted({str(v) for v in trials.get(R.GPU_NAME, pd.Series(dtype=str)).dropna() if str(v) != "cpu"})
-    if packings == [0]:
-        where = "on CPUs"
-    else:
-        share = f"{packings[0]}" if len(packings) == 1 else f"{packings[0]}-{packings[-1]}"
-        where = f"up to {share} trial(s) per GPU" + (f", {', '.join(gpus)}" if gpus else ", logical GPU")
-    return base[:-1] + f"; {where})"
-
-
-def name(column: str) -> str:
-    """A column's name in prose: 'test FID', 'network size'."""
-    return NAMES.get(column, column.replace("_", " "))
-
-
-def label(column: str) -> str:
-    """An axis label with units; FIDs are unitless, lower is better."""
-    if column in AXIS_LABELS:
-        return AXIS_LABELS[column]
-    return f"{name(column)} (lower is better)" if "fid" in column else name(column)
-
-
-def _plain_log_ticks(axis) -> None:
-    """Log-scale ticks as plain numbers (0.2, 1, 30, 1e+05) without crowded minor labels."""
-    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(ticker.NullFormatter())
-
-
-def _count_ticks(axis) -> None:
-    """Parameter counts as 30k, 100k, 1M."""
-    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _count(v)))
-    axis.set_minor_formatter(ticker.NullFormatter())
-
-
-def _decade_ticks(axis) -> None:
-    """Small quantities spanning decades (learning rates) as 10^-4, 10^-3: '5e-05' labels collide."""
-    axis.set_major_locator(ticker.LogLocator(base=10))
-    axis.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
-    axis.set_minor_formatter(ticker.NullFormatter())
-
-
-def _ticks_for(axis, column: str) -> None:
-    if column == R.PARAMS_TOTAL:
-        _count_ticks(axis)
-    elif column == LR:
-        _decade_ticks(axis)
-    else:
-        _plain_log_ticks(axis)
-
-
-def _log_y_if_spread(ax, values, ratio: float = 30.0) -> None:
-    """Log y when positive values span more than `ratio` (FIDs of bad and good trials differ by decades)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    if len(v) and v.max() / v.min() > ratio:
-        ax.set_yscale("log")
-        _plain_log_ticks(ax.yaxis)
-
-
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
-
-
-def _style() -> None:
-    sns.set_theme(context="paper", style="whitegrid", font_scale=1.35)
-    plt.rcParams.update({"axes.titleweight": "bold", "legend.frameon": True, "savefig.dpi": DPI})
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _family_name(family: str) -> str:
-    return str(family).upper()
-
-
-def _group_column(frame: pd.DataFrame) -> str:
-    return C.GROUP if C.GROUP in frame else R.FAMILY
-
-
-def _color(group: str, family_of: Mapping[str, str] | None = None) -> str:
-    """A group's colour: its family's (a group is a family, or a study of one)."""
-    family = (family_of or {}).get(group, group)
-    return FAMILY_COLORS.get(family, "0.3")
-
-
-def _family_of(frame: pd.DataFrame) -> dict[str, str]:
-    by = _group_column(frame)
-    return {str(g): str(f) for g, f in frame[[by, R.FAMILY]].drop_duplicates().itertuples(index=False)}
-
-
-def _finite(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    values = frame[list(columns)].to_numpy(dtype=float, na_value=np.nan)
-    return frame[np.isfinite(values).all(axis=1)]
-
-
-def _footnote(fig, text: str) -> None:
-    if text:
-        fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=9, color="0.35")
 
 
 def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = SELECT,
                 x_columns: Sequence[str] = (R.PARAMS_TOTAL, R.TRAIN_SECONDS)) -> Path:
     """One panel per (quality, x) pair: every trial as a dot, each group's front among its usable
     trials (analysis.quality) as a staircase. `quality` is the column that chooses: validation FID."""
-    _style()
+    apply_style()
     fig, axes = plt.subplots(1, len(x_columns), figsize=(6.0 * len(x_columns), 4.6), sharey=True,
                              squeeze=False)
-    by, family_of = _group_column(trials), _family_of(trials)
+    by, families = group_column(trials), family_of(trials)
     usable = is_usable(trials, select=quality)
     excluded: dict[str, int] = {}
     for ax, x in zip(axes[0], x_columns, strict=True):
         for group_name, group in trials.groupby(by, sort=True):
-            color = _color(group_name, family_of)
+            color = group_color(group_name, families)
             front = pareto_front(group[usable[group.index]], (Objective(quality), Objective(x)))
-            shown = _finite(group, [quality, x])
+            shown = finite_rows(group, [quality, x])
             excluded[group_name] = max(excluded.get(group_name, 0), len(group) - len(shown))
             ax.scatter(shown[x], shown[quality], s=28, color=color, alpha=0.45, linewidths=0)
             best = group.loc[list(front.front)].sort_values(x)
             ax.step(best[x], best[quality], where="post", color=color, lw=2,
-                    label=f"{_family_name(group_name)} front ({len(best)} of {len(group)})")
+                    label=f"{family_name(group_name)} front ({len(best)} of {len(group)})")
             ax.scatter(best[x], best[quality], s=60, color=color, edgecolor="black", linewidth=0.8, zorder=3)
         ax.set_xscale("log")
-        _ticks_for(ax.xaxis, x)
+        ticks_for(ax.xaxis, x)
         ax.set_xlabel(time_label(trials) if x == R.TRAIN_SECONDS else label(x))
         ax.set_title(f"{name(quality)} vs {name(x)}")
     axes[0][0].set_ylabel(label(quality))
-    _log_y_if_spread(axes[0][0], trials[quality])
+    log_y_if_spread(axes[0][0], trials[quality])
     axes[0][0].legend(loc="best")
-    dropped = ", ".join(f"{_family_name(f)} {n}" for f, n in sorted(excluded.items()) if n)
+    dropped = ", ".join(f"{family_name(f)} {n}" for f, n in sorted(excluded.items()) if n)
     note = "Fronts use only usable trials (analysis.quality.is_usable). "
-    _footnote(fig, note + (f"Not shown (no finite value): {dropped} trials." if dropped else ""))
+    footnote(fig, note + (f"Not shown (no finite value): {dropped} trials." if dropped else ""))
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_fid_curves(curves: pd.DataFrame, path: Path, metric: str = R.VAL_FID) -> Path:
     """Metric vs epoch per trial, one panel per family; a trial's end is marked by why it ended."""
-    _style()
+    apply_style()
     families = sorted(curves[R.FAMILY].unique()) or [FAMILY_GAN]
     fig, axes = plt.subplots(1, len(families), figsize=(5.6 * len(families), 4.4), sharey=True, squeeze=False)
     for ax, family in zip(axes[0], families, strict=True):
-        color = FAMILY_COLORS.get(family, "0.3")
+        color = group_color(family)
         rows = curves[curves[R.FAMILY] == family]
         for _, trial in rows.groupby([R.STUDY, R.TRIAL_ID], sort=False):
             ax.plot(trial[R.EPOCH], trial[metric], color=color, alpha=0.55, lw=1.2)
             end = trial.iloc[-1]
             ax.scatter([end[R.EPOCH]], [end[metric]], marker=STOP_MARKERS.get(end[R.STOP_REASON], "o"), s=55,
                        color=color, edgecolor="black", linewidth=0.7, zorder=3)
-        ax.set_title(f"{_family_name(family)} ({rows.groupby([R.STUDY, R.TRIAL_ID]).ngroups} trials)")
+        ax.set_title(f"{family_name(family)} ({rows.groupby([R.STUDY, R.TRIAL_ID]).ngroups} trials)")
         ax.set_xlabel(label(R.EPOCH))
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].set_ylabel(label(metric))
-    _log_y_if_spread(axes[0][0], curves[metric])
+    log_y_if_spread(axes[0][0], curves[metric])
     handles = [plt.Line2D([], [], ls="", marker=m, color="0.4", markeredgecolor="black", markersize=8,
                           label=reason)
                for reason, m in STOP_MARKERS.items() if reason in set(curves[R.STOP_REASON])]
     if handles:
         axes[0][-1].legend(handles=handles, title="trial ended", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_budget(curves: Mapping[str, BudgetCurve], path: Path,
                 family_of: Mapping[str, str] | None = None) -> Path:
     """Expected test FID of the lowest-validation-FID trial among k, per group, with its exact
     95 % range; left over the number of trials k, right over cumulative training seconds."""
-    _style()
+    apply_style()
     fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.6), sharey=True)
     for ax, over in zip(axes, ("k", "seconds"), strict=True):
         for group, curve in sorted(curves.items()):
-            color = _color(group, family_of)
+            color = group_color(group, family_of)
             x = curve.budgets if over == "k" else curve.seconds
             ax.fill_between(x, curve.low, curve.high, color=color, alpha=0.15, lw=0)
             for edge in (curve.low, curve.high):
                 ax.plot(x, edge, color=color, lw=0.8, ls="--", alpha=0.8)
             failed = f", {curve.n_failed} failed" if curve.n_failed else ""
             ax.plot(x, curve.expected_best, color=color, lw=2, marker="o", markersize=4,
-                    label=f"{_family_name(group)} (n = {curve.n_trials}{failed})")
+                    label=f"{family_name(group)} (n = {curve.n_trials}{failed})")
         if over == "k":
             ax.set_xlabel("budget: number of trials k")
             ax.xaxis.get_major_locator().set_params(integer=True)
@@ -249,18 +136,13 @@ def plot_budget(curves: Mapping[str, BudgetCurve], path: Path,
     metric = some.metric if some else R.TEST_FID
     select = some.select if some else SELECT
     axes[0].set_ylabel(f"expected {name(metric)} (lower is better)")
-    _log_y_if_spread(axes[0], [v for c in curves.values() for v in c.low + c.high])
+    log_y_if_spread(axes[0], [v for c in curves.values() for v in c.low + c.high])
     if some:
         fig.suptitle(f"{name(metric)} of the trial with the lowest {name(select)} among k "
                      f"(expected, exact {some.level:.0%} range)", fontweight="bold")
     axes[0].legend(loc="upper right")
     fig.tight_layout()
-    return _save(fig, path)
-
-
-LR = R.hp_column("lr")  # the VAE's learning rate; in hyperparameter_frame also the GAN generator's
-LR_G = R.hp_column("lr_g")
-LATENT = R.hp_column("latent_dim")
+    return save(fig, path)
 
 
 def hyperparameter_frame(trials: pd.DataFrame, quality: str = R.TEST_FID) -> pd.DataFrame:
@@ -273,12 +155,12 @@ def hyperparameter_frame(trials: pd.DataFrame, quality: str = R.TEST_FID) -> pd.
     latent = trials[LATENT] if LATENT in trials else pd.Series(np.nan, index=trials.index)
     frame = pd.DataFrame({R.FAMILY: trials[R.FAMILY], LR: lr, LATENT: latent,
                           R.PARAMS_TOTAL: trials[R.PARAMS_TOTAL], quality: trials[quality]})
-    return _finite(frame, [quality])
+    return finite_rows(frame, [quality])
 
 
 def plot_hyperparameters(trials: pd.DataFrame, path: Path, quality: str = R.TEST_FID) -> Path:
     """Quality vs learning rate, latent size and total parameters, both families on each panel."""
-    _style()
+    apply_style()
     frame = hyperparameter_frame(trials, quality)
     panels = ((LR, "learning rate (Adam; GAN: generator's, log scale)"),
               (LATENT, "latent size (dimensions, log scale)"),
@@ -287,42 +169,42 @@ def plot_hyperparameters(trials: pd.DataFrame, path: Path, quality: str = R.TEST
     for ax, (column, xlabel) in zip(axes, panels, strict=True):
         for family, group in frame.groupby(R.FAMILY, sort=True):
             ax.scatter(group[column], group[quality], s=40, alpha=0.75,
-                       color=FAMILY_COLORS.get(family, "0.3"),
-                       edgecolor="white", linewidth=0.5, label=_family_name(family))
+                       color=group_color(family),
+                       edgecolor="white", linewidth=0.5, label=family_name(family))
         ax.set_xscale("log", base=2 if column == LATENT else 10)
-        _ticks_for(ax.xaxis, column)
+        ticks_for(ax.xaxis, column)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel(label(quality))
-    _log_y_if_spread(axes[0], frame[quality])
+    log_y_if_spread(axes[0], frame[quality])
     axes[0].legend(loc="best")
     fig.suptitle("Hyperparameter effects", fontweight="bold")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_importances(importances: pd.DataFrame, path: Path) -> Path:
     """Optuna's parameter importances (analysis.importance), one bar panel per study."""
-    _style()
+    apply_style()
     studies = list(dict.fromkeys(importances[R.STUDY]))
     fig, axes = plt.subplots(1, len(studies), figsize=(6.5 * len(studies), 0.45 * max(
         importances.groupby(R.STUDY).size()) + 1.8), squeeze=False)
     for ax, study in zip(axes[0], studies, strict=True):
         rows = importances[importances[R.STUDY] == study].sort_values(C.IMPORTANCE)
         family = str(rows[R.FAMILY].iloc[0])
-        ax.barh(rows[C.PARAMETER], rows[C.IMPORTANCE], color=FAMILY_COLORS.get(family, "0.3"))
+        ax.barh(rows[C.PARAMETER], rows[C.IMPORTANCE], color=group_color(family))
         ax.set_xlim(0, 1)
         ax.set_xlabel("importance (fANOVA share of validation FID variance)")
-        ax.set_title(f"{study} ({_family_name(family)}, {int(rows[C.N_TRIALS].iloc[0])} complete trials)")
+        ax.set_title(f"{study} ({family_name(family)}, {int(rows[C.N_TRIALS].iloc[0])} complete trials)")
     fig.suptitle("Optuna hyperparameter importances", fontweight="bold")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_sample_mosaic(trials: pd.DataFrame, labels: Sequence, path: Path, quality: str = R.TEST_FID,
                        columns: int = 4, max_panels: int = 16, select: str = SELECT) -> Path:
     """The last-epoch sample grid of each listed trial (chosen by the caller on validation),
     titled with its family, size, its validation FID and the test `quality` that describes it."""
-    _style()
+    apply_style()
     rows_ = trials.loc[list(labels)[:max_panels]]
     n = max(len(rows_), 1)
     ncols = min(columns, n)
@@ -337,26 +219,17 @@ def plot_sample_mosaic(trials: pd.DataFrame, labels: Sequence, path: Path, quali
             ax.imshow(plt.imread(grid), cmap="gray", interpolation="nearest")
         else:
             ax.text(0.5, 0.5, "no sample grid", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{_family_name(row[R.FAMILY])} {row[R.ARCH]} · {row[R.TRIAL_ID]}\n"
-                     f"{_count(row[R.PARAMS_TOTAL])} params · val {_num(row[select])} · "
-                     f"{name(quality)} {_num(row[quality])}", fontsize=10,
+        ax.set_title(f"{family_name(row[R.FAMILY])} {row[R.ARCH]} · {row[R.TRIAL_ID]}\n"
+                     f"{short_count(row[R.PARAMS_TOTAL])} params · val {short_number(row[select])} · "
+                     f"{name(quality)} {short_number(row[quality])}", fontsize=10,
                      color=FAMILY_COLORS.get(row[R.FAMILY], "black"))
     fig.suptitle("Samples of the Pareto-optimal trials (last epoch, fixed noise)", fontweight="bold")
-    return _save(fig, path)
-
-
-def _count(n: float) -> str:
-    """1234567 -> '1.23M', 84514 -> '84.5k'."""
-    n = float(n)
-    for unit, size in (("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n:.0f}"
+    return save(fig, path)
 
 
 def plot_latent(embedding: LatentEmbedding, path: Path) -> Path:
     """2-D latent coordinates of test images, coloured by digit."""
-    _style()
+    apply_style()
     fig, ax = plt.subplots(figsize=(6.6, 5.6))
     palette = sns.color_palette("tab10", 10)
     for digit in range(10):
@@ -377,4 +250,4 @@ def plot_latent(embedding: LatentEmbedding, path: Path) -> Path:
                  f"{len(embedding.labels)} test images)")
     ax.legend(title="digit", markerscale=2.5, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import agreement, plots
+from analysis import agreement, captions, plots
 from analysis import columns as C
-from analysis.budget import budget_curves, budget_table, protocol_caption
+from analysis.budget import budget_curves, budget_table
+from analysis.captions import TITLE
 from analysis.document import (
     Block,
     Bullets,
@@ -39,17 +40,16 @@ from analysis.document import (
 from analysis.importance import study_importances
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
 from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
-from analysis.quality import QUALITY_FACTOR, is_usable, study_fid_bound
-from analysis.selection import SELECT, best_label
+from analysis.selection import SELECT, family_of, group_column
 from analysis.tables import (
     comparison_table,
     front_objectives,
-    group_column,
+    front_table,
     headline_table,
     published_comparison,
+    study_overview,
     usable_front,
 )
-from analysis.tradeoff import PARAMS_FACTOR, SECONDS_FACTOR, reference_point
 from analysis.verdict import Verdict, decide, verdict_table
 from study import results as R
 from study.data import has_mnist, resolve_data_dir
@@ -150,13 +150,11 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
     """Write the whole report into `out` (which must not exist or be empty) and return what was written."""
     started = time.perf_counter()
     studies = load_studies(study_dirs, allow_mixed=settings.allow_mixed)
-    trials, history = studies.search(), studies.history  # seed-study reproductions feed only the seed table
+    trials = studies.search()  # seed-study reproductions feed only the seed table
     replicates = studies.replicates[studies.replicates[R.STUDY].isin(set(trials[R.STUDY]))]
     q, select = settings.quality, settings.select
-    figures_dir, tables_dir = out / FIGURES_DIR, out / TABLES_DIR
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    (out / TABLES_DIR).mkdir(parents=True, exist_ok=True)
 
     progress("computing fronts, budget curves, tables and verdict")
     curves = budget_curves(trials, q, select=select)
@@ -166,23 +164,48 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
     # the quality axis names the metrics that agree on its leader and says so when they do not
     verdict = dataclasses.replace(verdict, summary=(
         f"{verdict.summary[0]} {agreement.agreement_sentence(leaders)}", *verdict.summary[1:]))
+    tables, notes = report_tables(studies, trials, replicates, curves, verdict, leaders, settings)
+    for name, frame in tables.items():
+        frame.to_csv(out / TABLES_DIR / f"{name}.csv", index=False)
+
+    progress("drawing figures")
+    figs, figure_notes = draw_figures(trials, studies.history, curves, tables, out, settings, progress)
+    notes += figure_notes
+
+    blocks = report_blocks(studies, trials, verdict, tables, figs, notes, settings)
+    (out / REPORT_MD).write_text(to_markdown(blocks))
+    (out / REPORT_HTML).write_text(to_html(blocks, TITLE))
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    progress(f"report written in {time.perf_counter() - started:.1f} s")
+    return ReportResult(out=out, files=tuple(files), verdict=verdict, notes=tuple(notes))
+
+
+def report_tables(studies: Studies, trials: pd.DataFrame, replicates: pd.DataFrame, curves,
+                  verdict: Verdict, leaders: pd.DataFrame,
+                  settings: ReportSettings) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Every table of the report by name (its CSV's name too), and the notes of what was skipped."""
+    q, select = settings.quality, settings.select
     tables = {"overview": study_overview(trials, q, select), "verdict": verdict_table(verdict),
               "headline": headline_table(trials, replicates, q, select),
               "protocols": studies.protocols,
-              "seed_studies": published_comparison(studies.trials, history, select=select,
+              "seed_studies": published_comparison(studies.trials, studies.history, select=select,
                                                    replicates=studies.replicates),
               "trials": comparison_table(trials, quality=q, select=select),
               "pareto_fronts": front_table(trials, select), "budget": budget_table(curves),
               "metric_agreement": agreement.rank_correlations(trials), "metric_leaders": leaders}
     search_paths = list(dict.fromkeys(trials[C.STUDY_PATH]))  # not the seed-study reproductions
-    tables["param_importances"], importance_notes = study_importances(search_paths, trials,
-                                                                      seed=settings.seed)
-    notes += importance_notes
-    for name, frame in tables.items():
-        frame.to_csv(tables_dir / f"{name}.csv", index=False)
+    tables["param_importances"], notes = study_importances(search_paths, trials, seed=settings.seed)
+    return tables, list(notes)
 
-    progress("drawing figures")
-    figs: dict[str, str] = {}
+
+def draw_figures(trials: pd.DataFrame, history: pd.DataFrame, curves, tables: dict[str, pd.DataFrame],
+                 out: Path, settings: ReportSettings, progress) -> tuple[dict[str, str | None], list[str]]:
+    """Draw every figure that has data under out/figures/: their paths relative to `out` by key, and a
+    note for each figure skipped."""
+    q, select = settings.quality, settings.select
+    figures_dir = out / FIGURES_DIR
+    figs: dict[str, str | None] = {}
+    notes: list[str] = []
     if trials[select].notna().any():
         figs["pareto"] = _rel(plots.plot_pareto(trials, figures_dir / "pareto_fronts.png", quality=select),
                               out)
@@ -198,10 +221,8 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
         figs["curves"] = _rel(plots.plot_fid_curves(curve_rows, figures_dir / "fid_vs_epoch.png"), out)
     else:
         notes.append("No per-epoch validation FID in the histories: FID-vs-epoch figure skipped.")
-    family_of = {str(g): str(f) for g, f in trials[[group_column(trials), R.FAMILY]].drop_duplicates()
-                 .itertuples(index=False)}
     if curves:
-        figs["budget"] = _rel(plots.plot_budget(curves, figures_dir / "budget.png", family_of), out)
+        figs["budget"] = _rel(plots.plot_budget(curves, figures_dir / "budget.png", family_of(trials)), out)
     front_labels = [label for _, group in trials.groupby(group_column(trials), sort=True)
                     for label in sorted(usable_front(group, front_objectives(select), select),
                                         key=lambda i: trials.loc[i, select])]
@@ -219,14 +240,7 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
                                                  progress)
     if latent_note:
         notes.append(latent_note)
-
-    blocks = report_blocks(studies, trials, verdict, tables, figs, notes, settings)
-    title = "GAN vs VAE on MNIST: study report"
-    (out / REPORT_MD).write_text(to_markdown(blocks))
-    (out / REPORT_HTML).write_text(to_html(blocks, title))
-    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
-    progress(f"report written in {time.perf_counter() - started:.1f} s")
-    return ReportResult(out=out, files=tuple(files), verdict=verdict, notes=tuple(notes))
+    return figs, notes
 
 
 def _rel(path: Path, out: Path) -> str:
@@ -249,155 +263,30 @@ def _latent_figure(trials, path: Path, settings: ReportSettings, out: Path,
     return _rel(plots.plot_latent(embedding, path), out), None
 
 
-def study_overview(trials: pd.DataFrame, quality: str, select: str = SELECT) -> pd.DataFrame:
-    """Per study and group: trial counts by stop reason, usable trials, epochs, training time, and the
-    best trial's `select` with the `quality` that describes it (the trial chosen on `select`)."""
-    rows = []
-    usable = is_usable(trials, select=select)
-    for (study, group_name), group in trials.groupby([R.STUDY, group_column(trials)], sort=True):
-        row = {R.STUDY: study, C.GROUP: group_name, C.N_TRIALS: len(group)}
-        row.update({reason: int((group[R.STOP_REASON] == reason).sum()) for reason in R.STOP_REASONS})
-        row[C.USABLE] = int(usable[group.index].sum())
-        row[R.EPOCHS_RUN] = int(group[R.EPOCHS_RUN].fillna(0).sum())
-        row[R.TRAIN_SECONDS] = float(group[R.TRAIN_SECONDS].sum(min_count=1))
-        best = best_label(group, select)
-        row[select] = float(group.loc[best, select]) if best is not None else float("nan")
-        row[quality] = float(group.loc[best, quality]) if best is not None else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def front_table(trials: pd.DataFrame, select: str = SELECT) -> pd.DataFrame:
-    """Per group, which usable trials are on each front (validation quality vs size, vs time, vs both)."""
-    rows = []
-    objectives = front_objectives(select)
-    usable = is_usable(trials, select=select)
-    for group_name, group in trials.groupby(group_column(trials), sort=True):
-        for objs in (objectives[:2], (objectives[0], objectives[2]), objectives):
-            front = usable_front(group, objs, select)
-            rows.append({C.GROUP: group_name, C.AXIS: " vs ".join(o.column for o in objs),
-                         C.N_TRIALS: len(front),
-                         R.TRIAL_ID: ", ".join(map(str, group.loc[front, R.TRIAL_ID])),
-                         C.NOTE: f"{int((~usable[group.index]).sum())} trial(s) not usable (failed, no "
-                                 f"finite {select}, or above the quality threshold) excluded"})
-    return pd.DataFrame(rows)
-
-
-def _sampler_captions(protocols: pd.DataFrame) -> str:
-    return "; ".join(f"{row[R.STUDY]}: {protocol_caption(row[C.PLAN_SAMPLER], row[C.PLAN_SCHEDULER])}"
-                     for _, row in protocols[protocols[C.REPRODUCES].isna()].iterrows())
-
-
 def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, pd.DataFrame],
                   figs: dict[str, str | None], notes: list[str], settings: ReportSettings) -> list[Block]:
+    """The document: analysis.captions.SECTIONS in order, each part filled from the texts, lists, tables
+    and figures; a section whose `needs` is missing is left out, and so is a figure not drawn."""
     q, select = settings.quality, settings.select
-    bounds = ", ".join(f"{s} {b:.4g}" for s, b in study_fid_bound(trials, select).items())
-    ref = reference_point(trials, select)
-    paths = ", ".join(str(p) for p in studies.paths)
-    intro = (
-        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(studies.trials)} trials in "
-        f"{len(studies.paths)} studies: {paths}. Every choice is made on validation: each group's best "
-        f"trial and configuration (lowest {select}), Pareto membership and the trial behind each budget "
-        f"point; {q} only describes what was chosen."
-        + (" Replicates over seeds are used where they exist." if verdict.replicated else "")
-        + (" The studies were pooled with --allow-mixed although their protocols differ (see Protocols)."
-           if settings.allow_mixed else ""))
-    rule = ("An axis has a winner only when the 95 % interval of the difference between the leader and "
-            "the runner-up excludes zero; otherwise it is too close to call. Without replicates "
-            "(replicates.parquet from `python -m study.replicate`) every axis is single seed, provisional.")
-    usable = (
-        f"A trial counts on a front or a trade-off axis only when it is usable: it ended with a model and "
-        f"its {select} is at most {QUALITY_FACTOR:g} times the lowest {select} of its study's seed-study "
-        f"configurations (bounds: {bounds}), plus class coverage where measured (analysis.quality). "
-        f"Hypervolumes use log10 sizes and times, equal trial counts per group, and a fixed reference point: "
-        f"{select} {ref[select]:.4g}, {ref[R.PARAMS_TOTAL]:.4g} parameters ({PARAMS_FACTOR:g} x the largest "
-        f"seed configuration), {ref[R.TRAIN_SECONDS]:.4g} s ({SECONDS_FACTOR:g} x the slowest seed "
-        f"configuration's time for the max epochs).")
-    captions = {
-        "verdict": "Each axis, each group's value (mean [95 % CI] over seeds where replicated), the "
-                   "leader-minus-runner-up difference with its 95 % interval, and the call.",
-        "headline": f"Each group's best configuration (lowest {select}; among replicated configurations the "
-                    f"lowest mean over seeds) and its seed configurations: {q} as mean and 95 % Student-t "
-                    "interval over n_seeds seeds (n = 1: one trial, no interval).",
-        "overview": f"Trials per stop reason, usable trials, epochs and training seconds summed; the best "
-                    f"trial's {select} and the {q} that describes it.",
-        "protocols": "Each study's protocol (study.json, else its rows): feature network, generated samples "
-                     "per FID, training subset, max epochs, sampler and scheduler. Studies that differ are "
-                     "refused unless --allow-mixed.",
-        "seed_studies": "ours_seed_config: mean over our trials of the seed study's own configuration; "
-                        "ours_best: the family's best trial (chosen on validation); reproduced: the seed "
-                        "study's own experiment re-run (study.reproduce), mean and 95 % interval over its "
-                        "seeds at its longest epoch count; blank: not measured.",
-        "trials": f"Pareto: usable and non-dominated in ({select}, total parameters, training seconds) "
-                  f"within its group; {q} describes the chosen trials.",
-        "pareto": f"{select} against network size and training time; staircases are each group's front among "
-                  "its usable trials, outlined dots its Pareto-optimal trials.",
-        "curves": "Validation FID per epoch; the marker at each line's end shows how the trial ended "
-                  "(early-stopped by the scheduler, completed, diverged).",
-        "budget": f"Expected {q} of the lowest-{select} trial among k trials drawn without replacement "
-                  "(Dodge et al. 2019, exact over all subsets; failed trials count as the worst value), over "
-                  "k and over k times the mean training seconds, with the exact 95 % range. "
-                  f"{_sampler_captions(studies.protocols)}.",
-        "importances": "fANOVA importances (Hutter et al. 2014, optuna.importance) of the parameters every "
-                       "complete trial of a study shares, for its validation FID, from the Optuna study the "
-                       "launcher kept in optuna.db; a handful of trials make them rough. Explore them with "
-                       "`optuna-dashboard sqlite:///<study dir>/optuna.db`.",
-        "agreement": "Fidelity (FID, KID, precision) and diversity (recall) are different questions, and a "
-                     "feature network may reward sharpness over content, so the metrics are compared on the "
-                     "same trials: domain FID, KID, precision and recall are validation values of the final "
-                     "model; the Inception FID is test-only and measured only for the chosen trials (best "
-                     "and Pareto, study.launch --inception final), so its correlations rest on few trials.",
-        "latent": "Encoder means of test images, coloured by digit (projected to 2-D when the latent has "
-                  "more dimensions).",
-    }
-    comparable = ("Comparable: only Inception FID to Inception FID (and then with caveats on protocol). Our "
-                  "domain FID is computed on our MNIST feature network and is on a different scale; our "
-                  "Inception Score uses an MNIST classifier (1 to 10), not comparable to 2.76 without "
-                  "knowing theirs.")
-    blocks: list[Block] = [
-        Heading("GAN vs VAE on MNIST: study report", 1), Paragraph(intro),
-        Heading("Verdict"), Paragraph(rule), Bullets(verdict.summary),
-        Table(tables["verdict"], captions["verdict"]),
-        Heading("Headline numbers"), Table(tables["headline"], captions["headline"]),
-        Heading("Do the quality metrics agree?"), Paragraph(captions["agreement"]),
-        Table(tables["metric_agreement"], "Spearman rank correlation across trials per metric pair; "
-              "agreement > 0: both order the trials alike; n_trials: trials with both."),
-        Table(tables["metric_leaders"], "Each metric on each group's best trial (the lowest "
-              "final_val_fid of a single seed, the trial the study chose; with replicates the headline's "
-              "best configuration can be another one) and the group it favours."),
-        Heading("Usable trials and the trade-off axes"), Paragraph(usable),
-        Heading("Studies"), Table(tables["overview"], captions["overview"]),
-        Heading("Protocols"), Table(tables["protocols"], captions["protocols"]),
-        Heading("The seed studies' numbers, side by side"), Paragraph(comparable),
-        Table(tables["seed_studies"], captions["seed_studies"]),
-        Heading("Best, seed-configuration and Pareto trials"), Table(tables["trials"], captions["trials"]),
-        Heading("Pareto fronts"),
-    ]
-    if figs.get("pareto"):
-        blocks.append(Figure(figs["pareto"], captions["pareto"]))
-    blocks.append(Table(tables["pareto_fronts"], "Usable trials on each group's fronts."))
-    if figs.get("curves"):
-        blocks += [Heading("Validation FID during training"), Figure(figs["curves"], captions["curves"])]
-    blocks.append(Heading("Expected test FID at equal budget"))
-    if figs.get("budget"):
-        blocks.append(Figure(figs["budget"], captions["budget"]))
-    blocks.append(Paragraph(verdict.summary[-1]))
-    blocks.append(Table(tables["budget"], "Expected value and exact 95 % range per number of trials."))
-    if figs.get("hyper"):
-        blocks += [Heading("Hyperparameter effects"),
-                   Figure(figs["hyper"], f"{q} against learning rate, latent size and total parameters.")]
-    if figs.get("importances"):
-        blocks += [Heading("Hyperparameter importances (Optuna)"),
-                   Figure(figs["importances"], captions["importances"]),
-                   Table(tables["param_importances"], "Importance per parameter and study.")]
-    if figs.get("mosaic"):
-        blocks += [Heading("Samples of the Pareto-optimal trials"),
-                   Figure(figs["mosaic"], "Last-epoch sample grids (8x8, fixed noise) of each group's Pareto "
-                                          "trials (usable, chosen on validation).")]
-    if figs.get("latent"):
-        blocks += [Heading("Latent space of the best VAE"), Figure(figs["latent"], captions["latent"])]
-    if notes:
-        blocks += [Heading("Skipped"), Bullets(tuple(notes))]
+    texts = {**captions.paragraphs(trials, studies.paths, len(studies.trials), datetime.now(UTC),
+                                   verdict.summary[-1], quality=q, select=select,
+                                   replicated=verdict.replicated, allow_mixed=settings.allow_mixed),
+             **captions.captions(q, select, captions.sampler_captions(studies.protocols))}
+    lists = {"summary": tuple(verdict.summary), "notes": tuple(notes)}
+    blocks: list[Block] = [Heading(TITLE, 1), Paragraph(texts["intro"])]
+    for section in captions.SECTIONS:
+        if section.needs and not (figs.get(section.needs) or lists.get(section.needs)):
+            continue
+        blocks.append(Heading(section.heading))
+        for part in section.parts:
+            if part.kind == captions.TEXT:
+                blocks.append(Paragraph(texts[part.key]))
+            elif part.kind == captions.BULLETS:
+                blocks.append(Bullets(lists[part.key]))
+            elif part.kind == captions.TABLE:
+                blocks.append(Table(tables[part.key], texts[part.caption_key]))
+            elif figs.get(part.key):
+                blocks.append(Figure(figs[part.key], texts[part.caption_key]))
     return blocks
 
 

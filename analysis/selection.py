@@ -12,6 +12,7 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 
+from analysis import columns as C
 from models.config import TrainConfig, seed_model_config
 from study import results as R
 
@@ -29,6 +30,17 @@ def best_label(frame: pd.DataFrame, select: str = SELECT) -> Hashable | None:
     study's own selection rule (study.results.best_trial) on any validation column."""
     best = R.best_trial(frame, select)
     return None if best is None else best.name
+
+
+def group_column(frame: pd.DataFrame) -> str:
+    """The column rows are compared by: C.GROUP when loaded rows have it, else the family."""
+    return C.GROUP if C.GROUP in frame else R.FAMILY
+
+
+def family_of(frame: pd.DataFrame) -> dict[str, str]:
+    """Each group's family (a group is a family, or a study of one)."""
+    by = group_column(frame)
+    return {str(g): str(f) for g, f in frame[[by, R.FAMILY]].drop_duplicates().itertuples(index=False)}
 
 
 def best_per_group(frame: pd.DataFrame, by: str, select: str = SELECT) -> dict[str, Hashable]:

@@ -4,6 +4,7 @@ side by side with the numbers the seed studies printed, and which of those are c
 Validation chooses (best trial, Pareto membership, through analysis.selection.SELECT); test
 columns only describe the chosen trials. The headline table gives each group's best
 configuration and seed configurations as mean +- 95 % CI over seeds where replicates exist.
+The report's overview (per study and group) and front tables are here too.
 
 Pure functions over the loaded trials/history frames; the report renders what they return.
 """
@@ -18,9 +19,10 @@ import pandas as pd
 
 from analysis import columns as C
 from analysis import stats
+from analysis.load import search_rows
 from analysis.pareto import MINIMIZE, Objective, pareto_front
 from analysis.quality import is_usable
-from analysis.selection import SELECT, best_per_group, is_seed_config
+from analysis.selection import SELECT, best_label, best_per_group, group_column, is_seed_config
 from models.config import (
     ARCH_CONV,
     ARCH_DCGAN,
@@ -90,15 +92,6 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
     PublishedFigure("VAE loss after 50 epochs", FAMILY_VAE, ARCH_MLP, 135.0, SEED_STUDY_2, R.LOSS_NELBO, 50,
                     COMPARABLE_CAVEATS, _LOSS_NOTE + "; blank when our trial stopped before epoch 50"),
 )
-
-
-def group_column(trials: pd.DataFrame) -> str:
-    return C.GROUP if C.GROUP in trials else R.FAMILY
-
-
-def search_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials of the search studies (seed-study reproductions left out)."""
-    return trials[trials[C.REPRODUCES].isna()] if C.REPRODUCES in trials else trials
 
 
 def best_trials(trials: pd.DataFrame, select: str = SELECT) -> dict[str, object]:
@@ -263,3 +256,37 @@ def _values(fig: PublishedFigure, rows: pd.DataFrame, history: pd.DataFrame) -> 
         mine = [(s, t) in keys for s, t in zip(at_epoch[R.STUDY], at_epoch[R.TRIAL_ID], strict=True)]
         values = at_epoch.loc[mine, fig.column].to_numpy(dtype=float, na_value=np.nan)
     return values[np.isfinite(values)]
+
+
+def study_overview(trials: pd.DataFrame, quality: str, select: str = SELECT) -> pd.DataFrame:
+    """Per study and group: trial counts by stop reason, usable trials, epochs, training time, and the
+    best trial's `select` with the `quality` that describes it (the trial chosen on `select`)."""
+    rows = []
+    usable = is_usable(trials, select=select)
+    for (study, group_name), group in trials.groupby([R.STUDY, group_column(trials)], sort=True):
+        row = {R.STUDY: study, C.GROUP: group_name, C.N_TRIALS: len(group)}
+        row.update({reason: int((group[R.STOP_REASON] == reason).sum()) for reason in R.STOP_REASONS})
+        row[C.USABLE] = int(usable[group.index].sum())
+        row[R.EPOCHS_RUN] = int(group[R.EPOCHS_RUN].fillna(0).sum())
+        row[R.TRAIN_SECONDS] = float(group[R.TRAIN_SECONDS].sum(min_count=1))
+        best = best_label(group, select)
+        row[select] = float(group.loc[best, select]) if best is not None else float("nan")
+        row[quality] = float(group.loc[best, quality]) if best is not None else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def front_table(trials: pd.DataFrame, select: str = SELECT) -> pd.DataFrame:
+    """Per group, which usable trials are on each front (validation quality vs size, vs time, vs both)."""
+    rows = []
+    objectives = front_objectives(select)
+    usable = is_usable(trials, select=select)
+    for group_name, group in trials.groupby(group_column(trials), sort=True):
+        for objs in (objectives[:2], (objectives[0], objectives[2]), objectives):
+            front = usable_front(group, objs, select)
+            rows.append({C.GROUP: group_name, C.AXIS: " vs ".join(o.column for o in objs),
+                         C.N_TRIALS: len(front),
+                         R.TRIAL_ID: ", ".join(map(str, group.loc[front, R.TRIAL_ID])),
+                         C.NOTE: f"{int((~usable[group.index]).sum())} trial(s) not usable (failed, no "
+                                 f"finite {select}, or above the quality threshold) excluded"})
+    return pd.DataFrame(rows)

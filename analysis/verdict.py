@@ -30,7 +30,7 @@ from analysis import stats
 from analysis.budget import BudgetCurve
 from analysis.pareto import Objective
 from analysis.quality import is_usable
-from analysis.selection import SELECT, best_label
+from analysis.selection import SELECT, best_label, group_column
 from analysis.stats import Interval
 from analysis.tradeoff import DEFAULT_RESAMPLES, compare, mean_volume, reference_point
 from study import results as R
@@ -76,10 +76,6 @@ class Verdict:
     budget: tuple[BudgetPoint, ...]
     summary: tuple[str, ...]  # one sentence per axis, plus the budget sentence
     replicated: bool  # every group has replicates
-
-
-def group_column(trials: pd.DataFrame) -> str:
-    return C.GROUP if C.GROUP in trials else R.FAMILY
 
 
 def best_configuration(group_trials: pd.DataFrame, group_replicates: pd.DataFrame, quality: str = R.TEST_FID,

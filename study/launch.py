@@ -17,9 +17,11 @@ import argparse
 import os
 import sys
 
-from models.config import AMP_MODES, AMP_NONE, FAMILIES
-from study.data import DATA_DIR_ENV
-from study.tune import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV
+from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
+from study import results as R
+from study.data import DATA_DIR_ENV, DataNotFoundError
+from study.followups.launch_plan import checked_plan
+from study.tune.lock import StudyLockedError
 from study.tune.plan import (
     INCEPTION_CHOICES,
     INCEPTION_IMAGES,
@@ -28,6 +30,7 @@ from study.tune.plan import (
     SAMPLERS,
     SCHEDULERS,
 )
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument per flag, over 60 lines
@@ -129,10 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.address:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
-    # imported only now: Ray reads LOOPBACK_ENV when it is imported, and the pipeline imports Ray
+    try:
+        plan, lock = checked_plan(args)
+    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
+    # imported only now: Ray reads LOOPBACK_ENV when it is imported, and bad input is refused above
+    # without waiting for Ray and the metrics to load
     from study.followups import pipeline
 
-    return pipeline.launch(args)
+    return pipeline.launch(args, plan, lock)
 
 
 if __name__ == "__main__":

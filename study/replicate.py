@@ -15,8 +15,7 @@ import sys
 from models.config import ConfigError
 from study import results as R
 from study.data import DataNotFoundError
-from study.followups.replicate import DEFAULT_SEEDS, DEFAULT_TOP, prepare, run_replicates, summary_table
-from study.tune.cluster import ray_session
+from study.followups.replicate_plan import DEFAULT_SEEDS, DEFAULT_TOP, prepare
 from study.tune.plan import check_data
 
 
@@ -48,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
+    # Ray and the metrics load only now: bad input is refused above without waiting for them
+    from study.followups.replicate import run_replicates, summary_table
+    from study.tune.cluster import ray_session
+
     try:
         with ray_session(args.address, args.num_cpus):
             rows = run_replicates(args.study_dir, args.top, args.seeds, args.epochs)

@@ -15,17 +15,14 @@ import sys
 from models.config import ConfigError
 from study import results as R
 from study.data import DataNotFoundError
-from study.followups.reproduce import (
+from study.followups.reproduce_plan import (
     DEFAULT_SEEDS,
     PRESETS,
     QUICK_EPOCH_DIVISOR,
     SEED_STUDY_ARCHS,
     check_study_dir,
     plan_from_args,
-    run_reproduction,
-    summary_table,
 )
-from study.tune.cluster import ray_session
 from study.tune.plan import check_data
 
 
@@ -73,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
+    # Ray and the metrics load only now: bad input is refused above without waiting for them
+    from study.followups.reproduce import run_reproduction, summary_table
+    from study.tune.cluster import ray_session
+
     try:
         with ray_session(args.address, args.num_cpus):
             written = run_reproduction(plan)

@@ -149,7 +149,8 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     """Boolean mask of the rows of `points` [n, d] that no other row dominates (every objective
     minimised: another row no worse in every column and better in one). A row with a NaN or inf is
     never on the front, and takes no part in dominating others."""
-    points = np.asarray(points, dtype=float).reshape(len(points), -1)
+    points = np.asarray(points, dtype=float)
+    points = points.reshape(len(points), -1) if len(points) else np.zeros((0, 0))
     finite = np.isfinite(points).all(axis=1)
     kept = points[finite]
     no_worse = (kept[:, None, :] <= kept[None, :, :]).all(axis=2)  # [i, j]: i no worse than j

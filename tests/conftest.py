@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real MNIST copy beside the checkout, loaded once per session."""
+"""Shared test fixtures: the real MNIST copy beside the checkout, loaded once per session; and the
+guard of the fast loop (`pytest -m "not slow"`): a test not marked slow that starts Ray fails."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,6 +15,63 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("STUDY_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+# Every Ray this test session starts, in this process or in a launcher it spawns (children inherit
+# the environment), keeps its session_* directories under one private temp dir, so a new one there
+# means a test started Ray, and other sessions on the machine do not count. Short: Ray's socket
+# paths must stay under 108 characters.
+_OWN_RAY_TMPDIR = "RAY_TMPDIR" not in os.environ
+if _OWN_RAY_TMPDIR:
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+RAY_TMPDIR = os.environ["RAY_TMPDIR"]
+RAY_SESSIONS_DIR = Path(RAY_TMPDIR) / "ray"
+
+
+def pytest_unconfigure(config):
+    if _OWN_RAY_TMPDIR:  # removed when no Ray started (the fast loop); else kept with Ray's logs
+        try:
+            os.rmdir(RAY_TMPDIR)
+        except OSError:
+            pass
+
+
+_RAY_BEFORE = pytest.StashKey[tuple[bool, frozenset[str]]]()
+
+
+def ray_sessions() -> frozenset[str]:
+    """The Ray session directories started so far (by this test session, see RAY_TMPDIR)."""
+    if not RAY_SESSIONS_DIR.is_dir():
+        return frozenset()
+    return frozenset(p.name for p in RAY_SESSIONS_DIR.iterdir()
+                     if p.name.startswith("session_") and p.name != "session_latest")
+
+
+def ray_initialized() -> bool:
+    ray = sys.modules.get("ray")  # never import Ray just to ask
+    return ray is not None and ray.is_initialized()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_RAY_BEFORE] = (ray_initialized(), ray_sessions())  # before the test's fixtures
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Fails a test not marked slow that started Ray (its fixtures included): left it initialised
+    here, or started a session here or in a child process (a launcher: `python -m study.launch`,
+    study.replicate, study.reproduce), even one shut down again. Such a test belongs in the slow suite."""
+    result = yield
+    if item.get_closest_marker("slow") is None and _RAY_BEFORE in item.stash:
+        was_initialized, before = item.stash[_RAY_BEFORE]
+        started = sorted(ray_sessions() - before)
+        if started or (ray_initialized() and not was_initialized):
+            where = f"new Ray session(s) {started} under {RAY_SESSIONS_DIR}" if started else "ray.init()"
+            pytest.fail(f"this test is not marked slow but started Ray ({where}): mark it "
+                        "@pytest.mark.slow, or refuse its input before Ray starts; `pytest -m 'not slow'` "
+                        "starts no Ray and no launcher.", pytrace=False)
+    return result
 
 
 @pytest.fixture(scope="session")

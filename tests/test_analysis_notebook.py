@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from analysis.load import load_studies
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "analysis" / "notebooks" / "pareto_fronts.ipynb"
 
 
+@pytest.mark.slow  # launched_studies: two real launcher runs (Ray)
 def test_pareto_notebook_executes_against_launched_studies(launched_studies, monkeypatch):
     dirs = [launched_studies.gan, launched_studies.vae]
     monkeypatch.setenv("PARETO_STUDY_DIRS", os.pathsep.join(map(str, dirs)))

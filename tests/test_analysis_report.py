@@ -61,6 +61,7 @@ def smoke_report(launched_studies, tmp_path_factory):
     return code, out
 
 
+@pytest.mark.slow  # launched_studies: two real launcher runs (Ray)
 def test_smoke_report_writes_every_table_and_figure(smoke_report):
     code, out = smoke_report
     assert code == 0

@@ -673,7 +673,7 @@ def test_a_port_left_in_time_wait_by_a_crashed_study_does_not_refuse_a_resume():
     """The side that closes a connection first keeps it in TIME_WAIT for a minute; the dashboard
     binds with SO_REUSEADDR, so the pre-check must too. A port someone listens on is still refused."""
     from models.config import ConfigError
-    from study.tune.cluster import check_dashboard_port
+    from study.tune.preflight import check_dashboard_port
 
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

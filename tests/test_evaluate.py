@@ -122,6 +122,7 @@ def test_reference_smoke_test_prints_and_writes_the_floors(tmp_path, capsys):
     assert "fid_noise_test" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the Inception network on a CPU: a minute
 def test_reference_with_inception_prints_what_blur_costs_in_inception_fid(tmp_path, capsys):
     out = tmp_path / "floors.json"
     assert E.main(["--reference", "--smoke-test", "--inception", "--data-dir", DATA_DIR,

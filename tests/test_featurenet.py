@@ -12,6 +12,7 @@ from study.data import load_splits, to_unit
 from study.featurenet import main
 from study.metrics import featurenet as fn
 from study.metrics.robustness import blur
+from study.results import file_sha256
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -24,7 +25,7 @@ def data():
 def test_shipped_weights_are_small_pinned_and_accurate(data):
     net = fn.load_featurenet()
     assert fn.WEIGHTS_PATH.stat().st_size <= 2 * 1024 * 1024
-    assert net.sha256 == fn.SHIPPED_SHA256 == fn.file_sha256(fn.WEIGHTS_PATH)
+    assert net.sha256 == fn.SHIPPED_SHA256 == file_sha256(fn.WEIGHTS_PATH)
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     acc = fn.accuracy(net, data.test)
     assert acc >= fn.MIN_SHIPPED_ACCURACY
@@ -46,7 +47,7 @@ def test_hash_mismatch_is_refused(monkeypatch, tmp_path):
     copy.write_bytes(fn.WEIGHTS_PATH.read_bytes())
     with pytest.raises(fn.FeatureNetError, match="not comparable"):
         fn.load_featurenet(copy, expected_sha256="f" * 64)
-    assert fn.load_featurenet(copy).sha256 == fn.file_sha256(copy)  # an explicit file needs no pin
+    assert fn.load_featurenet(copy).sha256 == file_sha256(copy)  # an explicit file needs no pin
 
 
 def test_unreadable_or_missing_weights_are_clear_errors(tmp_path):
@@ -98,7 +99,7 @@ def test_train_smoke_test_is_reproducible_and_never_overwrites(tmp_path, capsys)
         assert main(["train", "--smoke-test", "--data-dir", DATA_DIR, "--out", str(out_b)]) == 0
     finally:
         torch.set_num_threads(threads)
-    assert fn.file_sha256(out_a) == fn.file_sha256(out_b)  # same seed, same machine: same bytes
+    assert file_sha256(out_a) == file_sha256(out_b)  # same seed, same machine: same bytes
     net = fn.load_featurenet(out_a)
     assert net.meta["train_subset"] == 2048 and net.meta["epochs"] == 1
     assert net.meta["test_accuracy"] > 0.3  # one short epoch: far from 99%, far above chance (0.1)

@@ -346,7 +346,7 @@ def test_bench_gpu_runs_the_same_random_trials_scaled_with_packing_and_no_incept
 
 
 def test_the_time_axis_says_which_packing_its_seconds_were_measured_at():
-    from analysis.plots import time_label
+    from analysis.style import time_label
 
     base = "training time (s, log scale)"
     old = pd.DataFrame({R.TRAIN_SECONDS: [1.0, 2.0]})

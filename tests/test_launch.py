@@ -25,7 +25,7 @@ from models.config import ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
-from study.tune import cluster, search
+from study.tune import cluster, preflight, search
 from study.tune.export import TRIAL_COLUMNS
 from study.tune.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
 from tests.conftest import REPO_ROOT
@@ -233,8 +233,8 @@ def test_help_documents_every_flag_of_the_issue(capsys):
 
 
 def test_only_loopback_dashboard_hosts_count_as_local():
-    assert all(cluster.is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.1.1"))
-    assert not any(cluster.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
+    assert all(preflight.is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.1.1"))
+    assert not any(preflight.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
 
 
 def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data_dir):

@@ -24,8 +24,8 @@ from models.config import TrainConfig
 from search_spaces import SpaceOptions, seed_configs
 from study import replicate, reproduce
 from study import results as R
-from study.followups import replicate as replicate_lib
-from study.followups import reproduce as reproduce_lib
+from study.followups import replicate_plan as replicate_lib
+from study.followups import reproduce_plan as reproduce_lib
 from study.results import EXIT_INTERRUPTED
 from study.tune.export import TRIAL_COLUMNS
 from study.tune.plan import PRESETS, StudyPlan

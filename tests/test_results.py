@@ -1,5 +1,10 @@
+import math
+
+import numpy as np
+import pandas as pd
 import pytest
 
+from study import results as R
 from study.results import atomic_path, write_text_atomic
 
 
@@ -13,3 +18,20 @@ def test_atomic_writes_replace_whole_files_and_a_failed_write_changes_nothing(tm
     assert target.read_text() == "first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]  # no .tmp left behind
 
+
+
+def test_non_dominated_keeps_the_front_and_drops_dominated_ties_and_non_finite_rows():
+    points = np.array([[1.0, 5.0], [2.0, 2.0], [5.0, 1.0], [2.0, 3.0], [2.0, 2.0], [np.nan, 0.0],
+                       [0.5, np.inf]])
+    # [2, 3] is dominated by [2, 2]; the two equal [2, 2] rows dominate neither other; NaN/inf rows are off
+    assert R.non_dominated(points).tolist() == [True, True, True, False, True, False, False]
+    assert R.non_dominated(np.zeros((0, 3))).tolist() == []
+    assert R.non_dominated([[3.0], [1.0], [2.0]]).tolist() == [False, True, False]
+
+
+def test_the_selection_rule_ranks_finite_values_lowest_first_ties_in_row_order():
+    trials = pd.DataFrame({R.TRIAL_ID: list("abcde"),
+                           R.SELECTION_METRIC: [3.0, math.nan, 1.0, 1.0, math.inf]})
+    assert list(R.ranked(trials)[R.TRIAL_ID]) == ["c", "d", "a"]
+    assert R.best_trial(trials)[R.TRIAL_ID] == "c"
+    assert R.best_trial(trials.iloc[[1, 4]]) is None

@@ -12,59 +12,20 @@ import argparse
 import sys
 import time
 
-from ray import tune
-
 from models.config import ConfigError
 from study import results as R
-from study.data import DataNotFoundError, load_splits
+from study.data import load_splits
 from study.devices import pick_device
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
-from study.followups.replicate import validate as validate_replicates
 from study.metrics.evaluator import prepare_evaluation
-from study.metrics.inception import inception_missing
-from study.store import StudyStore, is_uri
-from study.tune.cluster import (
-    check_cuda_on_gpu_nodes,
-    check_dashboard_port,
-    check_shared_storage,
-    ray_session,
-)
+from study.store import StudyStore
+from study.tune.cluster import check_cuda_on_gpu_nodes, check_shared_storage, ray_session
 from study.tune.export import ExportedStudy, summary_table
-from study.tune.lock import StudyLock, StudyLockedError, UriStudyLock
-from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
+from study.tune.lock import StudyLock, UriStudyLock
+from study.tune.plan import StudyPlan
 from study.tune.recovery import reap_stale_ray, record_local_ray
 from study.tune.study_run import run_inception, run_study, wants_inception
-
-
-def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | UriStudyLock]:
-    """The study's plan, every flag checked, and the study's lock (a lease on URI storage); ConfigError,
-    DataNotFoundError or StudyLockedError on bad input, before anything is written."""
-    check_storage(args.storage_path)
-    if args.resume:
-        plan = load_resume_plan(args)
-        if not tune.Tuner.can_restore(StudyStore(plan.study_dir).uri):
-            raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
-                              "start the study again under a new --name.")
-    else:
-        plan = plan_from_args(args)
-        if StudyStore(plan.study_dir).is_nonempty_dir():
-            raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
-                              "continue that study, or choose another --name (nothing was changed).")
-    check_data(plan.data_dir)
-    if plan.inception == "final" and (missing := inception_missing()) is not None:
-        raise ConfigError(f"--inception final: {missing}")
-    if not args.address:
-        check_dashboard_port(args.dashboard_host, args.dashboard_port)
-        if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
-            raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
-                              f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
-    if args.replicate_top is not None:
-        validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
-    # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
-    if is_uri(plan.storage_path):
-        return plan, UriStudyLock.acquire(plan.storage_path, plan.name)
-    return plan, StudyLock.acquire(plan.storage_path, plan.name)
 
 
 def check_cluster(plan: StudyPlan) -> None:
@@ -97,13 +58,9 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
     return exported, wall, replicated, failed
 
 
-def launch(args: argparse.Namespace) -> int:
-    """Run the study the parsed flags describe; the process's exit status."""
-    try:
-        plan, lock = checked_plan(args)
-    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
+def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:
+    """Run the study of `plan` (the parsed flags, checked by launch_plan.checked_plan, which took
+    `lock`); the process's exit status."""
     if args.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)

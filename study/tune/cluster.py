@@ -8,7 +8,6 @@ live nodes; `run_config` is the Tune RunConfig every experiment uses.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import stat
@@ -25,25 +24,8 @@ import models
 import search_spaces
 import study
 from models.config import ConfigError
-from study.tune import ALLOW_CPU_ON_GPU_ENV, LOOPBACK_ENV
-
-
-def check_dashboard_port(host: str, port: int) -> None:
-    """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
-    if not 0 < port < 65536:
-        raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, "
-                          "e.g. --dashboard-port 8265.")
-    with socket.socket() as probe:
-        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
-        # block an immediate --resume (a port someone listens on still fails to bind)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(
-                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
-                f"running there: join it with --address auto, or pick a free port with --dashboard-port."
-            ) from None
+from study.tune import ALLOW_CPU_ON_GPU_ENV
+from study.tune.preflight import LOOPBACK_ENV, is_loopback
 
 
 def code_runtime_env() -> dict[str, Any]:
@@ -67,15 +49,6 @@ def protect_auth_token() -> None:
             path.chmod(0o600)
     except FileNotFoundError:
         pass
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, int] | None = None) -> bool:

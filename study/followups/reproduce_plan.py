@@ -1,0 +1,181 @@
+"""A reproduction's plan: re-run a seed study's own experiment (the planning half, checked before Ray
+starts; study/followups/reproduce.py runs it; `python -m study.reproduce`, study/reproduce.py, is the
+command).
+
+    python -m study.reproduce --seed-study 1                    # gan/dcgan + vae/conv at 10, 20, 50 epochs
+    python -m study.reproduce --seed-study 2 --quick            # gan/mlp + vae/mlp, CPU-sized (see below)
+    python -m study.reproduce --seed-study 2 --epochs 10,50 --seeds 5
+
+The seed studies trained their two configurations (first study: the TensorFlow DCGAN and conv VAE;
+second: the PyTorch MLP GAN and MLP VAE; search_spaces.seed_configs) for a few printed epoch counts
+(first: 10, 20, 50; second: 10, 50, 200) on the full training split, and printed their numbers.
+This runs exactly that, with S seeds (0 ... S-1; the seed studies name none), through Ray Tune.
+
+One run per (configuration, seed), trained once to the largest epoch count: at every printed
+count it checkpoints, computes the validation metrics and the test metrics of the model at that
+epoch and writes its summary row (study.tune.trainable, R.epoch_summary_name). A run of 50 epochs
+recorded at epoch 10 is the same experiment as a separate 10-epoch run (same seed, same data
+order, no learning-rate schedule), at a fraction of the cost. Validation metrics are computed at
+the printed epochs only (nothing here needs them in between).
+
+The study directory <storage-path>/<name> (default results/seed-study-N, -quick / -smoke for the
+smaller presets) holds study.json (these settings, with `reproduces_seed_study: N`, which makes
+analysis.report show the runs as "reproduced" beside the published numbers and keep them out of
+the verdict), trials.parquet (one row per configuration x epoch count x seed; `hp_epochs` is the
+epoch count, `trial_id` the run's Tune id + "-e<epochs>"), history.parquet (each row's epochs up to
+its count) and Ray's experiment. Interrupted? Run the same command again: it continues.
+
+Presets: full (as printed): the whole 50,000-image training split, 10,000 generated images per
+FID/KID/IS, the VAE's IW-NLL on all 10,000 test images, seed widths. --quick: epoch counts divided
+by 10 (rounded up: 1, 2, 5 and 1, 5, 20), the first 4,000 training images, 1,000 generated images,
+IW-NLL on 2,000 test images; numbers are NOT comparable to the printed ones (fewer steps, less
+data), it checks the pipeline on a CPU. --smoke-test (the tests): study/smoke.py's numbers
+(1/8-width networks, epochs 1, 2, 512 training images, 256 generated images), 2 seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from models.config import (
+    ARCH_CONV,
+    ARCH_DCGAN,
+    ARCH_MLP,
+    FAMILY_GAN,
+    FAMILY_VAE,
+    ConfigError,
+    TrainConfig,
+)
+from search_spaces import SpaceOptions, seed_configs
+from study import results as R
+from study import smoke as SMOKE
+from study.data import resolve_data_dir
+from study.store import StudyStore, normalize_storage_path
+
+# each seed study's configurations (family -> arch) and printed epoch counts
+SEED_STUDY_ARCHS = {1: {FAMILY_GAN: ARCH_DCGAN, FAMILY_VAE: ARCH_CONV},
+                    2: {FAMILY_GAN: ARCH_MLP, FAMILY_VAE: ARCH_MLP}}
+PRINTED_EPOCHS = {1: (10, 20, 50), 2: (10, 50, 200)}
+DEFAULT_SEEDS = 3
+QUICK_EPOCH_DIVISOR = 10
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": dict(train_subset=None, eval_samples=10_000, iw_images=None, width_scale=1.0,
+                 seeds=DEFAULT_SEEDS),
+    "quick": dict(train_subset=4_000, eval_samples=1_000, iw_images=2_000, width_scale=1.0,
+                  seeds=DEFAULT_SEEDS),
+    "smoke": dict(train_subset=SMOKE.TRAIN_IMAGES, eval_samples=SMOKE.EVAL_SAMPLES, iw_images=SMOKE.IW_IMAGES,
+                  width_scale=SMOKE.WIDTH_SCALE, seeds=2, epochs=tuple(range(1, SMOKE.EPOCHS + 1))),
+}
+RUN_DIR_PREFIX = "run"  # <study>/run_0001_<id>/
+EPOCHS_COLUMN = R.hp_column("epochs")  # a row's epoch count
+
+
+@dataclass(frozen=True)
+class ReproducePlan:
+    """Every setting of one reproduction; saved as study.json (with the keys analysis reads:
+    max_epochs, train_subset, eval_samples, sampler, scheduler, reproduces_seed_study)."""
+
+    reproduces_seed_study: int  # the study.json key analysis.columns.REPRODUCES names
+    name: str
+    configurations: tuple[str, ...]  # family/arch
+    epochs: tuple[int, ...]
+    seeds: tuple[int, ...]
+    max_epochs: int
+    train_subset: int | None
+    eval_samples: int
+    iw_images: int | None
+    width_scale: float
+    checkpoint_every: int
+    cpus_per_trial: float
+    gpus_per_trial: float | None
+    max_failures: int
+    keep_checkpoints: int
+    data_dir: str
+    storage_path: str
+    preset: str
+    sampler: str = "none (the seed studies' configurations)"
+    scheduler: str = "none"
+
+    @property
+    def study_dir(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    def configs(self) -> list[TrainConfig]:
+        """One TrainConfig per (seed, configuration), trained to the largest epoch count."""
+        runs = []
+        for seed in self.seeds:
+            loop = dict(epochs=self.max_epochs, seed=seed, eval_samples=self.eval_samples,
+                        train_subset=self.train_subset, checkpoint_every=self.checkpoint_every)
+            options = SpaceOptions(width_scale=self.width_scale, loop=loop)
+            for family_arch in self.configurations:
+                family, arch = family_arch.split("/")
+                runs += [c for c in seed_configs(family, options) if c.model.arch == arch]
+        return runs
+
+
+def parse_epochs(text: str) -> tuple[int, ...]:
+    try:
+        epochs = tuple(sorted({int(e) for e in text.split(",") if e.strip()}))
+    except ValueError:
+        epochs = ()
+    if not epochs or epochs[0] < 1:
+        raise ConfigError(f"--epochs {text!r}: give positive epoch counts separated by commas, e.g. "
+                          "--epochs 10,20,50.")
+    return epochs
+
+
+def plan_from_args(args: argparse.Namespace) -> ReproducePlan:
+    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
+    values = PRESETS[preset]
+    n = args.seed_study
+    if args.epochs is not None:
+        epochs = parse_epochs(args.epochs)
+    elif "epochs" in values:
+        epochs = tuple(values["epochs"])
+    elif preset == "quick":
+        epochs = tuple(sorted({math.ceil(e / QUICK_EPOCH_DIVISOR) for e in PRINTED_EPOCHS[n]}))
+    else:
+        epochs = PRINTED_EPOCHS[n]
+    seeds = args.seeds if args.seeds is not None else values["seeds"]
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: give at least 1 seed, e.g. --seeds 3.")
+    if args.cpus_per_trial <= 0 or (args.gpus_per_trial is not None and args.gpus_per_trial < 0):
+        raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial} / --gpus-per-trial {args.gpus_per_trial}: "
+                          "CPUs must be > 0 and GPUs >= 0.")
+    name = args.name or f"seed-study-{n}" + ("" if preset == "full" else f"-{preset}")
+    if "/" in name or name.startswith(".") or not name:
+        raise ConfigError(f"--name {name!r}: use a plain directory name such as seed-study-{n}.")
+    data_root, _ = resolve_data_dir(args.data_dir)
+    archs = SEED_STUDY_ARCHS[n]
+    return ReproducePlan(
+        reproduces_seed_study=n, name=name, configurations=tuple(f"{f}/{a}" for f, a in archs.items()),
+        epochs=epochs, seeds=tuple(range(seeds)), max_epochs=max(epochs), train_subset=values["train_subset"],
+        eval_samples=values["eval_samples"], iw_images=values["iw_images"], width_scale=values["width_scale"],
+        checkpoint_every=TrainConfig.checkpoint_every, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, keep_checkpoints=2,
+        data_dir=str(data_root.resolve()), storage_path=normalize_storage_path(args.storage_path),
+        preset=preset,
+    )
+
+
+def check_study_dir(plan: ReproducePlan) -> None:
+    """A new directory, or this same reproduction (to continue or re-export it); nothing else."""
+    store = StudyStore(plan.study_dir)
+    if not store.is_nonempty_dir():
+        return
+    path = store.path(R.STUDY_JSON)
+    saved = json.loads(store.read_bytes(path)) if store.exists(path) else None
+    mine = json.loads(plan.to_json())
+    if saved is None or {k: v for k, v in saved.items() if k != "storage_path"} != \
+            {k: v for k, v in mine.items() if k != "storage_path"}:
+        raise ConfigError(f"{plan.study_dir} already holds something else than this reproduction (its "
+                          f"{R.STUDY_JSON} differs or is missing); pass another --name, or the flags it was "
+                          "started with to continue it.")

@@ -1,0 +1,42 @@
+"""What a command settles before Ray is imported or started: the loopback switch Ray reads at import,
+the dashboard's default port, and whether that port is free. Ray-free, so bad input is refused at once."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from models.config import ConfigError
+
+# Ray's switch for single-node (laptop) clusters: its node address becomes 127.0.0.1, so the GCS,
+# raylet, agents and workers listen on loopback only (on Linux Ray otherwise binds all interfaces).
+# Ray reads it when it is imported: study.launch sets it before importing anything that imports Ray.
+LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study
+
+
+def check_dashboard_port(host: str, port: int) -> None:
+    """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, "
+                          "e.g. --dashboard-port 8265.")
+    with socket.socket() as probe:
+        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
+        # block an immediate --resume (a port someone listens on still fails to bind)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
+                f"running there: join it with --address auto, or pick a free port with --dashboard-port."
+            ) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
