@@ -125,6 +125,8 @@ def run_all(data_dir: str, out: Path, deadline: float) -> list[Step]:  # the che
         step = Step(f"metrics CPU vs CUDA ({family})")
         checkpoint = work / f"train-{family}" / "checkpoints" / "final.pt"
         for device in ("cpu", "cuda"):
+            if device == "cuda" and step.status != "ok":
+                break
             run_step(step, _python("-m", "study.evaluate", "--checkpoint", str(checkpoint), "--smoke-test",
                                    "--device", device, "--data-dir", data_dir,
                                    "--out", str(work / f"{family}-{device}.json")), _left(deadline, 0.1))

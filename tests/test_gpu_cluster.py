@@ -236,14 +236,17 @@ def node_with_its_own_filesystem(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     script = (f"mount -t tmpfs none {hidden} && "
               f"exec {RAY_CLI} start --address {cluster.address} --num-cpus 1 --block")
-    worker = subprocess.Popen(["unshare", "-m", "sh", "-c", script], env=env_with(), start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "worker-node.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(["unshare", "-m", "sh", "-c", script], env=env_with(),
+                                  start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     try:
         ray.init(address=cluster.address)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a joining node's start-up only (slow on a loaded machine)
         while sum(n["Alive"] for n in ray.nodes()) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert sum(n["Alive"] for n in ray.nodes()) == 2, "the worker node did not join"
+        joined = sum(n["Alive"] for n in ray.nodes())
+        assert joined == 2, "the worker node did not join:\n" + log.read_text()[-2000:]
         ray.shutdown()
         yield cluster.address, hidden
     finally:
