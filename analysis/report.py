@@ -174,7 +174,7 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
 
     blocks = report_blocks(studies, trials, verdict, tables, figs, notes, settings)
     (out / REPORT_MD).write_text(to_markdown(blocks))
-    (out / REPORT_HTML).write_text(to_html(blocks, TITLE))
+    (out / REPORT_HTML).write_text(to_html(blocks, TITLE, base=out))  # figures embedded
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     progress(f"report written in {time.perf_counter() - started:.1f} s")
     return ReportResult(out=out, files=tuple(files), verdict=verdict, notes=tuple(notes))

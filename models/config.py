@@ -189,6 +189,9 @@ class TrainConfig:
     amp: str = AMP_NONE  # "bf16": the training steps under bfloat16 autocast (no loss scaling needed)
     channels_last: bool = False  # 4-D weights (the conv models') in channels-last memory format
     eval_batch_size: int = 1000  # generated images per evaluation batch: larger keeps a GPU busy
+    # deterministic algorithms, cuDNN without autotuning, cuBLAS's fixed workspace (study.devices):
+    # the same CUDA run twice gives the same numbers, a little slower (a CPU run always does)
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, (GANConfig, VAEConfig)):

@@ -5,12 +5,14 @@ Images are in [-1, 1] (tanh output), as both seed studies preprocess them.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.config import ARCH_DCGAN, D_FAKE, D_REAL, FAMILY_GAN, LOSS_D, LOSS_G, GANConfig
-from models.layers import IMAGE_PIXELS, GenerativeModel, conv_out_size, mlp
+from models.layers import IMAGE_PIXELS, Autocast, GenerativeModel, conv_out_size, mlp
 
 GENERATOR = "generator"
 DISCRIMINATOR = "discriminator"
@@ -136,25 +138,28 @@ class GAN(GenerativeModel):
         """Latent -> images in [0, 1], shape [B, 1, 28, 28]."""
         return self.generator(z).add(1.0).mul(0.5).clamp_(0.0, 1.0)
 
-    def train_step(self, x_unit: torch.Tensor,
-                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
-        """One discriminator step, then one generator step, on a batch in [0, 1]."""
+    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                   autocast: Autocast = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """One discriminator step, then one generator step, on a batch in [0, 1]. Alternating: the
+        generator's loss goes through the updated discriminator (a fresh `autocast()` per update,
+        see GenerativeModel.train_step)."""
         real = x_unit * 2.0 - 1.0  # [B, 1, 28, 28] in [-1, 1]
         batch = real.shape[0]
         ones = torch.ones(batch, device=real.device)
         zeros = torch.zeros(batch, device=real.device)
 
-        fake = self.generator(self.sample_latent(batch, device=real.device))
-        logits_real = self.discriminator(real)
-        logits_fake = self.discriminator(fake.detach())
-        loss_d = F.binary_cross_entropy_with_logits(logits_real, ones) + F.binary_cross_entropy_with_logits(
-            logits_fake, zeros
-        )
+        with autocast():
+            fake = self.generator(self.sample_latent(batch, device=real.device))
+            logits_real = self.discriminator(real)
+            logits_fake = self.discriminator(fake.detach())
+            loss_d = (F.binary_cross_entropy_with_logits(logits_real, ones)
+                      + F.binary_cross_entropy_with_logits(logits_fake, zeros))
         optimizers[DISCRIMINATOR].zero_grad(set_to_none=True)
         loss_d.backward()
         optimizers[DISCRIMINATOR].step()
 
-        loss_g = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)  # non-saturating
+        with autocast():  # a new context: the discriminator's weights as they are after its step
+            loss_g = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)  # non-saturating
         optimizers[GENERATOR].zero_grad(set_to_none=True)
         loss_g.backward()
         optimizers[GENERATOR].step()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -11,6 +14,8 @@ if TYPE_CHECKING:
     from models.config import ModelConfig
 
 IMAGE_PIXELS = 28 * 28
+
+Autocast = Callable[[], AbstractContextManager[Any]]  # a fresh mixed-precision context per call
 
 
 def activation(kind: str, slope: float) -> nn.Module:
@@ -57,8 +62,12 @@ class GenerativeModel(nn.Module):
     def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def train_step(self, x_unit: torch.Tensor,
-                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                   autocast: Autocast = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """One optimisation step. `autocast()` opens a mixed-precision context: only forward passes
+        and losses run inside one, a fresh one per update, because autocast keeps its low-precision
+        weight copies for the life of a context, and a pass after an optimiser step in the same
+        context would go through the weights from before that step."""
         raise NotImplementedError
 
     def parameter_counts(self) -> dict[str, int]:

@@ -6,6 +6,7 @@ Bernoulli means sigmoid(logits), the usual way to show VAE samples on MNIST.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ARCH_CONV, FAMILY_VAE, LOSS_KL, LOSS_NELBO, LOSS_RECON, VAEConfig
-from models.layers import IMAGE_PIXELS, GenerativeModel, activation, mlp
+from models.layers import IMAGE_PIXELS, Autocast, GenerativeModel, activation, mlp
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -94,6 +95,13 @@ class MLPDecoder(nn.Module):
         return self.out(self.body(z)).view(-1, 1, 28, 28)
 
 
+def _normal_like(mu: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) noise of mu's shape on mu's device, drawn on `generator`'s device (a CPU generator
+    gives the same noise whatever device the model is on); None: the default generator of mu's device."""
+    draw_on = generator.device if generator is not None else mu.device
+    return torch.randn(mu.shape, generator=generator, device=draw_on, dtype=mu.dtype).to(mu.device)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) per example (Kingma & Welling 2014, Appendix B)."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
@@ -138,17 +146,19 @@ class VAE(GenerativeModel):
                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Per-example reconstruction NLL and KL, with one reparameterised sample."""
         mu, logvar = self.encoder(x_unit)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = _normal_like(mu, generator)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         return {LOSS_RECON: bernoulli_nll(self.decoder(z), x_unit), LOSS_KL: gaussian_kl(mu, logvar)}
 
-    def train_step(self, x_unit: torch.Tensor,
-                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                   autocast: Autocast = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+        """One ELBO step; forward and loss under `autocast()`, backward and step outside it."""
         if self.config.binarize:  # dynamic binarization: a fresh Bernoulli draw of every pixel per step
             x_unit = torch.bernoulli(x_unit)
-        terms = self.loss_terms(x_unit)
-        recon, kl = terms[LOSS_RECON].mean(), terms[LOSS_KL].mean()
-        loss = recon + self.config.kl_beta * kl
+        with autocast():
+            terms = self.loss_terms(x_unit)
+            recon, kl = terms[LOSS_RECON].mean(), terms[LOSS_KL].mean()
+            loss = recon + self.config.kl_beta * kl
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -164,7 +174,7 @@ class VAE(GenerativeModel):
         std = torch.exp(0.5 * logvar)
         log_weights = []
         for _ in range(k):
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = _normal_like(mu, generator)
             z = mu + eps * std
             log_px_z = -bernoulli_nll(self.decoder(z), x_unit)
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)

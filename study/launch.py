@@ -20,6 +20,7 @@ import sys
 from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
+from study.followups import BOTH
 from study.followups.launch_plan import checked_plan
 from study.tune.lock import StudyLockedError
 from study.tune.plan import (
@@ -30,7 +31,7 @@ from study.tune.plan import (
     SAMPLERS,
     SCHEDULERS,
 )
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, TRACKERS
 
 
 def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument per flag, over 60 lines
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
         "on the others, then run with --address HEAD:6379 and a --storage-path every node can "
         "reach (NFS path or s3://...).",
     )
-    p.add_argument("--family", required=True, choices=FAMILIES, help="model family to study")
+    p.add_argument("--family", required=True, choices=(*FAMILIES, BOTH),
+                   help="model family to study; both: a GAN and a VAE study with the same protocol, the "
+                   "replicates of each one's top configurations and the report (study/followups/both.py)")
     p.add_argument("--trials", type=int, help="number of trials, seed configurations included (default 16)")
     p.add_argument("--max-epochs", type=int, help="epochs of a trial that is never stopped (default 20)")
     p.add_argument("--grace-period", type=int,
@@ -101,18 +104,30 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="interface of the Ray dashboard of a local Ray (default 127.0.0.1; anything "
                    "else exposes it to the network, token-protected)")
-    p.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT, help="Ray dashboard port")
+    p.add_argument("--dashboard-port", type=int,
+                   help=f"Ray dashboard port (default: {DEFAULT_DASHBOARD_PORT}, or the next free one when "
+                   "another study's Ray has it; a port given here must be free)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's own console output (trial config boxes, status tables, logs) instead of the "
+                   "study console (one line per running trial and a progress line)")
+    p.add_argument("--tracker", choices=TRACKERS,
+                   help="also log every trial to an experiment tracker: mlflow (a local store in "
+                   "<study>/mlruns; pip install -e '.[tracking]')")
     replicates = p.add_argument_group("replicates (python -m study.replicate), straight after the search")
     replicates.add_argument("--replicate-top", type=int,
                             help="then re-train the K best trials and the seed configurations with new seeds "
                             "(default: no replicates)")
-    replicates.add_argument("--replicate-seeds", type=int, default=5,
-                            help="new seeds per replicated configuration (default 5)")
+    replicates.add_argument("--replicate-seeds", type=int,
+                            help="new seeds per replicated configuration (default 5; --family both: 3, "
+                            "smoke 2)")
     gpu = p.add_argument_group("GPU speed (they run on a CPU too)")
     gpu.add_argument("--amp", choices=AMP_MODES, default=AMP_NONE,
                      help="bf16: training steps under bfloat16 autocast (default none: fp32)")
     gpu.add_argument("--channels-last", action="store_true",
                      help="conv models' weights in channels-last memory format (faster on tensor cores)")
+    gpu.add_argument("--deterministic", action="store_true",
+                     help="deterministic algorithms and cuDNN/cuBLAS settings in every trial: a CUDA study "
+                     "repeats exactly (slower; CPU trials always repeat)")
     gpu.add_argument("--eval-batch-size", type=int, default=1000,
                      help="generated images per evaluation batch (default 1000; e.g. 5000 on a GPU)")
     p.add_argument("--inception", choices=INCEPTION_CHOICES,
@@ -132,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.address:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
+    if args.family == BOTH:
+        from study.followups import both  # imports no Ray itself; each study does, after the checks
+
+        return both.launch_both(args, launch_one)
+    return launch_one(args)
+
+
+def launch_one(args: argparse.Namespace) -> int:
+    """One family's study: every check first, then the pipeline (which imports Ray)."""
     try:
         plan, lock = checked_plan(args)
     except (ConfigError, DataNotFoundError, StudyLockedError) as exc:

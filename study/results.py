@@ -191,10 +191,13 @@ def unwritable_reason(path: str | Path) -> str | None:
     """Why no directory can be created and written at the local `path`, or None if one can
     (checked before any work, so a bad output path fails at once instead of after training)."""
     target = Path(path).expanduser().absolute()
-    if target.exists() and not target.is_dir():
-        return f"{target} is a file, not a directory"
-    while not target.exists():
-        target = target.parent
+    try:
+        if target.exists() and not target.is_dir():
+            return f"{target} is a file, not a directory"
+        while not target.exists():
+            target = target.parent
+    except PermissionError:  # a parent this user may not enter: nothing below it can be reached
+        return f"{target} is not reachable by this user (permission denied on a parent directory)"
     if not target.is_dir():
         return f"{target} is a file, so no directory can be created below it"
     if not os.access(target, os.W_OK | os.X_OK):

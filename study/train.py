@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory (refused if it holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms and cuDNN/cuBLAS settings: a CUDA run repeats exactly "
+                   "(slower; a CPU run always repeats)")
     p.add_argument("--smoke-test", action="store_true",
                    help="a seconds-long run: 2 epochs on 512 images at 1/8 width, 256 evaluation samples")
     return p
@@ -93,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     arch = args.arch or ARCHS[args.family][0]
     config = TrainConfig(model=seed_model_config(args.family, arch), epochs=args.epochs, seed=args.seed,
                          batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
-                         eval_samples=args.eval_samples, train_subset=args.train_subset)
+                         eval_samples=args.eval_samples, train_subset=args.train_subset,
+                         deterministic=args.deterministic)
     if args.smoke_test:
         config = config.replace(epochs=SMOKE.EPOCHS, train_subset=SMOKE.TRAIN_IMAGES,
                                 eval_samples=min(args.eval_samples, SMOKE.EVAL_SAMPLES),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -82,7 +84,9 @@ def test_smoke_report_writes_every_table_and_figure(smoke_report):
     markdown = (out / REPORT_MD).read_text()
     assert set(re.findall(r"\]\((figures/[^)]+)\)", markdown)) == FIGURES | {IMPORTANCES} | mosaic
     html = (out / REPORT_HTML).read_text()
-    assert set(re.findall(r"<img src='([^']+)'", html)) == FIGURES | {IMPORTANCES} | mosaic
+    embedded = re.findall(r"<img src='data:image/png;base64,([^']+)'", html)  # report.html: self-contained
+    assert sorted(base64.b64decode(e) for e in embedded) == sorted(
+        (out / figure).read_bytes() for figure in FIGURES | {IMPORTANCES} | mosaic)
     for heading in (
         "## Verdict",
         "## Headline numbers",
@@ -118,6 +122,54 @@ def test_report_without_mnist_skips_only_the_latent_figure(tiny_study_dirs, tmp_
     assert len(result.notes) == 3 + (not mosaic) and result.notes[-1].startswith("MNIST not found")
     assert all("no optuna.db" in note for note in result.notes[:2])
     assert "## Skipped" in (tmp_path / "r" / REPORT_MD).read_text()
+
+
+class _HtmlShape(HTMLParser):
+    """Each <table>'s enclosing elements, every src/href, and the style sheet of report.html."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[tuple[str, str]] = []
+        self.tables: list[list[tuple[str, str]]] = []
+        self.links: list[str] = []
+        self.style = ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.links += [v for k, v in attrs.items() if k in ("src", "href") and v]
+        if tag == "table":
+            self.tables.append(list(self.stack))
+        self.stack.append((tag, attrs.get("class") or ""))
+
+    def handle_endtag(self, tag):
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data):
+        if self.stack and self.stack[-1][0] == "style":
+            self.style += data
+
+
+def test_report_html_is_one_file_whose_tables_scroll_inside_the_page(tiny_study_dirs, tmp_path):
+    """No browser on the CI machine: the width guarantee is the CSS box model's. A table inside a block
+    with max-width:100% and overflow-x:auto cannot widen the page (it scrolls inside the block), and
+    the body is at most 1100 px: so every table, the widest included, must sit in such a block."""
+    out = tmp_path / "r"
+    build_report([tiny_study_dirs.gan, tiny_study_dirs.vae], out,
+                 ReportSettings(resamples=50, data_dir=str(tmp_path / "no-mnist")), progress=lambda *_: None)
+    alone = tmp_path / "elsewhere" / REPORT_HTML  # one file, moved away from figures/
+    alone.parent.mkdir()
+    shutil.copy(out / REPORT_HTML, alone)
+    shape = _HtmlShape()
+    shape.feed(alone.read_text())
+    assert shape.links and all(link.startswith("data:image/png;base64,") for link in shape.links)
+    assert len(shape.links) == len(list((out / "figures").glob("*.png")))
+    rule = re.search(r"\.table-wrap\{([^}]*)\}", shape.style)
+    assert rule and "overflow-x:auto" in rule.group(1) and "max-width:100%" in rule.group(1)
+    assert "max-width:1100px" in shape.style
+    widest = max(pd.read_csv(p).shape[1] for p in (out / "tables").glob("*.csv"))
+    assert widest >= 10 and len(shape.tables) >= 5  # the wide tables are there, and wrapped:
+    assert all(enclosing and enclosing[-1] == ("div", "table-wrap") for enclosing in shape.tables)
 
 
 @pytest.mark.parametrize(

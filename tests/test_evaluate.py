@@ -200,3 +200,31 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, stats_dir):
     record = json.loads(final.with_suffix(".metrics.json").read_text())
     assert record[R.FAMILY] == "gan" and R.TEST_BCE_NELBO not in record
     assert record[R.TEST_FID] == pytest.approx(summary[R.TEST_FID], rel=1e-9)  # same seed, same samples
+
+
+@pytest.mark.slow  # three Inception FIDs on the CPU: minutes on a shared 2-core machine
+def test_scoring_a_table_loads_the_inception_network_once(vae_checkpoint, data, tmp_path, monkeypatch):
+    """add_inception_fid over three checkpointed rows (and one without a checkpoint) loads and
+    hashes the Inception file once, not once per trial; every scored row gets its FID."""
+    import shutil
+
+    import pandas as pd
+
+    loads = []
+    real_load = I.load_inception
+
+    def counted(device="cpu"):  # the real loader, counted
+        loads.append(str(device))
+        return real_load(device)
+
+    monkeypatch.setattr(I, "load_inception", counted)
+    for name in ("a.pt", "b.pt", "c.pt"):
+        shutil.copyfile(vae_checkpoint, tmp_path / name)
+    table = pd.DataFrame({R.TRIAL_ID: ["a", "b", "c", "none"],
+                          R.CHECKPOINT: ["a.pt", "b.pt", "c.pt", None]})
+    table.to_parquet(tmp_path / R.TRIALS_FILE)
+    scored = I.add_inception_fid(str(tmp_path / R.TRIALS_FILE), data.test.images, num_images=8)
+    assert loads == ["cpu"]
+    fids = scored.set_index(R.TRIAL_ID)[R.TEST_INCEPTION_FID]
+    assert all(math.isfinite(fids[t]) and fids[t] > 0 for t in "abc") and math.isnan(fids["none"])
+    assert fids["a"] == fids["b"] == fids["c"]  # one checkpoint, the same samples: the same number

@@ -317,3 +317,20 @@ def test_a_worker_node_removed_mid_trial_loses_no_trial(tmp_path, data_dir, two_
     assert not history.duplicated([R.TRIAL_ID, R.EPOCH]).any()
     assert history.groupby(R.TRIAL_ID)[R.EPOCH].count().to_dict() == dict(
         zip(table[R.TRIAL_ID], table[R.EPOCHS_RUN], strict=True))
+
+
+def test_out_of_memory_on_a_shared_gpu_is_retried_twice_then_final(tmp_path):
+    """The trainable's decision after run_trial returned 'oom' (raise SharedGPUOutOfMemory, so
+    Tune's FailureConfig restarts the trial from its checkpoint, or keep 'oom'). The CUDA device is
+    only named here: the decision needs no GPU."""
+    import torch
+
+    from study.tune.trainable import OOM_RETRIES, retry_out_of_memory
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert not retry_out_of_memory(R.STOP_OOM, cuda, 1.0, tmp_path)  # a whole GPU: the config does not fit
+    assert not retry_out_of_memory(R.STOP_OOM, cpu, 0.0, tmp_path)  # host memory: final
+    assert not retry_out_of_memory(R.STOP_COMPLETED, cuda, 0.25, tmp_path)
+    assert [retry_out_of_memory(R.STOP_OOM, cuda, 0.25, tmp_path) for _ in range(4)] == \
+        [True] * OOM_RETRIES + [False] * (4 - OOM_RETRIES)
+    assert OOM_RETRIES == 2

@@ -472,3 +472,18 @@ def test_every_sampler_and_objective_drives_the_space_through_optuna(sampler, ob
         values = [float(i % 5), float(config.model.latent_dim), 1.0][: len(directions)]
         study.tell(trial, values if len(values) > 1 else values[0])
     assert len(study.trials) == 12 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_deterministic_flag_reaches_every_trial_config(data_dir):
+    from search_spaces import seed_configs as configs_of
+
+    def plan(*extra):
+        args = launch.build_parser().parse_args(["--family", "gan", "--data-dir", str(data_dir), *extra])
+        return plan_from_args(args)
+
+    for flags, expected in (((), False), (("--deterministic",), True)):
+        chosen = plan(*flags)
+        assert chosen.deterministic is expected
+        assert StudyPlan.from_json(chosen.to_json()).deterministic is expected  # kept for --resume
+        configs = configs_of(chosen.family, chosen.space())  # the trial configs of the seed points
+        assert configs and all(c.deterministic is expected for c in configs)

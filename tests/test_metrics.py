@@ -222,6 +222,61 @@ def test_vae_importance_weighted_bound_is_tighter_than_the_elbo(data):
     assert LK.vae_scores(model, images, iw_k=2, iw_images=50).iw_images == 50
 
 
+def test_vae_likelihood_noise_comes_from_a_cpu_generator(data):
+    """vae_scores draws its noise on a seeded CPU generator (the same numbers on any device): the
+    binarized IW-NLL equals the bound computed here with noise drawn on a CPU generator."""
+    import math as m
+
+    model = tiny_model("vae", "mlp").eval()
+    images, seed, k = data.test.images[:40], 7, 3
+    scores = LK.vae_scores(model, images, seed=seed, iw_k=k, iw_images=40, batch_size=40)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        x = RS.to_unit(images)
+        mu, logvar = model.encoder(x)
+        torch.randn(mu.shape, generator=generator)  # the ELBO's one sample comes first
+        x = LK.binarized(images)
+        mu, logvar = model.encoder(x)
+        log_w = []
+        for _ in range(k):
+            eps = torch.randn(mu.shape, generator=generator)
+            z = mu + eps * torch.exp(0.5 * logvar)
+            log_px_z = -torch.nn.functional.binary_cross_entropy_with_logits(
+                model.decoder(z), x, reduction="none").flatten(1).sum(1)
+            log_pz = -0.5 * (z.pow(2) + m.log(2 * m.pi)).sum(1)
+            log_qz = -0.5 * (eps.pow(2) + logvar + m.log(2 * m.pi)).sum(1)
+            log_w.append(log_px_z + log_pz - log_qz)
+        expected = float(-(torch.logsumexp(torch.stack(log_w), 0) - m.log(k)).mean())
+    assert scores.binarized_nll == pytest.approx(expected, rel=1e-6)
+
+
+def test_metric_code_runs_in_full_fp32_and_restores_the_tf32_settings(data, net, val_stats):
+    """Inside score_images and vae_scores: matmul precision "highest", cuDNN TF32 off (whatever
+    training chose); the caller's settings afterwards."""
+    seen = []
+
+    def record(module, inputs, output):
+        seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
+
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+    vae = tiny_model("vae", "mlp")
+    hooks = [net.register_forward_hook(record), vae.encoder.register_forward_hook(record)]
+    try:
+        images = [RS.to_unit(data.test.images[:32])]
+        D.score_images(images, val_stats, net, kid_subsets=2, kid_subset_size=16, prdc=False)
+        LK.vae_scores(vae, data.test.images[:20], iw_k=1, iw_images=10)
+        after = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    finally:
+        for hook in hooks:
+            hook.remove()
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
+    assert len(seen) >= 3 and set(seen) == {("highest", False)}
+    assert after == ("high", True)
+
+
 def test_run_trial_reports_metrics_and_the_hash(data, assets):
     config = scale_widths(TrainConfig(model=seed_model_config("vae", "mlp"), epochs=2, batch_size=64,
                                       train_subset=256, eval_samples=128), 0.125)
@@ -260,6 +315,44 @@ def test_prdc_on_hand_made_features_identical_and_disjoint():
     fake = rng.normal(0.5, 1.2, size=(200, 8)).astype(np.float32)
     cached = P.prdc_scores(P.PRDCReal(real, P.prdc_real_radii(real)), fake)
     assert cached == pytest.approx(P.quiet_compute_prdc(real, fake), abs=1e-12)  # prdc's own compute_prdc
+
+
+def test_chunked_torch_prdc_equals_compute_prdc_on_real_features(val_stats):
+    """The device implementation (blocks of cdist + topk) against prdc's own compute_prdc, on the
+    feature network's features of 2 x 2,500 validation images, the fake half blurred in feature space
+    by noise (several blocks, one partial)."""
+    assert 2500 % P.PRDC_CHUNK != 0 and 2500 > 2 * P.PRDC_CHUNK
+    real = val_stats.features[:2500].numpy().astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.2, size=real.shape).astype(np.float32)
+    fake = val_stats.features[2500:5000].numpy().astype(np.float32) + noise
+    radii = P.prdc_real_radii(real)
+    assert isinstance(radii, np.ndarray) and radii.dtype == np.float32 and radii.shape == (2500,)
+    expected = P.quiet_compute_prdc(real, fake)
+    assert 0.3 < expected["precision"] < 1.0 and 0.3 < expected["coverage"] < 1.0  # not a trivial case
+    assert P.prdc_scores(P.PRDCReal(real, radii), torch.from_numpy(fake)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_prdc_starts_no_threads_of_its_own():
+    """PRDC runs on torch's threads (bounded per trial by torch.set_num_threads), not on a pool of
+    its own: prdc's sklearn call starts 8 joblib threads per evaluation, in every trial at once."""
+    import threading
+
+    started = []
+
+    def on_thread_start(frame, event, arg):
+        started.append(threading.current_thread().name)
+        sys.setprofile(None)  # record once per thread, then stay out of its way
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(300, 16)).astype(np.float32)
+    fake = rng.normal(0.2, 1.0, size=(300, 16)).astype(np.float32)
+    threading.setprofile(on_thread_start)
+    try:
+        scores = P.prdc_scores(P.PRDCReal(real, P.prdc_real_radii(real)), fake)
+    finally:
+        threading.setprofile(None)
+    assert scores == pytest.approx(P.quiet_compute_prdc(real, fake), abs=1e-12)
+    assert started == []
 
 
 def test_class_coverage_counts_classes_and_normalises_the_entropy():

@@ -282,3 +282,14 @@ def test_reproduce_writes_a_study_the_report_shows_as_reproduced(replicated, tmp
     seed_table = out / "tables" / "seed_studies.csv"
     printed = pd.read_csv(seed_table)
     assert printed[C.REPRODUCED].notna().any()
+
+
+def test_fixed_config_runs_keep_their_workers_and_fill_every_slot():
+    """Replicates and reproductions run like a study's trials: one reused worker per concurrent
+    slot, and Tune told the slots (without it Tune keeps one trial pending)."""
+    from study.tune.fixed import fixed_tune_config
+
+    configs = [{"seed": s} for s in range(5)]
+    tune_config = fixed_tune_config(configs, 3, "rep")
+    assert tune_config.reuse_actors is True and tune_config.max_concurrent_trials == 3
+    assert tune_config.num_samples == 5

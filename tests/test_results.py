@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,3 +36,28 @@ def test_the_selection_rule_ranks_finite_values_lowest_first_ties_in_row_order()
     assert list(R.ranked(trials)[R.TRIAL_ID]) == ["c", "d", "a"]
     assert R.best_trial(trials)[R.TRIAL_ID] == "c"
     assert R.best_trial(trials.iloc[[1, 4]]) is None
+
+
+NOBODY = 65534
+
+
+def test_a_path_below_a_directory_the_user_cannot_enter_is_unwritable_not_a_crash(tmp_path):
+    """As another user (the suite runs as root, who may enter anything): /root-like 0700 parents."""
+    import os
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a check as another user")
+    closed = tmp_path / "closed"
+    (closed / "inside").mkdir(parents=True)
+    closed.chmod(0o700)
+    for parent in (tmp_path, *tmp_path.parents):  # the other user reaches tmp_path, not closed/
+        parent.chmod(parent.stat().st_mode | 0o005)
+    code = ("import sys; from study.results import unwritable_reason; "
+            f"print(unwritable_reason({str(closed / 'inside' / 'results')!r}))")
+    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+                           sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "not reachable by this user" in done.stdout

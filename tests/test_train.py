@@ -166,3 +166,155 @@ def test_resume_refuses_another_configuration_but_may_extend_epochs(small):
         check_resumable(config.replace(latent_dim=8), checkpoint)
     with pytest.raises(ConfigError, match="beyond --epochs 1"):
         check_resumable(config.replace(epochs=1), checkpoint)
+
+
+def _gan_step_by_hand(model, optimizers, x_unit, *, fresh_context_per_update: bool):
+    """The GAN step written out under bf16 autocast: a fresh context per update (alternating), or
+    one context around both updates (the generator's loss then goes through the discriminator's
+    bf16 weights cached before its update)."""
+    from contextlib import nullcontext
+
+    import torch.nn.functional as F
+
+    def bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    outer = nullcontext() if fresh_context_per_update else bf16()
+    inner = bf16 if fresh_context_per_update else nullcontext
+    g, d = model.generator, model.discriminator
+    real = x_unit * 2 - 1
+    ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
+    with outer:
+        with inner():
+            fake = g(model.sample_latent(len(real)))
+            loss_d = (F.binary_cross_entropy_with_logits(d(real), ones)
+                      + F.binary_cross_entropy_with_logits(d(fake.detach()), zeros))
+        optimizers["discriminator"].zero_grad()
+        loss_d.backward()
+        optimizers["discriminator"].step()
+        with inner():
+            loss_g = F.binary_cross_entropy_with_logits(d(fake), ones)
+        optimizers["generator"].zero_grad()
+        loss_g.backward()
+        optimizers["generator"].step()
+    return loss_g.item()
+
+
+def test_bf16_gan_step_alternates_the_generator_loss_goes_through_the_updated_discriminator(small):
+    from study.data import BatchIterator
+
+    # a large discriminator rate, so that its one step moves its bf16 weights visibly
+    gan = GANConfig(arch="mlp", latent_dim=8, g_widths=(32,), d_widths=(32,), lr_d=0.05)
+    config = TrainConfig(model=gan, epochs=1, batch_size=64, train_subset=64, seed=3, amp="bf16")
+    trained = run_trial(config, small)  # exactly one step
+    expected = {}
+    for alternating in (True, False):
+        torch.manual_seed(config.seed)
+        model = build_model(gan)
+        optimizers = model.make_optimizers()
+        (x,) = BatchIterator(small.train.images[:64], 64, seed=config.seed)
+        loss_g = _gan_step_by_hand(model, optimizers, x, fresh_context_per_update=alternating)
+        expected[alternating] = (loss_g, torch.cat([p.flatten() for p in model.generator.parameters()]))
+    assert abs(expected[True][0] - expected[False][0]) > 1e-3  # the two readings differ here
+    assert trained.history[0][R.LOSS_G] == pytest.approx(expected[True][0], abs=1e-6)
+    g_params = torch.cat([p.flatten() for p in trained.model.generator.parameters()])
+    assert torch.equal(g_params, expected[True][1])
+
+
+class _RunsOutOfMemoryInValidation:
+    """An Evaluator whose validation at `epoch` allocates, then meets the CPU allocator's refusal
+    (the RuntimeError torch raises for an allocation the host cannot hold)."""
+
+    featurenet_sha256 = "none"
+
+    def __init__(self, epoch: int):
+        self.epoch, self.calls, self.held = epoch, 0, None
+
+    def validation(self, model):
+        import weakref
+
+        self.calls += 1
+        if self.calls == self.epoch:
+            scratch = torch.ones(1000, 1000)  # referenced only by this frame (and so by the traceback)
+            self.held = weakref.ref(scratch)
+            raise RuntimeError("DefaultCPUAllocator: not enough memory: "
+                               "you tried to allocate 40000000000 bytes.")
+        return {R.VAL_FID: 1.0}
+
+    def test(self, model):
+        return {}
+
+
+def test_out_of_memory_in_evaluation_is_oom_and_memory_is_freed_after_the_handler(small, monkeypatch):
+    import sys
+
+    import study.loop.trial as loop
+
+    seen = []
+    real_release = loop.release_memory
+
+    def observed_release(device):  # the real function, plus what is alive when it runs
+        seen.append((sys.exc_info()[0], evaluator.held is not None and evaluator.held() is not None))
+        real_release(device)
+
+    monkeypatch.setattr(loop, "release_memory", observed_release, raising=False)
+    evaluator = _RunsOutOfMemoryInValidation(epoch=2)
+    config = TrainConfig(model=TINY_VAE, epochs=3, batch_size=64, train_subset=128, checkpoint_every=1)
+    reported = []
+    result = run_trial(config, small, report=lambda rec, art: reported.append(rec[R.EPOCH]),
+                       evaluator=evaluator)
+    assert result.summary[R.STOP_REASON] == R.STOP_OOM  # not an error that ends the study's trial
+    assert reported == [1] and [h[R.EPOCH] for h in result.history] == [1]  # epoch 1 stands
+    assert result.summary[R.EPOCHS_RUN] == 1
+    assert seen == [(None, False)]  # freed outside the except block: no live traceback, tensor gone
+
+
+def test_checkpoint_snapshots_are_cpu_copies_independent_of_further_training(small):
+    from models.checkpoint import MODEL_KEY
+    from study.loop.trial import CUDA_RNG_KEY
+
+    config = TrainConfig(model=TINY_GAN, epochs=3, batch_size=32, train_subset=128, checkpoint_every=1)
+    snapshots = {}
+
+    def keep(record, artifacts):
+        live = {k: v.clone() for k, v in artifacts.model.state_dict().items()}
+        snapshots[record[R.EPOCH]] = (artifacts.checkpoint, live, artifacts.model.state_dict())
+
+    run_trial(config, small, report=keep)
+    checkpoint, at_report, live = snapshots[1]
+    optimizer_states = [s for opt in checkpoint["optimizers"].values() for s in opt["state"].values()]
+    tensors = [*checkpoint[MODEL_KEY].values(), *(t for s in optimizer_states for t in s.values())]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    for name, tensor in checkpoint[MODEL_KEY].items():  # epochs 2 and 3 trained the live weights on
+        assert torch.equal(tensor, at_report[name]) and not torch.equal(tensor, live[name])
+        assert tensor.data_ptr() != live[name].data_ptr()
+    assert checkpoint["optimizers"]["generator"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    assert CUDA_RNG_KEY not in checkpoint  # a CPU trial has no GPU generator (a CUDA one saves it)
+
+
+def test_deterministic_trials_run_with_deterministic_algorithms_then_restore_the_settings(small, monkeypatch):
+    import os
+
+    from study.train import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args(["--family", "gan", "--deterministic"])).deterministic
+    assert not config_from_args(build_parser().parse_args(["--family", "gan"])).deterministic
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+
+    def settings(record, artifacts):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, None)
+    config = TrainConfig(model=TINY_GAN, epochs=2, batch_size=32, train_subset=64, deterministic=True)
+    first = run_trial(config, small, report=settings)
+    assert seen == [(True, True, False, ":4096:8")] * 2
+    after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    assert after == before == (False, False, False, None)
+    seen.clear()
+    again = run_trial(config.replace(deterministic=False), small, report=settings)
+    assert seen == [before] * 2
+    assert losses_of(first.history) == losses_of(again.history)  # on a CPU both are bit-for-bit

@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 
 from models.config import ConfigError
+from study.followups.replicate_plan import DEFAULT_SEEDS as DEFAULT_REPLICATE_SEEDS
 from study.followups.replicate_plan import validate as validate_replicates
 from study.store import StudyStore, is_uri
 from study.tune.lock import StudyLock, UriStudyLock
 from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
-from study.tune.preflight import check_dashboard_port
+from study.tune.preflight import check_dashboard_port, check_tracker
 
 
 def check_inception_package() -> None:
@@ -44,13 +45,17 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | UriSt
     check_data(plan.data_dir)
     if plan.inception == "final":
         check_inception_package()
+    if args.replicate_seeds is None:
+        args.replicate_seeds = DEFAULT_REPLICATE_SEEDS
     if not args.address:
-        check_dashboard_port(args.dashboard_host, args.dashboard_port)
+        if args.dashboard_port is not None:  # a port asked for must be free (else: a free one, sharing.claim)
+            check_dashboard_port(args.dashboard_host, args.dashboard_port)
         if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
             raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
                               f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
     if args.replicate_top is not None:
         validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
+    check_tracker(getattr(args, "tracker", None), is_uri(plan.storage_path))
     # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
     if is_uri(plan.storage_path):
         return plan, UriStudyLock.acquire(plan.storage_path, plan.name)

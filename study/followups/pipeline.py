@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
+
+import ray
 
 from models.config import ConfigError
 from study import results as R
@@ -19,7 +22,8 @@ from study.devices import pick_device
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
 from study.metrics.evaluator import prepare_evaluation
-from study.store import StudyStore
+from study.store import StudyStore, is_uri
+from study.tune import console, sharing, tracking
 from study.tune.cluster import check_cuda_on_gpu_nodes, check_shared_storage, ray_session
 from study.tune.export import ExportedStudy, summary_table
 from study.tune.lock import StudyLock, UriStudyLock
@@ -61,25 +65,36 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
 def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:
     """Run the study of `plan` (the parsed flags, checked by launch_plan.checked_plan, which took
     `lock`); the process's exit status."""
+    try:  # after the study's own lock: this machine's other studies, the dashboard port, the CPUs
+        claim = None if args.address else sharing.claim(plan.name, args.dashboard_host, args.dashboard_port,
+                                                         args.num_cpus, plan.cpus_per_trial)
+    except ConfigError as exc:
+        if lock is not None:
+            lock.release()
+        print(f"error: {exc}", file=sys.stderr)
+        return R.EXIT_BAD_INPUT
+    console.configure(getattr(args, "verbose", True),
+                      tracking.callbacks(getattr(args, "tracker", None), plan.study_dir, plan.name))
     if args.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)
         if reaped := reap_stale_ray(StudyStore(plan.study_dir)):
             print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher "
                   "started", flush=True)
+    if claim is not None and (shared := sharing.describe(claim, args.num_cpus)):
+        print(shared, flush=True)
     try:
-        with ray_session(args.address, args.num_cpus, (args.dashboard_host, args.dashboard_port)) as started:
-            if started and not args.address:
-                record_local_ray(StudyStore(plan.study_dir))
-            exported, wall, replicated, failed = _run(args, plan)
+        exported, wall, replicated, failed = _session(args, plan, claim)
     except KeyboardInterrupt:
         exported, wall, replicated, failed = None, 0.0, None, None
-    except ConfigError as exc:  # resources no node has: found once Ray is up, before any trial
+    except ConfigError as exc:  # resources no node has, or a Ray that did not start: before any trial
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     finally:
         if lock is not None:
             lock.release()
+        if claim is not None:
+            claim.release()
     if exported is None:
         print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
               f"  python -m study.launch --family {plan.family} --name {plan.name} "
@@ -99,6 +114,28 @@ def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudy
               "`python -m study.evaluate --inception` per checkpoint.", file=sys.stderr)
         return 1
     return 0
+
+
+# what ray.init raises when its dashboard or another part cannot start (a port taken since our check)
+RAY_START_ERRORS = (ValueError, RuntimeError, ConnectionError, TimeoutError)
+
+
+def _session(args: argparse.Namespace, plan: StudyPlan, claim: sharing.Claim | None):
+    """Start or join Ray (a failure to start: ConfigError, one line), print where to look, run."""
+    dashboard = (args.dashboard_host, claim.port) if claim is not None and claim.port is not None else None
+    num_cpus = claim.num_cpus if claim is not None else args.num_cpus
+    with ExitStack() as stack:
+        try:
+            started = stack.enter_context(ray_session(args.address, num_cpus, dashboard))
+        except RAY_START_ERRORS as exc:
+            ray.shutdown()  # whatever of the local Ray had started
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"Ray did not start: {first}") from None
+        if started and not args.address:
+            record_local_ray(StudyStore(plan.study_dir))
+        for line in console.hints(plan.study_dir, local=not is_uri(plan.storage_path)):
+            print(line, flush=True)
+        return _run(args, plan)
 
 
 def print_outcome(plan: StudyPlan, exported: ExportedStudy, wall: float) -> None:

@@ -27,7 +27,7 @@ from study.followups.replicate_plan import (
 )
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, normalize_storage_path
-from study.tune.cluster import resolve_gpus
+from study.tune.cluster import resolve_gpus, trial_slots
 from study.tune.export import TRIAL_COLUMNS, trial_rows, trials_frame
 from study.tune.fixed import run_fixed_configs
 from study.tune.plan import StudyPlan
@@ -43,7 +43,8 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
     if data is None:
         data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     if assets is None and plan.eval_samples > 0:
-        assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)
+        assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
+                                    prdc_images=plan.eval_samples)  # the PRDC radii once, not per trial
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
     setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)),
                        gpus_per_trial=gpus)
@@ -60,7 +61,7 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
         trainable, [r.config.to_dict() for r in runs], storage_path=normalize_storage_path(study_dir),
         name=R.REPLICATES_DIR,
         max_failures=plan.max_failures, keep_checkpoints=plan.keep_checkpoints,
-        dirname_prefix=REPLICATE_DIR_PREFIX)
+        dirname_prefix=REPLICATE_DIR_PREFIX, slots=trial_slots(plan.cpus_per_trial, gpus))
     if not finished:
         return None
     ended = [results[i] for i in range(len(results))]

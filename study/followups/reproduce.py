@@ -17,7 +17,7 @@ from study.devices import pick_device
 from study.followups.reproduce_plan import EPOCHS_COLUMN, RUN_DIR_PREFIX, ReproducePlan
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore
-from study.tune.cluster import resolve_gpus
+from study.tune.cluster import resolve_gpus, trial_slots
 from study.tune.export import trial_rows, trials_frame
 from study.tune.fixed import run_fixed_configs
 from study.tune.trainable import TrialSetup, with_setup
@@ -28,7 +28,8 @@ def run_reproduction(plan: ReproducePlan) -> tuple[pd.DataFrame, pd.DataFrame] |
     history), or None if it was interrupted."""
     store = StudyStore(plan.study_dir)
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
-    assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images)
+    assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
+                                prdc_images=plan.eval_samples)  # the PRDC radii once, not per trial
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial)
     printed = frozenset(plan.epochs)
     setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)),
@@ -41,7 +42,8 @@ def run_reproduction(plan: ReproducePlan) -> tuple[pd.DataFrame, pd.DataFrame] |
     store.write_bytes(store.path(R.STUDY_JSON), plan.to_json().encode())
     results, finished = run_fixed_configs(
         trainable, [c.to_dict() for c in configs], storage_path=plan.storage_path, name=plan.name,
-        max_failures=plan.max_failures, keep_checkpoints=plan.keep_checkpoints, dirname_prefix=RUN_DIR_PREFIX)
+        max_failures=plan.max_failures, keep_checkpoints=plan.keep_checkpoints, dirname_prefix=RUN_DIR_PREFIX,
+        slots=trial_slots(plan.cpus_per_trial, gpus))
     if not finished:
         return None
     ended = [results[i] for i in range(len(results))]

@@ -10,6 +10,7 @@ protocol (study/loop/summary.py), so the loop knows nothing of how they are comp
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import math
 import time
@@ -25,7 +26,7 @@ from models.config import AMP_BF16, AMP_NONE, ConfigError, TrainConfig
 from models.layers import GenerativeModel
 from study import results as R
 from study.data import BatchIterator, MNISTSplits
-from study.devices import pick_device
+from study.devices import deterministic_algorithms, pick_device
 from study.loop.summary import Evaluator, summarize, summary_row
 
 SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
@@ -82,8 +83,9 @@ class _Trial:
     first_epoch: int = 1
 
     def checkpoint(self, config: TrainConfig, epoch: int) -> dict[str, Any]:
-        """A self-contained snapshot: deep copies, so training on does not change a reported checkpoint."""
-        return copy.deepcopy({
+        """A self-contained snapshot in host memory: copies of every tensor on the CPU (none left on
+        the GPU), so training on does not change a reported checkpoint."""
+        state = {
             CONFIG_KEY: config.to_json(),
             MODEL_KEY: self.model.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
@@ -92,7 +94,25 @@ class _Trial:
             "train_seconds": self.train_seconds,
             "torch_rng": torch.get_rng_state(),
             "batch_rng": self.batches.state(),
-        })
+        }
+        device = self.fixed_noise.device
+        if device.type == "cuda":  # the GAN's latents and dropout masks are drawn on the GPU
+            state[CUDA_RNG_KEY] = torch.cuda.get_rng_state(device)
+        return cpu_copy(state)
+
+
+CUDA_RNG_KEY = "cuda_rng"  # the trial's GPU generator state (checkpoints of CUDA trials only)
+
+
+def cpu_copy(value: Any) -> Any:
+    """A deep copy with every tensor copied to the CPU (state dicts, lists, plain values)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: cpu_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(cpu_copy(item) for item in value)
+    return copy.deepcopy(value)
 
 
 def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
@@ -113,6 +133,8 @@ def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
         for name, opt in trial.optimizers.items():
             opt.load_state_dict(resume["optimizers"][name])
         torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and CUDA_RNG_KEY in resume:  # (a CPU run's checkpoint has none)
+            torch.cuda.set_rng_state(resume[CUDA_RNG_KEY], device)
         trial.batches.set_state(resume["batch_rng"])
         trial.history = list(resume["history"])
         trial.train_seconds = float(resume["train_seconds"])
@@ -130,9 +152,12 @@ def _train_epoch(trial: _Trial, device: torch.device, bar,
     started = time.perf_counter()
     sums: dict[str, torch.Tensor] = {}
     step = 0
+    # a factory, not one context around the step: the model opens a fresh context per update (see
+    # GenerativeModel.train_step), so the GAN's generator step sees the updated discriminator
+    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
+                                 enabled=amp == AMP_BF16)
     for step, x in enumerate(trial.batches, start=1):
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == AMP_BF16):
-            losses = trial.model.train_step(x, trial.optimizers)
+        losses = trial.model.train_step(x, trial.optimizers, autocast)
         losses = {key: value.float() for key, value in losses.items()}
         for key, value in losses.items():
             sums[key] = sums[key] + value if key in sums else value.clone()
@@ -190,46 +215,72 @@ def run_trial(
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     `validate_epochs`: the only epochs that get validation metrics besides the last (None: every
     epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
+    `config.deterministic`: the whole trial under study.devices.deterministic_algorithms.
     """
-    device = pick_device(str(device) if device else None)
+    with deterministic_algorithms(config.deterministic):
+        return _run(config, data, report, evaluator, pick_device(str(device) if device else None), resume,
+                    progress, checkpoint_epochs, validate_epochs)
+
+
+def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evaluator: Evaluator | None,
+         device: torch.device, resume: dict[str, Any] | None, progress: bool,
+         checkpoint_epochs: Collection[int], validate_epochs: Collection[int] | None) -> TrialResult:
+    """run_trial's body."""
     try:
-        trial = _restore(config, data, device, resume)
+        trial: _Trial | None = _restore(config, data, device, resume)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
+        trial = None
+    if trial is None:  # outside the handler: its traceback no longer holds the tensors
         return _out_of_memory(config, list(resume["history"]) if resume else [], device)
     bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
-    stop_reason = R.STOP_COMPLETED
+    stop_reason: str | None = R.STOP_COMPLETED
+    result: TrialResult | None = None
     for epoch in range(trial.first_epoch, config.epochs + 1):
         try:
-            losses, steps, seconds = _train_epoch(trial, device, bar, config.amp)
-        except Exception as exc:  # the epoch is lost; the reported ones stand
+            stop_reason = _run_epoch(trial, config, epoch, device, bar, report, evaluator,
+                                     checkpoint_epochs, validate_epochs)
+        except Exception as exc:  # the epoch (training or its evaluation) is lost; the reported ones stand
             if not is_out_of_memory(exc):
                 raise
-            if bar is not None:
-                bar.close()
-            history = trial.history
-            del trial
-            return _out_of_memory(config, history, device)
-        trial.model.eval()
-        samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
-        validate = validate_epochs is None or epoch in validate_epochs or epoch == config.epochs
-        record = _epoch_record(trial, config, epoch, losses, steps, seconds, evaluator, validate)
-        diverged = R.STOP_REASON in record
-        stop_reason = R.STOP_DIVERGED if diverged else stop_reason
-        checkpoint = None
-        if (diverged or epoch == config.epochs or epoch % config.checkpoint_every == 0
-                or epoch in checkpoint_epochs):
-            checkpoint = trial.checkpoint(config, epoch)
-        if bar is not None:
-            bar.set_postfix({k: f"{record[k]:.4g}" for k in (*losses, *R.VALIDATION_METRICS) if k in record})
-        if report is not None:
-            report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint, model=trial.model))
-        if diverged:
+            stop_reason = None
+        if stop_reason != R.STOP_COMPLETED:
             break
     if bar is not None:
         bar.close()
-    return _finish(config, trial, stop_reason, evaluator, device)
+    if stop_reason is not None:
+        try:  # the test metrics
+            result = _finish(config, trial, stop_reason, evaluator, device)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+    if result is None:  # out of memory; here, outside the handler, the traceback's tensors are gone
+        history = trial.history
+        del trial
+        return _out_of_memory(config, history, device)
+    return result
+
+
+def _run_epoch(trial: _Trial, config: TrainConfig, epoch: int, device: torch.device, bar,
+               report: Reporter | None, evaluator: Evaluator | None, checkpoint_epochs: Collection[int],
+               validate_epochs: Collection[int] | None) -> str:
+    """Train, validate, checkpoint and report one epoch: completed, or diverged."""
+    losses, steps, seconds = _train_epoch(trial, device, bar, config.amp)
+    trial.model.eval()
+    samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
+    validate = validate_epochs is None or epoch in validate_epochs or epoch == config.epochs
+    record = _epoch_record(trial, config, epoch, losses, steps, seconds, evaluator, validate)
+    diverged = R.STOP_REASON in record
+    checkpoint = None
+    if (diverged or epoch == config.epochs or epoch % config.checkpoint_every == 0
+            or epoch in checkpoint_epochs):
+        checkpoint = trial.checkpoint(config, epoch)
+    if bar is not None:
+        bar.set_postfix({k: f"{record[k]:.4g}" for k in (*losses, *R.VALIDATION_METRICS) if k in record})
+    if report is not None:
+        report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint, model=trial.model))
+    return R.STOP_DIVERGED if diverged else R.STOP_COMPLETED
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -244,12 +295,19 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def _out_of_memory(config: TrainConfig, history: list[dict[str, Any]], device: torch.device) -> TrialResult:
     """The result of a trial that did not fit: stop reason 'oom', sized on the meta device."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    release_memory(device)
     with torch.device("meta"):  # parameter counts without allocating the model again
         sized = build_model(config.model)
     return TrialResult(summary=summarize(config, sized, history, R.STOP_OOM, device), history=history)
+
+
+def release_memory(device: torch.device) -> None:
+    """Free what a failed or finished trial left: unreachable tensors, then the CUDA caching
+    allocator's cached blocks (for co-tenants on a shared GPU and the next trial of a reused
+    actor). Call it outside any `except` block: a live traceback still references the tensors."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _progress_bar(total_steps: int):

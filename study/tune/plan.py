@@ -90,6 +90,7 @@ class StudyPlan:
     amp: str = "none"
     channels_last: bool = False
     eval_batch_size: int = 1000
+    deterministic: bool = False
     # Inception FID of the chosen trials after the search (study/metrics/inception.py): "final", "none", or
     # None = "final" when the cluster has a GPU; on `inception_images` generated vs test images
     inception: str | None = None
@@ -105,7 +106,8 @@ class StudyPlan:
     def space(self) -> SpaceOptions:
         loop = dict(epochs=self.max_epochs, seed=self.seed, eval_samples=self.eval_samples,
                     train_subset=self.train_subset, checkpoint_every=self.checkpoint_every, amp=self.amp,
-                    channels_last=self.channels_last, eval_batch_size=self.eval_batch_size)
+                    channels_last=self.channels_last, eval_batch_size=self.eval_batch_size,
+                    deterministic=self.deterministic)
         low, high = self.width_range
         return SpaceOptions(width_scale=self.width_scale, width_range=(low, high),
                             batch_sizes=tuple(self.batch_sizes), loop=loop)
@@ -147,6 +149,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         keep_checkpoints=args.keep_checkpoints, data_dir=str(data_root.resolve()),
         storage_path=normalize_storage_path(args.storage_path), preset=preset,
         amp=args.amp, channels_last=args.channels_last, eval_batch_size=args.eval_batch_size,
+        deterministic=getattr(args, "deterministic", False),
         inception=getattr(args, "inception", None),
         inception_images=getattr(args, "inception_images", None) or INCEPTION_IMAGES,
         expect_gpus=getattr(args, "expect_gpus", None),

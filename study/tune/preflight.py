@@ -12,7 +12,8 @@ from models.config import ConfigError
 # raylet, agents and workers listen on loopback only (on Linux Ray otherwise binds all interfaces).
 # Ray reads it when it is imported: study.launch sets it before importing anything that imports Ray.
 LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study
+DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study (the next free one: tune/sharing.py)
+TRACKERS = ("mlflow",)  # --tracker: study/tune/tracking.py
 
 
 def check_dashboard_port(host: str, port: int) -> None:
@@ -40,3 +41,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_tracker(tracker: str | None, storage_is_uri: bool = False) -> None:
+    """Refuse --tracker when it cannot work (no local study directory, the package missing), before Ray
+    starts (ConfigError); the tracker itself is study/tune/tracking.py."""
+    if tracker is None:
+        return
+    if storage_is_uri:
+        raise ConfigError(f"--tracker {tracker}: the tracker's store lives in a local study directory; "
+                          "use a local --storage-path.")
+    try:
+        import mlflow  # noqa: F401  (only to see that it is installed: an optional extra)
+    except ImportError:
+        raise ConfigError(f"--tracker {tracker}: MLflow is not installed; pip install -e '.[tracking]' "
+                          "(or pip install 'mlflow>=2').") from None

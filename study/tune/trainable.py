@@ -43,7 +43,7 @@ from study.data import MNISTSplits
 from study.devices import environment, pick_device
 from study.loop.run_dir import RunDirectory, checkpoint_file
 from study.loop.summary import Evaluator, summary_row
-from study.loop.trial import EpochArtifacts, run_trial
+from study.loop.trial import EpochArtifacts, release_memory, run_trial
 from study.metrics.evaluator import EvaluationAssets
 from study.tune import ALLOW_CPU_ON_GPU_ENV
 
@@ -52,6 +52,35 @@ if TYPE_CHECKING:
 
 # the warning a trial prints when its latest checkpoint is unreadable and it resumes from an older one
 CHECKPOINT_FALLBACK = "the latest checkpoint is unreadable; resuming from the previous one,"
+OOM_RETRIES = 2  # restarts of a trial out of memory on a shared GPU before its 'oom' is final
+OOM_RETRIES_FILE = "oom_retries.txt"  # in the trial's working directory: the restarts so far
+
+
+class SharedGPUOutOfMemory(RuntimeError):
+    """A trial ran out of memory on a GPU it shares (gpus_per_trial < 1). Co-tenants or memory a
+    reused actor cached may be the cause, not the configuration, so the trial fails and Tune's
+    FailureConfig restarts it from its last checkpoint (each restart counts against --max-failures)
+    instead of Optuna learning that the configuration does not fit."""
+
+
+def gpu_share() -> float:
+    """The GPU fraction Ray assigned to this trial (0 outside Ray or without a GPU)."""
+    if not ray.is_initialized():
+        return 0.0
+    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+
+
+def retry_out_of_memory(stop_reason: str, device: torch.device, share: float, trial_dir: Path) -> bool:
+    """Whether a finished trial's 'oom' is retried: on a shared GPU (0 < share < 1), at most
+    OOM_RETRIES times (counted in trial_dir); a whole GPU, or the CPU, makes it final."""
+    if stop_reason != R.STOP_OOM or device.type != "cuda" or not 0 < share < 1:
+        return False
+    counter = trial_dir / OOM_RETRIES_FILE
+    retries = int(counter.read_text()) if counter.exists() else 0
+    if retries >= OOM_RETRIES:
+        return False
+    R.write_text_atomic(counter, str(retries + 1))
+    return True
 
 
 @dataclass(frozen=True)
@@ -235,6 +264,11 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
                        checkpoint_epochs=setup.checkpoint_epochs | setup.test_epochs,
                        validate_epochs=setup.validate_epochs)
     summary = {**result.summary, **{k: extra[k] for k in R.PLACEMENT if k in extra}}
+    del result  # the model: free its memory before the next trial of a reused actor
+    release_memory(device)
+    if retry_out_of_memory(summary[R.STOP_REASON], device, gpu_share(), reporter.out):
+        raise SharedGPUOutOfMemory(f"out of memory on a GPU shared by trials (gpus_per_trial "
+                                   f"{gpu_share():g}): restarting from the last checkpoint")
     R.write_text_atomic(reporter.out / R.SUMMARY_JSON, json.dumps(summary, indent=1, default=str))
     reporter.finish(summary)
 

@@ -1,0 +1,243 @@
+"""The study console (study/tune/console.py), studies side by side (study/tune/sharing.py), the MLflow
+tracker (study/tune/tracking.py) and `--family both` (study/followups/both.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from models.config import ConfigError
+from study import results as R
+from study.tune import sharing, tracking
+from study.tune.console import StudyConsole
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT
+from tests.conftest import REPO_ROOT
+
+PROGRESS = re.compile(r"^(\d+)/(\d+) trials done, (\d+) running(, best validation FID so far [\d.]+ "
+                      r"\(trial trial_\d{4}_\w+\))?$", re.M)
+SMOKE_CONSOLE_MAX_LINES = 40  # before: 382 lines (362 stdout + 20 stderr) for the same smoke study
+
+
+def _trial(label: str, epochs: int = 4, **config) -> SimpleNamespace:
+    """What the console reads of a Tune Trial: its directory, id, config, error file, last result."""
+    return SimpleNamespace(path=f"/r/study/{label}", trial_id=label.rsplit("_", 1)[-1],
+                           config={"epochs": epochs, "arch": "mlp", "batch_size": 64, "lr": 2e-4, **config},
+                           error_file=None, last_result={})
+
+
+def test_the_plain_console_prints_trial_ends_and_the_progress_line():
+    out = io.StringIO()
+    console = StudyConsole(out, interactive=False, interval_s=0)
+    console.setup(total_num_samples=3)
+    a, b = _trial("trial_0001_aaaa"), _trial("trial_0002_bbbb")
+    console.on_trial_start(0, [], a)
+    console.on_trial_start(0, [], b)
+    console.on_trial_result(1, [], a, {R.EPOCH: 1, R.VAL_FID: 52.04})
+    console.on_trial_result(1, [], b, {R.EPOCH: 1, R.VAL_FID: 47.0})
+    console.on_step_end(1, [])
+    console.on_step_end(2, [])  # nothing new: no second identical line
+    console.on_trial_result(2, [], a, {R.EPOCH: 2, R.VAL_FID: 49.5})
+    console.on_trial_complete(2, [], a)
+    console.on_experiment_end([])
+    assert out.getvalue().splitlines() == [
+        "0/3 trials done, 2 running, best validation FID so far 47.0 (trial trial_0002_bbbb)",
+        "trial_0001_aaaa finished: 2 epoch(s), validation FID 49.5",
+        "1/3 trials done, 1 running, best validation FID so far 47.0 (trial trial_0002_bbbb)",
+    ]
+
+
+def test_the_terminal_console_redraws_one_line_per_running_trial_in_place():
+    out = io.StringIO()
+    console = StudyConsole(out, interactive=True, interval_s=0)
+    console.setup(total_num_samples=2)
+    a = _trial("trial_0001_aaaa")
+    console.on_trial_start(0, [], a)
+    console.on_trial_result(1, [], a, {R.EPOCH: 1, R.VAL_FID: 80.0})
+    console.refresh()
+    first = out.getvalue()
+    assert first == ("0/2 trials done, 1 running, best validation FID so far 80.0 (trial trial_0001_aaaa)\n"
+                     "  trial_0001_aaaa  epoch 1/4  val FID 80.0  mlp  batch 64  lr 0.0002\n")
+    console.on_trial_result(2, [], a, {R.EPOCH: 2, R.VAL_FID: 70.0})
+    console.refresh()
+    redraw = out.getvalue()[len(first):]
+    assert redraw.startswith("\x1b[2F\x1b[J")  # up over the two lines, clear, draw again
+    assert "epoch 2/4  val FID 70.0" in redraw
+
+
+def test_a_second_launcher_gets_the_next_free_port_and_half_the_cpus():
+    others = [{"pid": 1, "study": "gan-a", "port": DEFAULT_DASHBOARD_PORT, "num_cpus": None}]
+    port = sharing._choose_port("127.0.0.1", None, others)
+    assert port > DEFAULT_DASHBOARD_PORT and sharing.port_is_free("127.0.0.1", port)
+    machine = os.cpu_count() or 1
+    assert sharing.cpu_share(None, 1) == max(1, machine // 2)
+    assert sharing.cpu_share(None, 0) is None  # alone: all of them (Ray's default)
+    assert sharing.cpu_share(3, 5) == 3  # --num-cpus wins
+
+
+def test_a_taken_dashboard_port_that_was_asked_for_is_refused():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+            sharing._choose_port("127.0.0.1", port, [])
+
+
+def test_the_registry_drops_a_dead_launcher(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_LAUNCHER_REGISTRY", str(tmp_path))
+    stale = tmp_path / "999999.json"
+    stale.write_text(json.dumps({"pid": 999999, "study": "gone", "port": 8265}))  # nobody holds its lock
+    claim = sharing.claim("mine", "127.0.0.1", None, None)
+    try:
+        assert claim.others == [] and not stale.exists() and claim.num_cpus is None
+        assert json.loads((tmp_path / f"{os.getpid()}.json").read_text())["study"] == "mine"
+    finally:
+        claim.release()
+    assert not (tmp_path / f"{os.getpid()}.json").exists()
+
+
+def test_replicate_runs_are_tagged_with_their_source_trial(tmp_path):
+    folder = tmp_path / "study" / R.REPLICATES_DIR
+    folder.mkdir(parents=True)
+    (folder / R.REPLICATES_SPEC).write_text(json.dumps({"runs": [["aaaa", 1], ["aaaa", 2], ["bbbb", 1]]}))
+    assert tracking.replicate_tags(str(folder / "replicate_0003_cccc")) == {
+        "kind": "replicate", R.SOURCE_TRIAL_ID: "bbbb", R.REPLICATE_SEED: "1"}
+    assert tracking.replicate_tags(str(tmp_path / "study" / "trial_0001_dddd")) == {"kind": "search"}
+
+
+def test_family_both_refuses_existing_studies_before_anything_runs(tmp_path, capsys):
+    from study import launch
+
+    (tmp_path / "cmp-vae").mkdir()
+    (tmp_path / "cmp-vae" / "trials.parquet").write_text("")
+    rc = launch.main(["--family", "both", "--smoke-test", "--name", "cmp", "--storage-path", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == R.EXIT_BAD_INPUT and err.count("error:") == 1 and "cmp-vae" in err and "--resume" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp-vae"]
+
+
+# --- slow: real launchers ---------------------------------------------------------------------------
+def _launcher(data_dir, storage: Path, name: str, *extra: str, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "study.launch", "--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
+         "--storage-path", str(storage), "--name", name, *extra],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def tracked_smoke_study(tmp_path_factory, data_dir):
+    """One smoke study through the launcher, with default console flags and --tracker mlflow."""
+    storage = tmp_path_factory.mktemp("console")
+    process = _launcher(data_dir, storage, "tracked", "--tracker", "mlflow", "--num-cpus", "2")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, out + err
+    return SimpleNamespace(out=out, err=err, study_dir=storage / "tracked")
+
+
+@pytest.mark.slow
+def test_a_smoke_study_console_is_short_with_a_progress_line_and_no_boxes(tracked_smoke_study):
+    out, err, study_dir = tracked_smoke_study.out, tracked_smoke_study.err, tracked_smoke_study.study_dir
+    lines = (out + err).splitlines()
+    assert len(lines) < SMOKE_CONSOLE_MAX_LINES, out + err
+    final = PROGRESS.findall(out)[-1]
+    assert final[:3] == ("4", "4", "0") and final[3]  # all done, the best trial named
+    assert "╭" not in out + err and "Trial status" not in out  # no config boxes, no status tables
+    assert "Pushing file package" not in err and "(train_trial pid=" not in out + err
+    assert f"TensorBoard:      tensorboard --logdir {study_dir}" in out
+    assert f"optuna-dashboard sqlite:///{study_dir}/optuna.db" in out
+    assert "get-auth-token" in out and "/tmp/ray/session" not in out
+    assert "study tracked finished in" in out and "best trial" in out  # the end-of-study summary stays
+
+
+@pytest.mark.slow
+def test_mlflow_holds_one_run_per_trial_with_params_metrics_and_sample_grids(tracked_smoke_study):
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    study_dir = tracked_smoke_study.study_dir
+    trials = pd.read_parquet(study_dir / R.TRIALS_FILE)
+    client = MlflowClient(tracking.tracking_uri(str(study_dir)))
+    experiment = client.get_experiment_by_name("tracked")
+    runs = {r.data.tags["trial"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert len(runs) == len(trials) == 4
+    for row in trials.itertuples():
+        (label,) = [k for k in runs if k.endswith(row.trial_id)]
+        run = runs[label]
+        assert run.info.status == "FINISHED" and run.data.tags["kind"] == "search"
+        assert run.data.params["batch_size"] == str(row.hp_batch_size)
+        history = client.get_metric_history(run.info.run_id, R.VAL_FID)
+        assert [m.step for m in history] == list(range(1, row.epochs_run + 1))
+        assert history[-1].value == pytest.approx(row.final_val_fid)
+        grids = client.list_artifacts(run.info.run_id, R.SAMPLES_DIR)
+        assert len(grids) == row.epochs_run
+        if row.stop_reason == R.STOP_COMPLETED:
+            assert run.data.metrics[R.TEST_FID] == pytest.approx(row.test_fid)
+
+
+@pytest.mark.slow
+def test_two_launchers_with_default_flags_both_finish(tmp_path, data_dir):
+    env = {**os.environ, "STUDY_LAUNCHER_REGISTRY": str(tmp_path / "registry")}
+    first = _launcher(data_dir, tmp_path / "a", "first", env=env)
+    started = time.monotonic()
+    for line in first.stdout:  # the second starts once the first holds its port (not after a sleep)
+        if line.startswith("Ray dashboard: http://"):
+            first_port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+            break
+        assert time.monotonic() - started < 300
+    second = _launcher(data_dir, tmp_path / "b", "second", env=env)
+    out2, err2 = second.communicate(timeout=900)
+    out1, err1 = first.communicate(timeout=900)
+    assert first.returncode == 0, out1 + err1
+    assert second.returncode == 0, out2 + err2
+    (dashboard,) = [line for line in out2.splitlines() if line.startswith("Ray dashboard: http://")]
+    assert int(dashboard.split("http://", 1)[1].split()[0].rsplit(":", 1)[1]) != first_port
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert (f"other studies run on this machine: first (PID {first.pid}); this study's Ray takes {share} "
+            in out2)
+    assert "Traceback" not in err1 + err2
+
+
+@pytest.mark.slow
+def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_path, data_dir):
+    """The race the launcher's check cannot close: the port is free at the check, taken when Ray starts.
+    Ray's own refusal becomes a ConfigError (one `error:` line from launch), without a minute's wait."""
+    import ray
+
+    from study import launch
+    from study.followups import pipeline
+    from study.tune.plan import plan_from_args
+
+    args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
+                                             "--storage-path", str(tmp_path), "--name", "raced"])
+    plan = plan_from_args(args)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        claim = sharing.Claim(port=port, num_cpus=1, others=[])  # what the check chose, taken since
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"Ray did not start: .*{port}"):
+            pipeline._session(args, plan, claim)
+    assert time.monotonic() - started < 30 and not ray.is_initialized()
+
+
+def test_family_both_resume_knows_what_each_study_still_needs(tmp_path):
+    from study.followups.both import _state
+
+    study = tmp_path / "cmp-gan"
+    assert _state(str(study)) == "new"
+    study.mkdir()
+    (study / R.TRIALS_FILE).write_text("")
+    assert _state(str(study)) == "searched"  # its replicates go on (python -m study.replicate)
+    (study / R.REPLICATES_FILE).write_text("")
+    assert _state(str(study)) == "done"  # skipped
