@@ -189,7 +189,16 @@ def test_expected_gpus_size_the_trials_of_a_cluster_that_has_none_yet():
         ray.shutdown()
 
 
-def test_expect_gpus_must_be_positive(tmp_path, data_dir, capsys):
+def keep_ray_multi_node(monkeypatch) -> None:
+    """launch.main sets Ray's single-node switch unless it is set; Ray reads it once, when first imported
+    in this process, and the two-node test below needs it off: set it to 1 for in-process launchers."""
+    from study.tune.preflight import LOOPBACK_ENV
+
+    monkeypatch.setenv(LOOPBACK_ENV[0], "1")
+
+
+def test_expect_gpus_must_be_positive(tmp_path, data_dir, capsys, monkeypatch):
+    keep_ray_multi_node(monkeypatch)
     rc = launch.main(["--family", "gan", "--smoke-test", "--expect-gpus", "0", "--data-dir", str(data_dir),
                       "--storage-path", str(tmp_path)])
     assert rc == R.EXIT_BAD_INPUT
@@ -223,7 +232,7 @@ def test_the_launcher_makes_rays_token_file_private(tmp_path):
 # --- item 2: local storage on a multi-node cluster ---------------------------------------------------
 
 @pytest.fixture
-def node_with_its_own_filesystem(tmp_path):
+def node_with_its_own_filesystem(tmp_path, monkeypatch):
     """A head node (this filesystem) and a worker node started in its own mount namespace, where a tmpfs
     hides tmp_path/local: that path is a different, empty directory there."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
@@ -231,6 +240,11 @@ def node_with_its_own_filesystem(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
+    from study.tune.preflight import LOOPBACK_ENV
+
+    # a launcher run in this process (launch.main) leaves Ray's single-node switch set: a second node
+    # would refuse to join
+    monkeypatch.delenv(LOOPBACK_ENV[0], raising=False)
     hidden = tmp_path / "local"
     hidden.mkdir()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -365,7 +379,8 @@ def test_the_time_axis_says_which_packing_its_seconds_were_measured_at():
 
 # --- item 14: one launcher per study on URI storage --------------------------------------------------
 
-def test_a_study_on_uri_storage_is_locked_against_a_second_launcher(tmp_path, data_dir, capsys):
+def test_a_study_on_uri_storage_is_locked_against_a_second_launcher(tmp_path, data_dir, capsys, monkeypatch):
+    keep_ray_multi_node(monkeypatch)
     import json
     import threading
 
