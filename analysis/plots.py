@@ -43,6 +43,7 @@ from analysis.style import (  # noqa: E402
     short_count,
     short_number,
     ticks_for,
+    time_label,
 )
 from models.config import FAMILY_GAN  # noqa: E402
 from study import results as R  # noqa: E402
@@ -71,7 +72,7 @@ def plot_pareto(trials: pd.DataFrame, path: Path, quality: str = SELECT,
             ax.scatter(best[x], best[quality], s=60, color=color, edgecolor="black", linewidth=0.8, zorder=3)
         ax.set_xscale("log")
         ticks_for(ax.xaxis, x)
-        ax.set_xlabel(label(x))
+        ax.set_xlabel(time_label(trials) if x == R.TRAIN_SECONDS else label(x))
         ax.set_title(f"{name(quality)} vs {name(x)}")
     axes[0][0].set_ylabel(label(quality))
     log_y_if_spread(axes[0][0], trials[quality])

@@ -57,6 +57,22 @@ def label(column: str) -> str:
     return f"{name(column)} (lower is better)" if "fid" in column else name(column)
 
 
+def time_label(trials: pd.DataFrame) -> str:
+    """The training-time axis label with what the times were measured on: training seconds depend on
+    how many trials shared a GPU (study/results.py TRIALS_PER_GPU), so the axis says its packing."""
+    base = AXIS_LABELS[R.TRAIN_SECONDS]
+    if R.TRIALS_PER_GPU not in trials or trials[R.TRIALS_PER_GPU].isna().all():
+        return base  # a study from before these columns: packing not recorded
+    packings = sorted({int(v) for v in trials[R.TRIALS_PER_GPU].dropna()})
+    gpus = sorted({str(v) for v in trials.get(R.GPU_NAME, pd.Series(dtype=str)).dropna() if str(v) != "cpu"})
+    if packings == [0]:
+        where = "on CPUs"
+    else:
+        share = f"{packings[0]}" if len(packings) == 1 else f"{packings[0]}-{packings[-1]}"
+        where = f"up to {share} trial(s) per GPU" + (f", {', '.join(gpus)}" if gpus else ", logical GPU")
+    return base[:-1] + f"; {where})"
+
+
 def plain_log_ticks(axis) -> None:
     """Log-scale ticks as plain numbers (0.2, 1, 30, 1e+05) without crowded minor labels."""
     axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))

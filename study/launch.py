@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--gpus-per-trial", type=float,
                    help="GPUs per trial, fractional to share one (0.25 packs four trials on a GPU); "
                    "default 1 when the cluster has GPUs, else 0")
+    p.add_argument("--expect-gpus", type=int,
+                   help="an autoscaling cluster whose GPU workers start from zero: the GPUs it will have; "
+                   "GPUs per trial and concurrent trials are sized for them instead of the nodes alive "
+                   "at launch (default: the live nodes, a static cluster)")
     p.add_argument("--max-failures", type=int, default=2,
                    help="retries of a crashed trial from its last checkpoint")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="latest checkpoints kept per trial")

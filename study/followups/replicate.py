@@ -45,8 +45,9 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
     if assets is None and plan.eval_samples > 0:
         assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
                                     prdc_images=plan.eval_samples)  # the PRDC radii once, not per trial
-    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial)
-    setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)))
+    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
+    setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)),
+                       gpus_per_trial=gpus)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     n_configs = len({r.source_trial_id for r in runs})
     print(f"replicating {n_configs} configurations of study {plan.name} x {seeds} seeds "

@@ -33,7 +33,7 @@ def run_reproduction(plan: ReproducePlan) -> tuple[pd.DataFrame, pd.DataFrame] |
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial)
     printed = frozenset(plan.epochs)
     setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)),
-                       validate_epochs=printed, test_epochs=printed)
+                       gpus_per_trial=gpus, validate_epochs=printed, test_epochs=printed)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     configs = plan.configs()
     print(f"reproducing seed study {plan.reproduces_seed_study}: {', '.join(plan.configurations)} x seeds "

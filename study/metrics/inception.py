@@ -72,6 +72,16 @@ def inception_weights_path() -> Path:
     return path
 
 
+def inception_missing() -> str | None:
+    """Why Inception FID cannot run in this process (the package or its weights file is missing),
+    or None when it can; imports nothing but the package's resources."""
+    try:
+        inception_weights_path()
+    except InceptionUnavailable as exc:
+        return str(exc)
+    return None
+
+
 class InceptionTap(nn.Module):
     """[B,1,28,28] in [0,1] -> [B,2048] float64 pool3 features of the TF FID Inception-v3.
 

@@ -49,6 +49,7 @@ TRIAL_COLUMNS = (
     R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S, R.BEST_VAL_FID, R.BEST_EPOCH, R.FINAL_VAL_FID,
     *[m for m in R.VALIDATION_METRICS if m != R.VAL_FID], *R.TEST_METRICS, R.IW_K, R.IW_IMAGES,
     R.INCEPTION_SAMPLES, R.INCEPTION_SHA256, R.FEATURENET_SHA256, R.NODE, R.RAY_NODE_ID, R.DEVICE,
+    R.GPU_NAME, R.GPUS_PER_TRIAL, R.TRIALS_PER_GPU,
     R.TORCH_VERSION, R.TRIAL_DIR, R.CHECKPOINT, R.ERROR_MESSAGE, R.CONFIG_JSON,
 )
 ERROR_CHARS = 500
@@ -96,7 +97,7 @@ def _fallback_summary(config: TrainConfig, history: list[dict], stop_reason: str
     with torch.device("meta"):  # sizes only: a model too big for memory (an oom trial) is not built
         sized = build_model(config.model)
     row = summarize(config, sized, history, stop_reason, "cpu")
-    for key in (R.NODE, R.DEVICE, R.RAY_NODE_ID):
+    for key in R.PLACEMENT:
         row[key] = last.get(key, row.get(key))
     return row
 
@@ -137,7 +138,7 @@ def trial_rows(
         elif summary is None:
             summary = _fallback_summary(config, history, R.STOP_EARLY, last)
         elif summary.get(R.STOP_REASON) == R.STOP_EARLY:
-            for key in (R.NODE, R.DEVICE, R.RAY_NODE_ID):  # where it trained, not where it was evaluated
+            for key in R.PLACEMENT:  # where it trained, not where it was evaluated
                 summary[key] = last.get(key, summary.get(key))
         checkpoint_file = _last_checkpoint_file(store, trial)
         row = {R.STUDY: study_name, R.TRIAL_ID: _trial_id(trial), **summary}

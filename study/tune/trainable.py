@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import posixpath
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from study.loop.run_dir import RunDirectory, checkpoint_file
 from study.loop.summary import Evaluator, summary_row
 from study.loop.trial import EpochArtifacts, release_memory, run_trial
 from study.metrics.evaluator import EvaluationAssets
+from study.tune import ALLOW_CPU_ON_GPU_ENV
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -89,20 +91,47 @@ class TrialSetup:
     assets: EvaluationAssets | None  # feature network + real statistics; None: no metrics (no scheduler)
     checkpoint_epochs: frozenset[int] = frozenset()  # scheduler rungs, see module docstring
     threads: int = 1  # torch CPU threads per trial (= --cpus-per-trial)
+    gpus_per_trial: float = 0.0  # the study's resolved GPUs per trial (recorded with the training time)
     # study.reproduce: validate only at these epochs (None: every epoch, as a scheduler needs), and
     # at these epochs before the last also test the model and write R.epoch_summary_name(epoch)
     validate_epochs: frozenset[int] | None = None
     test_epochs: frozenset[int] = frozenset()
 
 
+class CudaUnusableError(RuntimeError):
+    """Ray gave this trial a GPU, but torch cannot use CUDA here."""
+
+
 def trial_device() -> torch.device:
     """The GPU Ray assigned to this trial (it sets CUDA_VISIBLE_DEVICES), else the CPU; outside
-    Ray (study.export), any GPU."""
+    Ray (study.export), any GPU. A trial given a GPU whose CUDA torch cannot use is refused (it
+    would train on the CPU for hours and mix into the analysis), unless ALLOW_CPU_ON_GPU_ENV is
+    set, as the tests on logical GPUs do."""
     if not ray.is_initialized():
         return pick_device()
-    if ray.get_gpu_ids() and torch.cuda.is_available():
+    if not ray.get_gpu_ids():
+        return torch.device("cpu")
+    if torch.cuda.is_available():
         return torch.device("cuda")
-    return torch.device("cpu")
+    if os.environ.get(ALLOW_CPU_ON_GPU_ENV):
+        return torch.device("cpu")
+    raise CudaUnusableError(
+        f"Ray gave this trial GPU {ray.get_gpu_ids()} but torch {torch.__version__} (CUDA build "
+        f"{torch.version.cuda}) cannot use CUDA on this node: install a torch build matching the "
+        f"driver, or set {ALLOW_CPU_ON_GPU_ENV}=1 where the GPUs are logical (tests).")
+
+
+def placement(device: torch.device, gpus_per_trial: float) -> dict[str, Any]:
+    """What the trial's training seconds were measured on: the GPU model, GPUs per trial and how many
+    trials shared the GPU at most (study/results.py GPU_NAME)."""
+    on_gpu = device.type == "cuda" or bool(ray.is_initialized() and ray.get_gpu_ids())
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = "cpu"
+    share = int(1 / gpus_per_trial + 1e-9) if 0 < gpus_per_trial < 1 else 1
+    return {R.GPU_NAME: name, R.GPUS_PER_TRIAL: float(gpus_per_trial) if on_gpu else 0.0,
+            R.TRIALS_PER_GPU: share if on_gpu else 0}
 
 
 def load_tune_checkpoint(checkpoint) -> dict[str, Any]:
@@ -226,6 +255,7 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     extra: dict[str, Any] = R.params_columns(counts)
     extra.update(environment(device))  # node, device, torch version
     extra[R.RAY_NODE_ID] = ray.get_runtime_context().get_node_id()
+    extra.update(placement(device, setup.gpus_per_trial))
     evaluator = setup.assets.evaluator(config, setup.data, device) if setup.assets is not None else None
     reporter = TuneReporter(Path.cwd(), config, extra,  # Ray runs each trial in its working dir
                             history=resume["history"] if resume is not None else None,
@@ -233,7 +263,7 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
     result = run_trial(config, setup.data, reporter, evaluator=evaluator, device=device, resume=resume,
                        checkpoint_epochs=setup.checkpoint_epochs | setup.test_epochs,
                        validate_epochs=setup.validate_epochs)
-    summary = {**result.summary, R.RAY_NODE_ID: extra[R.RAY_NODE_ID]}
+    summary = {**result.summary, **{k: extra[k] for k in R.PLACEMENT if k in extra}}
     del result  # the model: free its memory before the next trial of a reused actor
     release_memory(device)
     if retry_out_of_memory(summary[R.STOP_REASON], device, gpu_share(), reporter.out):
