@@ -74,6 +74,21 @@ def pytest_runtest_call(item):
     return result
 
 
+@pytest.fixture(autouse=True)
+def _keep_rays_loopback_switch():
+    """`study.launch.main` sets Ray's single-node switch (LOOPBACK_ENV) in os.environ for the rest of
+    its process; a test that calls it in-process must not hand that switch to a later test's Ray
+    nodes (a worker node started with it cannot join a multi-node test cluster)."""
+    from study.tune.preflight import LOOPBACK_ENV  # models.config only: cheap
+
+    before = os.environ.get(LOOPBACK_ENV[0])
+    yield
+    if before is None:
+        os.environ.pop(LOOPBACK_ENV[0], None)
+    else:
+        os.environ[LOOPBACK_ENV[0]] = before
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     from study.data import has_mnist

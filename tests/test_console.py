@@ -241,3 +241,21 @@ def test_family_both_resume_knows_what_each_study_still_needs(tmp_path):
     assert _state(str(study)) == "searched"  # its replicates go on (python -m study.replicate)
     (study / R.REPLICATES_FILE).write_text("")
     assert _state(str(study)) == "done"  # skipped
+
+
+def test_the_console_pickles_without_its_stream_and_writes_to_stdout_once_restored(capsys):
+    """Tune pickles its callbacks into tuner.pkl; a console holding pytest's (or any) stream must not
+    make that fail, and the restored one writes to the restoring process's stdout."""
+    from ray import cloudpickle
+
+    from study.tune.console import StudyConsole
+
+    class Unpicklable(io.StringIO):
+        def __reduce__(self):
+            raise TypeError("cannot pickle this stream")
+
+    for console in (StudyConsole(stream=Unpicklable(), interactive=False), StudyConsole(interactive=False)):
+        restored = cloudpickle.loads(cloudpickle.dumps(console))
+        assert restored.stream is sys.stdout and restored.interactive is False
+    restored.stream.write("restored console\n")
+    assert "restored console" in capsys.readouterr().out

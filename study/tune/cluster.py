@@ -9,9 +9,11 @@ live nodes; `run_config` is the Tune RunConfig every experiment uses.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,3 +243,22 @@ def check_cuda_on_gpu_nodes() -> dict[str, dict[str, Any]]:
             "Install a torch build whose CUDA matches the node's driver (docs/cluster.md), or set "
             f"{ALLOW_CPU_ON_GPU_ENV}=1 where the GPUs are logical (tests).")
     return probes
+
+
+def tune_was_interrupted(handler_before) -> bool:
+    """Whether Ctrl-C ended Tuner.fit: Tune's SIGINT handler (ray/tune/tune.py) puts the previous
+    handler back when it fires, and only then (it installs itself only on the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or os.getenv("TUNE_DISABLE_SIGINT_HANDLER",
+                                                                             "0") != "0":
+        return False
+    return signal.getsignal(signal.SIGINT) is handler_before
+
+
+def fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """`tuner.fit()`, and whether Ctrl-C ended it: Ctrl-C marks the running trials TERMINATED in
+    memory, so their count alone cannot tell an interrupted experiment from a finished one."""
+    handler = signal.getsignal(signal.SIGINT)
+    results = tuner.fit()
+    interrupted = tune_was_interrupted(handler)
+    signal.signal(signal.SIGINT, handler)
+    return results, interrupted

@@ -95,7 +95,7 @@ class StudyConsole(tune.Callback):
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
                  interval_s: float | None = None):
-        self.stream = stream or sys.stdout
+        self._stream = stream  # None: whatever sys.stdout is when a line is written
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.interval_s = interval_s if interval_s is not None else (
             TTY_INTERVAL_S if self.interactive else PLAIN_INTERVAL_S)
@@ -108,6 +108,15 @@ class StudyConsole(tune.Callback):
         self._drawn = 0  # lines of the live view on screen (terminal)
         self._last_time = 0.0
         self._last_text = ""
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stdout
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks into the experiment (tuner.pkl); a stream does not pickle, so a
+        restored console writes to the restoring process's sys.stdout."""
+        return {**self.__dict__, "_stream": None}
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
         self.total = int(total_num_samples or num_samples or 0)

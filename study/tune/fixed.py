@@ -14,7 +14,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import Searcher
 
-from study.tune.cluster import dirname_creator, run_config
+from study.tune.cluster import dirname_creator, fit, run_config
 
 
 def fixed_configs_searcher(configs: list[dict[str, Any]]):
@@ -73,5 +73,5 @@ def run_fixed_configs(trainable, configs: list[dict[str, Any]], *, storage_path:
             tune_config=fixed_tune_config(configs, slots, dirname_prefix),
             run_config=run_config(name, storage_path, max_failures, keep_checkpoints),
         )
-    results = tuner.fit()
-    return results, results.num_terminated + results.num_errors >= len(configs)
+    results, interrupted = fit(tuner)
+    return results, not interrupted and results.num_terminated + results.num_errors >= len(configs)

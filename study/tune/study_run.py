@@ -3,11 +3,8 @@ shared setup), the export of its tables, and the Inception step over the chosen 
 
 from __future__ import annotations
 
-import os
 import posixpath
-import signal
 import sys
-import threading
 
 import ray
 from ray import tune
@@ -17,7 +14,7 @@ from study import optuna_storage
 from study import results as R
 from study.metrics.inception import inception_missing, score_study
 from study.store import StudyStore
-from study.tune.cluster import cluster_gpus, resolve_gpus, run_config, trial_dirname, trial_slots
+from study.tune.cluster import cluster_gpus, fit, resolve_gpus, run_config, trial_dirname, trial_slots
 from study.tune.export import ExportedStudy, export_study
 from study.tune.plan import StudyPlan, checkpoint_epochs
 from study.tune.search import make_scheduler, make_searcher
@@ -58,13 +55,10 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedSt
     else:
         store.write_bytes(store.path(R.STUDY_JSON), plan.to_json().encode())
         tuner = _new_tuner(plan, trainable, gpus)
-    handler = signal.getsignal(signal.SIGINT)
     try:
-        results = tuner.fit()
+        results, interrupted = fit(tuner)
     finally:
         optuna_storage.publish(plan.study_dir)  # a URI study's database into its study directory
-    interrupted = tune_was_interrupted(handler)
-    signal.signal(signal.SIGINT, handler)
     # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
     # trials it stopped while paused marked PAUSED on disk); Ctrl-C marks the running trials
     # TERMINATED in memory, so the interrupt is checked too
@@ -92,15 +86,6 @@ def remote_task(fn, cpus: float, gpus: float):
     if gpus > 0:
         options["max_calls"] = 1  # (Ray takes it in ray.remote only, not in .options)
     return ray.remote(**options)(fn)
-
-
-def tune_was_interrupted(handler_before) -> bool:
-    """Whether Ctrl-C ended Tuner.fit: Tune's SIGINT handler (ray/tune/tune.py) puts the previous
-    handler back when it fires, and only then (it installs itself only on the main thread)."""
-    if threading.current_thread() is not threading.main_thread() or os.getenv("TUNE_DISABLE_SIGINT_HANDLER",
-                                                                             "0") != "0":
-        return False
-    return signal.getsignal(signal.SIGINT) is handler_before
 
 
 def wants_inception(plan: StudyPlan) -> bool:
