@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import posixpath
 from typing import Any
 
 import pandas as pd
@@ -27,7 +26,7 @@ from study.followups.replicate_plan import (
 )
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, normalize_storage_path
-from study.tune.cluster import resolve_gpus, trial_slots
+from study.tune.cluster import errored_trial_dirs, resolve_gpus, trial_slots
 from study.tune.export import TRIAL_COLUMNS, trial_rows, trials_frame
 from study.tune.fixed import run_fixed_configs
 from study.tune.plan import StudyPlan
@@ -64,8 +63,7 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
         dirname_prefix=REPLICATE_DIR_PREFIX, slots=trial_slots(plan.cpus_per_trial, gpus))
     if not finished:
         return None
-    ended = [results[i] for i in range(len(results))]
-    errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
+    errored = errored_trial_dirs(results)
     rows = replicate_rows(store, plan, runs, errored)
     store.write_table(rows, R.REPLICATES_FILE)
     return rows

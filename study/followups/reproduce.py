@@ -5,7 +5,6 @@ through Ray Tune and write its tables (the library half of `python -m study.repr
 from __future__ import annotations
 
 import json
-import posixpath
 
 import pandas as pd
 from ray import tune
@@ -17,7 +16,7 @@ from study.devices import pick_device
 from study.followups.reproduce_plan import EPOCHS_COLUMN, RUN_DIR_PREFIX, ReproducePlan
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore
-from study.tune.cluster import resolve_gpus, trial_slots
+from study.tune.cluster import errored_trial_dirs, resolve_gpus, trial_slots
 from study.tune.export import trial_rows, trials_frame
 from study.tune.fixed import run_fixed_configs
 from study.tune.trainable import TrialSetup, with_setup
@@ -46,8 +45,7 @@ def run_reproduction(plan: ReproducePlan) -> tuple[pd.DataFrame, pd.DataFrame] |
         slots=trial_slots(plan.cpus_per_trial, gpus))
     if not finished:
         return None
-    ended = [results[i] for i in range(len(results))]
-    errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
+    errored = errored_trial_dirs(results)
     trials, history = reproduction_rows(store, plan, errored)
     store.write_table(trials, R.TRIALS_FILE)
     store.write_table(history, R.HISTORY_FILE)

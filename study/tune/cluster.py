@@ -9,6 +9,7 @@ live nodes; `run_config` is the Tune RunConfig every experiment uses.
 from __future__ import annotations
 
 import os
+import posixpath
 import signal
 import socket
 import stat
@@ -262,3 +263,8 @@ def fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
     interrupted = tune_was_interrupted(handler)
     signal.signal(signal.SIGINT, handler)
     return results, interrupted
+
+
+def errored_trial_dirs(results: tune.ResultGrid) -> set[str]:
+    """The trial directory names of the experiment's trials that Ray ended in error."""
+    return {posixpath.basename(results[i].path) for i in range(len(results)) if results[i].error is not None}

@@ -16,22 +16,28 @@ DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study (the next fr
 TRACKERS = ("mlflow",)  # --tracker: study/tune/tracking.py
 
 
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a server cannot listen on host:port now, or None if it can. Bound as the dashboard's own
+    server does (SO_REUSEADDR): a socket of a crashed study left in TIME_WAIT must not block an
+    immediate --resume, while a port someone listens on still fails to bind."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
 def check_dashboard_port(host: str, port: int) -> None:
     """A local Ray cannot start its dashboard on a busy port; say so before starting anything."""
     if not 0 < port < 65536:
         raise ConfigError(f"--dashboard-port {port}: a port must be between 1 and 65535, "
                           "e.g. --dashboard-port 8265.")
-    with socket.socket() as probe:
-        # as the dashboard's own server does: a socket of a crashed study left in TIME_WAIT must not
-        # block an immediate --resume (a port someone listens on still fails to bind)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(
-                f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
-                f"running there: join it with --address auto, or pick a free port with --dashboard-port."
-            ) from None
+    if (exc := bind_error(host, port)) is not None:
+        raise ConfigError(
+            f"the Ray dashboard cannot listen on {host}:{port} ({exc.strerror}); another Ray may be "
+            f"running there: join it with --address auto, or pick a free port with --dashboard-port.")
 
 
 def is_loopback(host: str) -> bool:

@@ -20,14 +20,13 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.config import ConfigError
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT, check_dashboard_port
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT, bind_error, check_dashboard_port
 
 PORT_TRIES = 100  # ports after the default that a launcher looks at
 
@@ -40,15 +39,8 @@ def registry_dir() -> Path:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether a server can listen on host:port now (as check_dashboard_port binds: SO_REUSEADDR, so a
-    socket left in TIME_WAIT does not count as taken)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+    """Whether a server can listen on host:port now (preflight.bind_error)."""
+    return bind_error(host, port) is None
 
 
 def _live(path: Path) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@ shared setup), the export of its tables, and the Inception step over the chosen 
 
 from __future__ import annotations
 
-import posixpath
 import sys
 
 import ray
@@ -14,7 +13,15 @@ from study import optuna_storage
 from study import results as R
 from study.metrics.inception import inception_missing, score_study
 from study.store import StudyStore
-from study.tune.cluster import cluster_gpus, fit, resolve_gpus, run_config, trial_dirname, trial_slots
+from study.tune.cluster import (
+    cluster_gpus,
+    errored_trial_dirs,
+    fit,
+    resolve_gpus,
+    run_config,
+    trial_dirname,
+    trial_slots,
+)
 from study.tune.export import ExportedStudy, export_study
 from study.tune.plan import StudyPlan, checkpoint_epochs
 from study.tune.search import make_scheduler, make_searcher
@@ -72,8 +79,7 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedSt
         print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
         return ray.get([evaluate.remote(c, setup_ref) for c in checkpoints])
 
-    ended = [results[i] for i in range(len(results))]
-    errored = {posixpath.basename(r.path) for r in ended if r.error is not None}
+    errored = errored_trial_dirs(results)
     return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                         evaluate_stopped, errored=errored)
 
