@@ -184,9 +184,20 @@ def study_protocol(trials: pd.DataFrame, plan: dict, path: Path) -> dict:
         C.PLAN_TRAIN_SUBSET: plan_or_rows(C.PLAN_TRAIN_SUBSET, "train_subset"),
         C.PLAN_MAX_EPOCHS: plan_or_rows(C.PLAN_MAX_EPOCHS, "epochs", max_epochs),
         C.PLAN_SAMPLER: str(plan.get(C.PLAN_SAMPLER, "unknown")),
-        C.PLAN_SCHEDULER: str(plan.get(C.PLAN_SCHEDULER, "unknown")),
+        C.PLAN_SCHEDULER: scheduler_text(plan),
         C.REPRODUCES: plan.get(C.REPRODUCES),
     }
+
+
+def scheduler_text(plan: dict) -> str:
+    """The scheduler and, when it stops trials, what it decides on: 'asha (first rung epoch 2,
+    factor 2, signal raw)'; signal raw is the epoch's validation FID, best the trial's best so far."""
+    scheduler = str(plan.get(C.PLAN_SCHEDULER, "unknown"))
+    if scheduler in ("none", "unknown") or "grace_period" not in plan:
+        return scheduler
+    factor = float(plan["reduction_factor"])
+    return (f"{scheduler} (first rung epoch {plan['grace_period']}, factor {factor:g}, "
+            f"signal {plan.get('stop_signal', 'raw')})")
 
 
 def check_protocols(protocols: pd.DataFrame) -> None:

@@ -1,13 +1,15 @@
-"""Does an early rung predict the end? Rank fidelity of ASHA's decision signal (issue 17, item 3).
+"""Does an early rung predict the end? Rank fidelity of ASHA's decision signal.
 
-    python benchmarks/bench_fidelity.py --data-dir ../shared/data             # gan + vae, 8 trials, quick
-    python benchmarks/bench_fidelity.py --from-study results/gan-random-none   # an existing study
+    python benchmarks/bench_fidelity.py --data-dir ../shared/data             # gan + vae, 16 trials, quick
+    python benchmarks/bench_fidelity.py --data-dir D --gan-ema 0.99            # + a weight-averaged GAN study
+    python benchmarks/bench_fidelity.py --from-study results/bench-search/studies/*-random-none-rep*
     python benchmarks/bench_fidelity.py --data-dir D --smoke-test              # 1 family, 4 trials, smoke
 
 Per family it runs one `python -m study.launch --sampler random --scheduler none` study (every
-trial trained to the end), or reads the history.parquet of finished studies (--from-study, e.g.
-bench_search's random-none studies), and prints, for each candidate rung (epoch 1, 2, 4 below the
-last epoch) and decision signal:
+trial trained to the end; with --gan-ema also a GAN study whose trials sample an exponential moving
+average of the generator's weights, Yazici et al. 2019), or reads the history.parquet of finished
+studies (--from-study, e.g. bench_search's random-none studies), and prints, per study and pooled
+per family, for each candidate rung (epoch 1, 2, 4 below the last epoch) and decision signal:
 
 - rho: Spearman's rank correlation, over the trials that reached the last epoch with a finite
   validation FID, between the signal at the rung and the final validation FID (the last epoch's,
@@ -17,8 +19,15 @@ last epoch) and decision signal:
   1/reduction-factor quantile of every trial's signal at the rung (the cutoff asynchronous ASHA
   applies to the trial that reaches the rung last).
 
-Signals: `raw`, the validation FID of the rung's epoch (what ASHA reads today); `best`, the lowest
-validation FID up to the rung (best so far). Lower is better for both.
+Signals: `raw`, the validation FID of the rung's epoch (--stop-signal raw); `best`, the lowest
+validation FID up to the rung (--stop-signal best). In a study whose GAN trials average the
+generator (ema_decay > 0 in their config) the same two are named `ema` and `ema-best`: their FIDs,
+final ones included, are the average's. Lower is better for all.
+
+The pooled table averages each (rung, signal) over the family's studies (min..max beside it), and
+the last line names the choice by a stated rule: per signal and rung, the mean share of the top
+quarter stopped over families (lower first), then the mean rho (higher first), then the rung
+(earlier first, it saves more compute).
 """
 
 from __future__ import annotations
@@ -44,9 +53,11 @@ from study import results as R  # noqa: E402
 EXIT_BAD_INPUT = 2
 RUNGS = (1, 2, 4)
 SIGNALS = ("raw", "best")
+EMA_SIGNALS = {"raw": "ema", "best": "ema-best"}  # the names in a study whose generators are averaged
 PRESET_FLAGS = {"smoke": ["--smoke-test"], "quick": ["--quick"], "full": []}
 # columns of the table
 RUNG, SIGNAL, RHO, N, TOP_STOPPED = "rung", "signal", "rho", "n_trials", "top_quarter_stopped"
+STUDY, FAMILY = "study", "family"
 
 
 # ---------------------------------------------------------------- pure computation
@@ -77,10 +88,20 @@ def asha_stops(signal: pd.Series, reduction_factor: float) -> pd.Series:
     return signal > cutoff
 
 
+def averaged(study_dir: Path) -> bool:
+    """Whether the study's trials sample an average of the generator's weights (ema_decay > 0 in
+    trials.parquet's configs)."""
+    path = study_dir / R.TRIALS_FILE
+    if not path.is_file():
+        return False
+    column = pd.read_parquet(path).get(R.HP_PREFIX + "ema_decay")
+    return column is not None and bool((column.fillna(0) > 0).any())
+
+
 def fidelity_table(history: pd.DataFrame, rungs: Sequence[int] = RUNGS,
-                   reduction_factor: float = 2.0) -> pd.DataFrame:
+                   reduction_factor: float = 2.0, ema: bool = False) -> pd.DataFrame:
     """One row per (rung, signal) below the last epoch: RHO, N, TOP_STOPPED (see the module
-    docstring)."""
+    docstring); `ema`: a study of averaged generators, its signals named EMA_SIGNALS."""
     from scipy.stats import spearmanr
 
     final = final_fids(history)
@@ -95,8 +116,29 @@ def fidelity_table(history: pd.DataFrame, rungs: Sequence[int] = RUNGS,
             rho = float(spearmanr(values, final[values.index]).statistic) if n >= 3 else math.nan
             stopped = asha_stops(values, reduction_factor) if n else pd.Series(dtype=bool)
             top_stopped = sum(bool(stopped.get(t, False)) for t in top) / len(top) if top else math.nan
-            rows.append({RUNG: rung, SIGNAL: signal, RHO: rho, N: n, TOP_STOPPED: top_stopped})
+            name = EMA_SIGNALS[signal] if ema else signal
+            rows.append({RUNG: rung, SIGNAL: name, RHO: rho, N: n, TOP_STOPPED: top_stopped})
     return pd.DataFrame(rows, columns=[RUNG, SIGNAL, RHO, N, TOP_STOPPED])
+
+
+def pooled(tables: pd.DataFrame) -> pd.DataFrame:
+    """Per (FAMILY, RUNG, SIGNAL) over the studies in `tables` (fidelity tables with FAMILY and
+    STUDY columns): studies, mean/min/max rho, mean share of the top quarter stopped, trials."""
+    grouped = tables.groupby([FAMILY, RUNG, SIGNAL], sort=True)
+    out = grouped.agg(studies=(STUDY, "nunique"), rho_mean=(RHO, "mean"), rho_min=(RHO, "min"),
+                      rho_max=(RHO, "max"), top_quarter_stopped_mean=(TOP_STOPPED, "mean"),
+                      n_trials=(N, "sum"))
+    return out.reset_index()
+
+
+def choose(pooled_table: pd.DataFrame) -> tuple[str, int]:
+    """(signal, rung) by the module docstring's rule, over the signals every family has."""
+    shared = set.intersection(*(set(g[SIGNAL]) for _, g in pooled_table.groupby(FAMILY)))
+    frame = pooled_table[pooled_table[SIGNAL].isin(shared)]
+    score = frame.groupby([SIGNAL, RUNG]).agg(stopped=("top_quarter_stopped_mean", "mean"),
+                                             rho=("rho_mean", "mean")).reset_index()
+    best = score.sort_values(["stopped", "rho", RUNG], ascending=[True, False, True]).iloc[0]
+    return str(best[SIGNAL]), int(best[RUNG])
 
 
 # ---------------------------------------------------------------- running
@@ -107,9 +149,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> Path:
+def run_study(family: str, args: argparse.Namespace, extra: list[str], suffix: str = "") -> Path:
     """One random-sampler, no-scheduler study (skipped when its history exists); its directory."""
-    study_dir = args.out_dir / f"fidelity-{family}-seed{args.seed}"
+    study_dir = args.out_dir / f"fidelity-{family}{suffix}-seed{args.seed}"
     if (study_dir / R.HISTORY_FILE).exists():
         return study_dir
     command = [sys.executable, "-m", "study.launch", "--family", family, "--name", study_dir.name,
@@ -129,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     p.add_argument("--from-study", nargs="+", type=Path, metavar="DIR",
                    help="read these finished studies' history.parquet instead of running any")
-    p.add_argument("--trials", type=int, default=8, help="trials per study (default 8)")
+    p.add_argument("--trials", type=int, default=16, help="trials per study (default 16)")
+    p.add_argument("--gan-ema", type=float, default=0.0, metavar="DECAY",
+                   help="also run a GAN study whose trials average the generator's weights (e.g. 0.99)")
     p.add_argument("--seed", type=int, default=0, help="the studies' --seed")
     p.add_argument("--preset", choices=list(PRESET_FLAGS), default="quick", help="the launcher's preset")
     p.add_argument("--rungs", nargs="+", type=int, default=list(RUNGS), help="candidate rungs (epochs)")
@@ -155,19 +199,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --trials {args.trials}, --reduction-factor {args.reduction_factor:g}, --rungs "
               f"{args.rungs}: need at least 3 trials, a factor above 1 and rungs from 1.", file=sys.stderr)
         return EXIT_BAD_INPUT
-    dirs = args.from_study or [run_study(family, args, extra) for family in args.families]
-    for study_dir in dirs:
-        path = study_dir / R.HISTORY_FILE
-        if not path.is_file():
-            print(f"error: --from-study {study_dir}: no {R.HISTORY_FILE} (not a finished study).",
+    if args.from_study:
+        missing = [d for d in args.from_study if not (d / R.HISTORY_FILE).is_file()]
+        if missing:
+            print(f"error: --from-study {missing[0]}: no {R.HISTORY_FILE} (not a finished study).",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
-        history = pd.read_parquet(path)
+        dirs = list(args.from_study)
+    else:
+        dirs = [run_study(family, args, extra) for family in args.families]
+        if args.gan_ema and "gan" in args.families:
+            dirs.append(run_study("gan", args, [*extra, "--gan-ema", str(args.gan_ema)], suffix="-ema"))
+    tables = []
+    for study_dir in dirs:
+        history = pd.read_parquet(study_dir / R.HISTORY_FILE)
         family = ",".join(sorted(set(history[R.FAMILY]))) if R.FAMILY in history else "?"
-        table = fidelity_table(history, args.rungs, args.reduction_factor)
+        table = fidelity_table(history, args.rungs, args.reduction_factor, ema=averaged(study_dir))
         print(f"\n== {study_dir.name} ({family}): {len(final_fids(history))} trials trained to epoch "
               f"{int(history[R.EPOCH].max())}, ASHA reduction factor {args.reduction_factor:g}")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        tables.append(table.assign(**{FAMILY: family, STUDY: study_dir.name}))
+    summary = pooled(pd.concat(tables, ignore_index=True))
+    print("\n== pooled per family (mean over studies; rho min..max)")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if not summary.empty and summary[RHO + "_mean"].notna().any():
+        signal, rung = choose(summary)
+        print(f"\nchoice (least of the top quarter stopped, then highest rho, then earliest rung): "
+              f"signal {signal}, first rung epoch {rung}")
     return 0
 
 

@@ -1,13 +1,25 @@
-"""What the search buys: random search against random + ASHA and TPE + ASHA, at equal compute.
+"""What the search buys: random search, with and without ASHA, against TPE, with and without ASHA.
 
     python benchmarks/bench_search.py --data-dir ../shared/data            # gan + vae, 3 reps, 16 trials
+    python benchmarks/bench_search.py --data-dir D --families gan --first-rep 1 --reps 1   # one more rep
     python benchmarks/bench_search.py --data-dir D --arms random-none tpe-asha tpe-hyperband -- --max-epochs 6
-    python benchmarks/bench_search.py --summarize --out-dir results/bench-search  # re-analyse
+    python benchmarks/bench_search.py --summarize --out-dir results/bench-search  # join and re-analyse
     python benchmarks/bench_search.py --data-dir D --smoke-test            # 1 family, 2 reps, 4 trials
 
 For each family, arm (sampler + scheduler) and repetition it runs one `python -m study.launch`
 study (one after another, each with the machine to itself; repetition r uses --seed r in every
-arm, so the enqueued seed configurations train alike) and reads its history.parquet.
+arm, so the enqueued seed configurations train alike) and reads its history.parquet. Finished
+studies are skipped, so separate invocations (other --first-rep, other --families) add
+repetitions to the same --out-dir, and --summarize joins whatever is there.
+
+random + ASHA is replayed, not run (unless --run-random-asha): the random sampler's proposals do not
+depend on results, so repetition r of random + ASHA proposes exactly random-none rep r's trials, and
+on a CPU every epoch of a trial trains bit for bit alike whether or not it is stopped later. The
+replay (study.tune.search.replay_asha) feeds the launcher's ASHA the recorded results of random-none
+rep r, one trial at a time in proposal order (the order the anytime curves assume), with the grace
+period, reduction factor, max epochs and stop signal of the same repetition's TPE + ASHA study, and
+keeps each trial's epochs up to the one ASHA stopped it at (tests/test_launch.py checks the replay
+against the decisions of real one-trial-at-a-time ASHA studies).
 
 The anytime curve of a study is its best validation FID so far (the lowest per-epoch val_fid of
 any trial yet, the incumbent of HPO benchmarks) against its cumulative training seconds
@@ -17,10 +29,13 @@ the concurrent trials' wall-clock interleaving is not recorded.
 
 Equal compute: every arm runs the same number of trials; the arms that stop trials spend less.
 The table gives each arm's best at the common budget B (the smallest total training seconds of
-any run of the family, which every run reached) and at its own end. The figure of merit is paired
-by repetition: the training seconds TPE + ASHA needed to reach random search's final best, as a
-fraction of random search's total (goal: 1/3 or less; "not reached" when it never did).
-Spreads are min..max over repetitions.
+any run of the family, which every run reached) and at its own end, as the interquartile mean
+(IQM) over repetitions with a 95% bootstrap interval (repetitions resampled with replacement,
+paired by seed across arms, as syne-tune's benchmarking does), plus min..max. The figure of merit
+is paired by repetition: the training seconds TPE + ASHA needed to reach random search's final
+best, as a fraction of random search's total (goal: 1/3 or less; "not reached" when it never did);
+the same fraction is printed for every arm against random-none. With 3 repetitions the IQM is the
+mean and the bootstrap interval is coarse: read it as a spread, not as a test.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,16 +66,21 @@ ARMS = {
     "random-none": ("random", "none"),
     "random-asha": ("random", "asha"),
     "tpe-asha": ("tpe", "asha"),
+    "tpe-none": ("tpe", "none"),
     "tpe-hyperband": ("tpe", "hyperband"),
 }
 ARM_LABELS = {
     "random-none": "random, no stopping",
     "random-asha": "random + ASHA",
     "tpe-asha": "TPE + ASHA",
+    "tpe-none": "TPE, no stopping",
     "tpe-hyperband": "TPE + HyperBand",
 }
-DEFAULT_ARMS = ("random-none", "random-asha", "tpe-asha")
+DEFAULT_ARMS = ("random-none", "random-asha", "tpe-asha", "tpe-none")
 BASELINE, CHALLENGER = "random-none", "tpe-asha"
+REPLAYED = "random-asha"  # derived from BASELINE's studies (the module docstring)
+BOOTSTRAP_RESAMPLES = 2_000
+CONFIDENCE = 0.95
 PRESET_FLAGS = {"smoke": ["--smoke-test"], "quick": ["--quick"], "full": []}
 GOAL_FRACTION = 1 / 3
 
@@ -123,6 +144,28 @@ def fraction_to_match(baseline: pd.DataFrame, challenger: pd.DataFrame) -> float
     return seconds_to_reach(challenger, final_best(baseline)) / total_compute(baseline)
 
 
+def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Interquartile mean along `axis`: the mean of the middle half (scipy's trim_mean(0.25); for
+    fewer than 4 values nothing is trimmed, the mean)."""
+    from scipy.stats import trim_mean
+
+    return np.asarray(trim_mean(values, 0.25, axis=axis))
+
+
+def bootstrap_iqm(values: np.ndarray, confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
+                  seed: int = 0, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the IQM over axis 0 (repetitions) of `values`. `indices`
+    (resamples x repetitions): the resampled repetitions, shared across arms to pair them by seed."""
+    values = np.asarray(values, dtype=float)
+    if indices is None:
+        indices = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    stats = np.stack([iqm(values[row]) for row in indices])
+    tail = (1 - confidence) / 2 * 100
+    with warnings.catch_warnings():  # grid points before every repetition's first evaluation: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(stats, tail, axis=0), np.nanpercentile(stats, 100 - tail, axis=0)
+
+
 def on_grid(curves: Sequence[pd.DataFrame], grid: np.ndarray) -> np.ndarray:
     """(repetitions x grid) incumbents: each curve as a step function of compute, held at its
     final value after its own end (a finished study's best no longer changes)."""
@@ -134,31 +177,40 @@ def on_grid(curves: Sequence[pd.DataFrame], grid: np.ndarray) -> np.ndarray:
     return np.array(rows, dtype=float)
 
 
-def summarize(curves: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFrame, float]:
+def summarize(curves: dict[str, list[pd.DataFrame]], seed: int = 0) -> tuple[pd.DataFrame, float]:
     """Per arm of one family (curves[arm][rep]): total compute, best at the common budget and at
-    the end, as mean, min and max over repetitions. Returns (table, common budget seconds)."""
+    the end, as IQM with its 95% bootstrap interval (`_lo`, `_hi`; repetitions resampled alike in
+    every arm), mean, min and max over repetitions. Returns (table, common budget seconds)."""
     budget = min(total_compute(c) for runs in curves.values() for c in runs)
+    reps = max(len(runs) for runs in curves.values())
+    indices = np.random.default_rng(seed).integers(0, reps, size=(BOOTSTRAP_RESAMPLES, reps))
     rows = []
     for arm, runs in curves.items():
         row: dict[str, object] = {ARM: arm, "reps": len(runs)}
+        # the shared resampling, restricted to the repetitions this arm has
+        own = indices if len(runs) == reps else np.random.default_rng(seed).integers(
+            0, len(runs), size=(BOOTSTRAP_RESAMPLES, len(runs)))
         for label, values in (("compute_s", [total_compute(c) for c in runs]),
                               ("best_at_budget", [best_at(c, budget) for c in runs]),
                               ("final_best", [final_best(c) for c in runs])):
-            row |= {f"{label}_mean": float(np.mean(values)), f"{label}_min": float(np.min(values)),
-                    f"{label}_max": float(np.max(values))}
+            array = np.array(values, dtype=float)
+            low, high = bootstrap_iqm(array, indices=own)
+            row |= {f"{label}_iqm": float(iqm(array)), f"{label}_lo": float(low), f"{label}_hi": float(high),
+                    f"{label}_mean": float(np.mean(array)), f"{label}_min": float(np.min(array)),
+                    f"{label}_max": float(np.max(array))}
         rows.append(row)
     return pd.DataFrame(rows), budget
 
 
-def figure_of_merit(curves: dict[str, list[pd.DataFrame]]) -> list[float]:
-    """fraction_to_match(random-none rep r, tpe-asha rep r) for every repetition both ran."""
-    pairs = zip(curves.get(BASELINE, []), curves.get(CHALLENGER, []), strict=False)
-    return [fraction_to_match(base, challenger) for base, challenger in pairs]
+def figure_of_merit(curves: dict[str, list[pd.DataFrame]], challenger: str = CHALLENGER) -> list[float]:
+    """fraction_to_match(random-none rep r, challenger rep r) for every repetition both ran."""
+    pairs = zip(curves.get(BASELINE, []), curves.get(challenger, []), strict=False)
+    return [fraction_to_match(base, other) for base, other in pairs]
 
 
-def describe_fractions(fractions: Sequence[float]) -> str:
+def describe_fractions(fractions: Sequence[float], challenger: str = CHALLENGER) -> str:
     if not fractions:
-        return f"n/a (needs both {BASELINE} and {CHALLENGER})"
+        return f"n/a (needs both {BASELINE} and {challenger})"
     reached = [f for f in fractions if math.isfinite(f)]
     text = ", ".join(f"{f:.2f}" if math.isfinite(f) else "not reached" for f in fractions)
     median = float(np.median(fractions))  # inf counts as the worst value
@@ -201,29 +253,48 @@ def load_curve(study_dir: Path) -> pd.DataFrame:
     return anytime_curve(pd.read_parquet(study_dir / R.HISTORY_FILE), list(trials[R.TRIAL_ID]))
 
 
+def replayed_curve(baseline_dir: Path, scheduler_dir: Path | None = None) -> pd.DataFrame:
+    """random + ASHA replayed on a random-none study (the module docstring), with the grace period,
+    reduction factor, max epochs and stop signal of `scheduler_dir`'s study.json (the same
+    repetition's TPE + ASHA study, so both arms stop alike), else the random-none study's own."""
+    # only the replay needs Ray and Optuna (imported by study.tune.search); the rest is pandas
+    from study.tune.plan import StudyPlan
+    from study.tune.search import replay_asha
+
+    has_plan = scheduler_dir is not None and (scheduler_dir / R.STUDY_JSON).exists()
+    source = scheduler_dir if has_plan and scheduler_dir is not None else baseline_dir
+    plan = StudyPlan.from_json((source / R.STUDY_JSON).read_text())
+    order = list(pd.read_parquet(baseline_dir / R.TRIALS_FILE)[R.TRIAL_ID])
+    history = replay_asha(plan, pd.read_parquet(baseline_dir / R.HISTORY_FILE), order)
+    return anytime_curve(history, order)
+
+
 def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(max(6.0, 4.2 * len(curves)), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(max(6.0, 4.4 * len(curves)), 4.2), squeeze=False)
     for ax, (family, arms) in zip(axes[0], curves.items(), strict=True):
+        reps = max(len(runs) for runs in arms.values())
+        indices = np.random.default_rng(0).integers(0, reps, size=(BOOTSTRAP_RESAMPLES // 4, reps))
         for arm, runs in arms.items():
-            grid = np.linspace(0.0, max(total_compute(c) for c in runs), 400)
+            grid = np.linspace(0.0, max(total_compute(c) for c in runs), 300)
             values = on_grid(runs, grid)  # NaN until every repetition has its first evaluation
-            label = f"{ARM_LABELS[arm]} (n={len(runs)})"
-            line, = ax.step(grid, values.mean(axis=0), where="post", lw=1.6, label=label)
-            ax.fill_between(grid, values.min(axis=0), values.max(axis=0), step="post",
-                            color=line.get_color(), alpha=0.18, lw=0)
+            low, high = bootstrap_iqm(values, indices=indices if len(runs) == reps else None,
+                                      resamples=BOOTSTRAP_RESAMPLES // 4)
+            label = f"{ARM_LABELS[arm]}{' (replayed)' if arm == REPLAYED else ''}"
+            line, = ax.step(grid, iqm(values), where="post", lw=1.6, label=label)
+            ax.fill_between(grid, low, high, step="post", color=line.get_color(), alpha=0.15, lw=0)
         ax.axvline(budgets[family], color="0.4", ls=":", lw=1, label="common budget")
-        ax.set(title=family.upper(), xlabel="cumulative training seconds",
+        ax.set(title=f"{family.upper()} ({reps} repetitions)", xlabel="cumulative training seconds",
                ylabel="best validation FID so far")
         ax.grid(alpha=0.3, lw=0.5)
     handles, labels = axes[0][0].get_legend_handles_labels()  # outside the axes: never over a curve
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False,
-               title="mean over repetitions, band min..max", title_fontsize=7)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=7, frameon=False,
+               title="IQM over repetitions, band: 95% bootstrap interval (paired by seed)", title_fontsize=7)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=200)
     plt.close(fig)
 
@@ -234,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(DEFAULT_ARMS))
-    p.add_argument("--reps", type=int, default=3, help="repetitions per arm (seeds 0..reps-1)")
+    p.add_argument("--reps", type=int, default=3,
+                   help="repetitions per arm (seeds first-rep .. first-rep+reps-1)")
+    p.add_argument("--first-rep", type=int, default=0, help="the first repetition's seed (default 0); "
+                   "--summarize reads every repetition under --out-dir")
+    p.add_argument("--run-random-asha", action="store_true",
+                   help="run random + ASHA as studies instead of replaying it on random-none's")
     p.add_argument("--trials", type=int, default=16, help="trials per study, the same for every arm")
     p.add_argument("--preset", choices=list(PRESET_FLAGS), default="quick", help="the launcher's preset")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs of each study's local Ray")
@@ -257,49 +333,82 @@ def main(argv: list[str] | None = None) -> int:
         args.families, args.reps, args.trials, args.preset = ["vae"], 2, 4, "smoke"
         args.out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench-search-"))
     args.out_dir = (args.out_dir or ROOT / "results" / "bench-search").resolve()
-    if args.reps < 1 or args.trials < 1 or args.num_cpus < 1:
-        print(f"error: --reps {args.reps}, --trials {args.trials}, --num-cpus {args.num_cpus}: each must be "
-              "at least 1 (e.g. --reps 3 --trials 16 --num-cpus 2).", file=sys.stderr)
+    if args.reps < 1 or args.trials < 1 or args.num_cpus < 1 or args.first_rep < 0:
+        print(f"error: --reps {args.reps}, --trials {args.trials}, --num-cpus {args.num_cpus}, --first-rep "
+              f"{args.first_rep}: each must be at least 1 (--first-rep at least 0), e.g. --reps 3 "
+              "--trials 16 --num-cpus 2.", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.summarize and not (args.out_dir / "studies").is_dir():
         print(f"error: --summarize found no studies under {args.out_dir}/studies; point --out-dir at a "
               "directory a previous run of this benchmark wrote.", file=sys.stderr)
         return EXIT_BAD_INPUT
+    replay = REPLAYED in args.arms and not args.run_random_asha
+    if replay and BASELINE not in args.arms:
+        args.arms = [BASELINE, *args.arms]  # the replay needs its studies
 
     started = time.perf_counter()
-    curves: dict[str, dict[str, list[pd.DataFrame]]] = {}
-    for family in args.families:
-        curves[family] = {}
-        for arm in args.arms:
-            runs = []
-            for rep in range(args.reps):
-                if not args.summarize:
+    if not args.summarize:
+        for family in args.families:
+            for rep in range(args.first_rep, args.first_rep + args.reps):
+                for arm in args.arms:
+                    if arm == REPLAYED and replay:
+                        continue
                     wall = run_study(family, arm, rep, args, extra)
                     print(f"{study_name(family, arm, rep)}: {wall:.1f} s wall", flush=True)
+
+    curves: dict[str, dict[str, list[pd.DataFrame]]] = {}
+    for family in args.families:
+        reps = complete_reps(args.out_dir / "studies", family, args.arms, replay)
+        if not reps:
+            continue
+        curves[family] = {arm: [] for arm in args.arms}
+        for rep in reps:
+            for arm in args.arms:
                 study_dir = args.out_dir / "studies" / study_name(family, arm, rep)
-                if (study_dir / R.HISTORY_FILE).exists():
-                    runs.append(load_curve(study_dir))
-            if runs:
-                curves[family][arm] = runs
-    curves = {family: arms for family, arms in curves.items() if arms}
+                curves[family][arm].append(
+                    replayed_curve(args.out_dir / "studies" / study_name(family, BASELINE, rep),
+                                   args.out_dir / "studies" / study_name(family, CHALLENGER, rep))
+                    if arm == REPLAYED and replay else load_curve(study_dir))
+        print(f"\n{family}: repetitions (seeds) {reps} have every arm")
     if not curves:
-        print(f"error: no finished study under {args.out_dir}/studies.", file=sys.stderr)
+        print(f"error: no repetition under {args.out_dir}/studies has a finished study for every arm of "
+              f"{', '.join(args.arms)}.", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     tables, budgets = [], {}
     for family, arms in curves.items():
         table, budgets[family] = summarize(arms)
         tables.append(table.assign(family=family, common_budget_s=budgets[family]))
-        print(f"\n== {family}: {args.trials} trials per study, "
+        reps = len(next(iter(arms.values())))
+        print(f"\n== {family}: {args.trials} trials per study, {reps} repetitions, "
               f"common budget {budgets[family]:.1f} training s")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        print(f"fraction of {BASELINE}'s compute {CHALLENGER} needs to reach its final best, per rep: "
-              f"{describe_fractions(figure_of_merit(arms))}")
+        shown = [ARM, "reps", *(f"{m}_{k}" for m in ("compute_s", "best_at_budget", "final_best")
+                                for k in ("iqm", "lo", "hi", "min", "max"))]
+        print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        for arm in arms:
+            if arm != BASELINE:
+                print(f"fraction of {BASELINE}'s compute {arm} needs to reach its final best, per rep: "
+                      f"{describe_fractions(figure_of_merit(arms, arm), arm)}")
     pd.concat(tables).to_csv(args.out_dir / TABLE_NAME, index=False)
     plot(curves, budgets, args.out_dir / FIGURE_NAME)
     print(f"\ntable: {args.out_dir / TABLE_NAME}\nfigure: {args.out_dir / FIGURE_NAME}")
     print(f"benchmark wall time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def complete_reps(studies: Path, family: str, arms: Sequence[str], replay: bool) -> list[int]:
+    """The repetitions (seeds) with a finished study of every arm (the replayed arm needs the
+    baseline's), in order; only these are compared, so every comparison is paired by seed."""
+    needed = [BASELINE if arm == REPLAYED and replay else arm for arm in arms]
+    seeds = set()
+    for path in studies.glob(f"{family}-*-rep*"):
+        tail = path.name.rsplit("-rep", 1)[-1]
+        if tail.isdigit():
+            seeds.add(int(tail))
+    def finished(arm: str, rep: int) -> bool:
+        return (studies / study_name(family, arm, rep) / R.HISTORY_FILE).exists()
+
+    return sorted(rep for rep in seeds if all(finished(arm, rep) for arm in needed))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ class GANConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # decay of an exponential moving average of the generator's weights (Yazici et al. 2019, "The
+    # Unusual Effectiveness of Averaging in GAN Training"); samples and metrics then come from the
+    # average. 0.0: off, the trained generator itself. Warmed up: min(decay, (1 + t) / (10 + t)).
+    ema_decay: float = 0.0
 
     family = FAMILY_GAN
 
@@ -124,6 +128,9 @@ class GANConfig:
         _check_widths("d_widths", self.d_widths)
         for name in ("lr_g", "lr_d"):
             _check_positive(name, getattr(self, name))
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay}: must be in [0, 1) (0 turns the average off; "
+                              "0.99 averages over about the last 100 steps).")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Images are in [-1, 1] (tanh output), as both seed studies preprocess them.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from models.layers import IMAGE_PIXELS, Autocast, GenerativeModel, conv_out_size
 
 GENERATOR = "generator"
 DISCRIMINATOR = "discriminator"
+EMA_WARMUP = 10  # the average's decay ramps up as (1 + t) / (EMA_WARMUP + t) over the first steps
 
 
 class DCGANGenerator(nn.Module):
@@ -114,6 +116,7 @@ class GAN(GenerativeModel):
 
     family = FAMILY_GAN
     config: GANConfig
+    ema_steps: torch.Tensor  # generator steps averaged so far (a buffer, when ema_decay > 0)
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
@@ -121,9 +124,35 @@ class GAN(GenerativeModel):
         dcgan = cfg.arch == ARCH_DCGAN
         self.generator = DCGANGenerator(cfg) if dcgan else MLPGenerator(cfg)
         self.discriminator = DCGANDiscriminator(cfg) if dcgan else MLPDiscriminator(cfg)
+        # the weight average, a frozen copy of the generator that samples when ema_decay > 0; a
+        # submodule, so checkpoints save and restore it (and .to(device) moves it) with the rest
+        self.generator_ema: nn.Module | None = None
+        if cfg.ema_decay > 0:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+            self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
 
     def networks(self) -> dict[str, nn.Module]:
+        """The trained networks (the average is a copy of the generator, not more capacity)."""
         return {GENERATOR: self.generator, DISCRIMINATOR: self.discriminator}
+
+    def sampler(self) -> nn.Module:
+        """The generator that samples: the weight average when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """ema <- d * ema + (1 - d) * generator, d = min(ema_decay, (1 + t) / (EMA_WARMUP + t));
+        buffers (batch-norm statistics) are copied."""
+        if self.generator_ema is None:
+            return
+        t = float(self.ema_steps)
+        decay = min(self.config.ema_decay, (1.0 + t) / (EMA_WARMUP + t))
+        average: list[torch.Tensor] = list(self.generator_ema.parameters())
+        current = [p.detach() for p in self.generator.parameters()]
+        torch._foreach_lerp_(average, current, 1.0 - decay)
+        for ema_buffer, buffer in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+        self.ema_steps.add_(1)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
@@ -136,7 +165,7 @@ class GAN(GenerativeModel):
     @torch.no_grad()
     def decode_to_unit(self, z: torch.Tensor) -> torch.Tensor:
         """Latent -> images in [0, 1], shape [B, 1, 28, 28]."""
-        return self.generator(z).add(1.0).mul(0.5).clamp_(0.0, 1.0)
+        return self.sampler()(z).add(1.0).mul(0.5).clamp_(0.0, 1.0)
 
     def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
                    autocast: Autocast = contextlib.nullcontext) -> dict[str, torch.Tensor]:
@@ -163,6 +192,7 @@ class GAN(GenerativeModel):
         optimizers[GENERATOR].zero_grad(set_to_none=True)
         loss_g.backward()
         optimizers[GENERATOR].step()
+        self.update_average()
         return {
             LOSS_D: loss_d.detach(),
             LOSS_G: loss_g.detach(),

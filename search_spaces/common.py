@@ -39,6 +39,8 @@ class SpaceOptions:
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     # TrainConfig loop fields fixed for the whole study (epochs, seed, eval_samples, ...)
     loop: dict[str, Any] = field(default_factory=dict)
+    # model config fields fixed for the whole study (the GAN's ema_decay)
+    model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         low, high = self.width_range

@@ -69,6 +69,7 @@ def define(trial, options: SpaceOptions) -> dict[str, Any]:
         beta1=trial.suggest_float("beta1", *BETA1_RANGE),
     )
     batch_size = trial.suggest_categorical("batch_size", options.batch_sizes)
+    model = dataclasses.replace(model, **options.model)
     return TrainConfig(model=model, batch_size=batch_size, **options.loop).to_dict()
 
 

@@ -62,6 +62,7 @@ def define(trial, options: SpaceOptions) -> dict[str, Any]:
         kl_beta=trial.suggest_float("kl_beta", *KL_BETA_RANGE, log=True),
     )
     batch_size = trial.suggest_categorical("batch_size", options.batch_sizes)
+    model = dataclasses.replace(model, **options.model)
     return TrainConfig(model=model, batch_size=batch_size, **options.loop).to_dict()
 
 

@@ -30,6 +30,7 @@ from study.tune.plan import (
     PRESETS,
     SAMPLERS,
     SCHEDULERS,
+    STOP_SIGNALS,
 )
 from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, TRACKERS
 
@@ -113,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--tracker", choices=TRACKERS,
                    help="also log every trial to an experiment tracker: mlflow (a local store in "
                    "<study>/mlruns; pip install -e '.[tracking]')")
+    p.add_argument("--stop-signal", choices=tuple(STOP_SIGNALS),
+                   help="what ASHA/HyperBand compare at a rung: raw, the epoch's validation FID, or best, "
+                   "the trial's lowest so far (default: the preset's; benchmarks/bench_fidelity.py "
+                   "measures both)")
+    p.add_argument("--gan-ema", type=float, default=0.0, metavar="DECAY",
+                   help="GAN only: sample and evaluate an exponential moving average of the generator's "
+                   "weights with this decay, e.g. 0.99 (Yazici et al. 2019); 0 (default) is off")
     replicates = p.add_argument_group("replicates (python -m study.replicate), straight after the search")
     replicates.add_argument("--replicate-top", type=int,
                             help="then re-train the K best trials and the seed configurations with new seeds "

@@ -44,6 +44,9 @@ from models.config import D_FAKE, D_REAL, LOSS_D, LOSS_G, LOSS_KL, LOSS_NELBO, L
 #   fidelity  FID, precision, density;  diversity  recall, coverage, class coverage/entropy;
 #   likelihood (VAE)  the importance-weighted NLL of the binarized test set.
 VAL_FID = "val_fid"  # the early-stopping / model-selection metric
+# the trial's lowest val_fid up to this epoch: a scheduler's decision signal (--stop-signal best),
+# reported to Tune only, never a history column (it follows from val_fid)
+VAL_FID_BEST = "val_fid_best"
 VAL_KID = "val_kid"
 VAL_SAMPLE_IS = "val_sample_is"  # IS of the generated samples under the MNIST classifier (no real data)
 # Kynkaanniemi et al. 2019 (precision, recall), Naeem et al. 2020 (density, coverage), k = 5, on the

@@ -182,3 +182,14 @@ def test_two_studies_of_one_family_are_two_labelled_groups(tiny_study_dirs, tmp_
     groups = studies.trials.groupby(C.GROUP)[R.STUDY].unique().map(list).to_dict()
     assert groups == {"tiny-gan": ["tiny-gan"], "gan-twin": ["gan-twin"], "vae": ["tiny-vae"]}
     assert set(studies.history[C.GROUP]) == {"tiny-gan", "gan-twin", "vae"}
+
+
+def test_the_protocol_says_what_the_scheduler_decided_on():
+    from analysis.load import scheduler_text
+
+    plan = {C.PLAN_SCHEDULER: "asha", "grace_period": 4, "reduction_factor": 2.0, "stop_signal": "best"}
+    assert scheduler_text(plan) == "asha (first rung epoch 4, factor 2, signal best)"
+    del plan["stop_signal"]  # a study.json from before the stop signal existed decided on the epoch's FID
+    assert scheduler_text(plan).endswith("signal raw)")
+    assert scheduler_text({C.PLAN_SCHEDULER: "none", "grace_period": 2}) == "none"
+    assert scheduler_text({}) == "unknown"

@@ -130,6 +130,9 @@ for _name, _flags, _culprit in [
     ("launch-bad-family", ["--family", "flow"], "--family"),
     ("launch-port-out-of-range", ["--dashboard-port", "70000"], "--dashboard-port 70000"),
     ("launch-num-cpus-zero", ["--num-cpus", "0"], "--num-cpus 0"),
+    ("launch-gan-ema-one", ["--gan-ema", "1"], "--gan-ema 1"),
+    ("launch-gan-ema-for-a-vae", ["--gan-ema", "0.99", "--family", "vae"], "--gan-ema 0.99"),
+    ("launch-stop-signal-unknown", ["--stop-signal", "median"], "--stop-signal"),
 ]:
     CASES[_name] = _launch_value(_flags, _culprit)
 
@@ -154,6 +157,7 @@ for _name, _flags, _culprit in [
     ("train-eval-samples-one", ["--eval-samples", "1"], "eval_samples=1"),
     ("train-subset-zero", ["--train-subset", "0"], "train_subset=0"),
     ("train-bad-device", ["--device", "banana"], "--device 'banana'"),
+    ("train-ema-decay-one", ["--set", "ema_decay=1.0"], "ema_decay=1.0"),
 ]:
     CASES[_name] = _train_value(_flags, _culprit)
 

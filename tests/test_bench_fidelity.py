@@ -55,3 +55,31 @@ def test_asha_stops_what_is_worse_than_the_rung_quantile():
     signal = pd.Series([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], index=list("uvwxyz"))
     assert list(F.asha_stops(signal, 2)[lambda s: s].index) == ["x", "y", "z"]
     assert list(F.asha_stops(signal, 3)[lambda s: s].index) == ["w", "x", "y", "z"]  # cutoff 26.7
+
+
+def test_an_averaged_generator_study_names_its_signals_ema():
+    table = F.fidelity_table(history(), rungs=(1, 2), reduction_factor=2, ema=True)
+    assert list(table[F.SIGNAL]) == ["ema", "ema-best", "ema", "ema-best"]
+
+
+def test_pooling_over_studies_and_the_stated_choice():
+    """Two GAN studies and one VAE study: the choice is the (signal, rung) stopping the least of the
+    final top quarter over families, then the highest rho, then the earliest rung."""
+    rows = [  # family, study, rung, signal, rho, top stopped
+        ("gan", "g0", 1, "raw", 0.2, 0.5), ("gan", "g0", 1, "best", 0.2, 0.5),
+        ("gan", "g0", 2, "raw", 0.5, 0.25), ("gan", "g0", 2, "best", 0.9, 0.0),
+        ("gan", "g1", 1, "raw", 0.4, 0.5), ("gan", "g1", 1, "best", 0.4, 0.5),
+        ("gan", "g1", 2, "raw", 0.7, 0.0), ("gan", "g1", 2, "best", 0.7, 0.0),
+        ("gan", "g-ema", 2, "ema", 1.0, 0.0),  # a GAN-only signal is never chosen
+        ("vae", "v0", 1, "raw", 0.8, 0.0), ("vae", "v0", 1, "best", 0.8, 0.0),
+        ("vae", "v0", 2, "raw", 0.9, 0.0), ("vae", "v0", 2, "best", 0.9, 0.0),
+    ]
+    tables = pd.DataFrame(rows, columns=[F.FAMILY, F.STUDY, F.RUNG, F.SIGNAL, F.RHO, F.TOP_STOPPED]).assign(
+        **{F.N: 16})
+    summary = F.pooled(tables).set_index([F.FAMILY, F.RUNG, F.SIGNAL])
+    gan_raw_2 = summary.loc[("gan", 2, "raw")]
+    assert gan_raw_2["studies"] == 2 and gan_raw_2["rho_mean"] == pytest.approx(0.6)
+    assert (gan_raw_2["rho_min"], gan_raw_2["rho_max"]) == (0.5, 0.7)
+    assert gan_raw_2["top_quarter_stopped_mean"] == pytest.approx(0.125) and gan_raw_2["n_trials"] == 32
+    # rung 2: best stops none of the top quarter in either family (raw stops 1/8 of the GANs')
+    assert F.choose(F.pooled(tables)) == ("best", 2)

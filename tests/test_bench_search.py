@@ -128,3 +128,26 @@ def test_summarize_reads_finished_studies_and_writes_the_table_and_figure(tmp_pa
     assert list(table["compute_s_mean"]) == [30.0, 10.0]
     assert table.loc["random-none", "best_at_budget_mean"] == 40.0  # at the common 10 s
     assert (tmp_path / B.FIGURE_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_iqm_trims_a_quarter_each_side_and_the_bootstrap_interval_holds_it():
+    assert float(B.iqm(np.array([1.0, 2.0, 3.0]))) == 2.0  # under 4 values: the mean
+    assert float(B.iqm(np.array([0.0, 1.0, 2.0, 3.0, 100.0, 4.0, 5.0, 6.0]))) == pytest.approx(3.5)
+    values = np.array([[10.0, 1.0], [20.0, 1.0], [30.0, 1.0], [40.0, 1.0]])  # (reps x grid)
+    low, high = B.bootstrap_iqm(values)
+    assert low[0] < float(B.iqm(values[:, 0])) < high[0] and 10.0 <= low[0] and high[0] <= 40.0
+    assert low[1] == high[1] == 1.0  # no spread, no interval
+    shared = np.zeros((5, 4), dtype=int)  # every resample: rep 0 four times
+    low, high = B.bootstrap_iqm(values, indices=shared)
+    assert low[0] == high[0] == 10.0
+
+
+def test_only_repetitions_with_every_arm_are_compared(tmp_path):
+    studies = tmp_path / "studies"
+    for arm, rep in (("random-none", 0), ("tpe-asha", 0), ("random-none", 1), ("tpe-asha", 2)):
+        (studies / B.study_name("gan", arm, rep)).mkdir(parents=True)
+        (studies / B.study_name("gan", arm, rep) / R.HISTORY_FILE).write_bytes(b"")
+    assert B.complete_reps(studies, "gan", ["random-none", "tpe-asha"], replay=False) == [0]
+    # the replayed arm needs only random-none's studies
+    assert B.complete_reps(studies, "gan", ["random-none", "random-asha"], replay=True) == [0, 1]
+    assert B.complete_reps(studies, "gan", ["random-asha"], replay=False) == []

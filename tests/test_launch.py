@@ -79,22 +79,9 @@ def dashboard_refuses_requests_without_the_token(line: str, seen: dict) -> None:
 def asha_decisions(plan: StudyPlan, table: pd.DataFrame, history: pd.DataFrame) -> dict[str, int]:
     """trial -> the epoch at which the study's ASHA stops it, replaying the recorded validation FIDs
     one trial after another in creation order (how a study with one trial slot runs them) through
-    the scheduler the launcher builds."""
-    from types import SimpleNamespace
-
-    from ray.tune.schedulers import TrialScheduler
-
-    bracket = search.make_scheduler(plan)._brackets[0]
-    stopped = {}
-    for trial_id in table[R.TRIAL_ID]:
-        epochs = history[history[R.TRIAL_ID] == trial_id].drop_duplicates(R.EPOCH, keep="last")
-        for epoch, fid in zip(epochs[R.EPOCH], epochs[R.VAL_FID], strict=True):
-            if epoch >= plan.max_epochs or not math.isfinite(fid):
-                break  # the last epoch ends the trial anyway; a diverged one ends itself
-            if bracket.on_result(SimpleNamespace(trial_id=trial_id), epoch, -fid) == TrialScheduler.STOP:
-                stopped[trial_id] = int(epoch)
-                break
-    return stopped
+    the scheduler the launcher builds (search.asha_stop_epochs, which bench_search's replayed
+    random + ASHA arm rests on: the studies checked here test it against real decisions)."""
+    return search.asha_stop_epochs(plan, history, list(table[R.TRIAL_ID]))
 
 
 def check_study(study_dir: Path, family: str, trials: int, min_stopped: int | None = 1) -> pd.DataFrame:

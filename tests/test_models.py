@@ -137,3 +137,40 @@ def test_vae_elbo_terms_are_consistent():
     nelbo = (terms["loss_recon"] + terms["loss_kl"]).mean()
     iw = model.importance_weighted_nll(x, k=64, generator=torch.Generator().manual_seed(1)).mean()
     assert iw <= nelbo + 1.0
+
+
+def test_gan_weight_average_follows_the_generator_and_samples():
+    """ema_decay > 0: a frozen copy of the generator, moved by the warmed-up lerp after every
+    generator step, is what decode_to_unit samples; it is saved with the model."""
+    torch.manual_seed(0)
+    cfg = GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16), ema_decay=0.9)
+    model = build_model(cfg)
+    assert set(model.networks()) == {GENERATOR, DISCRIMINATOR}  # sizes count trained networks only
+    optimizers = model.make_optimizers()
+    assert all(not p.requires_grad for p in model.generator_ema.parameters())
+    for step in range(3):
+        before = [p.detach().clone() for p in model.generator_ema.parameters()]
+        model.train_step(torch.rand(16, 1, 28, 28), optimizers)
+        decay = min(0.9, (1 + step) / (10 + step))  # EMA_WARMUP = 10
+        for old, new, current in zip(before, model.generator_ema.parameters(), model.generator.parameters(),
+                                     strict=True):
+            torch.testing.assert_close(new, decay * old + (1 - decay) * current.detach())
+    assert int(model.ema_steps) == 3
+    z = torch.randn(4, 8)
+    model.eval()
+    average = model.generator_ema(z).add(1).mul(0.5).clamp(0, 1)
+    assert torch.equal(model.decode_to_unit(z), average)
+    assert not torch.equal(model.decode_to_unit(z), model.generator(z).add(1).mul(0.5).clamp(0, 1))
+    restored = build_model(cfg)
+    restored.load_state_dict(model.state_dict())  # the average and its step count travel with the model
+    assert torch.equal(restored.eval().decode_to_unit(z), model.decode_to_unit(z))
+    assert int(restored.ema_steps) == 3
+
+
+def test_gan_without_average_keeps_its_state_dict_and_rejects_bad_decays():
+    model = build_model(GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16)))
+    assert model.generator_ema is None and model.sampler() is model.generator
+    assert not any(key.startswith(("generator_ema", "ema_steps")) for key in model.state_dict())
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="ema_decay"):
+            GANConfig(ema_decay=bad)

@@ -11,10 +11,12 @@ launcher's samplers on concurrent asks.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -163,3 +165,43 @@ def test_concurrent_tpe_asks_are_spread_out_by_the_constant_liar(seed):
     # pairs 0.017-0.066 of the unit square over seeds 0-5); with it, 0.14-0.21
     assert closest_pair(without) < 0.1 < closest_pair(with_liar)
     assert concurrent_asks(search.make_sampler(one_at_a_time, concurrency=4)) == with_liar  # seeded
+
+
+# five trials, in proposal order; e is the eventual winner whose epoch 2 is a bad snapshot
+REPLAY_HISTORY = pd.DataFrame(
+    [(t, e, float(e), fid) for t, fids in (("a", (50, 40, 30)), ("b", (60, 55, 50)), ("c", (45, 35, 20)),
+                                           ("d", (48, 45, 10)), ("e", (40, 70, 5)))
+     for e, fid in enumerate(fids, start=1)],
+    columns=[R.TRIAL_ID, R.EPOCH, R.TRAIN_SECONDS, R.VAL_FID])
+
+
+def kept_epochs(history: pd.DataFrame) -> dict[str, int]:
+    return history.groupby(R.TRIAL_ID)[R.EPOCH].max().to_dict()
+
+
+@pytest.mark.parametrize("signal", ["raw", "best"])
+def test_the_asha_replay_stops_trials_by_the_rung_rule_one_at_a_time(signal):
+    """grace 1, factor 2, max 3: rungs at epochs 1 and 2; a trial is stopped when its signal is worse
+    than the median of the earlier trials' at the rung (the first trial at a rung always goes on)."""
+    study = dataclasses.replace(plan("--scheduler", "asha", "--stop-signal", signal), grace_period=1,
+                                reduction_factor=2.0, max_epochs=3)
+    assert search.make_scheduler(study)._metric == {"raw": R.VAL_FID, "best": R.VAL_FID_BEST}[signal]
+    kept = search.replay_asha(study, REPLAY_HISTORY, list("abcde"))
+    # b: 60 > 50 at epoch 1; d: 45 > median(40, 35) at epoch 2; raw: e's 70 > median(40, 35, 45) at
+    # epoch 2; best so far reads e's epoch 2 as 40, not worse than that median: e goes on to its 5
+    assert kept_epochs(kept) == {"a": 3, "b": 1, "c": 3, "d": 2, "e": 2 if signal == "raw" else 3}
+    assert list(kept.columns) == list(REPLAY_HISTORY.columns)
+    first = search.replay_asha(study, REPLAY_HISTORY, list("eabcd"))  # the order decides: e first goes on
+    assert kept_epochs(first)["e"] == 3
+
+
+def test_the_best_so_far_signal_skips_diverged_epochs():
+    from study.tune.trainable import best_so_far
+
+    assert math.isnan(best_so_far([]))
+    assert math.isnan(best_so_far([{R.VAL_FID: math.nan}]))
+    history = [{R.VAL_FID: 80.0}, {R.VAL_FID: 60.0}, {R.VAL_FID: math.nan}, {R.VAL_FID: 70.0}]
+    assert [best_so_far(history[: i + 1]) for i in range(4)] == [80.0, 60.0, 60.0, 60.0]
+    # the replay's signal column is the same running minimum
+    frame = pd.DataFrame({R.TRIAL_ID: ["t"] * 4, R.VAL_FID: [r[R.VAL_FID] for r in history]})
+    assert list(search.signal_values(frame, "best")) == [80.0, 60.0, 60.0, 60.0]

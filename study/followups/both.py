@@ -48,6 +48,8 @@ def family_args(args: argparse.Namespace, family: str, name: str) -> argparse.Na
     """The flags of one family's study: the shared ones, its family and name, replicates on."""
     one = copy.copy(args)
     one.family, one.name = family, name
+    if family != "gan":
+        one.gan_ema = 0.0  # --gan-ema is the GAN study's
     one.replicate_top = args.replicate_top if args.replicate_top is not None else BOTH_TOP
     if args.replicate_seeds is None:
         one.replicate_seeds = SMOKE_SEEDS if args.smoke_test else BOTH_SEEDS

@@ -23,6 +23,8 @@ from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mn
 from study.store import StudyStore, is_uri, normalize_storage_path
 
 SCHEDULERS = ("asha", "hyperband", "none")
+# what a scheduler compares at a rung: the epoch's validation FID (raw) or the trial's best so far
+STOP_SIGNALS = {"raw": R.VAL_FID, "best": R.VAL_FID_BEST}
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
 OBJECTIVES = ("fid", "pareto")
 INCEPTION_CHOICES = ("final", "none")
@@ -42,20 +44,22 @@ def default_scheduler(objective: str) -> str:
 # 1,000 FID samples, the VAE's binarized NLL on the first 500 test images);
 # "smoke" is what the tests run (study/smoke.py: 1/8-width networks, 2,000 images, seconds per trial).
 PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, train_subset=None,
+    "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, stop_signal="raw",
+                 train_subset=None,
                  eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
                  batch_sizes=(32, 64, 128, 256)),
-    "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, train_subset=4_000,
+    "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, stop_signal="raw",
+                  train_subset=4_000,
                   eval_samples=1_000, iw_images=500, width_scale=1.0, width_range=(0.25, 1.0),
                   batch_sizes=(32, 64, 128)),
-    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2,
+    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, stop_signal="raw",
                   train_subset=SMOKE.STUDY_TRAIN_IMAGES, eval_samples=SMOKE.STUDY_EVAL_SAMPLES,
                   iw_images=SMOKE.IW_IMAGES, width_scale=SMOKE.WIDTH_SCALE, width_range=(0.5, 1.0),
                   batch_sizes=(64, 128)),
 }
 # flags that override the preset's value when given
 PRESET_FLAGS = ("trials", "max_epochs", "grace_period", "reduction_factor", "train_subset", "eval_samples",
-                "iw_images")
+                "iw_images", "stop_signal")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,10 @@ class StudyPlan:
     # GPUs an autoscaling cluster will have once its GPU workers start (None: the GPUs of the nodes
     # alive at launch; study/tune/cluster.py resolve_gpus and trial_slots)
     expect_gpus: int | None = None
+    # GANConfig.ema_decay of every trial (0.0: the trained generator samples, no weight average)
+    gan_ema: float = 0.0
+    # the scheduler's decision signal, a STOP_SIGNALS key (a study.json written before it: raw)
+    stop_signal: str = "raw"
 
     @property
     def study_dir(self) -> str:
@@ -109,8 +117,9 @@ class StudyPlan:
                     channels_last=self.channels_last, eval_batch_size=self.eval_batch_size,
                     deterministic=self.deterministic)
         low, high = self.width_range
+        model = {"ema_decay": self.gan_ema} if self.gan_ema > 0 else {}
         return SpaceOptions(width_scale=self.width_scale, width_range=(low, high),
-                            batch_sizes=tuple(self.batch_sizes), loop=loop)
+                            batch_sizes=tuple(self.batch_sizes), loop=loop, model=model)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -153,6 +162,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         inception=getattr(args, "inception", None),
         inception_images=getattr(args, "inception_images", None) or INCEPTION_IMAGES,
         expect_gpus=getattr(args, "expect_gpus", None),
+        gan_ema=float(getattr(args, "gan_ema", 0.0) or 0.0),
+        stop_signal=values["stop_signal"],
     )
     validate(plan)
     return plan
@@ -195,6 +206,11 @@ def validate(plan: StudyPlan) -> None:
     if plan.inception == "final" and plan.eval_samples == 0:
         _fail("--inception final with --eval-samples 0: the study writes no test metrics; give "
               "--eval-samples or --inception none.")
+    if plan.gan_ema and plan.family != "gan":
+        _fail(f"--gan-ema {plan.gan_ema}: averages a GAN generator's weights; leave it out for --family "
+              f"{plan.family}.")
+    if not 0.0 <= plan.gan_ema < 1.0:
+        _fail(f"--gan-ema {plan.gan_ema}: give a decay in [0, 1), e.g. 0.99, or 0 for none.")
     if plan.expect_gpus is not None and plan.expect_gpus < 1:
         _fail(f"--expect-gpus {plan.expect_gpus}: give the number of GPUs the autoscaled cluster will "
               "have (at least 1), or leave it out on a static cluster.")

@@ -170,6 +170,12 @@ def resume_point(checkpoint) -> dict[str, Any]:
         raise
 
 
+def best_so_far(history: list[dict[str, Any]]) -> float:
+    """The lowest finite validation FID of the epochs recorded so far (NaN before the first)."""
+    finite = [float(r[R.VAL_FID]) for r in history if math.isfinite(float(r.get(R.VAL_FID, math.nan)))]
+    return min(finite) if finite else math.nan
+
+
 class TuneReporter(RunDirectory):
     """run_trial's reporter inside a Tune trial: artifact files + `tune.report`."""
 
@@ -194,6 +200,7 @@ class TuneReporter(RunDirectory):
                 and artifacts.model is not None and R.STOP_REASON not in record):
             self._epoch_summary(record[R.EPOCH], artifacts.model)
         metrics = {R.VAL_FID: math.nan, **record, **self.extra}
+        metrics[R.VAL_FID_BEST] = best_so_far(self.history)
         if record[R.EPOCH] == self.config.epochs or record.get(R.STOP_REASON) == R.STOP_DIVERGED:
             self.held = (metrics, artifacts.checkpoint)  # reported by `finish`, with test metrics
         else:
