@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--max-epochs)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto')")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started here (default: all)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's own console output (config boxes, status tables, logs) instead of one line "
+                   "per running run and a progress line")
     return p
 
 
@@ -49,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         return R.EXIT_BAD_INPUT
     # Ray and the metrics load only now: bad input is refused above without waiting for them
     from study.followups.replicate import run_replicates, summary_table
+    from study.tune import console
     from study.tune.cluster import ray_session
 
+    console.configure(args.verbose)  # the launcher's compact console, unless --verbose
     try:
         with ray_session(args.address, args.num_cpus):
             rows = run_replicates(args.study_dir, args.top, args.seeds, args.epochs)

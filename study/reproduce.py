@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed run from its checkpoint")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto')")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started here (default: all)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's own console output (config boxes, status tables, logs) instead of one line "
+                   "per running run and a progress line")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--quick", action="store_true",
                          help="CPU-sized: minutes on a laptop, numbers not comparable (see presets)")
@@ -72,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return R.EXIT_BAD_INPUT
     # Ray and the metrics load only now: bad input is refused above without waiting for them
     from study.followups.reproduce import run_reproduction, summary_table
+    from study.tune import console
     from study.tune.cluster import ray_session
 
+    console.configure(args.verbose)  # the launcher's compact console, unless --verbose
     try:
         with ray_session(args.address, args.num_cpus):
             written = run_reproduction(plan)

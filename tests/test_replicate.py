@@ -201,6 +201,8 @@ def test_launch_replicates_after_the_search_and_an_interrupted_replicate_run_con
     assert rc == EXIT_INTERRUPTED and "python -m study.replicate" in out, out[-3000:]
     assert (study / R.TRIALS_FILE).is_file()  # the search finished and was exported first
     assert rc_resumed == 0, out_resumed[-3000:]
+    # standalone, python -m study.replicate prints the study console too: no config boxes, no status tables
+    assert "╭" not in out_resumed and "Trial status" not in out_resumed and "finished:" in out_resumed
     trials = pd.read_parquet(study / R.TRIALS_FILE)
     reps = pd.read_parquet(study / R.REPLICATES_FILE)
     # the best trial by final validation FID, plus the two seed configurations (each once), x 2 seeds
@@ -242,6 +244,7 @@ def test_reproduce_writes_a_study_the_report_shows_as_reproduced(replicated, tmp
                            *reproduce_args(tmp_path, data_dir), "--num-cpus", "2"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "╭" not in done.stdout + done.stderr and "Trial status" not in done.stdout  # the study console
     repro = tmp_path / "seed-study-2-smoke"
     trials = pd.read_parquet(repro / R.TRIALS_FILE)
     history = pd.read_parquet(repro / R.HISTORY_FILE)
