@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--verbose", action="store_true",
                    help="Ray's own console output (trial config boxes, status tables, logs) instead of the "
                    "study console (one line per running trial and a progress line)")
-    p.add_argument("--tracker", choices=TRACKERS,
-                   help="also log every trial to an experiment tracker: mlflow (a local store in "
-                   "<study>/mlruns; pip install -e '.[tracking]')")
+    p.add_argument("--tracker", choices=TRACKERS, action="append",
+                   help="also log every trial to an experiment tracker (repeat for both): mlflow (a local "
+                   "store in <study>/mlruns), wandb (Weights & Biases offline, <study>/wandb; `wandb sync` "
+                   "uploads it); pip install -e '.[tracking]'")
     p.add_argument("--stop-signal", choices=tuple(STOP_SIGNALS),
                    help="what ASHA/HyperBand compare at a rung: raw, the epoch's validation FID, or best, "
                    "the trial's lowest so far (default: the preset's; benchmarks/bench_fidelity.py "

@@ -136,9 +136,10 @@ def _launcher(data_dir, storage: Path, name: str, *extra: str, env=None) -> subp
 
 @pytest.fixture(scope="module")
 def tracked_smoke_study(tmp_path_factory, data_dir):
-    """One smoke study through the launcher, with default console flags and --tracker mlflow."""
+    """One smoke study through the launcher, with default console flags and both trackers."""
     storage = tmp_path_factory.mktemp("console")
-    process = _launcher(data_dir, storage, "tracked", "--tracker", "mlflow", "--num-cpus", "2")
+    process = _launcher(data_dir, storage, "tracked", "--tracker", "mlflow", "--tracker", "wandb",
+                        "--num-cpus", "2")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, out + err
     return SimpleNamespace(out=out, err=err, study_dir=storage / "tracked")
@@ -182,6 +183,62 @@ def test_mlflow_holds_one_run_per_trial_with_params_metrics_and_sample_grids(tra
         assert len(grids) == row.epochs_run
         if row.stop_reason == R.STOP_COMPLETED:
             assert run.data.metrics[R.TEST_FID] == pytest.approx(row.test_fid)
+
+
+WANDB_BLOCK = 32768  # the .wandb file: a LevelDB-style log of protobuf Records in 32 KiB blocks
+
+
+def wandb_records(path: Path):
+    """The Records of an offline run's .wandb file (a 7-byte file header, then records with a 7-byte
+    header each: crc32, length, kind 1 full / 2 first / 3 middle / 4 last)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, pending = path.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        if WANDB_BLOCK - pos % WANDB_BLOCK < 7:  # a block's tail too short for a header is padding
+            pos += WANDB_BLOCK - pos % WANDB_BLOCK
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+@pytest.mark.slow
+def test_wandb_holds_one_offline_run_per_trial_with_config_metrics_and_the_last_grid(tracked_smoke_study):
+    import pandas as pd
+
+    study_dir = tracked_smoke_study.study_dir
+    trials = pd.read_parquet(study_dir / R.TRIALS_FILE)
+    history = pd.read_parquet(study_dir / R.HISTORY_FILE)
+    runs = sorted((study_dir / tracking.WANDB_DIR).glob("offline-run-*"))
+    assert len(runs) == len(trials) == 4
+    seen = {}
+    for run_dir in runs:
+        (log,) = run_dir.glob("run-*.wandb")
+        records = list(wandb_records(log))
+        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        config = {item.key: json.loads(item.value_json) for item in run.config.update}
+        fids = {}
+        for record in records:
+            if record.WhichOneof("record_type") == "history":
+                items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+                if R.VAL_FID in items:
+                    fids[int(items["_step"])] = items[R.VAL_FID]
+        seen[run.display_name] = (config, fids, run_dir, set(run.tags), run.job_type, run.group, run.project)
+    for row in trials.itertuples():
+        (label,) = [k for k in seen if k.endswith(row.trial_id)]
+        config, fids, run_dir, tags, job_type, group, project = seen[label]
+        assert config["batch_size"] == row.hp_batch_size and tags == {"search"} and job_type == "search"
+        assert group == project == "tracked"
+        recorded = history[history[R.TRIAL_ID] == row.trial_id].drop_duplicates(R.EPOCH, keep="last")
+        assert sorted(fids) == list(range(1, row.epochs_run + 1))
+        assert [fids[e] for e in sorted(fids)] == pytest.approx(list(recorded[R.VAL_FID]))
+        assert len(list((run_dir / "files" / "media" / "images").glob("samples_*.png"))) == 1  # the last grid
+        assert (run_dir / "files" / R.SUMMARY_JSON).is_file()
 
 
 @pytest.mark.slow

@@ -13,7 +13,9 @@ from models.config import ConfigError
 # Ray reads it when it is imported: study.launch sets it before importing anything that imports Ray.
 LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study (the next free one: tune/sharing.py)
-TRACKERS = ("mlflow",)  # --tracker: study/tune/tracking.py
+TRACKERS = ("mlflow", "wandb")  # --tracker (repeatable): study/tune/tracking.py
+TRACKER_PACKAGES = {"mlflow": ("mlflow", "MLflow", "'mlflow>=2'"), "wandb": ("wandb", "Weights & Biases",
+                                                                            "'wandb>=0.19'")}
 
 
 def bind_error(host: str, port: int) -> OSError | None:
@@ -49,16 +51,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_tracker(tracker: str | None, storage_is_uri: bool = False) -> None:
+def check_tracker(trackers: str | list[str] | None, storage_is_uri: bool = False) -> None:
     """Refuse --tracker when it cannot work (no local study directory, the package missing), before Ray
-    starts (ConfigError); the tracker itself is study/tune/tracking.py."""
-    if tracker is None:
-        return
-    if storage_is_uri:
-        raise ConfigError(f"--tracker {tracker}: the tracker's store lives in a local study directory; "
-                          "use a local --storage-path.")
-    try:
-        import mlflow  # noqa: F401  (only to see that it is installed: an optional extra)
-    except ImportError:
-        raise ConfigError(f"--tracker {tracker}: MLflow is not installed; pip install -e '.[tracking]' "
-                          "(or pip install 'mlflow>=2').") from None
+    starts (ConfigError); the trackers themselves are study/tune/tracking.py."""
+    import importlib.util
+
+    for tracker in [trackers] if isinstance(trackers, str) else trackers or []:
+        if storage_is_uri:
+            raise ConfigError(f"--tracker {tracker}: the tracker's store lives in a local study directory; "
+                              "use a local --storage-path.")
+        module, label, requirement = TRACKER_PACKAGES[tracker]
+        if importlib.util.find_spec(module) is None:  # an optional extra: only whether it is installed
+            raise ConfigError(f"--tracker {tracker}: {label} is not installed; pip install -e '.[tracking]' "
+                              f"(or pip install {requirement}).")

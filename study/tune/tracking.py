@@ -1,7 +1,10 @@
-"""Experiment trackers: `--tracker mlflow` logs every trial of a study (search and replicates) to MLflow.
+"""Experiment trackers: `--tracker mlflow` and `--tracker wandb` log every trial of a study (search and
+replicates) to MLflow and to Weights & Biases (offline); both are Tune LoggerCallbacks in the driver.
 
     mlflow ui --backend-store-uri sqlite:///results/<name>/mlruns/mlflow.db
+    wandb sync results/<name>/wandb/offline-run-*          # upload, where there is a network
 
+MLflow:
 The store is local and needs no server: `<study>/mlruns/mlflow.db` (SQLite; MLflow 3 refuses its plain
 file store unless told otherwise) with the artifacts in `<study>/mlruns/artifacts/`. One MLflow
 experiment per study, named after it; one run per trial (run name: the trial's directory,
@@ -12,17 +15,25 @@ and `kind` (search or replicate); a replicate also `source_trial_id` and `replic
 the replicates' own spec, STUDY_DIR/replicates/replicates.json). A resumed study continues the runs
 of its trials (found by their `trial` tag) instead of opening new ones.
 
+W&B: offline runs under `<study>/wandb/` (nothing leaves the machine until `wandb sync`), project and
+group = the study's name, run name = the trial's directory, job type and tag = search or replicate,
+the configuration (plus a replicate's source_trial_id and replicate_seed) as the run's config, every
+epoch's metrics at step = epoch, the last sample grid as an image and summary.json as a file. Its run
+id is fixed by study and trial, so a resumed study's trial continues its run (resume="allow").
+
 Early-stopped trials get their test metrics after the search (study/tune/export.py); those are in
-trials.parquet, not in MLflow. The callback runs in the driver (a Tune LoggerCallback), so the workers
-need no MLflow.
+trials.parquet, not in the trackers. The callbacks run in the driver, so the workers need neither
+package.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import posixpath
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +54,23 @@ def tracking_uri(study_dir: str) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / MLRUNS_DIR / MLFLOW_DB}"
 
 
-def callbacks(tracker: str | None, study_dir: str, study_name: str) -> list[Any]:
-    if tracker is None or is_uri(study_dir):
+WANDB_DIR = "wandb"
+
+
+def callbacks(trackers: str | list[str] | None, study_dir: str, study_name: str) -> list[Any]:
+    """The Tune callbacks of the --tracker values (one name or several)."""
+    names = [trackers] if isinstance(trackers, str) else list(dict.fromkeys(trackers or []))
+    if is_uri(study_dir):
         return []
-    return [MLflowTracker(study_dir, study_name)]
+    made = {"mlflow": MLflowTracker, "wandb": WandbTracker}
+    return [made[name](study_dir, study_name) for name in names]
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a Tune result that are metrics (not Tune's bookkeeping)."""
+    return {key: float(value) for key, value in result.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            and key not in SKIPPED_METRICS and math.isfinite(float(value))}
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -127,9 +151,7 @@ class MLflowTracker(LoggerCallback):
         run_id = self._run_id(trial)
         step = int(result.get(R.EPOCH, iteration) or 0)
         stamp = int(float(result.get("timestamp", 0)) * 1000)
-        metrics = [Metric(key, float(value), stamp, step) for key, value in result.items()
-                   if isinstance(value, int | float) and not isinstance(value, bool)
-                   and key not in SKIPPED_METRICS and math.isfinite(float(value))]
+        metrics = [Metric(key, value, stamp, step) for key, value in numeric_metrics(result).items()]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 
@@ -141,3 +163,57 @@ class MLflowTracker(LoggerCallback):
         if (folder / R.SUMMARY_JSON).is_file():
             self.client.log_artifact(run_id, str(folder / R.SUMMARY_JSON))
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+class WandbTracker(LoggerCallback):
+    """One offline Weights & Biases run per trial under the study's directory; see the module docstring."""
+
+    def __init__(self, study_dir: str, study_name: str):
+        self.study_dir = str(Path(study_dir).resolve())
+        self.study_name = study_name
+        self.runs: dict[str, Any] = {}  # trial label -> wandb Run
+        self.steps: dict[str, int] = {}  # trial label -> last logged step
+
+    def setup(self, *args, **kwargs) -> None:
+        Path(self.study_dir, WANDB_DIR).mkdir(parents=True, exist_ok=True)
+
+    def run_id(self, label: str) -> str:
+        """Fixed by study directory and trial: a resumed trial continues its run."""
+        return hashlib.sha256(f"{self.study_dir}/{label}".encode()).hexdigest()[:16]
+
+    def _run(self, trial) -> Any:
+        label = trial_label(trial)
+        if label in self.runs:
+            return self.runs[label]
+        import wandb  # an optional extra: imported when a study asks for it
+
+        tags = replicate_tags(getattr(trial, "path", "") or "")
+        config = {**(trial.config or {}), **{k: v for k, v in tags.items() if k != "kind"}}
+        self.runs[label] = wandb.init(
+            mode="offline", dir=self.study_dir, project=self.study_name, group=self.study_name, name=label,
+            id=self.run_id(label), resume="allow", job_type=tags["kind"], tags=[tags["kind"]], config=config,
+            reinit="create_new",  # one run per running trial, side by side in this process
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False))
+        return self.runs[label]
+
+    def log_trial_start(self, trial) -> None:
+        self._run(trial)
+
+    def log_trial_result(self, iteration: int, trial, result: dict[str, Any]) -> None:
+        step = int(result.get(R.EPOCH, iteration) or 0)
+        self._run(trial).log(numeric_metrics(result), step=step)
+        self.steps[trial_label(trial)] = step
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        import wandb  # see _run
+
+        run = self._run(trial)
+        folder = Path(getattr(trial, "path", "") or "")
+        grids = sorted((folder / R.SAMPLES_DIR).glob("*.png")) if (folder / R.SAMPLES_DIR).is_dir() else []
+        if grids:  # at the last logged step: W&B drops rows logged below it
+            run.log({R.SAMPLES_DIR: wandb.Image(str(grids[-1]), caption=grids[-1].name)},
+                    step=self.steps.get(trial_label(trial), 0))
+        if (folder / R.SUMMARY_JSON).is_file():  # a file in the run's files/ directory is the run's file
+            shutil.copyfile(folder / R.SUMMARY_JSON, Path(run.dir) / R.SUMMARY_JSON)
+        run.finish(exit_code=1 if failed else 0)
+        self.runs.pop(trial_label(trial), None)
