@@ -48,7 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                  train_subset=None,
                  eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
                  batch_sizes=(32, 64, 128, 256)),
-    "quick": dict(trials=8, max_epochs=8, grace_period=2, reduction_factor=2, stop_signal="raw",
+    # quick: first rung at epoch 4, raw FID, from benchmarks/bench_fidelity.py on 16 trials per family
+    # (docs/search.md): epoch 2 stopped 1 of the final top 4 in both families, epoch 4 none
+    "quick": dict(trials=8, max_epochs=8, grace_period=4, reduction_factor=2, stop_signal="raw",
                   train_subset=4_000,
                   eval_samples=1_000, iw_images=500, width_scale=1.0, width_range=(0.25, 1.0),
                   batch_sizes=(32, 64, 128)),
