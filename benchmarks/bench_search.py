@@ -288,7 +288,8 @@ def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, fl
             line, = ax.step(grid, iqm(values), where="post", lw=1.6, label=label)
             ax.fill_between(grid, low, high, step="post", color=line.get_color(), alpha=0.15, lw=0)
         ax.axvline(budgets[family], color="0.4", ls=":", lw=1, label="common budget")
-        ax.set(title=f"{family.upper()} ({reps} repetitions)", xlabel="cumulative training seconds",
+        plural = "" if reps == 1 else "s"
+        ax.set(title=f"{family.upper()} ({reps} repetition{plural})", xlabel="cumulative training seconds",
                ylabel="best validation FID so far")
         ax.grid(alpha=0.3, lw=0.5)
     handles, labels = axes[0][0].get_legend_handles_labels()  # outside the axes: never over a curve
@@ -358,12 +359,15 @@ def main(argv: list[str] | None = None) -> int:
 
     curves: dict[str, dict[str, list[pd.DataFrame]]] = {}
     for family in args.families:
-        reps = complete_reps(args.out_dir / "studies", family, args.arms, replay)
+        arms = present_arms(args.out_dir / "studies", family, args.arms, replay)
+        if missing := [arm for arm in args.arms if arm not in arms]:
+            print(f"\n{family}: no finished study of {', '.join(missing)}: left out")
+        reps = complete_reps(args.out_dir / "studies", family, arms, replay)
         if not reps:
             continue
-        curves[family] = {arm: [] for arm in args.arms}
+        curves[family] = {arm: [] for arm in arms}
         for rep in reps:
-            for arm in args.arms:
+            for arm in arms:
                 study_dir = args.out_dir / "studies" / study_name(family, arm, rep)
                 curves[family][arm].append(
                     replayed_curve(args.out_dir / "studies" / study_name(family, BASELINE, rep),
@@ -394,6 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntable: {args.out_dir / TABLE_NAME}\nfigure: {args.out_dir / FIGURE_NAME}")
     print(f"benchmark wall time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def present_arms(studies: Path, family: str, arms: Sequence[str], replay: bool) -> list[str]:
+    """The arms with at least one finished study of the family (the replayed arm: the baseline's)."""
+    def has_any(arm: str) -> bool:
+        source = BASELINE if arm == REPLAYED and replay else arm
+        return any((path / R.HISTORY_FILE).exists() for path in studies.glob(f"{family}-{source}-rep*"))
+
+    return [arm for arm in arms if has_any(arm)]
 
 
 def complete_reps(studies: Path, family: str, arms: Sequence[str], replay: bool) -> list[int]:

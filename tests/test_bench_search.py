@@ -151,3 +151,14 @@ def test_only_repetitions_with_every_arm_are_compared(tmp_path):
     # the replayed arm needs only random-none's studies
     assert B.complete_reps(studies, "gan", ["random-none", "random-asha"], replay=True) == [0, 1]
     assert B.complete_reps(studies, "gan", ["random-asha"], replay=False) == []
+
+
+def test_an_arm_a_family_never_ran_is_left_out_not_every_repetition(tmp_path):
+    studies = tmp_path / "studies"
+    for arm in ("random-none", "tpe-asha"):
+        (studies / B.study_name("gan", arm, 0)).mkdir(parents=True)
+        (studies / B.study_name("gan", arm, 0) / R.HISTORY_FILE).write_bytes(b"")
+    arms = ["random-none", "random-asha", "tpe-asha", "tpe-none"]
+    assert B.present_arms(studies, "gan", arms, replay=True) == ["random-none", "random-asha", "tpe-asha"]
+    assert B.present_arms(studies, "gan", arms, replay=False) == ["random-none", "tpe-asha"]
+    assert B.present_arms(studies, "vae", arms, replay=True) == []

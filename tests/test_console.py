@@ -225,7 +225,8 @@ def test_wandb_holds_one_offline_run_per_trial_with_config_metrics_and_the_last_
         fids = {}
         for record in records:
             if record.WhichOneof("record_type") == "history":
-                items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+                items = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                         for i in record.history.item}
                 if R.VAL_FID in items:
                     fids[int(items["_step"])] = items[R.VAL_FID]
         seen[run.display_name] = (config, fids, run_dir, set(run.tags), run.job_type, run.group, run.project)
