@@ -285,14 +285,19 @@ def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, fl
             low, high = bootstrap_iqm(values, indices=indices if len(runs) == reps else None,
                                       resamples=BOOTSTRAP_RESAMPLES // 4)
             label = f"{ARM_LABELS[arm]}{' (replayed)' if arm == REPLAYED else ''}"
-            line, = ax.step(grid, iqm(values), where="post", lw=1.6, label=label)
+            color = f"C{list(ARMS).index(arm)}"  # an arm's color is the same in every panel
+            line, = ax.step(grid, iqm(values), where="post", lw=1.6, label=label, color=color)
             ax.fill_between(grid, low, high, step="post", color=line.get_color(), alpha=0.15, lw=0)
         ax.axvline(budgets[family], color="0.4", ls=":", lw=1, label="common budget")
         plural = "" if reps == 1 else "s"
         ax.set(title=f"{family.upper()} ({reps} repetition{plural})", xlabel="cumulative training seconds",
                ylabel="best validation FID so far")
         ax.grid(alpha=0.3, lw=0.5)
-    handles, labels = axes[0][0].get_legend_handles_labels()  # outside the axes: never over a curve
+    legend: dict[str, object] = {}  # every panel's arms, once each, outside the axes: never over a curve
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels, handles = list(legend), list(legend.values())
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=7, frameon=False,
                title="IQM over repetitions, band: 95% bootstrap interval (paired by seed)", title_fontsize=7)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
