@@ -18,7 +18,7 @@ of its trials (found by their `trial` tag) instead of opening new ones.
 W&B: offline runs under `<study>/wandb/` (nothing leaves the machine until `wandb sync`), project and
 group = the study's name, run name = the trial's directory, job type and tag = search or replicate,
 the configuration (plus a replicate's source_trial_id and replicate_seed) as the run's config, every
-epoch's metrics at step = epoch, the last sample grid as an image and summary.json as a file. Its run
+epoch's metrics at step = epoch, the last sample grid as an image. Its run
 id is fixed by study and trial, so a resumed study's trial continues its run (resume="allow").
 
 Early-stopped trials get their test metrics after the search (study/tune/export.py); those are in
@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import posixpath
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +212,5 @@ class WandbTracker(LoggerCallback):
         if grids:  # at the last logged step: W&B drops rows logged below it
             run.log({R.SAMPLES_DIR: wandb.Image(str(grids[-1]), caption=grids[-1].name)},
                     step=self.steps.get(trial_label(trial), 0))
-        if (folder / R.SUMMARY_JSON).is_file():  # a file in the run's files/ directory is the run's file
-            shutil.copyfile(folder / R.SUMMARY_JSON, Path(run.dir) / R.SUMMARY_JSON)
         run.finish(exit_code=1 if failed else 0)
         self.runs.pop(trial_label(trial), None)
