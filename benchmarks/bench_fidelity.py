@@ -94,7 +94,7 @@ def averaged(study_dir: Path) -> bool:
     path = study_dir / R.TRIALS_FILE
     if not path.is_file():
         return False
-    column = pd.read_parquet(path).get(R.HP_PREFIX + "ema_decay")
+    column = pd.read_parquet(path).get(R.hp_column("ema_decay"))
     return column is not None and bool((column.fillna(0) > 0).any())
 
 

@@ -405,10 +405,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def source_arm(arm: str, replay: bool) -> str:
+    """The arm whose studies an arm's curves come from: the baseline's for the replayed arm."""
+    return BASELINE if arm == REPLAYED and replay else arm
+
+
 def present_arms(studies: Path, family: str, arms: Sequence[str], replay: bool) -> list[str]:
     """The arms with at least one finished study of the family (the replayed arm: the baseline's)."""
     def has_any(arm: str) -> bool:
-        source = BASELINE if arm == REPLAYED and replay else arm
+        source = source_arm(arm, replay)
         return any((path / R.HISTORY_FILE).exists() for path in studies.glob(f"{family}-{source}-rep*"))
 
     return [arm for arm in arms if has_any(arm)]
@@ -417,7 +422,7 @@ def present_arms(studies: Path, family: str, arms: Sequence[str], replay: bool) 
 def complete_reps(studies: Path, family: str, arms: Sequence[str], replay: bool) -> list[int]:
     """The repetitions (seeds) with a finished study of every arm (the replayed arm needs the
     baseline's), in order; only these are compared, so every comparison is paired by seed."""
-    needed = [BASELINE if arm == REPLAYED and replay else arm for arm in arms]
+    needed = [source_arm(arm, replay) for arm in arms]
     seeds = set()
     for path in studies.glob(f"{family}-*-rep*"):
         tail = path.name.rsplit("-rep", 1)[-1]

@@ -51,12 +51,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_tracker(trackers: str | list[str] | None, storage_is_uri: bool = False) -> None:
+def check_tracker(trackers: list[str] | None, storage_is_uri: bool = False) -> None:
     """Refuse --tracker when it cannot work (no local study directory, the package missing), before Ray
     starts (ConfigError); the trackers themselves are study/tune/tracking.py."""
     import importlib.util
 
-    for tracker in [trackers] if isinstance(trackers, str) else trackers or []:
+    for tracker in trackers or []:
         if storage_is_uri:
             raise ConfigError(f"--tracker {tracker}: the tracker's store lives in a local study directory; "
                               "use a local --storage-path.")

@@ -56,13 +56,12 @@ def tracking_uri(study_dir: str) -> str:
 WANDB_DIR = "wandb"
 
 
-def callbacks(trackers: str | list[str] | None, study_dir: str, study_name: str) -> list[Any]:
-    """The Tune callbacks of the --tracker values (one name or several)."""
-    names = [trackers] if isinstance(trackers, str) else list(dict.fromkeys(trackers or []))
+def callbacks(trackers: list[str] | None, study_dir: str, study_name: str) -> list[Any]:
+    """The Tune callbacks of the --tracker values (each once)."""
     if is_uri(study_dir):
         return []
     made = {"mlflow": MLflowTracker, "wandb": WandbTracker}
-    return [made[name](study_dir, study_name) for name in names]
+    return [made[name](study_dir, study_name) for name in dict.fromkeys(trackers or [])]
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
