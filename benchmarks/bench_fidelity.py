@@ -25,6 +25,7 @@ generator (ema_decay > 0 in their config) the same two are named `ema` and `ema-
 final ones included, are the average's. Lower is better for all.
 
 The pooled table averages each (rung, signal) over the family's studies (min..max beside it), and
+both tables are written to --out-dir as fidelity.csv (per study) and fidelity_pooled.csv, and
 the last line names the choice by a stated rule: per signal and rung, the mean share of the top
 quarter stopped over families (lower first), then the mean rho (higher first), then the rung
 (earlier first, it saves more compute).
@@ -58,6 +59,7 @@ PRESET_FLAGS = {"smoke": ["--smoke-test"], "quick": ["--quick"], "full": []}
 # columns of the table
 RUNG, SIGNAL, RHO, N, TOP_STOPPED = "rung", "signal", "rho", "n_trials", "top_quarter_stopped"
 STUDY, FAMILY = "study", "family"
+TABLE_CSV, POOLED_CSV = "fidelity.csv", "fidelity_pooled.csv"  # written to --out-dir
 
 
 # ---------------------------------------------------------------- pure computation
@@ -207,9 +209,15 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         dirs = list(args.from_study)
     else:
-        dirs = [run_study(family, args, extra) for family in args.families]
-        if args.gan_ema and "gan" in args.families:
-            dirs.append(run_study("gan", args, [*extra, "--gan-ema", str(args.gan_ema)], suffix="-ema"))
+        try:
+            dirs = [run_study(family, args, extra) for family in args.families]
+            if args.gan_ema and "gan" in args.families:
+                dirs.append(run_study("gan", args, [*extra, "--gan-ema", str(args.gan_ema)], suffix="-ema"))
+        except subprocess.CalledProcessError as exc:  # bad input (2): the launcher's own error: line
+            if exc.returncode != EXIT_BAD_INPUT:
+                print(f"error: a launcher study exited with {exc.returncode} (its output is above); fix "
+                      "that and rerun: finished studies are kept and skipped.", file=sys.stderr)
+            return EXIT_BAD_INPUT if exc.returncode == EXIT_BAD_INPUT else 1
     tables = []
     for study_dir in dirs:
         history = pd.read_parquet(study_dir / R.HISTORY_FILE)
@@ -219,9 +227,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{int(history[R.EPOCH].max())}, ASHA reduction factor {args.reduction_factor:g}")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         tables.append(table.assign(**{FAMILY: family, STUDY: study_dir.name}))
-    summary = pooled(pd.concat(tables, ignore_index=True))
+    per_study = pd.concat(tables, ignore_index=True)
+    summary = pooled(per_study)
     print("\n== pooled per family (mean over studies; rho min..max)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    columns = [STUDY, FAMILY, RUNG, SIGNAL, RHO, N, TOP_STOPPED]
+    per_study[columns].to_csv(args.out_dir / TABLE_CSV, index=False)
+    summary.to_csv(args.out_dir / POOLED_CSV, index=False)
+    print(f"\ntables: {args.out_dir / TABLE_CSV}, {args.out_dir / POOLED_CSV}")
     if not summary.empty and summary[RHO + "_mean"].notna().any():
         signal, rung = choose(summary)
         print(f"\nchoice (least of the top quarter stopped, then highest rho, then earliest rung): "

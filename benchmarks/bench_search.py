@@ -359,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
                 for arm in args.arms:
                     if arm == REPLAYED and replay:
                         continue
-                    wall = run_study(family, arm, rep, args, extra)
+                    try:
+                        wall = run_study(family, arm, rep, args, extra)
+                    except subprocess.CalledProcessError as exc:
+                        return launcher_failed(study_name(family, arm, rep), exc.returncode)
                     print(f"{study_name(family, arm, rep)}: {wall:.1f} s wall", flush=True)
 
     curves: dict[str, dict[str, list[pd.DataFrame]]] = {}
@@ -403,6 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntable: {args.out_dir / TABLE_NAME}\nfigure: {args.out_dir / FIGURE_NAME}")
     print(f"benchmark wall time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def launcher_failed(name: str, returncode: int) -> int:
+    """The benchmark's exit status when a launcher study failed; bad input (2) is the launcher's own
+    one `error:` line, anything else gets one here."""
+    if returncode != EXIT_BAD_INPUT:
+        print(f"error: the launcher's study {name} exited with {returncode} (its output is above); fix "
+              "that and rerun: finished studies are kept and skipped.", file=sys.stderr)
+    return EXIT_BAD_INPUT if returncode == EXIT_BAD_INPUT else 1
 
 
 def source_arm(arm: str, replay: bool) -> str:

@@ -83,3 +83,20 @@ def test_pooling_over_studies_and_the_stated_choice():
     assert gan_raw_2["top_quarter_stopped_mean"] == pytest.approx(0.125) and gan_raw_2["n_trials"] == 32
     # rung 2: best stops none of the top quarter in either family (raw stops 1/8 of the GANs')
     assert F.choose(F.pooled(tables)) == ("best", 2)
+
+
+def test_from_finished_studies_it_writes_the_per_study_and_pooled_tables(tmp_path, capsys):
+    studies = []
+    for name in ("vae-a", "vae-b"):
+        study = tmp_path / name
+        study.mkdir()
+        history().assign(**{R.FAMILY: "vae"}).to_parquet(study / R.HISTORY_FILE)
+        studies.append(str(study))
+    out = tmp_path / "out"
+    assert F.main(["--from-study", *studies, "--rungs", "1", "2", "--out-dir", str(out)]) == 0
+    table = pd.read_csv(out / F.TABLE_CSV)
+    assert sorted(set(table[F.STUDY])) == ["vae-a", "vae-b"] and len(table) == 8
+    assert table.set_index([F.STUDY, F.RUNG, F.SIGNAL]).loc[("vae-a", 1, "raw"), F.RHO] == pytest.approx(-1.0)
+    summary = pd.read_csv(out / F.POOLED_CSV).set_index([F.FAMILY, F.RUNG, F.SIGNAL])
+    assert summary.loc[("vae", 2, "raw"), F.RHO + "_mean"] == pytest.approx(1.0)
+    assert "signal raw, first rung epoch 2" in capsys.readouterr().out

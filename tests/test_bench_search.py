@@ -162,3 +162,19 @@ def test_an_arm_a_family_never_ran_is_left_out_not_every_repetition(tmp_path):
     assert B.present_arms(studies, "gan", arms, replay=True) == ["random-none", "random-asha", "tpe-asha"]
     assert B.present_arms(studies, "gan", arms, replay=False) == ["random-none", "tpe-asha"]
     assert B.present_arms(studies, "vae", arms, replay=True) == []
+
+
+@pytest.mark.slow  # runs the launcher (which refuses before Ray starts)
+def test_a_failed_launcher_study_ends_the_benchmark_with_one_error_line_and_no_traceback(tmp_path, capfd):
+    """Bad input (exit 2) is the launcher's own error: line; the benchmark adds none and exits 2."""
+    code = B.main(["--families", "vae", "--arms", "random-none", "--reps", "1", "--trials", "2",
+                   "--preset", "smoke", "--quiet", "--out-dir", str(tmp_path), "--data-dir",
+                   str(tmp_path / "no-mnist-here")])
+    err = capfd.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        line for line in err.splitlines() if line.startswith("error: MNIST was not found")]
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    assert not (tmp_path / "studies" / "vae-random-none-rep0" / "history.parquet").exists()
+    assert B.launcher_failed("gan-tpe-asha-rep1", 1) == 1
+    assert "error: the launcher's study gan-tpe-asha-rep1 exited with 1" in capfd.readouterr().err
