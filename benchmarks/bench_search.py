@@ -298,10 +298,10 @@ def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, fl
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     labels, handles = list(legend), list(legend.values())
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=7, frameon=False,
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False,
                title="IQM over repetitions, band: 95% bootstrap interval (paired by seed)", title_fontsize=7)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path, dpi=200)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.savefig(path, dpi=200, bbox_inches="tight")  # a one-panel figure is narrower than the legend
     plt.close(fig)
 
 
