@@ -89,6 +89,7 @@ COMPUTE_S = "compute_s"  # cumulative training seconds of the study at this epoc
 BEST_SO_FAR = "best_val_fid_so_far"
 ARM, REP = "arm", "rep"
 FIGURE_NAME, TABLE_NAME = "bench_search.png", "bench_search.csv"
+REPS_TABLE_NAME = "bench_search_reps.csv"  # one row per family, arm and repetition
 
 
 # ---------------------------------------------------------------- pure computation
@@ -206,6 +207,19 @@ def figure_of_merit(curves: dict[str, list[pd.DataFrame]], challenger: str = CHA
     """fraction_to_match(random-none rep r, challenger rep r) for every repetition both ran."""
     pairs = zip(curves.get(BASELINE, []), curves.get(challenger, []), strict=False)
     return [fraction_to_match(base, other) for base, other in pairs]
+
+
+def per_rep_table(curves: dict[str, list[pd.DataFrame]], reps: Sequence[int]) -> pd.DataFrame:
+    """One row per arm and repetition (seed) of one family: its training seconds, its final best
+    validation FID, and the share of random-none's compute it needs to reach random-none's final
+    best (inf: never; random-none's own row: when it found that best, as a share of its total)."""
+    rows = []
+    for arm, runs in curves.items():
+        fractions = figure_of_merit(curves, arm) if BASELINE in curves else [math.nan] * len(runs)
+        for rep, curve, fraction in zip(reps, runs, fractions, strict=True):
+            rows.append({ARM: arm, "rep": rep, "compute_s": total_compute(curve),
+                         "final_best": final_best(curve), "fraction_of_random_compute": fraction})
+    return pd.DataFrame(rows)
 
 
 def describe_fractions(fractions: Sequence[float], challenger: str = CHALLENGER) -> str:
@@ -366,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{study_name(family, arm, rep)}: {wall:.1f} s wall", flush=True)
 
     curves: dict[str, dict[str, list[pd.DataFrame]]] = {}
+    rep_seeds: dict[str, list[int]] = {}
     for family in args.families:
         arms = present_arms(args.out_dir / "studies", family, args.arms, replay)
         if missing := [arm for arm in args.arms if arm not in arms]:
@@ -373,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         reps = complete_reps(args.out_dir / "studies", family, arms, replay)
         if not reps:
             continue
-        curves[family] = {arm: [] for arm in arms}
+        curves[family], rep_seeds[family] = {arm: [] for arm in arms}, reps
         for rep in reps:
             for arm in arms:
                 study_dir = args.out_dir / "studies" / study_name(family, arm, rep)
@@ -387,8 +402,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(args.arms)}.", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    tables, budgets = [], {}
+    tables, rep_tables, budgets = [], [], {}
     for family, arms in curves.items():
+        rep_tables.append(per_rep_table(arms, rep_seeds[family]).assign(family=family))
         table, budgets[family] = summarize(arms)
         tables.append(table.assign(family=family, common_budget_s=budgets[family]))
         reps = len(next(iter(arms.values())))
@@ -402,8 +418,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fraction of {BASELINE}'s compute {arm} needs to reach its final best, per rep: "
                       f"{describe_fractions(figure_of_merit(arms, arm), arm)}")
     pd.concat(tables).to_csv(args.out_dir / TABLE_NAME, index=False)
+    pd.concat(rep_tables).to_csv(args.out_dir / REPS_TABLE_NAME, index=False)
     plot(curves, budgets, args.out_dir / FIGURE_NAME)
-    print(f"\ntable: {args.out_dir / TABLE_NAME}\nfigure: {args.out_dir / FIGURE_NAME}")
+    print(f"\ntables: {args.out_dir / TABLE_NAME}, {args.out_dir / REPS_TABLE_NAME}\n"
+          f"figure: {args.out_dir / FIGURE_NAME}")
     print(f"benchmark wall time: {time.perf_counter() - started:.1f} s")
     return 0
 

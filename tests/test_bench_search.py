@@ -128,6 +128,10 @@ def test_summarize_reads_finished_studies_and_writes_the_table_and_figure(tmp_pa
     assert list(table["compute_s_mean"]) == [30.0, 10.0]
     assert table.loc["random-none", "best_at_budget_mean"] == 40.0  # at the common 10 s
     assert (tmp_path / B.FIGURE_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reps = pd.read_csv(tmp_path / B.REPS_TABLE_NAME).set_index(B.ARM)
+    assert list(reps["rep"]) == [0, 0] and list(reps["final_best"]) == [40.0, 39.0]
+    assert reps.loc["random-none", "fraction_of_random_compute"] == pytest.approx(10.0 / 30.0)  # r2 first
+    assert reps.loc["tpe-asha", "fraction_of_random_compute"] == pytest.approx(5.0 / 30.0)
 
 
 def test_iqm_trims_a_quarter_each_side_and_the_bootstrap_interval_holds_it():
