@@ -24,9 +24,11 @@ from study.followups import BOTH
 from study.followups.launch_plan import checked_plan
 from study.tune.lock import StudyLockedError
 from study.tune.plan import (
+    DEFAULT_SAMPLERS,
     INCEPTION_CHOICES,
     INCEPTION_IMAGES,
     OBJECTIVES,
+    PARETO_SAMPLER,
     PRESETS,
     SAMPLERS,
     SCHEDULERS,
@@ -63,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
                    help="trial scheduler on validation FID: asha (default), hyperband (pauses and "
                    "resumes trials from per-epoch checkpoints) or none (every trial runs all epochs; "
                    "the default of --objective pareto, whose front needs the small models ASHA stops)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                   help="Optuna sampler (default tpe; nsga2 suits --objective pareto)")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="Optuna sampler (default: "
+                   + ", ".join(f"{family} {name}" for family, name in DEFAULT_SAMPLERS.items())
+                   + f", the better arm of benchmarks/bench_search.py; --objective pareto: {PARETO_SAMPLER}; "
+                   "nsga2 also suits pareto)")
     p.add_argument("--objective", choices=OBJECTIVES, default="fid",
                    help="fid: minimise validation FID; pareto: minimise validation FID, total "
                    "parameters and training seconds together (Optuna multi-objective)")

@@ -18,10 +18,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
-from models.config import ConfigError
+from models.config import FAMILIES, ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
@@ -270,12 +271,32 @@ def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data
     assert plan("--scheduler", "none").scheduler == "none"
 
 
+def test_the_default_sampler_is_each_familys_better_benchmark_arm_and_the_flag_overrides_it(data_dir):
+    from study.tune.plan import DEFAULT_SAMPLERS, PARETO_SAMPLER
+
+    def plan(family, *extra):
+        args = launch.build_parser().parse_args(["--family", family, "--data-dir", str(data_dir), *extra])
+        return plan_from_args(args)
+
+    assert set(DEFAULT_SAMPLERS) == set(FAMILIES)
+    for family in FAMILIES:
+        assert plan(family).sampler == DEFAULT_SAMPLERS[family]
+        assert plan(family, "--objective", "pareto").sampler == PARETO_SAMPLER
+        for sampler in ("tpe", "random"):
+            assert plan(family, "--sampler", sampler).sampler == sampler
+    # the benchmark (3 repetitions, quick preset) found TPE + ASHA no better than random + ASHA
+    assert DEFAULT_SAMPLERS == {"gan": "random", "vae": "random"}
+    for family in FAMILIES:
+        assert isinstance(search.make_sampler(plan(family)), optuna.samplers.RandomSampler)
+        assert isinstance(search.make_sampler(plan(family, "--sampler", "tpe")), optuna.samplers.TPESampler)
+
+
 def test_tpe_starts_guiding_after_the_seeds_and_a_study_sized_random_share(data_dir):
     from search_spaces import tpe_startup_trials
 
     for trials, expected in ((1, 1), (8, 4), (16, 6), (64, 12)):
         args = launch.build_parser().parse_args(["--family", "vae", "--data-dir", str(data_dir),
-                                                 "--trials", str(trials)])
+                                                 "--sampler", "tpe", "--trials", str(trials)])
         plan = plan_from_args(args)
         seeds = len(search.study_seed_points(plan))
         assert seeds == min(trials, 2)

@@ -105,8 +105,9 @@ def test_a_stopped_trial_is_pruned_with_its_epochs_and_a_failed_one_fails(tmp_pa
     assert trials["errored"].intermediate_values == {1: 97.0} and trials["errored"].value is None
     assert all(trials[k].value is None for k in ("diverged", "oom", "completed-without-fid"))
     # TPE goes on after them (pruned trials ranked by the epoch they reached, failed ones left out)
+    tpe_plan = plan("--sampler", "tpe", "--trials", "16")
     tpe = optuna.load_study(study_name="single", storage=sqlite_url(tmp_path / "single.db"),
-                            sampler=search.make_sampler(plan("--trials", "16"), concurrency=2))
+                            sampler=search.make_sampler(tpe_plan, concurrency=2))
     for i in range(10):
         trial = tpe.ask()
         lr_space(trial)

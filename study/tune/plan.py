@@ -26,6 +26,11 @@ SCHEDULERS = ("asha", "hyperband", "none")
 # what a scheduler compares at a rung: the epoch's validation FID (raw) or the trial's best so far
 STOP_SIGNALS = {"raw": R.VAL_FID, "best": R.VAL_FID_BEST}
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "gp")
+# --sampler when not given, per family for --objective fid: the better arm of
+# benchmarks/bench_search.py at the quick preset (docs/search.md: over 3 repetitions TPE + ASHA did
+# not beat random + ASHA in either family), until something better is shown
+DEFAULT_SAMPLERS = {"gan": "random", "vae": "random"}
+PARETO_SAMPLER = "tpe"  # multi-objective TPE; not benchmarked against random yet
 OBJECTIVES = ("fid", "pareto")
 INCEPTION_CHOICES = ("final", "none")
 INCEPTION_IMAGES = 10_000  # the published protocol; cap it on a CPU (~0.1 s per image there)
@@ -38,6 +43,11 @@ PARETO_METRICS = (R.VAL_FID, R.PARAMS_TOTAL, R.TRAIN_SECONDS)
 def default_scheduler(objective: str) -> str:
     """The scheduler when --scheduler is not given: asha for fid, none for pareto."""
     return "none" if objective == "pareto" else "asha"
+
+
+def default_sampler(family: str, objective: str) -> str:
+    """The sampler when --sampler is not given: the family's benchmarked better arm for fid."""
+    return PARETO_SAMPLER if objective == "pareto" else DEFAULT_SAMPLERS[family]
 
 # Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
 # CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
@@ -151,7 +161,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         family=args.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
         grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
         scheduler=args.scheduler or default_scheduler(args.objective),
-        sampler=args.sampler, objective=args.objective, seed=args.seed,
+        sampler=args.sampler or default_sampler(args.family, args.objective),
+        objective=args.objective, seed=args.seed,
         train_subset=values["train_subset"], eval_samples=values["eval_samples"],
         iw_images=values["iw_images"], checkpoint_every=args.checkpoint_every,
         width_scale=values["width_scale"], width_range=tuple(values["width_range"]),
