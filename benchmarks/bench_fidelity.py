@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,10 +47,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from launcher_study import EXIT_BAD_INPUT, free_port, launcher_failed  # noqa: E402
+
 from models.config import FAMILIES  # noqa: E402
 from study import results as R  # noqa: E402
 
-EXIT_BAD_INPUT = 2
 RUNGS = (1, 2, 4)
 SIGNALS = ("raw", "best")
 EMA_SIGNALS = {"raw": "ema", "best": "ema-best"}  # the names in a study whose generators are averaged
@@ -145,12 +145,6 @@ def choose(pooled_table: pd.DataFrame) -> tuple[str, int]:
 
 # ---------------------------------------------------------------- running
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def run_study(family: str, args: argparse.Namespace, extra: list[str], suffix: str = "") -> Path:
     """One random-sampler, no-scheduler study (skipped when its history exists); its directory."""
     study_dir = args.out_dir / f"fidelity-{family}{suffix}-seed{args.seed}"
@@ -213,11 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             dirs = [run_study(family, args, extra) for family in args.families]
             if args.gan_ema and "gan" in args.families:
                 dirs.append(run_study("gan", args, [*extra, "--gan-ema", str(args.gan_ema)], suffix="-ema"))
-        except subprocess.CalledProcessError as exc:  # bad input (2): the launcher's own error: line
-            if exc.returncode != EXIT_BAD_INPUT:
-                print(f"error: a launcher study exited with {exc.returncode} (its output is above); fix "
-                      "that and rerun: finished studies are kept and skipped.", file=sys.stderr)
-            return EXIT_BAD_INPUT if exc.returncode == EXIT_BAD_INPUT else 1
+        except subprocess.CalledProcessError as exc:
+            return launcher_failed(exc)
     tables = []
     for study_dir in dirs:
         history = pd.read_parquet(study_dir / R.HISTORY_FILE)

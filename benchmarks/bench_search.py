@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,10 +56,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from launcher_study import EXIT_BAD_INPUT, free_port, launcher_failed  # noqa: E402
+
 from models.config import FAMILIES  # noqa: E402
 from study import results as R  # noqa: E402
 
-EXIT_BAD_INPUT = 2
 # arm name -> (--sampler, --scheduler) of the launcher
 ARMS = {
     "random-none": ("random", "none"),
@@ -234,12 +234,6 @@ def describe_fractions(fractions: Sequence[float], challenger: str = CHALLENGER)
 
 # ---------------------------------------------------------------- running and plotting
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def study_name(family: str, arm: str, rep: int) -> str:
     return f"{family}-{arm}-rep{rep}"
 
@@ -376,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         wall = run_study(family, arm, rep, args, extra)
                     except subprocess.CalledProcessError as exc:
-                        return launcher_failed(study_name(family, arm, rep), exc.returncode)
+                        return launcher_failed(exc)
                     print(f"{study_name(family, arm, rep)}: {wall:.1f} s wall", flush=True)
 
     curves: dict[str, dict[str, list[pd.DataFrame]]] = {}
@@ -424,15 +418,6 @@ def main(argv: list[str] | None = None) -> int:
           f"figure: {args.out_dir / FIGURE_NAME}")
     print(f"benchmark wall time: {time.perf_counter() - started:.1f} s")
     return 0
-
-
-def launcher_failed(name: str, returncode: int) -> int:
-    """The benchmark's exit status when a launcher study failed; bad input (2) is the launcher's own
-    one `error:` line, anything else gets one here."""
-    if returncode != EXIT_BAD_INPUT:
-        print(f"error: the launcher's study {name} exited with {returncode} (its output is above); fix "
-              "that and rerun: finished studies are kept and skipped.", file=sys.stderr)
-    return EXIT_BAD_INPUT if returncode == EXIT_BAD_INPUT else 1
 
 
 def source_arm(arm: str, replay: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -180,5 +181,7 @@ def test_a_failed_launcher_study_ends_the_benchmark_with_one_error_line_and_no_t
         line for line in err.splitlines() if line.startswith("error: MNIST was not found")]
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
     assert not (tmp_path / "studies" / "vae-random-none-rep0" / "history.parquet").exists()
-    assert B.launcher_failed("gan-tpe-asha-rep1", 1) == 1
+    failed = subprocess.CalledProcessError(1, [sys.executable, "-m", "study.launch", "--name",
+                                               "gan-tpe-asha-rep1"])
+    assert B.launcher_failed(failed) == 1
     assert "error: the launcher's study gan-tpe-asha-rep1 exited with 1" in capfd.readouterr().err
