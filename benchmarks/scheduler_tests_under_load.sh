@@ -18,6 +18,7 @@ TESTS=(
   "tests/test_launch.py::test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics"
   "tests/test_launch.py::test_an_interrupted_study_resumes_without_rerunning_finished_trials"
   "tests/test_faults.py::test_a_restored_asha_judges_resumed_trials_against_the_rungs_recorded_before"
+  "tests/test_faults.py::test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind"
   "tests/test_search.py"
 )
 loops=()

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from optuna.trial import TrialState
 
 from study import launch
 from study import results as R
+from study.optuna_storage import load_study
 from study.tune import cluster
-from study.tune.recovery import session_processes
+from study.tune.recovery import LOST_ASK_ATTR, session_processes
 from tests.test_cluster import two_node_cluster  # noqa: F401  (fixture)
 from tests.test_launch import (  # noqa: F401  (local_ray: fixture)
     check_study,
@@ -235,6 +237,47 @@ def test_a_searcher_restored_behind_its_optuna_db_skips_the_trials_the_db_finish
     assert trial.intermediate_values == {1: 30.0, 2: 20.0}  # the last epoch included, once
 
 
+def test_a_searcher_restored_from_before_an_ask_runs_the_seed_configuration_that_ask_took(tmp_path):
+    """The driver dies after Optuna handed out an enqueued seed configuration (RUNNING in
+    optuna.db) but before Tune pickled the searcher or recorded the trial: the restored searcher
+    does not know that ask, so the seed configuration would never run, and optuna.db would keep a
+    trial RUNNING for ever."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study.optuna_storage import sqlite_url
+    from study.tune.recovery import ResumableOptunaSearch
+
+    seeds = [{"lr": 1e-3}, {"lr": 5e-3}]
+    last = {R.EPOCH: 2, R.VAL_FID: 20.0, "training_iteration": 2, R.STOP_REASON: R.STOP_COMPLETED}
+
+    def crashed_and_restored(cls, name: str):
+        storage = optuna.storages.RDBStorage(sqlite_url(tmp_path / f"{name}.db"))
+        searcher = cls(space=lr_space, metric=R.VAL_FID, mode="min", storage=storage, study_name=name,
+                       sampler=optuna.samplers.RandomSampler(seed=0), points_to_evaluate=seeds)
+        assert searcher.suggest("t1") == seeds[0]
+        searcher.on_trial_complete("t1", last)
+        searcher.save(str(tmp_path / f"{name}.pkl"))  # Tune's last searcher checkpoint
+        assert searcher.suggest("t2") == seeds[1]  # asked, then the crash: Tune never recorded t2
+        restored = cls(space=lr_space, metric=R.VAL_FID, mode="min")
+        restored.restore(str(tmp_path / f"{name}.pkl"))
+        return restored
+
+    assert crashed_and_restored(OptunaSearch, "plain").suggest("t3") != seeds[1]  # lost
+    restored = crashed_and_restored(ResumableOptunaSearch, "resumable")
+    assert restored.suggest("t3") == seeds[1]  # the lost seed configuration runs next
+    restored.on_trial_complete("t3", last)
+    trials = optuna.load_study(study_name="resumable", storage=sqlite_url(tmp_path / "resumable.db")).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].user_attrs == {LOST_ASK_ATTR: True} and trials[1].params == seeds[1]
+    assert trials[2].params == seeds[1] and not trials[2].user_attrs
+    # a second restore from the same pickle finds nothing RUNNING to hand out again
+    again = ResumableOptunaSearch(space=lr_space, metric=R.VAL_FID, mode="min")
+    again.restore(str(tmp_path / "resumable.pkl"))
+    assert len(optuna.load_study(study_name="resumable",
+                                 storage=sqlite_url(tmp_path / "resumable.db")).trials) == 3
+
+
 def listening_addresses(pids: list[int]) -> set[str]:
     import psutil
 
@@ -271,7 +314,10 @@ def test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind(tmp_path
             process.send_signal(signal.SIGKILL)  # no handler runs, nothing is saved or shut down
             seen["killed"] = time.monotonic()
 
-    args = launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--dashboard-port", port)
+    # one trial at a time: the second seed configuration is asked as the first trial ends, the
+    # moment of the kill, so a resume that lost that ask would run it never (check_study)
+    args = launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--dashboard-port", port,
+                       num_cpus=1)
     rc, out = run_launcher(args, kill_after_first_trial)
     assert rc == -signal.SIGKILL, out[-3000:]
     assert seen["status"] == 401  # the dashboard refuses requests without the token
@@ -281,15 +327,20 @@ def test_a_killed_launcher_resumes_at_once_and_leaves_no_process_behind(tmp_path
     assert left, "expected Ray processes of the killed launcher to outlive it"
 
     rc, out = run_launcher(launch_args(data_dir, tmp_path, "crashed", "--family", "gan", "--resume",
-                                       "--dashboard-port", port))  # at once, on the same port
+                                       "--dashboard-port", port, num_cpus=1))  # at once, same port
     assert rc == 0, out[-3000:]
     assert "leftover process(es) of the Ray that the interrupted launcher started" in out
     assert session_processes(seen["session"]) == []  # the crashed study's Ray was reaped
-    # one row per trial, one history row per epoch; 2 trials at a time (with one, a SIGKILL right
-    # after trial 1 can lose trial 2's seed configuration: not yet fixed), so ASHA's decisions
-    # are not checked here
-    table = check_study(study_dir, "gan", trials=4, min_stopped=None)
+    # one row per trial, one history row per epoch, both seed configurations first, and ASHA's
+    # decisions those of its rungs over the recorded FIDs (rebuilt on resume)
+    table = check_study(study_dir, "gan", trials=4, min_stopped=0)
     assert set(table[R.STOP_REASON]) <= {R.STOP_COMPLETED, R.STOP_EARLY}
+    study = load_study(study_dir)  # no trial is left RUNNING; one asked and lost is FAIL, marked
+    assert study is not None
+    ended = study.trials
+    assert all(t.state.is_finished() for t in ended)
+    assert all(t.user_attrs.get(LOST_ASK_ATTR) for t in ended if t.state == TrialState.FAIL)
+    assert len(ended) - len(table) == sum(t.state == TrialState.FAIL for t in ended)
 
 
 @pytest.mark.slow

@@ -19,6 +19,10 @@
   reached TPE as finished with its epoch-2 FID. Here a stopped trial is PRUNED, its per-epoch
   validation FIDs (the epoch it stopped at included) its intermediate values, stepped by epoch;
   a diverged, out-of-memory or errored trial is FAIL.
+  A driver killed between an Optuna ask and Tune's next checkpoint leaves a trial RUNNING in
+  `optuna.db` that the restored searcher never handed to Tune (with one trial at a time: the second
+  seed configuration, asked as the first trial ended). On restore that trial is FAIL, marked
+  LOST_ASK_ATTR, and an enqueued configuration is enqueued again, so it still runs.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from study import results as R
 from study.store import StudyStore
 
 TERMINATE_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
+LOST_ASK_ATTR = "lost_in_driver_crash"  # user attr of an Optuna trial asked but never run by Tune
 
 
 def record_local_ray(store: StudyStore) -> dict[str, Any]:
@@ -177,6 +182,25 @@ class ResumableOptunaSearch(OptunaSearch):
     the same seeded epochs, so nothing is lost by not telling it twice. It tells each ended trial
     the state `optuna_state` gives, and reports intermediate values by epoch (not Tune's
     training_iteration), single-objective only: Optuna refuses `report` on multi-objective studies."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._requeue_lost_asks()
+
+    def _requeue_lost_asks(self) -> None:
+        """End the database's RUNNING trials this restored searcher does not hold (asked after its
+        pickle was written) as FAIL, and enqueue again those that ran an enqueued configuration."""
+        if self._ot_study is None:
+            return
+        held = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        for lost in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if lost.number in held:
+                continue
+            optuna.Trial(self._ot_study, lost._trial_id).set_user_attr(LOST_ASK_ATTR, True)
+            self._ot_study.tell(lost.number, state=TrialState.FAIL)  # Tune never ran it
+            fixed = lost.system_attrs.get("fixed_params")  # (how Optuna's enqueue_trial marks a trial)
+            if fixed:
+                self._ot_study.enqueue_trial(fixed)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials:
