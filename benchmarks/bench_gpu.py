@@ -178,15 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     cpus = int(max(args.packings) * gpus * args.cpus_per_trial)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "num_gpus": gpus})
     try:
-        rows = [measure(k, gpus, args, cluster.address, storage) for k in args.packings]
+        rows = []
+        for k in args.packings:
+            rows.append(measure(k, gpus, args, cluster.address, storage))
+            if args.json:  # after every packing: a run cut short still leaves the packings it measured
+                Path(args.json).write_text(json.dumps(rows, indent=1))
     finally:
         cluster.shutdown()
     print(f"{args.family}, {args.preset} preset, {args.trials_per_slot} trial(s) per slot x packing x {gpus} "
           f"GPU(s) of {args.max_epochs} epoch(s), random sampler seed {args.seed}"
           + (" (logical: CPU Ray, GPU utilisation not measured)" if args.smoke_test else ""))
     print(pd.DataFrame(rows).to_string(index=False))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
 

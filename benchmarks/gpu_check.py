@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,18 +73,45 @@ def run_step(step: Step, command: list[str], timeout_s: float, env: dict[str, st
         step.status, step.detail = "skipped", "no time left in the budget"
         return ""
     began = time.perf_counter()
+    # its own process group: a step cut short takes its children with it (bench_gpu's Ray cluster and
+    # trial workers would otherwise hold the GPU through the next step)
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=step_env(env), start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            step.status, step.detail = "timed out", f"after {timeout_s:.0f} s"
+            return ""
+        finally:
+            step.seconds = time.perf_counter() - began
+    step.status = "ok" if proc.returncode == 0 else "failed"
+    if proc.returncode:
+        step.detail = " ".join((stderr or stdout).strip().splitlines()[-1:])
+    return stdout
+
+
+def step_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a step: this one, with the checkout first on PYTHONPATH and whatever was
+    already there kept after it (a GPU machine may carry its missing packages on PYTHONPATH)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+def bench_figures(bench_json: Path) -> dict[str, Any]:
+    """Trials per hour, GPU busy share and CPU load per packing from bench_gpu's JSON, which it
+    rewrites after every packing: a step that ran out of time still reports the packings it finished."""
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-    except subprocess.TimeoutExpired:
-        step.status, step.detail = "timed out", f"after {timeout_s:.0f} s"
-        return ""
-    finally:
-        step.seconds = time.perf_counter() - began
-    step.status = "ok" if done.returncode == 0 else "failed"
-    if done.returncode:
-        step.detail = " ".join((done.stderr or done.stdout).strip().splitlines()[-1:])
-    return done.stdout
+        rows = json.loads(bench_json.read_text())
+    except (OSError, ValueError):
+        return {}
+    figures: dict[str, Any] = {}
+    for row in rows:
+        k = row["trials_per_gpu"]
+        figures.update({f"k{k}_trials_per_h": row["trials_per_hour"],
+                        f"k{k}_gpu_busy": row["gpu_util_mean"], f"k{k}_cpu_load": row["cpu_load"]})
+    return figures
 
 
 def largest_difference(cpu: dict[str, Any], cuda: dict[str, Any]) -> tuple[str, float]:
@@ -135,16 +163,14 @@ def run_all(data_dir: str, out: Path, deadline: float) -> list[Step]:  # the che
             worst, diff = largest_difference(*values)
             step.figures = {"largest_rel_diff": diff, "metric": worst}
         steps.append(step)
-    step = Step("bench_gpu 1/2/4/8 per GPU, full width, 1 epoch")
+    step = Step("bench_gpu 1/2/4/8 per GPU, full width, 1 epoch (GAN)")
     bench = work / "bench_gpu.json"
+    # the GAN: the design card's study (`--family gan --trials 64`) is the one whose GPU time is estimated
     run_step(step, _python("benchmarks/bench_gpu.py", "--data-dir", data_dir, "--preset", "full",
-                           "--max-epochs", "1", "--packings", "1", "2", "4", "8", "--json", str(bench)),
+                           "--family", "gan", "--max-epochs", "1", "--packings", "1", "2", "4", "8",
+                           "--json", str(bench)),
              _left(deadline, 0.75))
-    if step.status == "ok":
-        for row in json.loads(bench.read_text()):
-            k = row["trials_per_gpu"]
-            step.figures.update({f"k{k}_trials_per_h": row["trials_per_hour"],
-                                 f"k{k}_gpu_busy": row["gpu_util_mean"], f"k{k}_cpu_load": row["cpu_load"]})
+    step.figures.update(bench_figures(bench))
     steps.append(step)
     step = Step("Inception FID, 10,000 images")
     checkpoint = work / "train-gan" / "checkpoints" / "final.pt"

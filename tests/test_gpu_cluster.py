@@ -341,6 +341,38 @@ def test_gpu_check_tables_its_steps_and_compares_cpu_with_cuda(tmp_path):
     assert check.run_step(skipped, ["true"], timeout_s=1) == "" and skipped.status == "skipped"
 
 
+def test_gpu_check_steps_keep_the_carried_pythonpath_and_a_timed_out_step_takes_its_children(
+        tmp_path, monkeypatch):
+    import json
+    import os
+
+    check = _load_benchmark("gpu_check")
+    # a GPU machine carries its missing packages on PYTHONPATH: the steps must still see them
+    monkeypatch.setenv("PYTHONPATH", "/carried/site")
+    step = check.Step("env")
+    out = check.run_step(step, [sys.executable, "-c", "import os; print(os.environ['PYTHONPATH'])"], 30)
+    assert step.status == "ok"
+    assert out.strip().split(os.pathsep) == [str(check.ROOT), "/carried/site"]
+    # a step that runs out of time is killed with its whole process group
+    pid_file = tmp_path / "child.pid"
+    slow = check.Step("slow")
+    check.run_step(slow, ["bash", "-c", f"sleep 120 & echo $! > {pid_file}; wait"], timeout_s=5)
+    assert slow.status == "timed out" and slow.seconds < 60
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the kill is sent; the child may take a moment to be reaped
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the timed-out step's child {child} still runs")
+    # bench_gpu rewrites its JSON after every packing: the packings it finished are reported
+    bench = tmp_path / "bench.json"
+    assert check.bench_figures(bench) == {}
+    bench.write_text(json.dumps([{"trials_per_gpu": 1, "trials_per_hour": 90.0, "gpu_util_mean": 31.0,
+                                  "cpu_load": 7.5}]))
+    assert check.bench_figures(bench) == {"k1_trials_per_h": 90.0, "k1_gpu_busy": 31.0, "k1_cpu_load": 7.5}
+
+
 def test_bench_gpu_runs_the_same_random_trials_scaled_with_packing_and_no_inception(tmp_path):
     import argparse
 
