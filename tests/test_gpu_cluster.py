@@ -337,6 +337,9 @@ def test_gpu_check_tables_its_steps_and_compares_cpu_with_cuda(tmp_path):
     name, diff = check.largest_difference({"test_fid": 10.0, "precision": 0.5, "arch": "conv"},
                                           {"test_fid": 10.1, "precision": 0.5, "arch": "conv"})
     assert name == "test_fid" and diff == pytest.approx(0.01)
+    name, _ = check.largest_difference({"test_fid": 10.0, "eval_seconds": 3.0},
+                                       {"test_fid": 10.1, "eval_seconds": 1.0})
+    assert name == "test_fid"  # a timing is not a metric
     skipped = check.Step("late")
     assert check.run_step(skipped, ["true"], timeout_s=1) == "" and skipped.status == "skipped"
 
@@ -365,6 +368,9 @@ def test_gpu_check_steps_keep_the_carried_pythonpath_and_a_timed_out_step_takes_
         time.sleep(0.1)
     else:
         raise AssertionError(f"the timed-out step's child {child} still runs")
+    # the bf16 tests step tells the tests where MNIST is (a GPU machine has no ../shared/data)
+    command, env = check.pytest_step("/carried/data")
+    assert env == {"STUDY_DATA_DIR": "/carried/data"} and command[1:4] == ["-m", "pytest", "-q"]
     # bench_gpu rewrites its JSON after every packing: the packings it finished are reported
     bench = tmp_path / "bench.json"
     assert check.bench_figures(bench) == {}

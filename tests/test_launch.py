@@ -261,6 +261,24 @@ def test_only_loopback_dashboard_hosts_count_as_local():
     assert not any(preflight.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "myhost"))
 
 
+def test_a_ray_without_the_dashboards_packages_runs_the_study_without_a_dashboard(monkeypatch, capsys):
+    import ray._private.utils
+
+    from study.tune import cluster
+
+    # seen on the first GPU machine: a minimal Ray (carried wheels, no `[default]` extra) and the
+    # launcher's default dashboard was ray.init's "Cannot include dashboard with missing packages"
+    assert cluster.dashboard_options(None) == {"include_dashboard": False}
+    monkeypatch.setattr(ray._private.utils, "get_dashboard_dependency_error",
+                        lambda: "No module named 'aiohttp_cors'")
+    assert cluster.dashboard_options(("127.0.0.1", 8265)) == {"include_dashboard": False}
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("Ray dashboard: not started") and "aiohttp_cors" in line and "ray[default]" in line
+    monkeypatch.setattr(ray._private.utils, "get_dashboard_dependency_error", lambda: None)
+    assert cluster.dashboard_options(("127.0.0.1", 8265)) == {
+        "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": 8265}
+
+
 def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data_dir):
     def plan(*extra):
         args = launch.build_parser().parse_args(["--family", "gan", "--data-dir", str(data_dir), *extra])

@@ -206,7 +206,9 @@ def test_bf16_gan_step_alternates_the_generator_loss_goes_through_the_updated_di
     # a large discriminator rate, so that its one step moves its bf16 weights visibly
     gan = GANConfig(arch="mlp", latent_dim=8, g_widths=(32,), d_widths=(32,), lr_d=0.05)
     config = TrainConfig(model=gan, epochs=1, batch_size=64, train_subset=64, seed=3, amp="bf16")
-    trained = run_trial(config, small)  # exactly one step
+    # on the CPU, where the step by hand runs (on a CUDA machine run_trial would pick the GPU, whose
+    # latents come from another generator: a different step, not a different reading)
+    trained = run_trial(config, small, device="cpu")  # exactly one step
     expected = {}
     for alternating in (True, False):
         torch.manual_seed(config.seed)

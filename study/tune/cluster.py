@@ -69,10 +69,7 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, i
         os.environ.setdefault(*LOOPBACK_ENV)  # one node: loopback only (see LOOPBACK_ENV)
         # address="local": always a new Ray of our own; without it ray.init joins any Ray already
         # running on this machine (another study's) and refuses our num_cpus
-        options: dict[str, Any] = {"include_dashboard": False}
-        if dashboard is not None:
-            options = {"include_dashboard": True, "dashboard_host": dashboard[0],
-                       "dashboard_port": dashboard[1]}
+        options = dashboard_options(dashboard)
         options.update(console.ray_init_options())  # Ray's INFO logs off the console unless --verbose
         context = ray.init(address="local", num_cpus=num_cpus, runtime_env=code_runtime_env(), **options)
     protect_auth_token()
@@ -83,6 +80,21 @@ def start_ray(address: str | None, num_cpus: int | None, dashboard: tuple[str, i
         else:
             print("Ray dashboard: not running on this cluster", flush=True)
     return True
+
+
+def dashboard_options(dashboard: tuple[str, int] | None) -> dict[str, Any]:
+    """ray.init's dashboard options for a local Ray: the dashboard on `dashboard`'s host and port, or
+    none. A minimal Ray (`pip install ray`, without the `[default]` extra: a GPU machine's carried
+    wheels, say) has no dashboard, and asking it for one is a traceback in ray.init; the study then
+    runs without it, and says so in one line."""
+    if dashboard is None:
+        return {"include_dashboard": False}
+    missing = ray._private.utils.get_dashboard_dependency_error()
+    if missing:
+        print(f"Ray dashboard: not started, this Ray lacks its packages ({missing}); "
+              "pip install 'ray[default]' for it. The study runs without it.", flush=True)
+        return {"include_dashboard": False}
+    return {"include_dashboard": True, "dashboard_host": dashboard[0], "dashboard_port": dashboard[1]}
 
 
 @contextmanager
