@@ -116,3 +116,7 @@ def _print_robustness(net: FeatureNet, data: MNISTSplits, fid_images: int) -> No
     report = robustness_report(net, data, num_images=fid_images)
     print(format_report(report))
     print(f"(robustness report in {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
