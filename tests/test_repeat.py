@@ -50,6 +50,7 @@ def train_in_a_process_with(threads: int, data: MNISTSplits, cache_dir) -> tuple
     test = {k: v for k, v in result.summary.items() if k.startswith("test_") and k != R.TEST_EVAL_SECONDS}
     assert result.model is not None
     weights = b"".join(t.numpy().tobytes() for t in result.model.state_dict().values())
+    assert result.summary[R.TORCH_THREADS] == REPEAT_THREADS and len(result.summary[R.CPU_ID]) == 16
     return history, test, weights
 
 

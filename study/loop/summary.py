@@ -51,7 +51,8 @@ def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str,
         row[R.FINAL_VAL_FID] = history[-1].get(R.VAL_FID, math.nan)
     if history:  # the final model's other validation metrics (fidelity, diversity), under their own names
         row.update({k: history[-1][k] for k in R.VALIDATION_METRICS if k != R.VAL_FID and k in history[-1]})
-    row.update(environment(torch.device(device)))
+    with pinned_threads(device):  # a CPU trial's count, also where a driver summarises a failed trial
+        row.update(environment(torch.device(device)))
     return row
 
 
