@@ -261,6 +261,47 @@ def load_curve(study_dir: Path) -> pd.DataFrame:
     return anytime_curve(pd.read_parquet(study_dir / R.HISTORY_FILE), list(trials[R.TRIAL_ID]))
 
 
+# the per-epoch numbers two studies' runs of one configuration and seed must share, bit for bit
+REPEAT_COLUMNS = (R.LOSS_D, R.LOSS_G, R.D_REAL, R.D_FAKE, R.LOSS_NELBO, R.LOSS_RECON, R.LOSS_KL, R.VAL_FID)
+
+
+def _same(a: object, b: object) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def unrepeated_trials(study_dirs: Sequence[Path]) -> str | None:
+    """Where two of `study_dirs` trained one configuration (equal config_json, seed included)
+    differently: the first such pair of trials, the epoch and the number that differ; None when
+    every shared configuration trained alike at every epoch both studies ran (or none is shared).
+
+    The arms are paired by seed so that their shared trials (the enqueued seed configurations, the
+    samplers' equal start-up draws) cancel out; that holds only where they trained alike, which
+    a CPU guarantees on one machine and torch build (docs/training.md)."""
+    studies = []
+    for study_dir in dict.fromkeys(study_dirs):
+        trials = pd.read_parquet(study_dir / R.TRIALS_FILE)
+        if R.CONFIG_JSON not in trials:
+            continue
+        history = pd.read_parquet(study_dir / R.HISTORY_FILE)
+        history = history.drop_duplicates([R.TRIAL_ID, R.EPOCH], keep="last")  # an epoch re-run counts once
+        configs = dict(zip(trials[R.CONFIG_JSON], trials[R.TRIAL_ID], strict=True))
+        studies.append((study_dir.name, configs, history.set_index([R.TRIAL_ID, R.EPOCH])))
+    for i, (name_a, configs_a, history_a) in enumerate(studies):
+        for name_b, configs_b, history_b in studies[i + 1:]:
+            for config in [c for c in configs_a if c in configs_b]:  # in study a's trial order
+                trial_a, trial_b = configs_a[config], configs_b[config]
+                rows_a, rows_b = history_a.loc[trial_a], history_b.loc[trial_b]
+                columns = [c for c in REPEAT_COLUMNS if c in rows_a and c in rows_b]
+                for epoch in sorted(set(rows_a.index) & set(rows_b.index)):
+                    for column in columns:
+                        a, b = rows_a.at[epoch, column], rows_b.at[epoch, column]
+                        if not _same(a, b):
+                            return (f"{name_a} trial {trial_a} and {name_b} trial {trial_b} ran the same "
+                                    f"configuration and seed but differ at epoch {epoch}: {column} "
+                                    f"{float(a)!r} vs {float(b)!r}")
+    return None
+
+
 def replayed_curve(baseline_dir: Path, scheduler_dir: Path | None = None) -> pd.DataFrame:
     """random + ASHA replayed on a random-none study (the module docstring), with the grace period,
     reduction factor, max epochs and stop signal of `scheduler_dir`'s study.json (the same
@@ -382,6 +423,14 @@ def main(argv: list[str] | None = None) -> int:
         reps = complete_reps(args.out_dir / "studies", family, arms, replay)
         if not reps:
             continue
+        for rep in reps:  # before anything is written
+            paired = [args.out_dir / "studies" / study_name(family, source_arm(arm, replay), rep)
+                      for arm in arms]
+            if unrepeated := unrepeated_trials(paired):
+                print(f"error: {family} repetition {rep} cannot be paired: {unrepeated}; rerun its studies "
+                      "on one machine and torch build, or move them out of --out-dir (docs/training.md: "
+                      "what repeats)", file=sys.stderr)
+                return EXIT_BAD_INPUT
         curves[family], rep_seeds[family] = {arm: [] for arm in arms}, reps
         for rep in reps:
             for arm in arms:

@@ -1,5 +1,5 @@
 """Where a computation runs: the device a command or trial uses, and the environment columns that
-every result row carries (node, device, torch version)."""
+every result row carries (node, device, torch version, threads and CPU: study/repeat.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 from models.config import ConfigError
 from study import results as R
+from study.repeat import repeat_columns
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -57,4 +58,7 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
 
 
 def environment(device: torch.device | str) -> dict[str, Any]:
-    return {R.NODE: platform.node(), R.DEVICE: str(device), R.TORCH_VERSION: torch.__version__}
+    """Node, device, torch version, torch threads, CPU model and fingerprint: what a row's numbers
+    depend on besides its config (a CPU trial repeats bit for bit where all of them match)."""
+    return {R.NODE: platform.node(), R.DEVICE: str(device), R.TORCH_VERSION: torch.__version__,
+            **repeat_columns()}

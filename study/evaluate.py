@@ -36,6 +36,7 @@ from study.metrics.floors import BLUR_SIGMAS, reference_floors
 from study.metrics.inception import InceptionUnavailable, inception_weights_path, model_inception_fid
 from study.metrics.likelihood import IW_IMAGES, IW_K
 from study.metrics.robustness import format_report, inception_degradation, robustness_report
+from study.repeat import pinned_threads
 
 # --- the command line ---------------------------------------------------------------------------
 
@@ -130,8 +131,10 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
                                iw_images=iw_images)
     started = time.perf_counter()
     record: dict[str, Any] = {R.CHECKPOINT: str(path), R.EPOCH: raw.get("epoch")}
-    record.update(evaluator.validation(model))
-    record.update(evaluator.test(model))
+    with pinned_threads(device):  # as the trial computed its own metrics (study/repeat.py)
+        record.update(evaluator.validation(model))
+        record.update(evaluator.test(model))
+        threads = torch.get_num_threads()
     record[R.EVAL_SECONDS] = time.perf_counter() - started
     if inception_samples:  # the same code as study.launch --inception (study/metrics/inception.py)
         record.update(model_inception_fid(model, seed, inception_samples, data.test.images, device=device,
@@ -143,6 +146,7 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
     record.update(config_columns(config))
     record.update(R.params_columns(model.parameter_counts()))
     record.update(environment(device))
+    record[R.TORCH_THREADS] = threads  # of the metrics above (the Inception FID: the process's count)
     return record
 
 

@@ -22,6 +22,7 @@ from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.followups import BOTH
 from study.followups.launch_plan import checked_plan
+from study.repeat import REPEAT_THREADS
 from study.tune.lock import StudyLockedError
 from study.tune.plan import (
     DEFAULT_SAMPLERS,
@@ -87,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
                    help="epochs between checkpoints; scheduler rungs and the last epoch always get one")
     p.add_argument("--data-dir",
                    help=f"directory holding MNIST/raw/ (default: ${DATA_DIR_ENV}, else a download cache)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch threads) per trial")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help=f"CPUs reserved per trial (a CPU trial runs on {REPEAT_THREADS} torch thread(s) "
+                   "whatever this is: study/repeat.py)")
     p.add_argument("--gpus-per-trial", type=float,
                    help="GPUs per trial, fractional to share one (0.25 packs four trials on a GPU); "
                    "default 1 when the cluster has GPUs, else 0")

@@ -23,6 +23,7 @@ from study.followups.reproduce_plan import (
     check_study_dir,
     plan_from_args,
 )
+from study.repeat import REPEAT_THREADS
 from study.tune.plan import check_data
 
 
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-path", default="results",
                    help="where the study directory goes: a local directory (default ./results) or a URI")
     p.add_argument("--data-dir", help="directory holding MNIST/raw/ (default: $STUDY_DATA_DIR, else a cache)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and torch threads) per run")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help=f"CPUs reserved per run (a CPU run trains on {REPEAT_THREADS} torch thread(s) "
+                   "whatever this is: study/repeat.py)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per run (default 1 when the cluster has GPUs)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed run from its checkpoint")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. HEAD:6379 or 'auto')")

@@ -27,6 +27,9 @@ CONFIG_JSON = "config_json"  # the full, exact config; the flat hp columns are f
 NODE = "node"
 DEVICE = "device"
 TORCH_VERSION = "torch_version"
+TORCH_THREADS = "torch_threads"  # intra-op threads the row's numbers were computed with (study/repeat.py)
+CPU_MODEL = "cpu_model"
+CPU_ID = "cpu_id"  # fingerprint of the CPU's instruction sets and caches: oneDNN picks kernels by them
 FEATURENET_SHA256 = "featurenet_sha256"
 
 # --- per-epoch training record -----------------------------------------------------------------

@@ -185,3 +185,41 @@ def test_a_failed_launcher_study_ends_the_benchmark_with_one_error_line_and_no_t
                                                "gan-tpe-asha-rep1"])
     assert B.launcher_failed(failed) == 1
     assert "error: the launcher's study gan-tpe-asha-rep1 exited with 1" in capfd.readouterr().err
+
+
+def write_study(studies: Path, arm: str, rows: list[tuple[str, str, int, float, float]]) -> None:
+    """(trial, config_json, epoch, loss_d, val_fid) rows -> a study directory of the GAN's repetition 0."""
+    study_dir = studies / B.study_name("gan", arm, 0)
+    study_dir.mkdir(parents=True)
+    frame = pd.DataFrame(rows, columns=[R.TRIAL_ID, R.CONFIG_JSON, R.EPOCH, R.LOSS_D, R.VAL_FID])
+    frame.assign(**{R.TRAIN_SECONDS: frame[R.EPOCH] * 10.0}).drop(columns=R.CONFIG_JSON).to_parquet(
+        study_dir / R.HISTORY_FILE)
+    frame.drop_duplicates(R.TRIAL_ID)[[R.TRIAL_ID, R.CONFIG_JSON]].to_parquet(study_dir / R.TRIALS_FILE)
+
+
+def test_studies_whose_shared_configuration_trained_differently_are_not_paired(tmp_path, capsys):
+    """Issue 28: GAN seed 0's TPE study, run on another machine, trained the random study's first
+    configurations differently (loss_d 0.39985 vs 0.39989 after one epoch); pairing by seed assumes
+    shared trials train alike, so the benchmark refuses, naming the studies, and writes nothing."""
+    studies = tmp_path / "studies"
+    write_study(studies, "random-none", [("r1", '{"seed": 0, "lr": 1}', 1, 0.3998526911581716, 187.6),
+                                         ("r1", '{"seed": 0, "lr": 1}', 2, 0.1, 150.0),
+                                         ("r2", '{"seed": 0, "lr": 2}', 1, 1.2, 174.7)])
+    write_study(studies, "tpe-asha", [("t1", '{"seed": 0, "lr": 2}', 1, 1.2, 174.7),  # repeated exactly
+                                      ("t2", '{"seed": 0, "lr": 1}', 1, 0.3998526911581716, 187.6),
+                                      ("t2", '{"seed": 0, "lr": 1}', 2, 0.1, 150.0),
+                                      ("t3", '{"seed": 0, "lr": 3}', 1, 0.5, 120.0)])
+    dirs = [studies / B.study_name("gan", arm, 0) for arm in ("random-none", "tpe-asha")]
+    assert B.unrepeated_trials(dirs) is None
+    write_study(studies, "tpe-none", [("n1", '{"seed": 0, "lr": 1}', 1, 0.3998930838800246, 187.7)])
+    assert B.unrepeated_trials([*dirs, studies / B.study_name("gan", "tpe-none", 0)]) == (
+        "gan-random-none-rep0 trial r1 and gan-tpe-none-rep0 trial n1 ran the same configuration and seed "
+        "but differ at epoch 1: loss_d 0.3998526911581716 vs 0.3998930838800246")
+    argv = ["--summarize", "--families", "gan", "--arms", "random-none", "tpe-asha", "tpe-none",
+            "--out-dir", str(tmp_path)]
+    assert B.main(argv) == B.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and err.startswith("error: gan repetition 0 cannot be paired: "
+                                                      "gan-random-none-rep0 trial r1 and gan-tpe-none-rep0")
+    assert not (tmp_path / B.TABLE_NAME).exists() and not (tmp_path / B.FIGURE_NAME).exists()
+    assert B.main([*argv[:6], *argv[7:]]) == 0  # without the TPE study from elsewhere, the rest pair

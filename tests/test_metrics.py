@@ -27,6 +27,7 @@ from study.metrics import prdc as P
 from study.metrics import real_stats as RS
 from study.metrics import robustness as RB
 from study.metrics.featurenet import SHIPPED_SHA256, load_featurenet
+from study.repeat import pinned_threads
 from study.train import scale_widths
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -93,16 +94,18 @@ def test_inception_score_of_the_test_set(floors):
 # --- scoring: determinism, torchmetrics agreement, edge cases -------------------------------------
 
 def test_preloaded_real_stats_match_torchmetrics_on_the_images(data, net, test_stats):
-    """Loading cached states gives exactly what torchmetrics computes from the real images themselves."""
+    """Loading cached states gives exactly what torchmetrics computes from the real images themselves
+    (at the thread count the cached states were computed with: study/repeat.py)."""
     fake = data.val.images[:2000]
-    ours = D.score_images(RS.unit_batches(fake), test_stats, net, kid_subsets=10)
-    memo = D._OneBatchMemo()
-    fid = FrechetInceptionDistance(feature=D.FeatureTap(net, D.FEATURES, memo, torch.float64))
-    for x in RS.unit_batches(data.test.images):
-        fid.update(x, real=True)
-    for x in RS.unit_batches(fake):
-        fid.update(x, real=False)
-    assert ours.fid == pytest.approx(float(fid.compute()), rel=1e-9)
+    with pinned_threads("cpu"):
+        ours = D.score_images(RS.unit_batches(fake), test_stats, net, kid_subsets=10)
+        memo = D._OneBatchMemo()
+        fid = FrechetInceptionDistance(feature=D.FeatureTap(net, D.FEATURES, memo, torch.float64))
+        for x in RS.unit_batches(data.test.images):
+            fid.update(x, real=True)
+        for x in RS.unit_batches(fake):
+            fid.update(x, real=False)
+        assert ours.fid == pytest.approx(float(fid.compute()), rel=1e-9)
     assert fid.compute().dtype == torch.float64
 
 

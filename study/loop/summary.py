@@ -13,6 +13,7 @@ import torch
 from models.config import TrainConfig
 from study import results as R
 from study.devices import environment
+from study.repeat import pinned_threads
 
 
 class Evaluator(Protocol):
@@ -50,19 +51,22 @@ def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str,
         row[R.FINAL_VAL_FID] = history[-1].get(R.VAL_FID, math.nan)
     if history:  # the final model's other validation metrics (fidelity, diversity), under their own names
         row.update({k: history[-1][k] for k in R.VALIDATION_METRICS if k != R.VAL_FID and k in history[-1]})
-    row.update(environment(torch.device(device)))
+    with pinned_threads(device):  # a CPU trial's count, also where a driver summarises a failed trial
+        row.update(environment(torch.device(device)))
     return row
 
 
 def summary_row(config: TrainConfig, model, history: list[dict], stop_reason: str, device,
                 evaluator: Evaluator | None) -> dict[str, Any]:
     """`summarize` plus the feature-network hash and the model's test metrics with their wall time
-    (no test metrics for a diverged model or without an evaluator)."""
-    row = summarize(config, model, history, stop_reason, device)
-    if evaluator is not None:
-        row[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
-        if stop_reason != R.STOP_DIVERGED:
-            started = time.perf_counter()
-            row.update(evaluator.test(model))
-            row[R.TEST_EVAL_SECONDS] = time.perf_counter() - started
+    (no test metrics for a diverged model or without an evaluator). On a CPU at the trials' pinned
+    thread count (study/repeat.py), also for a stopped trial's checkpoint evaluated later."""
+    with pinned_threads(device):
+        row = summarize(config, model, history, stop_reason, device)
+        if evaluator is not None:
+            row[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
+            if stop_reason != R.STOP_DIVERGED:
+                started = time.perf_counter()
+                row.update(evaluator.test(model))
+                row[R.TEST_EVAL_SECONDS] = time.perf_counter() - started
     return row

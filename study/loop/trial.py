@@ -28,6 +28,7 @@ from study import results as R
 from study.data import BatchIterator, MNISTSplits
 from study.devices import deterministic_algorithms, pick_device
 from study.loop.summary import Evaluator, summarize, summary_row
+from study.repeat import pinned_threads
 
 SAMPLE_GRID_SIZE = 64  # 8x8 grid from fixed noise, the same images every epoch
 DIVERGENCE_CHECK_EVERY = 50  # steps between finite-loss checks (each check syncs the device)
@@ -216,10 +217,13 @@ def run_trial(
     `validate_epochs`: the only epochs that get validation metrics besides the last (None: every
     epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
     `config.deterministic`: the whole trial under study.devices.deterministic_algorithms.
+    On a CPU the whole trial runs on study.repeat.REPEAT_THREADS threads, whatever the process's
+    count, so a configuration and seed train bit for bit in any process on one machine.
     """
-    with deterministic_algorithms(config.deterministic):
-        return _run(config, data, report, evaluator, pick_device(str(device) if device else None), resume,
-                    progress, checkpoint_epochs, validate_epochs)
+    run_device = pick_device(str(device) if device else None)
+    with deterministic_algorithms(config.deterministic), pinned_threads(run_device):
+        return _run(config, data, report, evaluator, run_device, resume, progress, checkpoint_epochs,
+                    validate_epochs)
 
 
 def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evaluator: Evaluator | None,

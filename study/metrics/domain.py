@@ -33,6 +33,7 @@ from study.metrics.featurenet import FEATURE_DIM, NUM_CLASSES, FeatureNet
 from study.metrics.prdc import PRDC_K, PRDCReal, prdc_real, prdc_scores
 from study.metrics.precision import full_fp32
 from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
+from study.repeat import REPEAT_THREADS, pinned_threads
 
 KID_SUBSETS = 100  # Binkowski et al. 2018 use 100 subsets of 1,000
 KID_SUBSET_SIZE = 1000
@@ -131,8 +132,13 @@ def compute_real_stats(images_uint8: torch.Tensor, split: str, net: FeatureNet,
 def real_stats_for(images_uint8: torch.Tensor, split: str, net: FeatureNet,
                    device: torch.device | str = "cpu",
                    cache_dir: str | Path | None = None) -> RealStats:
-    return cached_real_stats(images_uint8, split, net.sha256,
-                             lambda: compute_real_stats(images_uint8, split, net, device), cache_dir)
+    def compute() -> RealStats:  # on a CPU at the trials' pinned thread count, whoever computes them
+        with pinned_threads(device):
+            return compute_real_stats(images_uint8, split, net, device)
+
+    # the pinned count in the name: stats computed at another count (before the pin) are not reused
+    return cached_real_stats(images_uint8, split, net.sha256, compute, cache_dir,
+                             variant=f"-threads{REPEAT_THREADS}")
 
 
 def class_coverage(logits: torch.Tensor, num_classes: int = NUM_CLASSES,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from study.metrics.real_stats import RealStats
+from study.repeat import pinned_threads
 
 PRDC_K = 5  # nearest neighbours of the PRDC manifolds (Naeem et al. 2020 recommend k = 5)
 PRDC_CHUNK = 1024  # rows per distance block: n x 1024 float64 (80 MB at n = 10,000)
@@ -60,8 +61,9 @@ def _radii(features: torch.Tensor, k: int) -> torch.Tensor:
 
 def prdc_real_radii(features: np.ndarray, k: int = PRDC_K,
                     device: torch.device | str = "cpu") -> np.ndarray:
-    """Each real feature's distance to its k-th nearest real neighbour (float32 [n])."""
-    with torch.no_grad():
+    """Each real feature's distance to its k-th nearest real neighbour (float32 [n]), on a CPU at the
+    trials' pinned thread count (the driver computes them for every trial)."""
+    with torch.no_grad(), pinned_threads(device):
         return _radii(torch.from_numpy(features).to(device), k).cpu().numpy()
 
 

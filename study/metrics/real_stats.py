@@ -64,15 +64,18 @@ def stats_cache_dir(cache_dir: str | Path | None = None) -> Path:
 
 
 def cached_real_stats(images_uint8: torch.Tensor, split: str, network_sha256: str,
-                      compute: Callable[[], RealStats], cache_dir: str | Path | None = None) -> RealStats:
+                      compute: Callable[[], RealStats], cache_dir: str | Path | None = None,
+                      variant: str = "") -> RealStats:
     """Load the stats of these images under this network from the cache, else compute and store them.
 
     The file is written atomically (temp file + rename), so concurrent trials computing the same
     stats never see half a file; an unreadable or mismatching file is recomputed, not trusted.
+    `variant` goes into the file name: how `compute` computes (its thread count), so stats computed
+    otherwise, a few ulps apart, are never taken for these.
     """
     image_hash = images_sha256(images_uint8)
     directory = stats_cache_dir(cache_dir)
-    path = directory / f"{split}-{len(images_uint8)}-{image_hash[:16]}-{network_sha256[:16]}.pt"
+    path = directory / f"{split}-{len(images_uint8)}-{image_hash[:16]}-{network_sha256[:16]}{variant}.pt"
     if path.is_file():
         try:
             stats = RealStats(**torch.load(path, map_location="cpu", weights_only=True))
