@@ -91,13 +91,18 @@ class LabTable:
         label = "PROVISIONAL (" + "; ".join(self.provisional) + ")" if self.provisional else "full table"
         seeds = self.curves.groupby(CONFIG_KEY)[SEED].nunique()
         runs = self.curves.groupby([CONFIG_KEY, SEED]).ngroups
-        return (f"{self.family}: {len(self.configs)} configurations ({int((seeds > 1).sum())} with more than "
-                f"one seed), {runs} runs, {self.max_epochs} epochs: {label}")
+        return (
+            f"{self.family}: {len(self.configs)} configurations ({int((seeds > 1).sum())} with more than "
+            f"one seed), {runs} runs, {self.max_epochs} epochs: {label}"
+        )
 
 
 def _options_of(plan: dict) -> SpaceOptions:
-    return SpaceOptions(width_scale=plan["width_scale"], width_range=tuple(plan["width_range"]),
-                        batch_sizes=tuple(plan["batch_sizes"]))
+    return SpaceOptions(
+        width_scale=plan["width_scale"],
+        width_range=tuple(plan["width_range"]),
+        batch_sizes=tuple(plan["batch_sizes"]),
+    )
 
 
 def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
@@ -111,26 +116,41 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         trials = pd.read_parquet(directory / R.TRIALS_FILE)
         history = pd.read_parquet(directory / R.HISTORY_FILE)
         if TRIAL_SECONDS not in trials.columns:
-            notes.append(f"{directory.name}: no {TRIAL_SECONDS} column, its seconds are training seconds "
-                         "only")
+            notes.append(
+                f"{directory.name}: no {TRIAL_SECONDS} column, its seconds are training seconds only"
+            )
         trial_frames.append(trials.assign(study=plan["name"]))
         history_frames.append(history.assign(study=plan["name"]))
     if not plans:
         raise ValueError(f"no {family} study among the {len(study_dirs)} directories given")
-    shapes = {(p["max_epochs"], tuple(p["width_range"]), p["width_scale"], tuple(p["batch_sizes"]),
-               p["train_subset"], p["eval_samples"]) for p in plans}
+    shapes = {
+        (
+            p["max_epochs"],
+            tuple(p["width_range"]),
+            p["width_scale"],
+            tuple(p["batch_sizes"]),
+            p["train_subset"],
+            p["eval_samples"],
+        )
+        for p in plans
+    }
     if len(shapes) > 1:
-        raise ValueError(f"the {family} studies differ in preset (epochs, widths, batch sizes, subset): "
-                         f"{shapes}")
+        raise ValueError(
+            f"the {family} studies differ in preset (epochs, widths, batch sizes, subset): {shapes}"
+        )
     trials = pd.concat(trial_frames, ignore_index=True)
     history = pd.concat(history_frames, ignore_index=True)
     configs = {row.study + "/" + row.trial_id: json.loads(row.config_json) for row in trials.itertuples()}
     names = [s + "/" + t for s, t in zip(trials["study"], trials[R.TRIAL_ID], strict=True)]
     trials[CONFIG_KEY] = [config_key(configs[name]) for name in names]
     trials[SEED] = [configs[name][SEED] for name in names]
-    history = history.merge(trials[["study", R.TRIAL_ID, CONFIG_KEY, SEED]
-                                   + ([TRIAL_SECONDS] if TRIAL_SECONDS in trials.columns else [])],
-                            on=["study", R.TRIAL_ID])
+    history = history.merge(
+        trials[
+            ["study", R.TRIAL_ID, CONFIG_KEY, SEED]
+            + ([TRIAL_SECONDS] if TRIAL_SECONDS in trials.columns else [])
+        ],
+        on=["study", R.TRIAL_ID],
+    )
     history = history[np.isfinite(history[R.VAL_FID].astype(float))]
     history = history.drop_duplicates(["study", R.TRIAL_ID, R.EPOCH], keep="last")
     seconds = history[R.TRAIN_SECONDS].astype(float)
@@ -140,30 +160,47 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         extra = (history[TRIAL_SECONDS].astype(float) - trained).clip(lower=0).fillna(0)
         seconds = seconds + extra * history[R.EPOCH] / last
     history = history.assign(**{SECONDS: seconds})
-    curves = (history.groupby([CONFIG_KEY, SEED, R.EPOCH], as_index=False)
-              .agg(**{R.VAL_FID: (R.VAL_FID, _geometric_mean), SECONDS: (SECONDS, "mean")}))
+    curves = history.groupby([CONFIG_KEY, SEED, R.EPOCH], as_index=False).agg(
+        **{R.VAL_FID: (R.VAL_FID, _geometric_mean), SECONDS: (SECONDS, "mean")}
+    )
     keys = list(dict.fromkeys(curves[CONFIG_KEY]))
     by_key = {config_key(c): {k: v for k, v in c.items() if k != SEED} for c in configs.values()}
     table_configs = pd.DataFrame({CONFIG_KEY: keys, "config": [by_key[k] for k in keys]})
     provisional = []
-    biased = sorted({f"{p['sampler']} + {p['scheduler']}" for p in plans
-                     if p["sampler"] not in UNBIASED_SAMPLERS or p["scheduler"] != "none"})
+    biased = sorted(
+        {
+            f"{p['sampler']} + {p['scheduler']}"
+            for p in plans
+            if p["sampler"] not in UNBIASED_SAMPLERS or p["scheduler"] != "none"
+        }
+    )
     if biased:
-        provisional.append(f"not all random draws run to the end: {', '.join(biased)} studies, so biased to "
-                           "where those samplers looked")
+        provisional.append(
+            f"not all random draws run to the end: {', '.join(biased)} studies, so biased to "
+            "where those samplers looked"
+        )
     if len(keys) < FULL_TABLE_CONFIGS[family]:
-        provisional.append(f"{len(keys)} configurations, fewer than the {FULL_TABLE_CONFIGS[family]} the lab "
-                           "needs")
-    return LabTable(family=family, options=_options_of(plans[0]), max_epochs=int(plans[0]["max_epochs"]),
-                    configs=table_configs, curves=curves, provisional=provisional, notes=notes,
-                    plan_json=json.dumps(plans[0]))
+        provisional.append(
+            f"{len(keys)} configurations, fewer than the {FULL_TABLE_CONFIGS[family]} the lab needs"
+        )
+    return LabTable(
+        family=family,
+        options=_options_of(plans[0]),
+        max_epochs=int(plans[0]["max_epochs"]),
+        configs=table_configs,
+        curves=curves,
+        provisional=provisional,
+        notes=notes,
+        plan_json=json.dumps(plans[0]),
+    )
 
 
 def _trees(seed: int):
     from sklearn.ensemble import ExtraTreesRegressor
 
-    return ExtraTreesRegressor(n_estimators=TREES, min_samples_leaf=2, max_features=0.6, random_state=seed,
-                               n_jobs=1)
+    return ExtraTreesRegressor(
+        n_estimators=TREES, min_samples_leaf=2, max_features=0.6, random_state=seed, n_jobs=1
+    )
 
 
 class FlatForest:
@@ -215,13 +252,21 @@ class Surrogate:
         configs = table.configs if keys is None else table.configs[table.configs[CONFIG_KEY].isin(set(keys))]
         x = dict(zip(configs[CONFIG_KEY], table.matrix()[configs.index.to_numpy()], strict=True))
         curves = table.curves[table.curves[CONFIG_KEY].isin(x)]
-        rows = np.stack([np.append(x[k], e / table.max_epochs)
-                         for k, e in zip(curves[CONFIG_KEY], curves[R.EPOCH], strict=True)])
+        rows = np.stack(
+            [
+                np.append(x[k], e / table.max_epochs)
+                for k, e in zip(curves[CONFIG_KEY], curves[R.EPOCH], strict=True)
+            ]
+        )
         curve_model = _trees(seed).fit(rows, np.log(curves[R.VAL_FID].to_numpy(dtype=float)))
-        runs = (curves.groupby([CONFIG_KEY, SEED]).agg(seconds=(SECONDS, "max"), epochs=(R.EPOCH, "max"))
-                .reset_index())
-        seconds_model = _trees(seed).fit(np.stack([x[k] for k in runs[CONFIG_KEY]]),
-                                         np.log(runs["seconds"] / runs["epochs"]))
+        runs = (
+            curves.groupby([CONFIG_KEY, SEED])
+            .agg(seconds=(SECONDS, "max"), epochs=(R.EPOCH, "max"))
+            .reset_index()
+        )
+        seconds_model = _trees(seed).fit(
+            np.stack([x[k] for k in runs[CONFIG_KEY]]), np.log(runs["seconds"] / runs["epochs"])
+        )
         noise_sd, lag1 = seed_noise(table.curves, table.max_epochs)
         return cls(table.max_epochs, FlatForest(curve_model), FlatForest(seconds_model), noise_sd, lag1)
 
@@ -274,20 +319,32 @@ def seed_noise(curves: pd.DataFrame, max_epochs: int) -> tuple[np.ndarray, float
 
 @dataclass(frozen=True)
 class Validation:
-    """k-fold validation of the surrogate's final validation FID on held-out configurations."""
+    """Repeated k-fold validation of the surrogate's final validation FID on held-out configurations."""
 
-    rho: float  # Spearman, pooled out-of-fold predictions
-    fold_rhos: tuple[float, ...]
-    top_share: float  # share of the observed top 10 % in the predicted top 10 %
+    rhos: tuple[float, ...]  # Spearman per repetition of the k-fold split (out-of-fold predictions pooled)
+    fold_rhos: tuple[float, ...]  # Spearman within each held-out fold
+    top_shares: tuple[float, ...]  # per repetition: share of the observed top 10 % in the predicted top 10 %
     configs: int
     folds: int
 
+    @property
+    def rho(self) -> float:
+        return float(np.mean(self.rhos))
+
+    @property
+    def top_share(self) -> float:
+        return float(np.mean(self.top_shares))
+
     def line(self) -> str:
         goal = "meets" if self.rho >= GOAL_RHO else "misses"
-        return (f"surrogate, {self.folds}-fold over {self.configs} configurations: "
-                f"Spearman rho {self.rho:.3f} "
-                f"(per fold {', '.join(f'{r:.2f}' for r in self.fold_rhos)}; {goal} the goal {GOAL_RHO}), "
-                f"held-out top {TOP_SHARE:.0%} ranked in its own top {TOP_SHARE:.0%}: {self.top_share:.0%}")
+        spread = f" (splits {min(self.rhos):.2f}-{max(self.rhos):.2f})" if len(self.rhos) > 1 else ""
+        return (
+            f"surrogate, {self.folds}-fold x {len(self.rhos)} over {self.configs} configurations: "
+            f"Spearman rho {self.rho:.3f}{spread}, "
+            f"folds {min(self.fold_rhos):.2f}-{max(self.fold_rhos):.2f}; "
+            f"{goal} the goal {GOAL_RHO}; held-out top {TOP_SHARE:.0%} ranked in its own top "
+            f"{TOP_SHARE:.0%}: {self.top_share:.0%}"
+        )
 
 
 def top_share(observed: np.ndarray, predicted: np.ndarray, share: float = TOP_SHARE) -> float:
@@ -297,25 +354,31 @@ def top_share(observed: np.ndarray, predicted: np.ndarray, share: float = TOP_SH
     return len(top_observed & set(np.argsort(predicted, kind="stable")[:k])) / k
 
 
-def cross_validate(table: LabTable, folds: int = 5, seed: int = 0) -> Validation:
-    """k-fold over the configurations with an observed final epoch (all their seeds held out together)."""
+def cross_validate(table: LabTable, folds: int = 5, seed: int = 0, repeats: int = 1) -> Validation:
+    """k-fold over the configurations with an observed final epoch (all their seeds held out together),
+    `repeats` times with other splits (the figures move with the split on a small table)."""
     from scipy.stats import spearmanr
     from sklearn.model_selection import KFold
 
     final = table.final()
     keys = np.array([k for k in table.configs[CONFIG_KEY] if k in final.index])
     if len(keys) < 2 * folds:
-        raise ValueError(f"{len(keys)} configurations with a final epoch: too few for {folds}-fold "
-                         "validation")
+        raise ValueError(
+            f"{len(keys)} configurations with a final epoch: too few for {folds}-fold validation"
+        )
     index = {k: i for i, k in enumerate(table.configs[CONFIG_KEY])}
     x = table.matrix()
-    predicted = np.full(len(keys), np.nan)
-    fold_rhos = []
-    for _, test in KFold(folds, shuffle=True, random_state=seed).split(keys):
-        held = set(keys[test])
-        model = Surrogate.fit(table, [k for k in table.configs[CONFIG_KEY] if k not in held], seed=seed)
-        predicted[test] = model.curves(x[[index[k] for k in keys[test]]])[:, -1]
-        fold_rhos.append(float(spearmanr(predicted[test], np.log(final[keys[test]]))[0]))
     observed = np.log(final[keys].to_numpy(dtype=float))
-    return Validation(rho=float(spearmanr(predicted, observed)[0]), fold_rhos=tuple(fold_rhos),
-                      top_share=top_share(observed, predicted), configs=len(keys), folds=folds)
+    rhos, fold_rhos, shares = [], [], []
+    for repeat in range(repeats):
+        predicted = np.full(len(keys), np.nan)
+        for _, test in KFold(folds, shuffle=True, random_state=seed + repeat).split(keys):
+            held = set(keys[test])
+            model = Surrogate.fit(table, [k for k in table.configs[CONFIG_KEY] if k not in held], seed=seed)
+            predicted[test] = model.curves(x[[index[k] for k in keys[test]]])[:, -1]
+            fold_rhos.append(float(spearmanr(predicted[test], observed[test])[0]))
+        rhos.append(float(spearmanr(predicted, observed)[0]))
+        shares.append(top_share(observed, predicted))
+    return Validation(
+        rhos=tuple(rhos), fold_rhos=tuple(fold_rhos), top_shares=tuple(shares), configs=len(keys), folds=folds
+    )
