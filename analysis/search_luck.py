@@ -106,5 +106,10 @@ def luck_sentence(spreads: Sequence[Spread], gap: float | None = None, leader: s
     if overlap:
         return (head + body + f" The gap between the families{who} lies inside that spread (the ranges "
                 "overlap): search-limited, a repeat could reverse it.")
+    lower = a if a.high < b.low else b  # the ranges do not overlap: one family's picks are lower
+    if leader and lower.family != leader:
+        return (head + body + " The ranges do not overlap but order the families the other way "
+                f"({lower.family.upper()} lower): a repeat of the search would likely reverse the "
+                "verdict's leader.")
     return (head + body + f" The ranges do not overlap: the gap between the families{who} is larger than "
             "the search's luck.")

@@ -242,6 +242,9 @@ def test_the_verdict_says_what_its_interval_covers_and_when_the_gap_is_search_li
     apart = decide(trials, budget_curves(trials), resamples=200,
                    lab_table=lab_table(rng.uniform(10, 12, 150), rng.uniform(100, 110, 300)))
     assert "search-limited" not in apart.luck and "larger than the search's luck" in apart.luck
+    reversed_ = decide(trials, budget_curves(trials), resamples=200,
+                       lab_table=lab_table(rng.uniform(100, 110, 150), rng.uniform(10, 12, 300)))
+    assert "order the families the other way (VAE lower)" in reversed_.luck
     assert apart.summary == alone.summary  # the axes' sentences are unchanged
 
 
