@@ -44,14 +44,16 @@ from study.tune.search import make_sampler, make_scheduler, study_seed_points
 # Optuna's TPESampler() as shipped: 10 random start-up trials, univariate, no constant liar
 TPE_DEFAULT = "tpe-default"
 LAB_SAMPLERS = ("random", "qmc", "tpe", TPE_DEFAULT, "gp")
-# scheduler arms: (grace period, reduction factor); "none" runs every trial to the end
-QUICK_ASHA = "asha"  # the quick preset's own ASHA (the plan's grace period and factor)
-SCHEDULER_VARIANTS: dict[str, tuple[int, float] | None] = {
+# scheduler arms: (grace period, reduction factor, stop signal); None: the quick preset's own
+# values; "none" runs every trial to the end
+QUICK_ASHA = "asha"  # the quick preset's own ASHA (its grace period, factor and stop signal)
+SCHEDULER_VARIANTS: dict[str, tuple[int, float, str] | None] = {
     "none": None,
-    QUICK_ASHA: None,  # from the plan
-    "asha-g2-r2": (2, 2.0),  # rungs at epochs 2 and 4
-    "asha-g1-r2": (1, 2.0),  # rungs at 1, 2, 4
-    "asha-g1-r3": (1, 3.0),  # rungs at 1 and 3
+    QUICK_ASHA: None,
+    "asha-best": (4, 2.0, "best"),  # the quick rung, on the trial's best FID so far
+    "asha-g2-r2": (2, 2.0, "raw"),  # rungs at epochs 2 and 4
+    "asha-g1-r2": (1, 2.0, "raw"),  # rungs at 1, 2, 4
+    "asha-g1-r3": (1, 3.0, "raw"),  # rungs at 1 and 3
 }
 
 # a curve source: (config dict, trial index k) -> (noise-free log FID [E], observed log FID [E],
@@ -76,9 +78,11 @@ class Arm:
         variant = SCHEDULER_VARIANTS[self.scheduler]
         if self.scheduler == QUICK_ASHA:
             preset = PRESETS[base.preset]
-            changes |= dict(grace_period=preset["grace_period"], reduction_factor=preset["reduction_factor"])
+            changes |= dict(grace_period=preset["grace_period"], reduction_factor=preset["reduction_factor"],
+                            stop_signal=preset["stop_signal"])
         elif variant is not None:
-            changes |= dict(grace_period=variant[0], reduction_factor=float(variant[1]))
+            grace, factor, signal = variant
+            changes |= dict(grace_period=grace, reduction_factor=float(factor), stop_signal=signal)
         return dataclasses.replace(base, **changes)
 
 

@@ -152,7 +152,7 @@ def test_the_simulator_repeats_itself_exactly_with_a_fixed_seed(tiny_lab):
 
 def test_the_simulators_asha_stops_what_replay_asha_stops_on_the_same_curves(tiny_lab):
     table, surrogate, base = tiny_lab
-    for scheduler in ("asha", "asha-g1-r2"):
+    for scheduler in ("asha", "asha-g1-r2", "asha-best"):
         arm = Arm("random", scheduler, trials=16, workers=1)
         plan = arm.plan(base, 3)
         run = simulate(arm, plan, surrogate_source(surrogate, table.features, 3))
