@@ -285,7 +285,8 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
     families = sorted(reps["family"].unique())
     columns = sorted({(t, w) for t, w in zip(reps["trials"], reps["workers"], strict=True)})
     fig, axes = plt.subplots(
-        len(families), len(columns), figsize=(3.3 * len(columns), 2.9 * len(families)), squeeze=False
+        len(families), len(columns), figsize=(max(6.6, 3.3 * len(columns)), 2.9 * len(families) + 1.3),
+        squeeze=False
     )
     for (r, family), (c, (trials, workers)) in itertools.product(enumerate(families), enumerate(columns)):
         ax = axes[r][c]
@@ -317,8 +318,10 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
                 handles[lab] = h
                 labels.append(lab)
     title = "IQM over paired repetitions, band: 95 % bootstrap interval"
-    if provisional:
-        title = "PROVISIONAL TABLE (" + provisional + ")\n" + title
+    height = fig.get_figheight()
+    if provisional:  # on the figure itself; the reasons are in lab_summary.csv and lab_table.json
+        fig.suptitle("PROVISIONAL table: few configurations, TPE-biased (see lab_table.json)",
+                     color="firebrick", fontsize=8)
     fig.legend(
         [handles[lab] for lab in labels],
         labels,
@@ -329,7 +332,7 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
         title=title,
         title_fontsize=7,
     )
-    fig.tight_layout(rect=(0, 0.12 + 0.02 * len(families), 1, 1))
+    fig.tight_layout(rect=(0, 1.0 / height, 1, 1 - 0.3 / height))
     fig.savefig(path, dpi=200, bbox_inches="tight")
     plt.close(fig)
 
