@@ -122,6 +122,7 @@ class Lab:
             compute_s=float(result.anytime["compute_s"].iloc[-1]),
             wall_s=float(result.trials["end"].max()),
             stopped=int((result.trials["epochs"] < table.max_epochs).sum()),
+            guided=int(result.trials["guided"].sum()),
             anytime_compute=result.anytime["compute_s"].to_numpy(),
             anytime_pick=result.anytime["pick_true"].to_numpy(),
             cpu_s=time.process_time() - started,
@@ -227,6 +228,7 @@ def summarize(reps: pd.DataFrame, provisional: str = "", seed: int = 0) -> pd.Da
             pick_fid_hi=float(high[0]),
             compute_s_iqm=float(iqm(frame["compute_s"].to_numpy())),
             stopped_mean=float(frame["stopped"].mean()),
+            guided_mean=float(frame["guided"].mean()) if "guided" in frame else np.nan,
             cpu_s_per_rep=float(frame["cpu_s"].median()),
         )
         base = reps[

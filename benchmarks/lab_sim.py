@@ -125,9 +125,14 @@ def simulate(arm: Arm, plan: StudyPlan, source: CurveSource) -> SimResult:
     """One study of `arm` under `plan` (an Arm.plan), its curves from `source`."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     max_epochs = plan.max_epochs
-    study = optuna.create_study(direction="minimize", sampler=make_lab_sampler(arm, plan))
-    for point in study_seed_points(plan):
+    sampler = make_lab_sampler(arm, plan)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    seeds = study_seed_points(plan)
+    for point in seeds:
         study.enqueue_trial(point)
+    # a model-based sampler guides a trial once this many trials have finished (Optuna counts COMPLETE
+    # and PRUNED ones only, so with trials in flight more asks stay random than n_startup_trials says)
+    startup = getattr(sampler, "_n_startup_trials", None)
     define = define_by_run(plan.family, plan.space())
     scheduler = make_scheduler(plan) if plan.scheduler == "asha" else None
     metric = STOP_SIGNALS[plan.stop_signal]
@@ -140,6 +145,7 @@ def simulate(arm: Arm, plan: StudyPlan, source: CurveSource) -> SimResult:
     def launch(now: float) -> None:
         nonlocal order
         k = len(curves)
+        guided = startup is not None and k >= len(seeds) and len(rows) >= startup
         ot = study.ask()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -150,7 +156,7 @@ def simulate(arm: Arm, plan: StudyPlan, source: CurveSource) -> SimResult:
         if scheduler is not None:
             AsyncHyperBandScheduler.on_trial_add(scheduler, None, trial)
         running[k] = dict(ot=ot, true=true, observed=observed, seconds=seconds, start=now, trial=trial,
-                          best=np.inf, config=config)
+                          best=np.inf, config=config, guided=guided)
         heapq.heappush(events, (now + seconds, order, k, 1))
         order += 1
 
@@ -179,7 +185,8 @@ def simulate(arm: Arm, plan: StudyPlan, source: CurveSource) -> SimResult:
             study.tell(state["ot"], fid)
         rows.append(dict(trial=k, start=state["start"], end=now, epochs=epoch, observed_final=fid,
                          true_final=float(np.exp(state["true"][epoch - 1])),
-                         true_full=float(np.exp(state["true"][-1])), arch=state["config"]["arch"]))
+                         true_full=float(np.exp(state["true"][-1])), arch=state["config"]["arch"],
+                         guided=state["guided"]))
         del running[k]
         if len(curves) < arm.trials:
             launch(now)

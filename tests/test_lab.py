@@ -174,3 +174,18 @@ def test_the_product_picks_on_observed_fid_and_the_lab_scores_the_noise_free_one
     assert np.all(np.diff(run.anytime["compute_s"]) >= 0)
     total = (run.trials["end"] - run.trials["start"]).sum()
     assert run.anytime["compute_s"].iloc[-1] == pytest.approx(total)
+
+
+def test_with_two_trials_in_flight_tpe_guides_9_of_16_trials_not_10(tiny_lab):
+    """Optuna counts only finished trials towards n_startup_trials (2 seeds + 4 random at 16 trials):
+    one at a time 10 trials are guided; with a second trial in flight one more ask stays random."""
+    table, surrogate, base = tiny_lab
+    guided = {}
+    for workers in (1, 2, 8):
+        arm = Arm("tpe", "none", trials=16, workers=workers)
+        run = simulate(arm, arm.plan(base, 0), surrogate_source(surrogate, table.features, 0))
+        guided[workers] = int(run.trials["guided"].sum())
+    assert guided == {1: 10, 2: 9, 8: 3}
+    arm = Arm("random", "none", trials=16, workers=2)
+    run = simulate(arm, arm.plan(base, 0), surrogate_source(surrogate, table.features, 0))
+    assert not run.trials["guided"].any()
