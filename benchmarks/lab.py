@@ -85,6 +85,15 @@ def study_dirs(paths: list[Path]) -> list[Path]:
     return found
 
 
+def table_names(dirs: list[Path]) -> list[str]:
+    """The table's studies as recorded in lab_table.json: relative to the repository when inside it."""
+    names = []
+    for d in dirs:
+        resolved = d.resolve()
+        names.append(str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved))
+    return sorted(names)
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 "another --out-dir"
             )
         recorded = json.loads((args.out_dir / P.TABLE_JSON).read_text())["studies"]
-        if recorded != sorted(map(str, dirs)):
+        if recorded != table_names(dirs):
             return fail(
                 f"{args.out_dir} was run on another table ({len(recorded)} studies); use another --out-dir"
             )
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         lines[family] = cross_validate(table, folds=args.folds, repeats=args.cv_repeats).line()
         print(f"  {lines[family]}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    P.write_table_json(args.out_dir, list(map(str, dirs)), tables, lines)
+    P.write_table_json(args.out_dir, table_names(dirs), tables, lines)
     plan = P.tiers(args.trials, args.workers, args.samplers, args.schedulers)
     P.run_protocol(P.Lab.fit(tables), args.out_dir, args.families, plan, args.reps, args.cpu_minutes * 60)
     return summarize(args.out_dir)

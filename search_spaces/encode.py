@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces import family_module
+from models.config import FAMILY_GAN, FAMILY_VAE
 from search_spaces.common import SpaceOptions
+from search_spaces.gan import define as gan_define
+from search_spaces.vae import define as vae_define
 
 ARCH_PARAM = "arch"
 UNUSED = -1.0  # a feature the configuration's architecture does not have
@@ -92,7 +94,7 @@ def _mean_log(widths: Sequence[int]) -> float:
 
 def space_features(family: str, options: SpaceOptions) -> SpaceFeatures:
     """Probe the family's `define` at both ends of every range, per architecture."""
-    define = family_module(family).define
+    define = {FAMILY_GAN: gan_define, FAMILY_VAE: vae_define}[family]
     probe = _Probe("low")
     define(probe, options)
     archs = probe.calls[ARCH_PARAM][1]
