@@ -40,6 +40,7 @@ from analysis.document import (
 from analysis.importance import study_importances
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
 from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
+from analysis.search_luck import table_finals
 from analysis.selection import SELECT, family_of, group_column
 from analysis.tables import (
     comparison_table,
@@ -76,6 +77,7 @@ class ReportSettings:
     latent_method: str = PCA
     data_dir: str | None = None
     allow_mixed: bool = False  # pool studies run under different protocols
+    lab_table: tuple[str, ...] = ()  # study directories of a learning-curve table: the search's luck
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed", action="store_true",
                    help="pool studies run under different protocols (feature network, eval samples, training "
                    "subset, max epochs); refused otherwise. The report lists every study's protocol")
+    p.add_argument("--lab-table", nargs="+", default=[], metavar="TABLE_STUDY_DIR",
+                   help="study directories of a learning-curve table of the same space and preset (the "
+                   "search lab's random studies without stopping): the verdict then gives how far a repeat "
+                   "of the search could move each family's pick (best of n, 5-95 %%)")
     p.add_argument("--smoke-test", action="store_true",
                    help=f"a seconds-long run: {SMOKE_RESAMPLES} resamples, {SMOKE_LATENT_IMAGES} latent "
                    "images, PCA")
@@ -122,11 +128,13 @@ def settings_from_args(args: argparse.Namespace) -> ReportSettings:
                          "least 1.")
     settings = ReportSettings(quality=args.quality, resamples=args.resamples, seed=args.seed,
                               latent_images=args.latent_images, latent_method=args.latent_method,
-                              data_dir=args.data_dir, allow_mixed=args.allow_mixed)
+                              data_dir=args.data_dir, allow_mixed=args.allow_mixed,
+                              lab_table=tuple(args.lab_table))
     if args.smoke_test:
         settings = ReportSettings(quality=args.quality, resamples=min(args.resamples, SMOKE_RESAMPLES),
                                   seed=args.seed, latent_images=min(args.latent_images, SMOKE_LATENT_IMAGES),
-                                  latent_method=PCA, data_dir=args.data_dir, allow_mixed=args.allow_mixed)
+                                  latent_method=PCA, data_dir=args.data_dir, allow_mixed=args.allow_mixed,
+                                  lab_table=tuple(args.lab_table))
     return settings
 
 
@@ -158,8 +166,9 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
 
     progress("computing fronts, budget curves, tables and verdict")
     curves = budget_curves(trials, q, select=select)
+    lab_table = table_finals(settings.lab_table) if settings.lab_table else None
     verdict = decide(trials, curves, quality=q, select=select, replicates=replicates,
-                     resamples=settings.resamples, seed=settings.seed)
+                     resamples=settings.resamples, seed=settings.seed, lab_table=lab_table)
     leaders = agreement.leaders(trials, group_column(trials), select)
     # the quality axis names the metrics that agree on its leader and says so when they do not
     verdict = dataclasses.replace(verdict, summary=(
@@ -272,7 +281,7 @@ def report_blocks(studies: Studies, trials, verdict: Verdict, tables: dict[str, 
                                    verdict.summary[-1], quality=q, select=select,
                                    replicated=verdict.replicated, allow_mixed=settings.allow_mixed),
              **captions.captions(q, select, captions.sampler_captions(studies.protocols))}
-    lists = {"summary": tuple(verdict.summary), "notes": tuple(notes)}
+    lists = {"summary": (*verdict.summary, verdict.luck), "notes": tuple(notes)}
     blocks: list[Block] = [Heading(TITLE, 1), Paragraph(texts["intro"])]
     for section in captions.SECTIONS:
         if section.needs and not (figs.get(section.needs) or lists.get(section.needs)):
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         settings = settings_from_args(args)
-        for study in args.studies:
+        for study in (*args.studies, *args.lab_table):
             check_study_dir(study)
         check_out(out, args.overwrite)  # cheap checks first: a bad --out is named before any table loads
         load_studies(args.studies, allow_mixed=args.allow_mixed)  # refuses mixed protocols before writing
@@ -318,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     staging.replace(out)
     print(f"wrote {out / REPORT_MD}, {out / REPORT_HTML} and {len(result.files) - 2} figures/tables")
-    for line in result.verdict.summary:
+    for line in (*result.verdict.summary, result.verdict.luck):
         print(f"  {line}")
     return 0
 

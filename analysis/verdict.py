@@ -15,6 +15,11 @@ Axes:
 - training speed: median images per second over trials, bootstrap interval of the difference;
 - budget: the group with the lower expected test FID of its lowest-validation-FID trial among k
   (analysis.budget); 'bands separate' when the exact 95 % ranges over subsets do not overlap.
+
+`Verdict.luck` says what the quality interval covers (the picked configurations' seed noise, not the
+search's luck) and, given a learning-curve table (analysis.search_luck), how far a repeat of an
+n-trial search could move each family's pick; where the families' ranges overlap it says
+"search-limited, a repeat could reverse it".
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from analysis import stats
 from analysis.budget import BudgetCurve
 from analysis.pareto import Objective
 from analysis.quality import is_usable
+from analysis.search_luck import Spread, luck_sentence, search_spreads
 from analysis.selection import SELECT, best_label, group_column
 from analysis.stats import Interval
 from analysis.tradeoff import DEFAULT_RESAMPLES, compare, mean_volume, reference_point
@@ -76,6 +82,8 @@ class Verdict:
     budget: tuple[BudgetPoint, ...]
     summary: tuple[str, ...]  # one sentence per axis, plus the budget sentence
     replicated: bool  # every group has replicates
+    luck: str = ""  # what the quality interval covers, and the search's luck from a table (search_luck)
+    spreads: tuple[Spread, ...] = ()  # per family: best-of-n spread of a repeated search, from a table
 
 
 def best_configuration(group_trials: pd.DataFrame, group_replicates: pd.DataFrame, quality: str = R.TEST_FID,
@@ -132,8 +140,10 @@ def _bootstrap_median_difference(a: np.ndarray, b: np.ndarray, resamples: int, s
 
 def decide(trials: pd.DataFrame, curves: Mapping[str, BudgetCurve], quality: str = R.TEST_FID,
            select: str = SELECT, replicates: pd.DataFrame | None = None,
-           resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Verdict:
-    """The verdict over the search trials (and their replicates, when given)."""
+           resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+           lab_table: pd.DataFrame | None = None) -> Verdict:
+    """The verdict over the search trials (and their replicates, when given); `lab_table`
+    (search_luck.table_finals) measures the search's luck at each family's trials per study."""
     by = group_column(trials)
     replicates = replicates if replicates is not None else pd.DataFrame(columns=[by, R.SOURCE_TRIAL_ID])
     groups = sorted(map(str, trials[by].dropna().unique()))
@@ -172,7 +182,17 @@ def decide(trials: pd.DataFrame, curves: Mapping[str, BudgetCurve], quality: str
                       replicated))
     budget = budget_points(curves)
     summary = tuple(sentence(a) for a in axes) + (budget_sentence(budget, replicated),)
-    return Verdict(axes=tuple(axes), budget=budget, summary=summary, replicated=replicated)
+    spreads: list[Spread] = []
+    if lab_table is not None and len(lab_table) and R.FAMILY in trials:
+        keys = [R.FAMILY, R.STUDY] if R.STUDY in trials else [R.FAMILY]
+        per_study = trials.groupby(keys).size()  # n: the trials of a family's study (median over its studies)
+        n = {str(f): int(np.median(v)) for f, v in per_study.groupby(level=0)}
+        spreads = search_spreads(lab_table, n, seed=seed)
+    quality_axis = axes[0]
+    gap = quality_axis.difference.estimate if quality_axis.leader else None
+    luck = luck_sentence(spreads, gap, quality_axis.leader)
+    return Verdict(axes=tuple(axes), budget=budget, summary=summary, replicated=replicated, luck=luck,
+                   spreads=tuple(spreads))
 
 
 def budget_points(curves: Mapping[str, BudgetCurve]) -> tuple[BudgetPoint, ...]:

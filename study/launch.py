@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--sampler", choices=SAMPLERS,
                    help="Optuna sampler (default: "
                    + ", ".join(f"{family} {name}" for family, name in DEFAULT_SAMPLERS.items())
-                   + f", the better arm of benchmarks/bench_search.py; --objective pareto: {PARETO_SAMPLER}; "
+                   + ": the 3-repetition benchmark did not separate TPE from random and TPE's guided "
+                   "trials failed far less often; the search lab decides (docs/search.md); "
+                   f"--objective pareto: {PARETO_SAMPLER}; "
                    "nsga2 also suits pareto)")
     p.add_argument("--objective", choices=OBJECTIVES, default="fid",
                    help="fid: minimise validation FID; pareto: minimise validation FID, total "

@@ -7,6 +7,7 @@ expectations (min-max scaling over both families) no longer apply and were repla
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from analysis import columns as C
+from analysis import search_luck
 from analysis.budget import BudgetCurve, budget_curves, pick_weights
 from analysis.load import load_studies
 from analysis.selection import is_seed_config
@@ -208,3 +210,52 @@ def test_replicates_beside_real_studies_decide_the_quality_axis(tiny_study_dirs,
     assert all(dict(quality.values)[g].n == 5 for g in ("gan", "vae"))
     headline = headline_table(trials, studies.replicates)
     assert (headline[C.N_SEEDS] == 5).all() and headline[C.CI_LOW].notna().all()
+
+
+def lab_table(gan_values, vae_values) -> pd.DataFrame:
+    """A learning-curve table fixture (search_luck.table_finals' shape): one row per configuration."""
+    rows = [("gan", f"g{i}", v) for i, v in enumerate(gan_values)] + [("vae", f"v{i}", v)
+                                                                       for i, v in enumerate(vae_values)]
+    return pd.DataFrame(rows, columns=[R.FAMILY, search_luck.CONFIG, R.FINAL_VAL_FID])
+
+
+def test_best_of_n_spread_is_the_range_of_the_lowest_of_n_draws():
+    values = np.arange(1.0, 101.0)
+    assert search_luck.best_of_n(values, 100, draws=200) == (1.0, 1.0, 1.0)  # every draw holds the best
+    low, median, high = search_luck.best_of_n(values, 1, draws=20_000)
+    assert 4 <= low <= 8 and 48 <= median <= 53 and 93 <= high <= 97  # one draw: the values' own range
+    low8, _, high8 = search_luck.best_of_n(values, 8, draws=20_000)
+    assert 1 <= low8 < high8 < 35 and high8 < high  # more trials: a lower, narrower pick
+
+
+def test_the_verdict_says_what_its_interval_covers_and_when_the_gap_is_search_limited():
+    trials = hand_trials()  # GAN: 3 trials in study g, VAE: 2 in study v; GAN ahead by 30 on quality
+    alone = decide(trials, budget_curves(trials), resamples=200)
+    assert "covers the seed noise of the picked configurations" in alone.luck
+    assert "not the search's luck" in alone.luck and "Not measured here" in alone.luck and not alone.spreads
+    rng = np.random.default_rng(0)
+    wide = decide(trials, budget_curves(trials), resamples=200,
+                  lab_table=lab_table(rng.uniform(10, 200, 150), rng.uniform(15, 200, 300)))
+    assert [(s.family, s.n, s.configs) for s in wide.spreads] == [("gan", 3, 150), ("vae", 2, 300)]
+    assert "search-limited, a repeat could reverse it" in wide.luck and "GAN ahead by 30" in wide.luck
+    assert "GAN " in wide.luck and "at n = 3 (of 150 configurations)" in wide.luck
+    apart = decide(trials, budget_curves(trials), resamples=200,
+                   lab_table=lab_table(rng.uniform(10, 12, 150), rng.uniform(100, 110, 300)))
+    assert "search-limited" not in apart.luck and "larger than the search's luck" in apart.luck
+    reversed_ = decide(trials, budget_curves(trials), resamples=200,
+                       lab_table=lab_table(rng.uniform(100, 110, 150), rng.uniform(10, 12, 300)))
+    assert "order the families the other way (VAE lower)" in reversed_.luck
+    assert apart.summary == alone.summary  # the axes' sentences are unchanged
+
+
+def test_table_finals_averages_a_configurations_seeds_and_drops_unfinished_trials(tmp_path):
+    config = {"arch": "mlp", "lr": 1e-3, "seed": 0}
+    rows = [(dict(config, seed=0), R.STOP_COMPLETED, 20.0), (dict(config, seed=1), R.STOP_COMPLETED, 30.0),
+            (dict(config, lr=1e-2), R.STOP_EARLY, 90.0), (dict(config, lr=1e-4), R.STOP_COMPLETED, 50.0)]
+    for i, (c, stop, fid) in enumerate(rows):
+        study = tmp_path / f"s{i}"
+        study.mkdir()
+        pd.DataFrame({R.FAMILY: ["vae"], "config_json": [json.dumps(c)], R.STOP_REASON: [stop],
+                      R.FINAL_VAL_FID: [fid]}).to_parquet(study / R.TRIALS_FILE)
+    table = search_luck.table_finals(sorted(tmp_path.iterdir()))
+    assert sorted(table[R.FINAL_VAL_FID]) == [25.0, 50.0]  # seeds 0 and 1 averaged; the stopped one left out

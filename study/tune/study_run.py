@@ -52,9 +52,7 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedSt
                        threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     store = StudyStore(plan.study_dir)
-    print(f"study {plan.name}: {plan.family}, {plan.trials} trials, up to {plan.max_epochs} epochs, "
-          f"{plan.scheduler} scheduler, {plan.sampler} sampler, objective {plan.objective}, "
-          f"{plan.cpus_per_trial:g} CPU + {gpus:g} GPU per trial -> {plan.study_dir}", flush=True)
+    print(plan.header(gpus), flush=True)
     if resume:
         optuna_storage.fetch(plan.study_dir)  # the restored searcher reopens this file
         tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,

@@ -1,0 +1,191 @@
+"""The search lab (benchmarks/lab_surrogate.py, benchmarks/lab_sim.py): the space's encoding, the
+surrogate's validation on synthetic tables with a known ranking, and the simulator on a tiny table:
+it repeats itself exactly and its ASHA decides as `replay_asha`'s scheduler does on the same curves.
+No Ray cluster, no training."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from benchmarks.lab_sim import Arm, simulate, surrogate_source
+from benchmarks.lab_surrogate import (
+    CONFIG_KEY,
+    SECONDS,
+    SEED,
+    FlatForest,
+    LabTable,
+    Surrogate,
+    _trees,
+    config_key,
+    cross_validate,
+    top_share,
+)
+from search_spaces import SpaceOptions, define_by_run, seed_configs
+from search_spaces.encode import UNUSED, encode, space_features
+from study import launch
+from study import results as R
+from study.tune.plan import plan_from_args
+from study.tune.search import asha_stop_epochs
+
+QUICK = SpaceOptions(width_range=(0.25, 1.0), batch_sizes=(32, 64, 128), loop={"epochs": 8, "seed": 0})
+EPOCHS = 8
+
+
+def random_configs(family: str, n: int, seed: int = 0) -> list[dict]:
+    """n configurations drawn at random from the family's quick space (the launcher's define)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    define = define_by_run(family, QUICK)
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        configs.append(define(trial))
+        study.tell(trial, 0.0)
+    return configs
+
+
+def synthetic_table(family: str, n: int, score, seeds: int = 1, noise: float = 0.0,
+                    seed: int = 0) -> LabTable:
+    """A table whose log final FID is score(config) (plus seed noise), approached over the epochs."""
+    rng = np.random.default_rng(seed)
+    configs = random_configs(family, n, seed)
+    rows = []
+    for config in configs:
+        final = score(config)
+        for s in range(seeds):
+            offset = rng.normal(0, noise)
+            for epoch in range(1, EPOCHS + 1):
+                rows.append({CONFIG_KEY: config_key(config), SEED: s, R.EPOCH: epoch,
+                             R.VAL_FID: float(np.exp(final + offset + 1.5 / epoch)),
+                             SECONDS: epoch * (1 + config["batch_size"] / 64)})
+    keys = [config_key(c) for c in configs]
+    frame = pd.DataFrame({CONFIG_KEY: keys,
+                          "config": [{k: v for k, v in c.items() if k != SEED} for c in configs]})
+    return LabTable(family=family, options=QUICK, max_epochs=EPOCHS,
+                    configs=frame.drop_duplicates(CONFIG_KEY).reset_index(drop=True),
+                    curves=pd.DataFrame(rows), provisional=["synthetic"])
+
+
+def learning_rate_score(config: dict) -> float:
+    """A known ranking: the closer the generator's learning rate to 1e-3 (log scale), the lower."""
+    return 3.0 + 0.5 * abs(np.log10(config["lr_g"]) + 3.0) + 0.1 * (config["arch"] == "mlp")
+
+
+def test_the_encoding_is_read_off_the_space_and_marks_the_stacks_an_architecture_lacks():
+    gan, vae = space_features("gan", QUICK), space_features("vae", QUICK)
+    assert gan.archs == ("dcgan", "mlp") and vae.archs == ("conv", "mlp")
+    assert {s.field for s in gan.scalars} == {"latent_dim", "lr_g", "lr_d", "beta1", "batch_size"}
+    assert {s.field for s in vae.scalars} == {"latent_dim", "lr", "beta1", "kl_beta", "batch_size"}
+    log_scale = {s.field: s.log for s in gan.scalars}
+    assert log_scale["lr_g"] and log_scale["latent_dim"] and not log_scale["beta1"]
+    assert vae.stacks_of["mlp"] == {"enc_widths", "dec_widths"}  # no conv channels in an MLP VAE
+    seeds = [c.to_dict() for c in seed_configs("vae", QUICK)]
+    conv, mlp = (encode(vae, c) for c in seeds)
+    assert len(conv) == len(vae.names) and np.all((conv >= 0) & (conv <= 1))
+    channels = [i for i, name in enumerate(vae.names) if name.startswith(("enc_channels", "dec_channels"))]
+    assert np.all(mlp[channels] == UNUSED) and np.all(conv[channels] >= 0)
+    lr = vae.names.index("lr")  # the seed's learning rate on the space's log range 1e-5..1e-2
+    assert conv[lr] == pytest.approx(np.log(seeds[0]["lr"] / 1e-5) / np.log(1e-2 / 1e-5))
+
+
+def test_the_flat_forest_predicts_what_sklearn_does():
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 5))
+    forest = _trees(0).fit(x, x[:, 0] * 2 + np.sin(5 * x[:, 1]))
+    probe = rng.random((30, 5))
+    np.testing.assert_allclose(FlatForest(forest).predict(probe), forest.predict(probe), rtol=0, atol=1e-12)
+
+
+def test_top_share_counts_the_observed_top_in_the_predicted_top():
+    observed = np.arange(20.0)
+    assert top_share(observed, observed) == 1.0
+    assert top_share(observed, -observed) == 0.0
+    assert top_share(observed, np.r_[-100.0, -observed[1:]]) == 0.5  # 2 in the top 10 %: 1 found
+
+
+def test_cross_validation_recovers_a_known_ranking_and_not_a_shuffled_one():
+    table = synthetic_table("gan", 80, learning_rate_score, seeds=2, noise=0.02)
+    known = cross_validate(table, folds=5)
+    assert known.configs == 80 and len(known.fold_rhos) == 5
+    assert known.rho >= 0.8 and known.top_share >= 0.5, known.line()
+    # the same curves dealt to other configurations: nothing to learn
+    shuffled = dataclasses.replace(table, configs=table.configs.assign(
+        config=table.configs["config"].sample(frac=1, random_state=1).to_numpy()))
+    assert abs(cross_validate(shuffled, folds=5).rho) < 0.4
+    assert "Spearman rho" in known.line() and "meets the goal" in known.line()
+
+
+def test_the_seed_noise_is_measured_from_configurations_with_several_seeds():
+    table = synthetic_table("vae", 30, lambda c: 3.0 + c["lr"] * 100, seeds=3, noise=0.1)
+    model = Surrogate.fit(table)
+    assert np.all(np.abs(model.noise_sd - 0.1) < 0.04)  # the same offset at every epoch: sd 0.1
+    assert model.noise_lag1 > 0.95  # and fully correlated across epochs
+    single = Surrogate.fit(synthetic_table("vae", 30, lambda c: 3.0, seeds=1))
+    assert np.all(single.noise_sd == 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_lab(data_dir):
+    table = synthetic_table("gan", 40, learning_rate_score, seeds=2, noise=0.05)
+    args = launch.build_parser().parse_args(["--family", "gan", "--quick", "--data-dir", str(data_dir),
+                                             "--name", "lab-test"])
+    return table, Surrogate.fit(table), plan_from_args(args)
+
+
+def test_the_simulator_repeats_itself_exactly_with_a_fixed_seed(tiny_lab):
+    table, surrogate, base = tiny_lab
+    arm = Arm("tpe", "asha", trials=12, workers=3)
+    runs = [simulate(arm, arm.plan(base, 7), surrogate_source(surrogate, table.features, 7))
+            for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0].trials, runs[1].trials)
+    pd.testing.assert_frame_equal(runs[0].anytime, runs[1].anytime)
+    trials = runs[0].trials
+    assert len(trials) == 12 and (trials["epochs"] < EPOCHS).any()  # ASHA stopped some
+    assert trials["start"].iloc[:3].eq(0).all()  # three workers start at once
+    other = simulate(arm, arm.plan(base, 8), surrogate_source(surrogate, table.features, 8)).trials
+    assert not other["observed_final"].equals(trials["observed_final"])  # another repetition differs
+
+
+def test_the_simulators_asha_stops_what_replay_asha_stops_on_the_same_curves(tiny_lab):
+    table, surrogate, base = tiny_lab
+    for scheduler in ("asha", "asha-g1-r2", "asha-best"):
+        arm = Arm("random", scheduler, trials=16, workers=1)
+        plan = arm.plan(base, 3)
+        run = simulate(arm, plan, surrogate_source(surrogate, table.features, 3))
+        history = pd.DataFrame([{R.TRIAL_ID: f"t{k:04d}", R.EPOCH: e + 1, R.VAL_FID: float(np.exp(v))}
+                                for k, curve in run.curves.items() for e, v in enumerate(curve)])
+        replayed = asha_stop_epochs(plan, history, [f"t{k:04d}" for k in sorted(run.curves)])
+        simulated = {f"t{row.trial:04d}": row.epochs for row in run.trials.itertuples()
+                     if row.epochs < EPOCHS}
+        assert simulated and simulated == replayed, scheduler
+
+
+def test_the_product_picks_on_observed_fid_and_the_lab_scores_the_noise_free_one(tiny_lab):
+    table, surrogate, base = tiny_lab
+    arm = Arm("random", "none", trials=10, workers=2)
+    run = simulate(arm, arm.plan(base, 0), surrogate_source(surrogate, table.features, 0))
+    pick = run.pick()
+    assert pick["observed_final"] == run.trials["observed_final"].min()
+    assert run.anytime["pick_true"].iloc[-1] == pick["true_final"]
+    assert np.all(np.diff(run.anytime["compute_s"]) >= 0)
+    total = (run.trials["end"] - run.trials["start"]).sum()
+    assert run.anytime["compute_s"].iloc[-1] == pytest.approx(total)
+
+
+def test_with_two_trials_in_flight_tpe_guides_9_of_16_trials_not_10(tiny_lab):
+    """Optuna counts only finished trials towards n_startup_trials (2 seeds + 4 random at 16 trials):
+    one at a time 10 trials are guided; with a second trial in flight one more ask stays random."""
+    table, surrogate, base = tiny_lab
+    guided = {}
+    for workers in (1, 2, 8):
+        arm = Arm("tpe", "none", trials=16, workers=workers)
+        run = simulate(arm, arm.plan(base, 0), surrogate_source(surrogate, table.features, 0))
+        guided[workers] = int(run.trials["guided"].sum())
+    assert guided == {1: 10, 2: 9, 8: 3}
+    arm = Arm("random", "none", trials=16, workers=2)
+    run = simulate(arm, arm.plan(base, 0), surrogate_source(surrogate, table.features, 0))
+    assert not run.trials["guided"].any()
