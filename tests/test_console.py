@@ -24,7 +24,7 @@ from study.tune.preflight import DEFAULT_DASHBOARD_PORT
 from tests.conftest import REPO_ROOT
 
 PROGRESS = re.compile(r"^(\d+)/(\d+) trials done, (\d+) running(, best validation FID so far [\d.]+ "
-                      r"\(trial trial_\d{4}_\w+\))?(, about [\w ]+ left at [\w' ]+)?$", re.M)
+                      r"\(trial trial_\d{4}_\w+\))?(, about [\w ]+ left at [\w' ()]+)?$", re.M)
 SMOKE_CONSOLE_MAX_LINES = 40  # before: 382 lines (362 stdout + 20 stderr) for the same smoke study
 
 
@@ -75,7 +75,7 @@ def test_the_progress_line_says_the_time_left_once_the_first_epochs_are_timed():
     assert console.progress_line().endswith(", about 2 h 55 min left at the current pace")
     probed = StudyConsole(out, interactive=False, shape=StudyShape(4.0, 1, prior_epoch_s=30.0))
     probed.setup(total_num_samples=1)
-    assert probed.progress_line().endswith(", about 2 min left at a probe's pace")
+    assert probed.progress_line().endswith(", about 2 min left at a probe's pace (training only)")
     assert [duration(s) for s in (42, 600, 7800, 3 * 86400 + 4 * 3600)] == ["42 s", "10 min", "2 h 10 min",
                                                                            "3 d 4 h"]
 

@@ -127,3 +127,18 @@ def test_described_trials_are_the_rows_the_reports_comparison_table_describes(ti
         described = set(trials.loc[described_trials(trials), R.TRIAL_ID])
         assert described == set(comparison_table(load_study(study_dir).trials)[R.TRIAL_ID])
         assert 0 < len(described) < len(trials)  # some trials are not described: they skip the NLL
+
+
+def test_replicates_start_the_longest_runs_first_and_keep_their_runs():
+    """Longest-processing-time-first (issue 26, item 5): a slot does not idle at the end while one long
+    run (the DCGAN's) finishes alone; the runs are the planned ones."""
+    from study.followups.replicate_plan import ReplicateRun, longest_first
+
+    trials = pd.DataFrame({R.TRIAL_ID: ["fast", "slow", "mid"], R.TRAIN_SECONDS: [8.0, 80.0, 40.0],
+                           R.EPOCHS_RUN: [4, 8, 8]})
+    runs = [ReplicateRun(source, seed, False, config(4)) for source in ("fast", "slow", "mid", "gone")
+            for seed in (1, 2)]
+    ordered = longest_first(runs, trials)
+    assert [(r.source_trial_id, r.seed) for r in ordered] == [
+        ("gone", 1), ("gone", 2), ("slow", 1), ("slow", 2), ("mid", 1), ("mid", 2), ("fast", 1), ("fast", 2)]
+    assert sorted(ordered, key=runs.index) == runs

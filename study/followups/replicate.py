@@ -20,7 +20,9 @@ from study.followups.replicate_plan import (
     DEFAULT_TOP,
     REPLICATE_DIR_PREFIX,
     ReplicateRun,
+    longest_first,
     prepare,
+    read_study,
     replicate_seeds,
     replicates_spec,
 )
@@ -61,7 +63,8 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
     console.expect(console.StudyShape(float(runs[0].config.epochs), slots))  # every run to its last epoch
     results, finished = run_fixed_configs(
         # the directory as given now (study.json's storage path is where the study was first written)
-        trainable, [r.config.to_dict() for r in runs], storage_path=normalize_storage_path(study_dir),
+        trainable, [r.config.to_dict() for r in longest_first(runs, read_study(study_dir)[2])],
+        storage_path=normalize_storage_path(study_dir),
         name=R.REPLICATES_DIR,
         max_failures=plan.max_failures, keep_checkpoints=plan.keep_checkpoints,
         dirname_prefix=REPLICATE_DIR_PREFIX, slots=slots)

@@ -228,7 +228,7 @@ class StudyConsole(tune.Callback):
         if epochs > 0:
             pace, how = sum(s for _, s in self.spent.values()) / epochs, "at the current pace"
         elif self.shape.prior_epoch_s is not None:
-            pace, how = self.shape.prior_epoch_s, "at a probe's pace"
+            pace, how = self.shape.prior_epoch_s, "at a probe's pace (training only)"
         else:
             return None
         expected = self.shape.expected_epochs
