@@ -70,9 +70,16 @@ def test_the_progress_line_says_the_time_left_once_the_first_epochs_are_timed():
     assert "left" not in console.progress_line()  # nothing timed yet, no probe
     console.on_trial_result(1, [], a, {R.EPOCH: 1, R.VAL_FID: 52.0, R.TRIAL_SECONDS: 1000.0})
     console.on_trial_result(1, [], b, {R.EPOCH: 1, R.VAL_FID: 47.0, R.TRIAL_SECONDS: 2000.0})
-    # pace 1500 s per epoch; left: 3 + 3 epochs of the running trials, 2 x 4 of the waiting ones,
-    # over 2 slots: 14 x 1500 / 2 = 10,500 s
+    # left: 3 epochs of a at 1000 s and 3 of b at 2000 s, 2 x 4 waiting ones at the mean 1500 s, over 2
+    # slots: (3000 + 6000 + 12,000) / 2 = 10,500 s
     assert console.progress_line().endswith(", about 2 h 55 min left at the current pace")
+    console.on_trial_complete(2, [], a)
+    console.on_trial_start(2, [], _trial("trial_0003_cccc"))
+    console.on_trial_start(2, [], _trial("trial_0004_dddd"))
+    console.on_trial_complete(2, [], _trial("trial_0003_cccc"))
+    console.on_trial_complete(2, [], _trial("trial_0004_dddd"))
+    # b alone: 3 epochs at its own 2000 s, however fast the others were
+    assert console.progress_line().endswith(", about 1 h 40 min left at the current pace")
     probed = StudyConsole(out, interactive=False, shape=StudyShape(4.0, 1, prior_epoch_s=30.0))
     probed.setup(total_num_samples=1)
     assert probed.progress_line().endswith(", about 2 min left at a probe's pace (training only)")

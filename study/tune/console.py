@@ -12,9 +12,10 @@ line ("5/8 trials done, 2 running, best validation FID so far 47.0 (trial trial_
 On a terminal it redraws those lines in place; without one (CI, nohup, a pipe) it prints a trial's
 end as one line and the progress line every `PLAIN_INTERVAL_S` seconds when it changed.
 Once the first epochs are timed, the progress line says how long the rest will take
-("..., about 2 h 10 min left at the current pace"): the seconds the trials spent per epoch so far
-(training, validation, checkpoints, and a finished trial's test scoring: R.TRIAL_SECONDS) times the
-epochs still to run (the scheduler's expected epochs per trial, `StudyShape`), over the trial slots.
+("..., about 2 h 10 min left at the current pace"): the epochs still to run (the scheduler's expected
+epochs per trial, `StudyShape`) times the seconds per epoch each running trial spent so far (training,
+validation, checkpoints, a finished trial's test scoring: R.TRIAL_SECONDS), the mean trial's for
+trials not timed yet, over the trial slots, and never less than the longest running trial's rest.
 Before that, a study on CPUs uses the pace a timed probe of a few training steps gave
 (study/followups/pipeline.py), and says so.
 With --verbose, Ray's output is as Ray prints it and this callback stays out of the way.
@@ -224,19 +225,21 @@ class StudyConsole(tune.Callback):
         anything is timed."""
         if self.shape is None or self.total == 0:
             return None
-        epochs = sum(e for e, _ in self.spent.values())
-        if epochs > 0:
-            pace, how = sum(s for _, s in self.spent.values()) / epochs, "at the current pace"
+        paces = {label: s / e for label, (e, s) in self.spent.items() if e > 0}
+        if paces:  # a trial's own pace for its own epochs; the mean trial's for trials not timed yet
+            pace, how = sum(paces.values()) / len(paces), "at the current pace"
         elif self.shape.prior_epoch_s is not None:
             pace, how = self.shape.prior_epoch_s, "at a probe's pace (training only)"
         else:
             return None
         expected = self.shape.expected_epochs
-        running = sum(max(0.0, expected - self.spent.get(label, (0, 0.0))[0]) for label in self.running)
-        waiting = max(0, self.total - self.done - len(self.running)) * expected
-        if running + waiting == 0:
+        running = [max(0.0, expected - self.spent.get(label, (0, 0.0))[0]) * paces.get(label, pace)
+                   for label in self.running]
+        waiting = max(0, self.total - self.done - len(self.running)) * expected * pace
+        if not any(running) and waiting == 0:
             return None  # the experiment's end: nothing left to estimate
-        left = (running + waiting) * pace / max(1, min(self.shape.slots, self.total - self.done or 1))
+        slots = max(1, min(self.shape.slots, self.total - self.done or 1))
+        left = max([*running, (sum(running) + waiting) / slots])  # no sooner than the longest running trial
         return f"about {duration(left)} left {how}"
 
     def refresh(self, force: bool = False) -> None:
