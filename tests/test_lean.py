@@ -5,6 +5,7 @@ trial spends is counted (R.TRIAL_SECONDS). Real MNIST, real metrics, tiny models
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -142,3 +143,18 @@ def test_replicates_start_the_longest_runs_first_and_keep_their_runs():
     assert [(r.source_trial_id, r.seed) for r in ordered] == [
         ("gone", 1), ("gone", 2), ("slow", 1), ("slow", 2), ("mid", 1), ("mid", 2), ("fast", 1), ("fast", 2)]
     assert sorted(ordered, key=runs.index) == runs
+
+
+def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir):
+    from study.launch import build_parser
+    from study.tune.plan import expected_epochs, plan_from_args
+    from study.tune.study_run import size_line
+
+    args = build_parser().parse_args(["--family", "gan", "--quick", "--data-dir", str(data_dir)])
+    quick = plan_from_args(args)
+    # ASHA at the quick preset: rungs at epochs 4 and 8, half the trials go on past epoch 4
+    assert expected_epochs(quick) == 4 + 4 / 2
+    assert expected_epochs(dataclasses.replace(quick, scheduler="none")) == quick.max_epochs == 8
+    assert size_line(quick, 4000, 2) == ("size: 8 trials x up to 8 epochs x 4,000 training images = 0.256 M "
+                                         "images trained at most (the asha scheduler: about 6.0 epochs per "
+                                         "trial, 0.192 M); 2 trial(s) at once")
