@@ -19,7 +19,7 @@ import pytest
 from models.config import ConfigError
 from study import results as R
 from study.tune import sharing, tracking
-from study.tune.console import StudyConsole, StudyShape, duration
+from study.tune.console import StudyConsole, StudyShape, duration, trial_label
 from study.tune.preflight import DEFAULT_DASHBOARD_PORT
 from tests.conftest import REPO_ROOT
 
@@ -80,6 +80,16 @@ def test_the_progress_line_says_the_time_left_once_the_first_epochs_are_timed():
     console.on_trial_complete(2, [], _trial("trial_0004_dddd"))
     # b alone: 3 epochs at its own 2000 s, however fast the others were
     assert console.progress_line().endswith(", about 1 h 40 min left at the current pace")
+    # a trial in its first epoch for 3 h already, beside a fast one: at least 3 h per epoch, 4 epochs
+    # left of it, and no sooner than that
+    two = StudyConsole(out, interactive=False, shape=StudyShape(4.0, 2))
+    two.setup(total_num_samples=2)
+    fast, slow = _trial("trial_0001_ffff"), _trial("trial_0002_ssss")
+    two.on_trial_start(0, [], fast)
+    two.on_trial_start(0, [], slow)
+    two.started[trial_label(slow)] -= 3 * 3600
+    two.on_trial_result(1, [], fast, {R.EPOCH: 1, R.TRIAL_SECONDS: 100.0})
+    assert two.progress_line().endswith(", about 12 h left at the current pace")
     probed = StudyConsole(out, interactive=False, shape=StudyShape(4.0, 1, prior_epoch_s=30.0))
     probed.setup(total_num_samples=1)
     assert probed.progress_line().endswith(", about 2 min left at a probe's pace (training only)")

@@ -144,6 +144,7 @@ class StudyConsole(tune.Callback):
         self.best: tuple[float, str] | None = None
         self.shape = shape
         self.spent: dict[str, tuple[int, float]] = {}  # label -> (epochs, trial seconds) reported so far
+        self.started: dict[str, float] = {}  # label -> time.monotonic() at its start
         self._drawn = 0  # lines of the live view on screen (terminal)
         self._last_time = 0.0
         self._last_text = ""
@@ -162,6 +163,7 @@ class StudyConsole(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.running[trial_label(trial)] = trial
+        self.started.setdefault(trial_label(trial), time.monotonic())
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         label = trial_label(trial)
@@ -232,6 +234,14 @@ class StudyConsole(tune.Callback):
             pace, how = self.shape.prior_epoch_s, "at a probe's pace (training only)"
         else:
             return None
+        # a running trial still in its first epoch takes at least as long as it has run (a slow
+        # DCGAN beside fast MLPs), and counts so in the mean trial's pace
+        now = time.monotonic()
+        for label in self.running:
+            if label not in paces and label in self.started and now - self.started[label] > pace:
+                paces[label] = now - self.started[label]
+        if paces:
+            pace = sum(paces.values()) / len(paces)
         expected = self.shape.expected_epochs
         running = [max(0.0, expected - self.spent.get(label, (0, 0.0))[0]) * paces.get(label, pace)
                    for label in self.running]
