@@ -158,3 +158,11 @@ def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir
     assert size_line(quick, 4000, 2) == ("size: 8 trials x up to 8 epochs x 4,000 training images = 0.256 M "
                                          "images trained at most (the asha scheduler: about 6.0 epochs per "
                                          "trial, 0.192 M); 2 trial(s) at once")
+
+
+def test_the_likelihood_step_scores_only_the_picked_trials_that_lack_it():
+    from study.followups.likelihood import missing
+
+    trials = pd.DataFrame({R.TRIAL_ID: ["a", "b", "c"], R.TEST_BINARIZED_NLL: [90.0, math.nan, math.nan]})
+    assert missing(trials, ["a", "b"]) == ["b"]  # a re-run (python -m study.replicate) redoes nothing
+    assert missing(trials.drop(columns=R.TEST_BINARIZED_NLL), ["a", "c"]) == ["a", "c"]

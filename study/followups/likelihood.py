@@ -42,15 +42,26 @@ def picked_trials(trials: pd.DataFrame, replicate_top: int | None = None) -> lis
     return [t for t in dict.fromkeys(ids) if t in usable and t not in diverged]
 
 
-def run_likelihood(plan: StudyPlan, setup: TrialSetup, gpus: float,
-                   replicate_top: int | None = None) -> pd.DataFrame | None:
-    """Compute the picked VAE trials' likelihood on the initialised Ray and write it into the study's
-    trials.parquet; the table as written (None: nothing to do, a GAN study or no metrics)."""
+def missing(trials: pd.DataFrame, ids: list[str]) -> list[str]:
+    """The trials of `ids` without a likelihood yet."""
+    if R.TEST_BINARIZED_NLL not in trials:
+        return ids
+    has = trials.set_index(trials[R.TRIAL_ID].astype(str))[R.TEST_BINARIZED_NLL]
+    return [t for t in ids if not pd.notna(has.get(t))]
+
+
+def run_likelihood(plan: StudyPlan, setup: TrialSetup, gpus: float, replicate_top: int | None = None,
+                   study_dir: str | None = None) -> pd.DataFrame | None:
+    """Compute the likelihood of the picked VAE trials that lack it on the initialised Ray and write it
+    into the study's trials.parquet (`study_dir`, default the plan's); the table as written (None:
+    nothing to do, a GAN study or no metrics). python -m study.replicate calls it too, for sources a
+    new --top picks."""
     if plan.family != FAMILY_VAE or setup.assets is None:
         return None
-    store = StudyStore(plan.study_dir)
+    study_dir = study_dir or plan.study_dir
+    store = StudyStore(study_dir)
     trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
-    ids = picked_trials(trials, replicate_top)
+    ids = missing(trials, picked_trials(trials, replicate_top))
     if not ids:
         return None
     workers = min(len(ids), trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus))
@@ -58,7 +69,7 @@ def run_likelihood(plan: StudyPlan, setup: TrialSetup, gpus: float,
           f"in {workers} worker(s)", flush=True)
     rows = trials.set_index(trials[R.TRIAL_ID].astype(str))
     with scoring_pool(setup, workers, plan.cpus_per_trial, gpus) as score:
-        scored = score("likelihood", [(plan.study_dir, rows.loc[t, R.CHECKPOINT]) for t in ids])
+        scored = score("likelihood", [(study_dir, rows.loc[t, R.CHECKPOINT]) for t in ids])
     return write_likelihood(store, trials, dict(zip(ids, scored, strict=True)))
 
 
@@ -70,8 +81,7 @@ def score_in_process(plan: StudyPlan, study_dir: str, data_dir: str | None = Non
     store = StudyStore(study_dir)
     trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
     rows = trials.set_index(trials[R.TRIAL_ID].astype(str))
-    has = rows[R.TEST_BINARIZED_NLL] if R.TEST_BINARIZED_NLL in rows else pd.Series(dtype=float)
-    ids = [t for t in picked_trials(trials) if not pd.notna(has.get(t))]
+    ids = missing(trials, picked_trials(trials))
     if not ids:
         return None
     print(f"likelihood (importance-weighted NLL) of {len(ids)} picked VAE trial(s), in this process",

@@ -15,6 +15,7 @@ from ray.tune import ExperimentAnalysis
 from study import results as R
 from study.data import load_splits
 from study.devices import pick_device
+from study.followups.likelihood import run_likelihood
 from study.followups.replicate_plan import (
     DEFAULT_SEEDS,
     DEFAULT_TOP,
@@ -52,6 +53,9 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
     setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)),
                        gpus_per_trial=gpus, suite_every=plan.suite_every)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
+    # the likelihood of the configurations replicated here, when their search did not compute it (a --top
+    # other than the launcher's, or a search whose launcher stopped before its likelihood step)
+    run_likelihood(plan, setup, gpus, top, study_dir)
     n_configs = len({r.source_trial_id for r in runs})
     print(f"replicating {n_configs} configurations of study {plan.name} x {seeds} seeds "
           f"({len(runs)} runs, seeds {replicate_seeds(plan.seed, seeds)}, "
