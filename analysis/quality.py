@@ -28,44 +28,19 @@ The rule (validation metrics only, so no test number decides what may win):
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from analysis.selection import SELECT, is_seed_config
+from analysis.selection import SELECT
 from study import results as R
-
-QUALITY_FACTOR = 1.5  # at most 50 % further from the data than the study's best seed configuration
-# Extra validation criteria, {column: minimum}; applied only where the rows have the column.
-VAL_CLASS_COVERAGE = R.VAL_CLASS_COVERAGE  # the fraction of the 10 digit classes with >= 1 % of samples
-VAL_SAMPLE_IS = R.VAL_SAMPLE_IS  # IS of the samples under the feature network's classifier (1..10)
-MINIMUMS: dict[str, float] = {
-    VAL_CLASS_COVERAGE: 0.9,  # at least 9 of the 10 digit classes
-    VAL_SAMPLE_IS: 2.0,  # the classifier reads definite digits (no-digit textures: ~1.0-1.2)
-}
-
-
-def fid_bounds(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select: str = SELECT) -> pd.Series:
-    """Per row, the largest `select` it may have to be usable: QUALITY_FACTOR times the seed
-    reference of its study, computed from `reference` (default: the rows themselves)."""
-    reference = rows if reference is None else reference
-    ref_study = reference[R.STUDY] if R.STUDY in reference else pd.Series("", index=reference.index)
-    seeds = seed_mask(reference)
-    values = reference[select].to_numpy(dtype=float, na_value=np.nan)
-    values = pd.Series(np.where(np.isfinite(values), values, np.nan), index=reference.index)
-    seed_ref = values[seeds.to_numpy()].groupby(ref_study[seeds.to_numpy()]).min()
-    best_ref = values.groupby(ref_study).min()
-    per_study = seed_ref.reindex(best_ref.index).fillna(best_ref)
-    row_study = rows[R.STUDY] if R.STUDY in rows else pd.Series("", index=rows.index)
-    return QUALITY_FACTOR * row_study.map(per_study).astype(float)
-
-
-def seed_mask(frame: pd.DataFrame) -> pd.Series:
-    """The seed-study configurations among the rows (by config_json, else the seed_config flag)."""
-    if R.CONFIG_JSON in frame:
-        return is_seed_config(frame)
-    if R.SEED_CONFIG in frame:
-        return frame[R.SEED_CONFIG].fillna(False).astype(bool)
-    return pd.Series(False, index=frame.index)
+from study.quality_gate import (  # noqa: F401  (the gate lives in study/, which a search's scoring uses too)
+    MINIMUMS,
+    QUALITY_FACTOR,
+    VAL_CLASS_COVERAGE,
+    VAL_SAMPLE_IS,
+    fid_bounds,
+    is_usable,
+    seed_mask,
+)
 
 
 def study_fid_bound(rows: pd.DataFrame, select: str = SELECT) -> dict[str, float]:
@@ -73,20 +48,3 @@ def study_fid_bound(rows: pd.DataFrame, select: str = SELECT) -> dict[str, float
     bounds = fid_bounds(rows, select=select)
     study = rows[R.STUDY] if R.STUDY in rows else pd.Series("", index=rows.index)
     return {str(s): float(b) for s, b in bounds.groupby(study).first().items()}
-
-
-def is_usable(rows: pd.DataFrame, reference: pd.DataFrame | None = None, select: str = SELECT) -> pd.Series:
-    """True for the rows whose samples count as digits under the rule in the module docstring."""
-    values = rows[select].to_numpy(dtype=float, na_value=np.nan)
-    usable = np.isfinite(values)
-    if R.STOP_REASON in rows:
-        usable &= ~rows[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR, R.STOP_OOM]).to_numpy()
-    bounds = fid_bounds(rows, reference, select).to_numpy(dtype=float, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        usable &= np.isfinite(bounds) & (values <= bounds)
-    for column, minimum in MINIMUMS.items():
-        if column in rows:
-            extra = rows[column].to_numpy(dtype=float, na_value=np.nan)
-            with np.errstate(invalid="ignore"):
-                usable &= extra >= minimum
-    return pd.Series(usable, index=rows.index, name="usable")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import columns as C
-from models.config import TrainConfig, seed_model_config
 from study import results as R
+from study.quality_gate import is_seed_config  # noqa: F401  (one rule: the search's scoring uses it too)
 
 SELECT = R.SELECTION_METRIC  # the best trial is the lowest final validation FID (the reported model)
 
@@ -51,17 +51,3 @@ def best_per_group(frame: pd.DataFrame, by: str, select: str = SELECT) -> dict[s
         if label is not None:
             best[str(name)] = label
     return best
-
-
-def is_seed_config(trials: pd.DataFrame) -> pd.Series:
-    """True where the launcher flagged a trial as a seed configuration (column seed_config, which
-    covers seed points it ran at reduced width), or where the model part of config_json is exactly
-    a seed study's printed configuration (loop settings such as epochs or subset may differ)."""
-    def matches(text: str) -> bool:
-        model = TrainConfig.from_json(text).model
-        return model == seed_model_config(model.family, model.arch)
-
-    printed = trials[R.CONFIG_JSON].map(matches).astype(bool)
-    if R.SEED_CONFIG not in trials:
-        return printed
-    return printed | trials[R.SEED_CONFIG].fillna(False).astype(bool)

@@ -41,7 +41,9 @@ NAMES = {
 }
 AXIS_LABELS = {
     R.PARAMS_TOTAL: "total parameters (count, log scale)",
-    R.TRAIN_SECONDS: "training time (s, log scale)",
+    # training steps only: the size/time trade-off is about training (a trial's scoring and checkpoints
+    # are in trials.parquet's trial_seconds, what a study costs)
+    R.TRAIN_SECONDS: "training time (s, training steps only, log scale)",
 }
 
 

@@ -22,17 +22,22 @@ keeps each trial's epochs up to the one ASHA stopped it at (tests/test_launch.py
 against the decisions of real one-trial-at-a-time ASHA studies).
 
 The anytime curve of a study is its best validation FID so far (the lowest per-epoch val_fid of
-any trial yet, the incumbent of HPO benchmarks) against its cumulative training seconds
-(evaluation excluded). Trials are taken in the order the sampler proposed them (trials.parquet's
+any trial yet, the incumbent of HPO benchmarks) against its cumulative compute: the seconds its
+trials spent (trial_seconds: training, validation, test scoring, checkpoints; a trial's scoring
+after its last epoch, inside it or after the search, counts at that epoch). A committed study from
+before trial_seconds existed is measured in training seconds, with a printed note. The replayed
+random + ASHA arm charges a replayed trial's last kept epoch the scoring its random-none run paid
+at its end (a stopped trial's scoring is the same work: the suite and the test metrics).
+Trials are taken in the order the sampler proposed them (trials.parquet's
 order), each trial's epochs in order: the curve of a one-at-a-time run of the same trials, since
 the concurrent trials' wall-clock interleaving is not recorded.
 
 Equal compute: every arm runs the same number of trials; the arms that stop trials spend less.
-The table gives each arm's best at the common budget B (the smallest total training seconds of
+The table gives each arm's best at the common budget B (the smallest total compute seconds of
 any run of the family, which every run reached) and at its own end, as the interquartile mean
 (IQM) over repetitions with a 95% bootstrap interval (repetitions resampled with replacement,
 paired by seed across arms, as syne-tune's benchmarking does), plus min..max. The figure of merit
-is paired by repetition: the training seconds TPE + ASHA needed to reach random search's final
+is paired by repetition: the compute seconds TPE + ASHA needed to reach random search's final
 best, as a fraction of random search's total (goal: 1/3 or less; "not reached" when it never did);
 the same fraction is printed for every arm against random-none. With 3 repetitions the IQM is the
 mean and the bootstrap interval is coarse: read it as a spread, not as a test.
@@ -85,7 +90,7 @@ PRESET_FLAGS = {"smoke": ["--smoke-test"], "quick": ["--quick"], "full": []}
 GOAL_FRACTION = 1 / 3
 
 # columns of this benchmark's own frames
-COMPUTE_S = "compute_s"  # cumulative training seconds of the study at this epoch
+COMPUTE_S = "compute_s"  # cumulative compute of the study at this epoch (trial_seconds, else training s)
 BEST_SO_FAR = "best_val_fid_so_far"
 ARM, REP = "arm", "rep"
 FIGURE_NAME, TABLE_NAME = "bench_search.png", "bench_search.csv"
@@ -94,22 +99,45 @@ REPS_TABLE_NAME = "bench_search_reps.csv"  # one row per family, arm and repetit
 
 # ---------------------------------------------------------------- pure computation
 
-def anytime_curve(history: pd.DataFrame, trial_order: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per trial-epoch, in run order: COMPUTE_S (cumulative training seconds of the
-    study) and BEST_SO_FAR (lowest val_fid of any epoch so far; NaN before the first finite one).
+def compute_column(history: pd.DataFrame) -> str:
+    """The history's cumulative compute: trial_seconds, else (a study from before it) train_seconds."""
+    has_trial_seconds = R.TRIAL_SECONDS in history and history[R.TRIAL_SECONDS].notna().all()
+    return R.TRIAL_SECONDS if has_trial_seconds and len(history) else R.TRAIN_SECONDS
+
+
+def end_seconds(trials: pd.DataFrame, history: pd.DataFrame) -> dict[str, float]:
+    """Per trial, the seconds it spent after its last recorded epoch (its test scoring, a stopped
+    trial's suite, a picked trial's likelihood): trials.parquet's trial_seconds minus the history's."""
+    if compute_column(history) != R.TRIAL_SECONDS or R.TRIAL_SECONDS not in trials:
+        return {}
+    last = history.groupby(R.TRIAL_ID)[R.TRIAL_SECONDS].max()
+    total = trials.set_index(R.TRIAL_ID)[R.TRIAL_SECONDS]
+    return {str(t): max(0.0, float(total[t] - last[t])) for t in last.index if t in total.index}
+
+
+def anytime_curve(history: pd.DataFrame, trial_order: Sequence[str] | None = None,
+                  after_last: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per trial-epoch, in run order: COMPUTE_S (cumulative compute of the study, in
+    `compute_column(history)`) and BEST_SO_FAR (lowest val_fid of any epoch so far; NaN before the
+    first finite one).
 
     `trial_order`: the trials' order (trials.parquet's); default: first appearance in `history`.
-    An epoch's training seconds are the step in its trial's cumulative train_seconds, so an epoch
-    re-run after a restore (a repeated (trial, epoch) row) counts once, as its last record.
+    An epoch's seconds are the step in its trial's cumulative seconds, so an epoch re-run after a
+    restore (a repeated (trial, epoch) row) counts once, as its last record. `after_last`: seconds
+    per trial added at its last epoch (end_seconds).
     """
+    seconds = compute_column(history)
     frame = history.drop_duplicates([R.TRIAL_ID, R.EPOCH], keep="last")
     order = list(dict.fromkeys(trial_order if trial_order is not None else frame[R.TRIAL_ID]))
     rank = {trial: i for i, trial in enumerate(order)}
     if missing := set(frame[R.TRIAL_ID]) - set(rank):
         raise ValueError(f"trials {sorted(missing)} are in the history but not in trial_order")
     frame = frame.assign(_rank=frame[R.TRIAL_ID].map(rank)).sort_values(["_rank", R.EPOCH])
-    spent = frame.groupby(R.TRIAL_ID, sort=False)[R.TRAIN_SECONDS].diff()
-    spent = spent.fillna(frame[R.TRAIN_SECONDS])  # a trial's first epoch: all its seconds so far
+    spent = frame.groupby(R.TRIAL_ID, sort=False)[seconds].diff()
+    spent = spent.fillna(frame[seconds])  # a trial's first epoch: all its seconds so far
+    if after_last:
+        last = ~frame[R.TRIAL_ID].duplicated(keep="last")
+        spent = spent + np.where(last, frame[R.TRIAL_ID].map(after_last).fillna(0.0), 0.0)
     fid = frame[R.VAL_FID].where(np.isfinite(frame[R.VAL_FID]))
     return pd.DataFrame({
         R.TRIAL_ID: frame[R.TRIAL_ID].to_numpy(),
@@ -210,7 +238,7 @@ def figure_of_merit(curves: dict[str, list[pd.DataFrame]], challenger: str = CHA
 
 
 def per_rep_table(curves: dict[str, list[pd.DataFrame]], reps: Sequence[int]) -> pd.DataFrame:
-    """One row per arm and repetition (seed) of one family: its training seconds, its final best
+    """One row per arm and repetition (seed) of one family: its compute seconds, its final best
     validation FID, and the share of random-none's compute it needs to reach random-none's final
     best (inf: never; random-none's own row: when it found that best, as a share of its total)."""
     rows = []
@@ -256,9 +284,17 @@ def run_study(family: str, arm: str, rep: int, args: argparse.Namespace, extra: 
     return time.perf_counter() - started
 
 
+def note_training_seconds(study_dir: Path, history: pd.DataFrame) -> None:
+    if compute_column(history) != R.TRIAL_SECONDS:
+        print(f"note: {study_dir.name} has no {R.TRIAL_SECONDS} (written before the column existed): its "
+              f"compute is its {R.TRAIN_SECONDS} only", flush=True)
+
+
 def load_curve(study_dir: Path) -> pd.DataFrame:
     trials = pd.read_parquet(study_dir / R.TRIALS_FILE)
-    return anytime_curve(pd.read_parquet(study_dir / R.HISTORY_FILE), list(trials[R.TRIAL_ID]))
+    history = pd.read_parquet(study_dir / R.HISTORY_FILE)
+    note_training_seconds(study_dir, history)
+    return anytime_curve(history, list(trials[R.TRIAL_ID]), end_seconds(trials, history))
 
 
 # the per-epoch numbers two studies' runs of one configuration and seed must share, bit for bit
@@ -313,9 +349,12 @@ def replayed_curve(baseline_dir: Path, scheduler_dir: Path | None = None) -> pd.
     has_plan = scheduler_dir is not None and (scheduler_dir / R.STUDY_JSON).exists()
     source = scheduler_dir if has_plan and scheduler_dir is not None else baseline_dir
     plan = StudyPlan.from_json((source / R.STUDY_JSON).read_text())
-    order = list(pd.read_parquet(baseline_dir / R.TRIALS_FILE)[R.TRIAL_ID])
-    history = replay_asha(plan, pd.read_parquet(baseline_dir / R.HISTORY_FILE), order)
-    return anytime_curve(history, order)
+    trials = pd.read_parquet(baseline_dir / R.TRIALS_FILE)
+    order = list(trials[R.TRIAL_ID])
+    recorded = pd.read_parquet(baseline_dir / R.HISTORY_FILE)
+    note_training_seconds(baseline_dir, recorded)
+    history = replay_asha(plan, recorded, order)
+    return anytime_curve(history, order, end_seconds(trials, recorded))
 
 
 def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, float], path: Path) -> None:
@@ -339,7 +378,7 @@ def plot(curves: dict[str, dict[str, list[pd.DataFrame]]], budgets: dict[str, fl
             ax.fill_between(grid, low, high, step="post", color=line.get_color(), alpha=0.15, lw=0)
         ax.axvline(budgets[family], color="0.4", ls=":", lw=1, label="common budget")
         plural = "" if reps == 1 else "s"
-        ax.set(title=f"{family.upper()} ({reps} repetition{plural})", xlabel="cumulative training seconds",
+        ax.set(title=f"{family.upper()} ({reps} repetition{plural})", xlabel="cumulative compute seconds",
                ylabel="best validation FID so far")
         ax.grid(alpha=0.3, lw=0.5)
     legend: dict[str, object] = {}  # every panel's arms, once each, outside the axes: never over a curve

@@ -16,6 +16,14 @@ and export; not Ray's start-up or the real statistics), concurrency the trials t
 (min(trials, Ray CPUs // CPUs per trial)), and the seconds come from trials.parquet /
 history.parquet (test_eval_s is printed on its own). What is left is process and actor start-up,
 shipping data and assets, checkpoint, PNG and TensorBoard writes, and Tune's bookkeeping.
+
+And the training share (issue 26): sum(train_seconds) / sum(trial_seconds), the part of what the
+trials spent that went into training (trial_seconds: training, validation, test scoring,
+checkpoints, the likelihood of the picked trials). A study from before trial_seconds existed gets
+train / (train + validation + test scoring seconds), its recorded parts, with a printed note.
+
+    python benchmarks/bench_study.py --data-dir D --families vae -- --scheduler none   # 8 quick trials
+    python benchmarks/bench_study.py --summarize benchmarks/results/bench-search/studies/vae-random-none-rep0
 """
 
 from __future__ import annotations
@@ -65,6 +73,23 @@ def study_figures(trials: pd.DataFrame) -> StudyFigures:
     )
 
 
+class Share(NamedTuple):
+    trial_s: float  # every second the trials spent, summed
+    train_share: float  # sum(train_seconds) / trial_s
+    exact: bool  # False: a study without trial_seconds (trial_s: its recorded training + scoring)
+
+
+def training_share(trials: pd.DataFrame, history: pd.DataFrame) -> Share:
+    train = float(trials[R.TRAIN_SECONDS].fillna(0).sum())
+    if R.TRIAL_SECONDS in trials and trials[R.TRIAL_SECONDS].notna().all():
+        total = float(trials[R.TRIAL_SECONDS].sum())
+        return Share(round(total, 2), round(train / total, 3) if total else math.nan, True)
+    evaluation = float(history[R.EVAL_SECONDS].fillna(0).sum()) if R.EVAL_SECONDS in history else 0.0
+    test = float(trials.get(R.TEST_EVAL_SECONDS, pd.Series(0.0, index=trials.index)).fillna(0).sum())
+    total = train + evaluation + test
+    return Share(round(total, 2), round(train / total, 3) if total else math.nan, False)
+
+
 class Overhead(NamedTuple):
     concurrency: int
     train_s: float  # training seconds of every trial, summed
@@ -95,6 +120,8 @@ def trainable_seconds(study_dir: Path, trials: pd.DataFrame) -> float:
     """Tune's time_total_s of each trial's last result (Ray's result.json), summed."""
     total = 0.0
     for trial_dir in trials[R.TRIAL_DIR]:
+        if not (study_dir / trial_dir / "result.json").is_file():  # a committed study keeps its tables only
+            return math.nan
         lines = (study_dir / trial_dir / "result.json").read_text().splitlines()
         total += float(json.loads(lines[-1])["time_total_s"]) if lines else math.nan
     return total
@@ -158,13 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for wall, study_dir, study_wall in runs:
         trials = pd.read_parquet(study_dir / R.TRIALS_FILE)
+        history = pd.read_parquet(study_dir / R.HISTORY_FILE)
         figures = study_figures(trials)
-        overhead = overhead_per_trial(study_wall, concurrency_of(study_dir, num_cpus), trials,
-                                      pd.read_parquet(study_dir / R.HISTORY_FILE),
+        overhead = overhead_per_trial(study_wall, concurrency_of(study_dir, num_cpus), trials, history,
                                       trainable_seconds(study_dir, trials))
+        share = training_share(trials, history)
+        if not share.exact:
+            print(f"note: {study_dir.name} has no {R.TRIAL_SECONDS} (written before the column existed): "
+                  "its trial_s is its training + validation + test scoring seconds", flush=True)
         rows.append({"wall_s": round(wall, 1), "study_wall_s": study_wall, **figures._asdict(),
-                     **overhead._asdict()})
+                     **overhead._asdict(), **share._asdict()})
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for row in rows:
+        print(f"training share of {row['study']}: {row['train_s']:.0f} s training of {row['trial_s']:.0f} s "
+              f"the trials spent = {row['train_share']:.2f}", flush=True)
     return 0
 
 

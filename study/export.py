@@ -1,6 +1,7 @@
 """`python -m study.export results/<name>`: rebuild trials.parquet, history.parquet and
 best_samples.png of a finished study directory (e.g. after the launcher died while exporting);
-early-stopped trials are test-evaluated in this process. The export itself is study/tune/export.py.
+early-stopped trials are test-evaluated in this process, and so are the picked VAE trials' likelihood
+when the launcher did not get to it. The export itself is study/tune/export.py.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 
 from search_spaces import seed_configs
 from study import results as R
+from study.followups.likelihood import score_in_process
 from study.store import StudyStore
 from study.tune.export import export_study, has_experiment_state, in_process_evaluator, summary_table
 from study.tune.plan import StudyPlan
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return R.EXIT_BAD_INPUT
     exported = export_study(args.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                             in_process_evaluator(plan, args.data_dir or plan.data_dir))
-    print(summary_table(exported.trials))
+    # the picked VAE trials' likelihood, when the launcher did not get to it (a re-export keeps it)
+    scored = score_in_process(plan, args.study_dir, args.data_dir)
+    print(summary_table(exported.trials if scored is None else scored))
     return 0
 
 

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
                    help="train on the first N training images (default: all 50,000)")
     p.add_argument("--eval-samples", type=int,
                    help="generated images per validation FID/KID/IS (default 10,000)")
+    p.add_argument("--suite-every", "--eval-every", type=int, metavar="N",
+                   help="the whole validation suite (KID, PRDC besides FID, IS, class coverage) every N "
+                   "epochs, e.g. 1 for TensorBoard curves of every metric (default: a trial's last epoch "
+                   "only, and a stopped trial's stop epoch; the scheduler's FID: every epoch)")
     p.add_argument("--iw-images", type=int,
                    help="binarized test images behind a VAE's importance-weighted NLL, k=500 decoder passes "
                         "each (default: all 10,000; --quick 500)")

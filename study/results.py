@@ -36,6 +36,11 @@ FEATURENET_SHA256 = "featurenet_sha256"
 EPOCH = "epoch"
 EPOCH_SECONDS = "epoch_seconds"
 TRAIN_SECONDS = "train_seconds"  # cumulative training wall time, evaluation excluded
+# cumulative wall time of everything the trial spent: training, validation, checkpoints and writes, and
+# (in trials.parquet) its test scoring, wherever it ran (inside the trial, or after the search for a
+# stopped trial and the picked trials' likelihood); what a study costs. Work a crashed attempt did
+# after its last checkpoint is not counted (the restart repeats it, and that is counted).
+TRIAL_SECONDS = "trial_seconds"
 EVAL_SECONDS = "eval_seconds"
 TEST_EVAL_SECONDS = "test_eval_seconds"  # the end-of-trial test evaluation, wall seconds
 IMAGES_PER_S = "images_per_s"
@@ -79,9 +84,15 @@ TEST_BCE_NELBO = "test_bce_nelbo"
 # -log p(x) in nats per image of the test set binarized once with a fixed seed, under the Bernoulli
 # decoder, importance-weighted with IW_K samples (Burda et al. 2016): comparable with published NLLs
 TEST_BINARIZED_NLL = "test_binarized_nll"
+# a search computes TEST_BINARIZED_NLL (with IW_K, IW_IMAGES) after the search, for the trials the report
+# picks only (study/followups/likelihood.py); NLL_SECONDS its wall time, added to the trial's TRIAL_SECONDS
+NLL_SECONDS = "nll_seconds"
 # the metric groups: what a trial reports each epoch, and what it adds once, on the test split
 VALIDATION_METRICS = (VAL_FID, VAL_KID, VAL_SAMPLE_IS, VAL_PRECISION, VAL_RECALL, VAL_DENSITY, VAL_COVERAGE,
                       VAL_CLASS_COVERAGE, VAL_CLASS_ENTROPY)
+# what a trial computes each epoch (the FID a scheduler reads, plus what the same pass of the feature network
+# gives nearly free); the whole VALIDATION_METRICS at its last epoch (study/loop/trial.py: suite epochs)
+LEAN_VALIDATION_METRICS = (VAL_FID, VAL_SAMPLE_IS, VAL_CLASS_COVERAGE, VAL_CLASS_ENTROPY)
 TEST_METRICS = (TEST_FID, TEST_KID, TEST_SAMPLE_IS, TEST_PRECISION, TEST_RECALL, TEST_DENSITY, TEST_COVERAGE,
                 TEST_CLASS_COVERAGE, TEST_CLASS_ENTROPY, TEST_INCEPTION_FID, TEST_RECON_MSE, TEST_BCE_NELBO,
                 TEST_BINARIZED_NLL)

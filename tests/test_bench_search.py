@@ -39,6 +39,20 @@ def test_the_anytime_curve_adds_each_epochs_training_seconds_in_run_order():
     assert B.total_compute(curve) == 15.0 and B.final_best(curve) == 30.0
 
 
+def test_compute_is_every_second_a_trial_spent_when_the_study_records_it():
+    """trial_seconds (training, validation, checkpoints) per epoch, plus each trial's scoring after its
+    last epoch (trials.parquet's trial_seconds beyond the history's); training seconds only for a
+    study from before the column."""
+    spent = HISTORY.assign(**{R.TRIAL_SECONDS: HISTORY[R.TRAIN_SECONDS] * 2})  # validation doubles it
+    trials = pd.DataFrame({R.TRIAL_ID: ["a", "b", "c"], R.TRIAL_SECONDS: [12.0 + 3, 2.0 + 1, 16.0]})
+    assert B.compute_column(spent) == R.TRIAL_SECONDS and B.compute_column(HISTORY) == R.TRAIN_SECONDS
+    after = B.end_seconds(trials, spent)
+    assert after == {"a": 3.0, "b": 1.0, "c": 0.0}
+    curve = B.anytime_curve(spent, after_last=after)
+    assert list(curve[B.COMPUTE_S]) == [4.0, 8.0, 15.0, 18.0, 26.0, 34.0]
+    assert B.end_seconds(trials, HISTORY) == {}  # an old study: no end seconds to add
+
+
 def test_the_trial_order_from_the_trials_table_decides_the_curve():
     curve = B.anytime_curve(HISTORY, trial_order=["c", "b", "a"])
     assert list(curve[R.TRIAL_ID]) == ["c", "c", "b", "a", "a", "a"]

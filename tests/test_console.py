@@ -19,12 +19,12 @@ import pytest
 from models.config import ConfigError
 from study import results as R
 from study.tune import sharing, tracking
-from study.tune.console import StudyConsole
+from study.tune.console import StudyConsole, StudyShape, duration, trial_label
 from study.tune.preflight import DEFAULT_DASHBOARD_PORT
 from tests.conftest import REPO_ROOT
 
 PROGRESS = re.compile(r"^(\d+)/(\d+) trials done, (\d+) running(, best validation FID so far [\d.]+ "
-                      r"\(trial trial_\d{4}_\w+\))?$", re.M)
+                      r"\(trial trial_\d{4}_\w+\))?(, about [\w ]+ left at [\w' ()]+)?$", re.M)
 SMOKE_CONSOLE_MAX_LINES = 40  # before: 382 lines (362 stdout + 20 stderr) for the same smoke study
 
 
@@ -54,6 +54,47 @@ def test_the_plain_console_prints_trial_ends_and_the_progress_line():
         "trial_0001_aaaa finished: 2 epoch(s), validation FID 49.5",
         "1/3 trials done, 1 running, best validation FID so far 47.0 (trial trial_0002_bbbb)",
     ]
+
+
+def test_the_progress_line_says_the_time_left_once_the_first_epochs_are_timed():
+    """Pace: the seconds the trials spent per epoch so far (R.TRIAL_SECONDS); left: the epochs still to
+    run (expected per trial under the scheduler) x pace / trial slots. Before any epoch: a probe's
+    pace when there is one, else no estimate."""
+    out = io.StringIO()
+    console = StudyConsole(out, interactive=False, interval_s=0,
+                           shape=StudyShape(expected_epochs=4.0, slots=2))
+    console.setup(total_num_samples=4)
+    a, b = _trial("trial_0001_aaaa"), _trial("trial_0002_bbbb")
+    console.on_trial_start(0, [], a)
+    console.on_trial_start(0, [], b)
+    assert "left" not in console.progress_line()  # nothing timed yet, no probe
+    console.on_trial_result(1, [], a, {R.EPOCH: 1, R.VAL_FID: 52.0, R.TRIAL_SECONDS: 1000.0})
+    console.on_trial_result(1, [], b, {R.EPOCH: 1, R.VAL_FID: 47.0, R.TRIAL_SECONDS: 2000.0})
+    # left: 3 epochs of a at 1000 s and 3 of b at 2000 s, 2 x 4 waiting ones at the mean 1500 s, over 2
+    # slots: (3000 + 6000 + 12,000) / 2 = 10,500 s
+    assert console.progress_line().endswith(", about 2 h 55 min left at the current pace")
+    console.on_trial_complete(2, [], a)
+    console.on_trial_start(2, [], _trial("trial_0003_cccc"))
+    console.on_trial_start(2, [], _trial("trial_0004_dddd"))
+    console.on_trial_complete(2, [], _trial("trial_0003_cccc"))
+    console.on_trial_complete(2, [], _trial("trial_0004_dddd"))
+    # b alone: 3 epochs at its own 2000 s, however fast the others were
+    assert console.progress_line().endswith(", about 1 h 40 min left at the current pace")
+    # a trial in its first epoch for 3 h already, beside a fast one: at least 3 h per epoch, 4 epochs
+    # left of it, and no sooner than that
+    two = StudyConsole(out, interactive=False, shape=StudyShape(4.0, 2))
+    two.setup(total_num_samples=2)
+    fast, slow = _trial("trial_0001_ffff"), _trial("trial_0002_ssss")
+    two.on_trial_start(0, [], fast)
+    two.on_trial_start(0, [], slow)
+    two.started[trial_label(slow)] -= 3 * 3600
+    two.on_trial_result(1, [], fast, {R.EPOCH: 1, R.TRIAL_SECONDS: 100.0})
+    assert two.progress_line().endswith(", about 12 h left at the current pace")
+    probed = StudyConsole(out, interactive=False, shape=StudyShape(4.0, 1, prior_epoch_s=30.0))
+    probed.setup(total_num_samples=1)
+    assert probed.progress_line().endswith(", about 2 min left at a probe's pace (training only)")
+    assert [duration(s) for s in (42, 600, 7800, 3 * 86400 + 4 * 3600)] == ["42 s", "10 min", "2 h 10 min",
+                                                                           "3 d 4 h"]
 
 
 def test_the_terminal_console_redraws_one_line_per_running_trial_in_place():

@@ -57,7 +57,7 @@ class FaultyEvaluator:
         self.evaluator, self.fault, self.markers, self.calls = evaluator, fault, markers, 0
         self.featurenet_sha256 = evaluator.featurenet_sha256
 
-    def validation(self, model):
+    def validation(self, model, suite=True):
         self.calls += 1
         marker = self.markers / str(self.fault)
         if self.fault == KILL and self.calls == 2 and not marker.exists():
@@ -73,10 +73,10 @@ class FaultyEvaluator:
                 pt.write_bytes(pt.read_bytes()[:100])  # a write cut short
             marker.write_text(str(latest))
             raise RuntimeError("injected crash after corrupting the latest checkpoint")
-        return self.evaluator.validation(model)
+        return self.evaluator.validation(model, suite=suite)
 
-    def test(self, model):
-        return self.evaluator.test(model)
+    def test(self, model, nll=True):
+        return self.evaluator.test(model, nll=nll)
 
 
 class FaultyAssets:

@@ -403,16 +403,16 @@ def test_bench_gpu_runs_the_same_random_trials_scaled_with_packing_and_no_incept
 def test_the_time_axis_says_which_packing_its_seconds_were_measured_at():
     from analysis.style import time_label
 
-    base = "training time (s, log scale)"
+    base = "training time (s, training steps only, log scale)"
     old = pd.DataFrame({R.TRAIN_SECONDS: [1.0, 2.0]})
     assert time_label(old) == base  # a study from before the packing columns
     packed = pd.DataFrame({R.TRAIN_SECONDS: [1.0, 2.0], R.TRIALS_PER_GPU: [4, 4],
                            R.GPU_NAME: ["NVIDIA H200", "NVIDIA H200"], R.GPUS_PER_TRIAL: [0.25, 0.25]})
-    assert time_label(packed) == "training time (s, log scale; up to 4 trial(s) per GPU, NVIDIA H200)"
+    assert time_label(packed) == (base[:-1] + "; up to 4 trial(s) per GPU, NVIDIA H200)")
     mixed = packed.assign(**{R.TRIALS_PER_GPU: [1, 4]})
     assert "up to 1-4 trial(s) per GPU" in time_label(mixed)
     cpu = pd.DataFrame({R.TRAIN_SECONDS: [1.0], R.TRIALS_PER_GPU: [0], R.GPU_NAME: ["cpu"]})
-    assert time_label(cpu) == "training time (s, log scale; on CPUs)"
+    assert time_label(cpu) == "training time (s, training steps only, log scale; on CPUs)"
 
 
 # --- item 14: one launcher per study on URI storage --------------------------------------------------

@@ -17,7 +17,7 @@ LAUNCHER = "study.launch"
 COMMANDS = frozenset({"study.launch", "study.train", "study.evaluate", "study.replicate", "study.reproduce",
                       "study.export", "study.featurenet"})
 GROUND = frozenset({"study", "study.results", "study.store", "study.data", "study.optuna_storage",
-                    "study.devices", "study.smoke", "study.repeat"})
+                    "study.devices", "study.smoke", "study.repeat", "study.quality_gate"})
 # layer -> the layers its modules may import (its own included)
 LAYER_RULES = {
     "models": {"models"},

@@ -114,6 +114,17 @@ def check_study(study_dir: Path, family: str, trials: int, min_stopped: int | No
     assert set(table[R.STOP_REASON]) <= set(R.STOP_REASONS)
     assert finished[R.TEST_FID].map(math.isfinite).all() and finished[R.BEST_VAL_FID].map(math.isfinite).all()
     assert (finished[R.TEST_EVAL_SECONDS] > 0).all()  # timed in the trainable and for stopped trials
+    # every row holds the whole validation suite of its last epoch, a stopped trial's (scored from its
+    # checkpoint after the search) too; the epochs before carry the scheduler's FID, not the suite
+    for column in R.VALIDATION_METRICS[1:]:
+        assert finished[column].map(math.isfinite).all(), column
+    ends = history.groupby(R.TRIAL_ID)[R.EPOCH].transform("max") == history[R.EPOCH]
+    stop_epochs = ends & history[R.TRIAL_ID].isin(stopped[R.TRIAL_ID])
+    assert history.loc[stop_epochs, R.VAL_KID].map(math.isfinite).all()
+    assert history.loc[~ends, R.VAL_FID].notna().all() and history.loc[~ends, R.VAL_KID].isna().all()
+    # every second a trial spent: training, validation, test scoring, checkpoints
+    assert (table[R.TRIAL_SECONDS] >= table[R.TRAIN_SECONDS]).all()
+    assert (finished[R.TRIAL_SECONDS] >= finished[R.TRAIN_SECONDS] + finished[R.TEST_EVAL_SECONDS]).all()
     assert (table.loc[table[R.STOP_REASON] == R.STOP_COMPLETED, R.EPOCHS_RUN] == plan.max_epochs).all()
     assert table[R.FEATURENET_SHA256].nunique() == 1
     # one history row per trial-epoch, matching the trials table
@@ -358,7 +369,7 @@ def test_a_four_trial_gan_study_runs_with_the_dashboard_and_exports_its_tables(t
 
     assert export.main([str(tmp_path / "gan-smoke")]) == 0
     again = pd.read_parquet(tmp_path / "gan-smoke" / R.TRIALS_FILE)
-    timing = [R.TEST_EVAL_SECONDS]  # the stopped trials' test evaluation is timed again
+    timing = [R.TEST_EVAL_SECONDS, R.TRIAL_SECONDS]  # the stopped trials' scoring is timed again
     pd.testing.assert_frame_equal(again.drop(columns=timing), table.drop(columns=timing), rtol=1e-6)
     # the study benchmark's figures (what the issue's closing note reports)
     bench = load_benchmark("bench_study")
@@ -386,12 +397,21 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
     # cutoff of those before it); check_study's replay checks that this is ASHA's decision
     table = check_study(tmp_path / "vae-smoke", "vae", trials=4, min_stopped=0)
     finished = table[table[R.STOP_REASON].isin([R.STOP_EARLY, R.STOP_COMPLETED])]
-    for column in (R.TEST_RECON_MSE, R.TEST_BCE_NELBO, R.TEST_BINARIZED_NLL, R.TEST_PRECISION, R.TEST_RECALL,
+    for column in (R.TEST_RECON_MSE, R.TEST_BCE_NELBO, R.TEST_PRECISION, R.TEST_RECALL,
                    R.TEST_CLASS_COVERAGE, R.VAL_COVERAGE, R.VAL_CLASS_ENTROPY):
         assert finished[column].map(math.isfinite).all(), column
     assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_BCE_NELBO] > 0).all()
+    # the importance-weighted NLL: the trials a report picks carry it (computed after the search, its
+    # seconds in their trial_seconds), the others never paid for it
+    from study.followups.likelihood import picked_trials
+
+    picked = table[R.TRIAL_ID].isin(picked_trials(table))
+    assert picked.any() and "likelihood (importance-weighted NLL)" in out
+    assert table.loc[picked, R.TEST_BINARIZED_NLL].map(math.isfinite).all()
+    assert (table.loc[picked, R.NLL_SECONDS] > 0).all()
+    assert table.loc[~picked, [R.TEST_BINARIZED_NLL, R.NLL_SECONDS]].isna().all().all()
     # binary pixels have no entropy of their own: the honest NLL lies below the grey-pixel BCE loss
-    assert (finished[R.TEST_BINARIZED_NLL] < finished[R.TEST_BCE_NELBO]).all()
+    assert (table.loc[picked, R.TEST_BINARIZED_NLL] < table.loc[picked, R.TEST_BCE_NELBO]).all()
     # Inception FID: filled for the best trial and the Pareto trials only, with its protocol recorded
     from study.metrics.inception import INCEPTION_SHA256, chosen_trials
 
@@ -402,6 +422,28 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
     assert (table.loc[chosen, R.INCEPTION_SAMPLES] == 32).all()
     assert (table.loc[chosen, R.INCEPTION_SHA256] == INCEPTION_SHA256).all()
     check_optuna_db(tmp_path / "vae-smoke", table)  # the local database, copied into the study dir
+
+
+@pytest.mark.slow
+def test_a_full_preset_study_on_cpus_says_it_is_gpu_scale_and_how_long_it_will_take(tmp_path, data_dir):
+    """The full preset on a machine without a GPU: one line says it is a GPU-scale study, its rough size
+    here and that --quick is the laptop version, and it runs; the study's size comes first and the
+    progress line carries an estimate before the first epoch ends (a timed probe of a few steps)."""
+    import re
+
+    rc, out = run_launcher([sys.executable, "-m", "study.launch", "--family", "gan", "--trials", "1",
+                            "--max-epochs", "1", "--train-subset", "256", "--eval-samples", "100",
+                            "--scheduler", "none", "--data-dir", str(data_dir), "--storage-path",
+                            str(tmp_path), "--name", "gan-full", "--num-cpus", "1",
+                            "--dashboard-port", str(free_port())])
+    assert rc == 0, out[-3000:]
+    (line,) = [text for text in out.splitlines() if "GPU-scale study" in text]
+    assert "`--quick` is the laptop version" in line and re.search(r"roughly \d+ (s|min|h|d)", line)
+    assert "size: 1 trials x up to 1 epochs x 256 training images" in out
+    assert out.index("GPU-scale study") < out.index("trials done")
+    assert re.search(r"trials done, \d running.*, about \d+ (s|min|h)[\w ]* left at a probe's pace", out)
+    table = pd.read_parquet(tmp_path / "gan-full" / R.TRIALS_FILE)
+    assert (table[R.TRIAL_SECONDS] >= table[R.TRAIN_SECONDS] + table[R.TEST_EVAL_SECONDS]).all()
 
 
 @pytest.mark.slow
@@ -445,15 +487,15 @@ class CrashingEvaluator:
         self.evaluator, self.marker, self.calls = evaluator, marker, 0
         self.featurenet_sha256 = evaluator.featurenet_sha256
 
-    def validation(self, model):
+    def validation(self, model, suite=True):
         self.calls += 1
         if self.calls == 3 and not self.marker.exists():
             self.marker.write_text("crashed")
             raise RuntimeError("injected crash at epoch 3")
-        return self.evaluator.validation(model)
+        return self.evaluator.validation(model, suite=suite)
 
-    def test(self, model):
-        return self.evaluator.test(model)
+    def test(self, model, nll=True):
+        return self.evaluator.test(model, nll=nll)
 
 
 class CrashOnce:

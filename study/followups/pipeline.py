@@ -12,24 +12,36 @@ import argparse
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 
 import ray
+import torch
 
+from models import build_model
 from models.config import ConfigError
+from search_spaces import seed_configs
 from study import results as R
-from study.data import load_splits
+from study.data import load_splits, to_unit
 from study.devices import pick_device
+from study.followups.likelihood import run_likelihood
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, is_uri
 from study.tune import console, sharing, tracking
-from study.tune.cluster import check_cuda_on_gpu_nodes, check_shared_storage, ray_session
+from study.tune.cluster import (
+    check_cuda_on_gpu_nodes,
+    check_shared_storage,
+    cluster_gpus,
+    ray_session,
+    resolve_gpus,
+    trial_slots,
+)
 from study.tune.export import ExportedStudy, summary_table
 from study.tune.lock import StudyLock, UriStudyLock
-from study.tune.plan import StudyPlan
+from study.tune.plan import FULL_PRESET, PRESETS, QUICK_PRESET, StudyPlan, expected_epochs
 from study.tune.recovery import reap_stale_ray, record_local_ray
-from study.tune.study_run import run_inception, run_study, wants_inception
+from study.tune.study_run import run_inception, run_study, study_setup, wants_inception
 
 
 def check_cluster(plan: StudyPlan) -> None:
@@ -45,12 +57,24 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
     check_cluster(plan)
     inception = wants_inception(plan)  # decided now: a fallback to none warns before the search
     data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
+    prior = None
+    if cluster_gpus(plan.expect_gpus) == 0:  # trials train on CPUs like this one: time a few steps
+        gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
+        prior = probe_epoch_seconds(plan, data)
+        if plan.preset == FULL_PRESET:
+            print(gpu_scale_line(plan, len(data.train.images), prior,
+                                 trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus)), flush=True)
     assets = None
     if plan.eval_samples > 0:  # the feature network and real statistics, computed once
         assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
                                     prdc_images=plan.eval_samples)
     began = time.perf_counter()
-    exported = run_study(plan, data, assets, resume=args.resume)
+    exported = run_study(plan, data, assets, resume=args.resume, prior_epoch_s=prior)
+    if exported is not None:  # the picked VAE trials' likelihood (followups/likelihood.py)
+        gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
+        scored = run_likelihood(plan, study_setup(plan, data, assets), gpus, args.replicate_top)
+        if scored is not None:
+            exported = replace(exported, trials=scored)
     wall = time.perf_counter() - began
     replicated = None
     if exported is not None and args.replicate_top is not None:
@@ -60,6 +84,45 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
     if exported is not None and inception:  # after the replicates: it scores them too
         failed = run_inception(plan, data)
     return exported, wall, replicated, failed
+
+
+PROBE_STEPS = 3  # timed training steps per seed configuration (after one untimed)
+
+
+def probe_epoch_seconds(plan: StudyPlan, data) -> float:
+    """Training seconds of one epoch of the study's seed configurations on this machine's CPU (their
+    mean), from PROBE_STEPS timed steps each at the trial's thread count: the pace the console's
+    time-left estimate uses until the first epochs are timed. A second or two."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(plan.cpus_per_trial)))
+    try:
+        seconds = []
+        for config in seed_configs(plan.family, plan.space()):
+            torch.manual_seed(config.seed)
+            model = build_model(config.model)
+            optimizers = model.make_optimizers()
+            x = to_unit(data.train.images[: config.batch_size])
+            model.train_step(x, optimizers)  # the first step allocates
+            started = time.perf_counter()
+            for _ in range(PROBE_STEPS):
+                model.train_step(x, optimizers)
+            step = (time.perf_counter() - started) / PROBE_STEPS
+            seconds.append(step * (len(data.train.images) // config.batch_size))
+        return sum(seconds) / len(seconds)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def gpu_scale_line(plan: StudyPlan, images: int, epoch_s: float, slots: int) -> str:
+    """The one line a full-preset study started without a GPU prints: what it is, its rough size
+    here, and the laptop version. It runs anyway."""
+    training = plan.trials * expected_epochs(plan) * epoch_s / max(1, min(slots, plan.trials))
+    quick = PRESETS[QUICK_PRESET]
+    return (f"note: the full preset is a GPU-scale study ({plan.trials} trials x up to {plan.max_epochs} "
+            f"epochs x {images:,} images); on this machine's CPUs its training alone is roughly "
+            f"{console.duration(training)} ({slots} trial(s) at once, from timed steps of the seed "
+            f"configurations). `--quick` is the laptop version (at most {quick['max_epochs']} epochs on "
+            f"{quick['train_subset']:,} images, minutes per trial); running the full study as asked.")
 
 
 def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:

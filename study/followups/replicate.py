@@ -15,17 +15,21 @@ from ray.tune import ExperimentAnalysis
 from study import results as R
 from study.data import load_splits
 from study.devices import pick_device
+from study.followups.likelihood import run_likelihood
 from study.followups.replicate_plan import (
     DEFAULT_SEEDS,
     DEFAULT_TOP,
     REPLICATE_DIR_PREFIX,
     ReplicateRun,
+    longest_first,
     prepare,
+    read_study,
     replicate_seeds,
     replicates_spec,
 )
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, normalize_storage_path
+from study.tune import console
 from study.tune.cluster import errored_trial_dirs, resolve_gpus, trial_slots
 from study.tune.export import TRIAL_COLUMNS, trial_rows, trials_frame
 from study.tune.fixed import run_fixed_configs
@@ -45,9 +49,13 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
         assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
                                     prdc_images=plan.eval_samples)  # the PRDC radii once, not per trial
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
+    # every replicate is described (replicates.parquet): each computes its likelihood itself
     setup = TrialSetup(data=data, assets=assets, threads=max(1, int(plan.cpus_per_trial)),
-                       gpus_per_trial=gpus)
+                       gpus_per_trial=gpus, suite_every=plan.suite_every)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
+    # the likelihood of the configurations replicated here, when their search did not compute it (a --top
+    # other than the launcher's, or a search whose launcher stopped before its likelihood step)
+    run_likelihood(plan, setup, gpus, top, study_dir)
     n_configs = len({r.source_trial_id for r in runs})
     print(f"replicating {n_configs} configurations of study {plan.name} x {seeds} seeds "
           f"({len(runs)} runs, seeds {replicate_seeds(plan.seed, seeds)}, "
@@ -55,12 +63,15 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
           f"{store.uri}/{R.REPLICATES_DIR}", flush=True)
     store.write_bytes(store.path(R.REPLICATES_DIR, R.REPLICATES_SPEC),
                       json.dumps(replicates_spec(top, seeds, epochs, runs), indent=1).encode())
+    slots = trial_slots(plan.cpus_per_trial, gpus)
+    console.expect(console.StudyShape(float(runs[0].config.epochs), slots))  # every run to its last epoch
     results, finished = run_fixed_configs(
         # the directory as given now (study.json's storage path is where the study was first written)
-        trainable, [r.config.to_dict() for r in runs], storage_path=normalize_storage_path(study_dir),
+        trainable, [r.config.to_dict() for r in longest_first(runs, read_study(study_dir)[2])],
+        storage_path=normalize_storage_path(study_dir),
         name=R.REPLICATES_DIR,
         max_failures=plan.max_failures, keep_checkpoints=plan.keep_checkpoints,
-        dirname_prefix=REPLICATE_DIR_PREFIX, slots=trial_slots(plan.cpus_per_trial, gpus))
+        dirname_prefix=REPLICATE_DIR_PREFIX, slots=slots)
     if not finished:
         return None
     errored = errored_trial_dirs(results)

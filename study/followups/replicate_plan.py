@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,24 @@ def plan_runs(plan: StudyPlan, trials: pd.DataFrame, top: int, seeds: int,
             changes["seed"] = seed
             runs.append(ReplicateRun(source, seed, is_seed, config.replace(**changes)))
     return runs
+
+
+def longest_first(runs: list[ReplicateRun], trials: pd.DataFrame) -> list[ReplicateRun]:
+    """The runs in the order to start them: the longest first (its source trial's training seconds per
+    epoch times the run's epochs; a source without them first, as unknown), ties in planned order.
+    With fewer slots than runs this keeps a slot from idling at the end while one long run finishes
+    alone (longest-processing-time-first); the runs and their rows are the same, only the start
+    order changes."""
+    source = trials.set_index(trials[R.TRIAL_ID].astype(str))
+
+    def expected(run: ReplicateRun) -> float:
+        if run.source_trial_id not in source.index:
+            return math.inf
+        row = source.loc[run.source_trial_id]
+        per_epoch = float(row[R.TRAIN_SECONDS]) / max(1.0, float(row[R.EPOCHS_RUN]))
+        return per_epoch * run.config.epochs if math.isfinite(per_epoch) else math.inf
+
+    return sorted(runs, key=lambda run: -expected(run))
 
 
 # --- the study directory ------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ class Evaluator(Protocol):
 
     featurenet_sha256: str
 
-    def validation(self, model) -> dict[str, float]: ...
+    def validation(self, model, suite: bool = True) -> dict[str, float]: ...
 
-    def test(self, model) -> dict[str, float]: ...
+    def test(self, model, nll: bool = True) -> dict[str, float]: ...
 
 
 def config_columns(config: TrainConfig) -> dict[str, Any]:
@@ -43,6 +43,8 @@ def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str,
     row[R.EPOCHS_RUN] = len(history)
     row[R.STOP_REASON] = stop_reason
     row[R.TRAIN_SECONDS] = history[-1][R.TRAIN_SECONDS] if history else 0.0
+    # (NaN for a history written before the column existed)
+    row[R.TRIAL_SECONDS] = history[-1].get(R.TRIAL_SECONDS, math.nan) if history else 0.0
     speeds = [h[R.IMAGES_PER_S] for h in history]
     row[R.IMAGES_PER_S] = sum(speeds) / len(speeds) if speeds else float("nan")
     fids = [(h[R.VAL_FID], h[R.EPOCH]) for h in history if math.isfinite(h.get(R.VAL_FID, math.nan))]
@@ -57,16 +59,18 @@ def summarize(config: TrainConfig, model, history: list[dict], stop_reason: str,
 
 
 def summary_row(config: TrainConfig, model, history: list[dict], stop_reason: str, device,
-                evaluator: Evaluator | None) -> dict[str, Any]:
-    """`summarize` plus the feature-network hash and the model's test metrics with their wall time
-    (no test metrics for a diverged model or without an evaluator). On a CPU at the trials' pinned
-    thread count (study/repeat.py), also for a stopped trial's checkpoint evaluated later."""
+                evaluator: Evaluator | None, nll: bool = True) -> dict[str, Any]:
+    """`summarize` plus the feature-network hash and the model's test metrics with their wall time,
+    which TRIAL_SECONDS includes (no test metrics for a diverged model or without an evaluator; `nll`
+    False: a VAE's without the importance-weighted NLL, see TrialEvaluator.test). On a CPU at the
+    trials' pinned thread count (study/repeat.py), also for a stopped trial's checkpoint evaluated later."""
     with pinned_threads(device):
         row = summarize(config, model, history, stop_reason, device)
         if evaluator is not None:
             row[R.FEATURENET_SHA256] = evaluator.featurenet_sha256
             if stop_reason != R.STOP_DIVERGED:
                 started = time.perf_counter()
-                row.update(evaluator.test(model))
+                row.update(evaluator.test(model, nll=nll))
                 row[R.TEST_EVAL_SECONDS] = time.perf_counter() - started
+                row[R.TRIAL_SECONDS] += row[R.TEST_EVAL_SECONDS]
     return row

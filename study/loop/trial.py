@@ -81,6 +81,7 @@ class _Trial:
     fixed_noise: torch.Tensor  # [64, latent...] on the device: the same sample grid every epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    trial_seconds: float = 0.0  # all the trial's wall time so far (R.TRIAL_SECONDS)
     first_epoch: int = 1
 
     def checkpoint(self, config: TrainConfig, epoch: int) -> dict[str, Any]:
@@ -93,6 +94,7 @@ class _Trial:
             "epoch": epoch,
             "history": self.history,
             "train_seconds": self.train_seconds,
+            R.TRIAL_SECONDS: self.trial_seconds,
             "torch_rng": torch.get_rng_state(),
             "batch_rng": self.batches.state(),
         }
@@ -139,6 +141,8 @@ def _restore(config: TrainConfig, data: MNISTSplits, device: torch.device,
         trial.batches.set_state(resume["batch_rng"])
         trial.history = list(resume["history"])
         trial.train_seconds = float(resume["train_seconds"])
+        # (a checkpoint written before the column: from its last epoch's training seconds on)
+        trial.trial_seconds = float(resume.get(R.TRIAL_SECONDS, trial.train_seconds))
         trial.first_epoch = int(resume["epoch"]) + 1
     return trial
 
@@ -173,15 +177,18 @@ def _train_epoch(trial: _Trial, device: torch.device, bar,
 
 
 def _finish(config: TrainConfig, trial: _Trial, stop_reason: str, evaluator: Evaluator | None,
-            device: torch.device) -> TrialResult:
-    """The summary row, with the test metrics of a trial that did not diverge."""
-    summary = summary_row(config, trial.model, trial.history, stop_reason, device, evaluator)
+            device: torch.device, test_nll: bool) -> TrialResult:
+    """The summary row, with the test metrics of a trial that did not diverge; its TRIAL_SECONDS
+    are all the trial's seconds (the last epoch's reported writes and the test scoring included)."""
+    summary = summary_row(config, trial.model, trial.history, stop_reason, device, evaluator, nll=test_nll)
+    summary[R.TRIAL_SECONDS] = trial.trial_seconds + summary.get(R.TEST_EVAL_SECONDS, 0.0)
     return TrialResult(summary=summary, history=trial.history, model=trial.model)
 
 
 def _epoch_record(trial: _Trial, config: TrainConfig, epoch: int, losses: dict[str, float], steps: int,
-                  seconds: float, evaluator: Evaluator | None, validate: bool) -> dict[str, Any]:
-    """The epoch's row of the history: losses, timings, validation metrics (or the divergence)."""
+                  seconds: float, evaluator: Evaluator | None, validate: bool, suite: bool) -> dict[str, Any]:
+    """The epoch's row of the history: losses, timings, validation metrics (or the divergence):
+    the whole suite when `suite`, else what a scheduler reads (TrialEvaluator.validation)."""
     trial.train_seconds += seconds
     record: dict[str, Any] = {**losses, R.EPOCH: epoch, R.EPOCH_SECONDS: seconds,
                               R.TRAIN_SECONDS: trial.train_seconds,
@@ -190,7 +197,7 @@ def _epoch_record(trial: _Trial, config: TrainConfig, epoch: int, losses: dict[s
         record[R.STOP_REASON] = R.STOP_DIVERGED
     elif evaluator is not None and validate:
         eval_started = time.perf_counter()
-        record.update(evaluator.validation(trial.model))
+        record.update(evaluator.validation(trial.model, suite=suite))
         record[R.EVAL_SECONDS] = time.perf_counter() - eval_started
     trial.history.append(record)
     return record
@@ -207,6 +214,8 @@ def run_trial(
     progress: bool = False,
     checkpoint_epochs: Collection[int] = (),
     validate_epochs: Collection[int] | None = None,
+    suite_epochs: Collection[int] | None = None,
+    test_nll: bool = True,
 ) -> TrialResult:
     """Train one configuration; report each epoch; return the summary row and history.
 
@@ -216,19 +225,29 @@ def run_trial(
     and the last (the Ray trainable passes the scheduler's rungs, where trials can be stopped).
     `validate_epochs`: the only epochs that get validation metrics besides the last (None: every
     epoch, which a scheduler needs; study.reproduce validates at the printed epoch counts only).
+    `suite_epochs`: the validated epochs that get the whole validation suite besides the last (None:
+    every one); the others get the FID a scheduler reads and what comes nearly free with it
+    (R.LEAN_VALIDATION_METRICS). A trial the scheduler stops gets its suite from its checkpoint after
+    the search (study/tune/trainable.py stopped_trial_summary).
+    `test_nll` False: a VAE's test metrics without the importance-weighted NLL (computed later for
+    the trials a report describes, study/followups/likelihood.py).
+    Every record and checkpoint carries R.TRIAL_SECONDS, the trial's wall time so far; the summary's
+    adds the last writes and the test scoring.
     `config.deterministic`: the whole trial under study.devices.deterministic_algorithms.
     On a CPU the whole trial runs on study.repeat.REPEAT_THREADS threads, whatever the process's
     count, so a configuration and seed train bit for bit in any process on one machine.
     """
+    started = time.perf_counter()
     run_device = pick_device(str(device) if device else None)
     with deterministic_algorithms(config.deterministic), pinned_threads(run_device):
         return _run(config, data, report, evaluator, run_device, resume, progress, checkpoint_epochs,
-                    validate_epochs)
+                    validate_epochs, suite_epochs, test_nll, started)
 
 
 def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evaluator: Evaluator | None,
          device: torch.device, resume: dict[str, Any] | None, progress: bool,
-         checkpoint_epochs: Collection[int], validate_epochs: Collection[int] | None) -> TrialResult:
+         checkpoint_epochs: Collection[int], validate_epochs: Collection[int] | None,
+         suite_epochs: Collection[int] | None, test_nll: bool, started: float) -> TrialResult:
     """run_trial's body."""
     try:
         trial: _Trial | None = _restore(config, data, device, resume)
@@ -238,13 +257,14 @@ def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evalua
         trial = None
     if trial is None:  # outside the handler: its traceback no longer holds the tensors
         return _out_of_memory(config, list(resume["history"]) if resume else [], device)
+    trial.trial_seconds += time.perf_counter() - started  # building (or restoring) the model
     bar = _progress_bar((config.epochs - trial.first_epoch + 1) * len(trial.batches)) if progress else None
     stop_reason: str | None = R.STOP_COMPLETED
     result: TrialResult | None = None
     for epoch in range(trial.first_epoch, config.epochs + 1):
         try:
             stop_reason = _run_epoch(trial, config, epoch, device, bar, report, evaluator,
-                                     checkpoint_epochs, validate_epochs)
+                                     checkpoint_epochs, validate_epochs, suite_epochs)
         except Exception as exc:  # the epoch (training or its evaluation) is lost; the reported ones stand
             if not is_out_of_memory(exc):
                 raise
@@ -255,7 +275,7 @@ def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evalua
         bar.close()
     if stop_reason is not None:
         try:  # the test metrics
-            result = _finish(config, trial, stop_reason, evaluator, device)
+            result = _finish(config, trial, stop_reason, evaluator, device, test_nll)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -268,22 +288,30 @@ def _run(config: TrainConfig, data: MNISTSplits, report: Reporter | None, evalua
 
 def _run_epoch(trial: _Trial, config: TrainConfig, epoch: int, device: torch.device, bar,
                report: Reporter | None, evaluator: Evaluator | None, checkpoint_epochs: Collection[int],
-               validate_epochs: Collection[int] | None) -> str:
+               validate_epochs: Collection[int] | None, suite_epochs: Collection[int] | None) -> str:
     """Train, validate, checkpoint and report one epoch: completed, or diverged."""
+    started = time.perf_counter()
     losses, steps, seconds = _train_epoch(trial, device, bar, config.amp)
     trial.model.eval()
     samples = trial.model.decode_to_unit(trial.fixed_noise).cpu()
     validate = validate_epochs is None or epoch in validate_epochs or epoch == config.epochs
-    record = _epoch_record(trial, config, epoch, losses, steps, seconds, evaluator, validate)
+    suite = suite_epochs is None or epoch in suite_epochs or epoch == config.epochs
+    record = _epoch_record(trial, config, epoch, losses, steps, seconds, evaluator, validate, suite)
     diverged = R.STOP_REASON in record
     checkpoint = None
     if (diverged or epoch == config.epochs or epoch % config.checkpoint_every == 0
             or epoch in checkpoint_epochs):
+        trial.trial_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        record[R.TRIAL_SECONDS] = trial.trial_seconds  # before the snapshot: its history holds it
         checkpoint = trial.checkpoint(config, epoch)
+    else:
+        record[R.TRIAL_SECONDS] = trial.trial_seconds + time.perf_counter() - started
     if bar is not None:
         bar.set_postfix({k: f"{record[k]:.4g}" for k in (*losses, *R.VALIDATION_METRICS) if k in record})
     if report is not None:
         report(record, EpochArtifacts(samples=samples, checkpoint=checkpoint, model=trial.model))
+    trial.trial_seconds += time.perf_counter() - started  # (the report's writes and checkpoint upload)
     return R.STOP_DIVERGED if diverged else R.STOP_COMPLETED
 
 

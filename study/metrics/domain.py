@@ -172,8 +172,13 @@ class DomainScores(NamedTuple):
 def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureNet, *, seed: int = 0,
                  device: torch.device | str = "cpu", kid_subsets: int = KID_SUBSETS,
                  kid_subset_size: int = KID_SUBSET_SIZE, is_splits: int = IS_SPLITS,
-                 prdc: bool = True, prdc_reference: PRDCReal | None = None) -> DomainScores:
+                 prdc: bool = True, prdc_reference: PRDCReal | None = None,
+                 suite: bool = True) -> DomainScores:
     """FID/KID/IS, PRDC and class coverage of images ([B,1,28,28] batches in [0,1]) against a split.
+
+    `suite` False: only what the one pass of the feature network gives nearly free, FID, IS and class
+    coverage (KID's subset kernels and PRDC's k-NN search, the costly part, are left NaN): what a
+    scheduler reads each epoch (study/loop/trial.py). The FID is the same number either way.
 
     PRDC compares the n images with the first n real images of the split (equal counts; n capped
     at the split's size), whose features and k-NN radii `prdc_reference` holds when given (else
@@ -194,7 +199,8 @@ def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureN
         if not bool(torch.isfinite(x).all()):
             return DomainScores(*(math.nan,) * 5, num_images=n + len(x))
         m.fid.update(x, real=False)
-        m.kid.update(x, real=False)
+        if suite:
+            m.kid.update(x, real=False)
         m.inception_score.update(x)
         batch_features, batch_logits = m.memo(net, x)  # the pass the metrics just made (memoised)
         features.append(batch_features.float().cpu())
@@ -206,11 +212,15 @@ def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureN
     m.kid.subset_size = min(kid_subset_size, n, real.num_images)  # KID refuses subsets larger than the sets
     with torch.random.fork_rng(devices=[]):  # KID subsets and IS split order come from the global RNG
         torch.manual_seed(seed)
-        kid_mean, kid_std = m.kid.compute()
+        kid_mean, kid_std = math.nan, math.nan
+        if suite:
+            kid_mean, kid_std = (float(v) for v in m.kid.compute())
+        else:
+            _replay_kid_draws(kid_subsets, real.num_images, n)
         is_mean, is_std = m.inception_score.compute()
     fid = m.fid.compute()
     extra: dict[str, float] = {}
-    if prdc and n > PRDC_K:
+    if suite and prdc and n > PRDC_K:
         reference = prdc_reference if prdc_reference is not None else prdc_real(real, n, device=device)
         if len(reference.features) != min(n, real.num_images):
             raise ValueError(f"the PRDC reference holds {len(reference.features)} real images, "
@@ -222,6 +232,15 @@ def score_images(batches: Iterable[torch.Tensor], real: RealStats, net: FeatureN
                         **extra)
 
 
+def _replay_kid_draws(subsets: int, n_real: int, n_fake: int) -> None:
+    """Draw from the global RNG what KID's compute draws (torchmetrics: two randperms per subset), so
+    the IS computed next shuffles its splits exactly as in the whole suite: a lean record's IS is the
+    suite's IS. Milliseconds, against KID's hundreds of kernel matrices."""
+    for _ in range(subsets):
+        torch.randperm(n_real)
+        torch.randperm(n_fake)
+
+
 # DomainScores field -> column, per split
 VALIDATION_KEYS = {"fid": R.VAL_FID, "kid": R.VAL_KID, "inception_score": R.VAL_SAMPLE_IS,
                    "precision": R.VAL_PRECISION, "recall": R.VAL_RECALL, "density": R.VAL_DENSITY,
@@ -231,6 +250,10 @@ TEST_KEYS = {"fid": R.TEST_FID, "kid": R.TEST_KID, "inception_score": R.TEST_SAM
              "precision": R.TEST_PRECISION, "recall": R.TEST_RECALL, "density": R.TEST_DENSITY,
              "coverage": R.TEST_COVERAGE, "class_coverage": R.TEST_CLASS_COVERAGE,
              "class_entropy": R.TEST_CLASS_ENTROPY}
+
+
+# what `score_images(..., suite=False)` computes: the per-epoch validation record (study/loop/trial.py)
+LEAN_VALIDATION_KEYS = {f: c for f, c in VALIDATION_KEYS.items() if c in R.LEAN_VALIDATION_METRICS}
 
 
 def domain_record(scores: DomainScores, keys: dict[str, str]) -> dict[str, float]:

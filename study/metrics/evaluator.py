@@ -17,6 +17,7 @@ from study import results as R
 from study.data import SPLIT_TEST, SPLIT_VAL, MNISTSplits
 from study.metrics.domain import (
     KID_SUBSETS,
+    LEAN_VALIDATION_KEYS,
     TEST_KEYS,
     VALIDATION_KEYS,
     DomainScores,
@@ -79,8 +80,10 @@ def prepare_evaluation(data: MNISTSplits, device: torch.device | str = "cpu",
 class TrialEvaluator:
     """The metrics the training loop reports: `validation(model)` each epoch, `test(model)` at the end.
 
-    validation -> R.VALIDATION_METRICS; test -> the domain half of R.TEST_METRICS plus, for a VAE,
-    {test_recon_mse, test_bce_nelbo, test_binarized_nll, iw_k, iw_images}. Generated images:
+    validation -> R.VALIDATION_METRICS (suite=False: R.LEAN_VALIDATION_METRICS, the same numbers,
+    what a scheduler reads each epoch); test -> the domain half of R.TEST_METRICS plus, for a VAE,
+    {test_recon_mse, test_bce_nelbo, test_binarized_nll, iw_k, iw_images} (nll=False: without the
+    importance-weighted NLL, seconds per model, which `likelihood(model)` adds later). Generated images:
     `num_samples` from a seeded
     generator (same seed -> same numbers), scored against the whole split. Pass `featurenet` and
     `real_stats` from `prepare_evaluation` to skip loading and the real-image pass.
@@ -124,23 +127,36 @@ class TrialEvaluator:
             self.prdc[key] = prdc_real(real, self.num_samples, device=self.device)
         return self.prdc[key]
 
-    def scores(self, model, split: str) -> DomainScores:
+    def scores(self, model, split: str, suite: bool = True) -> DomainScores:
         seed = self.seed + GENERATION_SEED_OFFSET.get(split, 0)
         real = self._real(split)
-        prdc = self._prdc(real) if self.num_samples > PRDC_K else None
+        prdc = self._prdc(real) if suite and self.num_samples > PRDC_K else None
         with eval_mode(model):
             return score_images(generate(model, self.num_samples, seed, self.batch_size), real,
                                 self.featurenet, seed=seed, device=self.device, kid_subsets=self.kid_subsets,
-                                prdc_reference=prdc)
+                                prdc_reference=prdc, suite=suite)
 
-    def validation(self, model) -> dict[str, float]:
-        return domain_record(self.scores(model, SPLIT_VAL), VALIDATION_KEYS)
+    def validation(self, model, suite: bool = True) -> dict[str, float]:
+        """The validation suite (R.VALIDATION_METRICS), or with suite=False only its nearly free part
+        (R.LEAN_VALIDATION_METRICS: the FID, IS and class coverage, the same values)."""
+        return domain_record(self.scores(model, SPLIT_VAL, suite),
+                             VALIDATION_KEYS if suite else LEAN_VALIDATION_KEYS)
 
-    def test(self, model) -> dict[str, float]:
+    def test(self, model, nll: bool = True) -> dict[str, float]:
         out = domain_record(self.scores(model, SPLIT_TEST), TEST_KEYS)
         if model.family == FAMILY_VAE:
-            v = vae_scores(model, self.data.test.images, seed=self.seed, iw_k=self.iw_k,
-                           iw_images=self.iw_images)
-            out.update({R.TEST_RECON_MSE: v.recon_mse, R.TEST_BCE_NELBO: v.bce_nelbo,
-                        R.TEST_BINARIZED_NLL: v.binarized_nll, R.IW_K: v.iw_k, R.IW_IMAGES: v.iw_images})
+            out.update(self._vae(model, nll))
+        return out
+
+    def likelihood(self, model) -> dict[str, float]:
+        """A VAE's likelihood columns, the importance-weighted NLL included (the same numbers as
+        `test(model)` gives them): what the post-search step adds to the trials the report picks."""
+        return self._vae(model, nll=True)
+
+    def _vae(self, model, nll: bool) -> dict[str, float]:
+        v = vae_scores(model, self.data.test.images, seed=self.seed, iw_k=self.iw_k, iw_images=self.iw_images,
+                       nll=nll)
+        out: dict[str, float] = {R.TEST_RECON_MSE: v.recon_mse, R.TEST_BCE_NELBO: v.bce_nelbo}
+        if nll:
+            out.update({R.TEST_BINARIZED_NLL: v.binarized_nll, R.IW_K: v.iw_k, R.IW_IMAGES: v.iw_images})
         return out

@@ -42,15 +42,16 @@ class VAEScores(NamedTuple):
 @torch.no_grad()
 @full_fp32()
 def vae_scores(model, images_uint8: torch.Tensor, *, seed: int = 0, iw_k: int = IW_K,
-               iw_images: int | None = IW_IMAGES, batch_size: int = 500) -> VAEScores:
+               iw_images: int | None = IW_IMAGES, batch_size: int = 500, nll: bool = True) -> VAEScores:
     """Reconstruction MSE and the BCE loss on all images (continuous pixels); the importance-weighted
-    NLL of the first `iw_images` (None: all) of the images binarized with BINARIZE_SEED. The noise
+    NLL of the first `iw_images` (None: all) of the images binarized with BINARIZE_SEED (nll False: NaN,
+    skipping the k decoder passes per image, by far the costly part). The noise
     is drawn on a CPU generator (as study.metrics.sampling.generate does), so it does not depend on
     the device."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     iw_images = len(images_uint8) if iw_images is None else min(iw_images, len(images_uint8))
-    sq_err = bce_nelbo = nll = 0.0
+    sq_err = bce_nelbo = total_nll = 0.0
     with eval_mode(model):
         for x in unit_batches(images_uint8, batch_size):
             x = x.to(device)
@@ -59,8 +60,8 @@ def vae_scores(model, images_uint8: torch.Tensor, *, seed: int = 0, iw_k: int = 
             terms = model.loss_terms(x, generator=generator)
             bce_nelbo += float((terms[LOSS_RECON] + terms[LOSS_KL]).sum())  # Kingma & Welling 2014, Eq. 10
         binary = binarized(images_uint8)[:iw_images]  # the whole set binarized, so a prefix is the same
-        for x in binary.split(batch_size):
-            nll += float(model.importance_weighted_nll(x.to(device), iw_k, generator=generator).sum())
+        for x in binary.split(batch_size) if nll else ():
+            total_nll += float(model.importance_weighted_nll(x.to(device), iw_k, generator=generator).sum())
     n = len(images_uint8)
-    return VAEScores(sq_err / images_uint8.numel(), bce_nelbo / n, nll / iw_images if iw_images else math.nan,
-                     iw_k, iw_images)
+    return VAEScores(sq_err / images_uint8.numel(), bce_nelbo / n,
+                     total_nll / iw_images if nll and iw_images else math.nan, iw_k, iw_images)

@@ -11,6 +11,13 @@ and `StudyConsole`, a Tune callback in the driver, shows one line per running tr
 line ("5/8 trials done, 2 running, best validation FID so far 47.0 (trial trial_0003_ab12cd34)").
 On a terminal it redraws those lines in place; without one (CI, nohup, a pipe) it prints a trial's
 end as one line and the progress line every `PLAIN_INTERVAL_S` seconds when it changed.
+Once the first epochs are timed, the progress line says how long the rest will take
+("..., about 2 h 10 min left at the current pace"): the epochs still to run (the scheduler's expected
+epochs per trial, `StudyShape`) times the seconds per epoch each running trial spent so far (training,
+validation, checkpoints, a finished trial's test scoring: R.TRIAL_SECONDS), the mean trial's for
+trials not timed yet, over the trial slots, and never less than the longest running trial's rest.
+Before that, a study on CPUs uses the pace a timed probe of a few training steps gave
+(study/followups/pipeline.py), and says so.
 With --verbose, Ray's output is as Ray prints it and this callback stays out of the way.
 """
 
@@ -38,12 +45,22 @@ QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
              "RAY_AIR_NEW_OUTPUT": "0"}
 
 
+@dataclass(frozen=True)
+class StudyShape:
+    """What the time-left estimate needs to know of a study besides its results."""
+
+    expected_epochs: float  # epochs a trial runs on average under the scheduler (max epochs without one)
+    slots: int  # trials at once
+    prior_epoch_s: float | None = None  # seconds per trial-epoch from a timed probe, until epochs are timed
+
+
 @dataclass
 class ConsoleSettings:
     """What the launcher asked for: Ray's full output (verbose) and extra Tune callbacks (trackers)."""
 
     verbose: bool = True  # library callers (tests, notebooks) keep Ray's output unless configured
     extra_callbacks: list[Any] = field(default_factory=list)
+    shape: StudyShape | None = None  # the next experiment's (run_study, run_replicates set it)
 
 
 SETTINGS = ConsoleSettings()
@@ -72,7 +89,27 @@ def run_options() -> dict[str, Any]:
     callbacks = list(SETTINGS.extra_callbacks)
     if SETTINGS.verbose:
         return {"callbacks": callbacks} if callbacks else {}
-    return {"verbose": 0, "callbacks": [StudyConsole(), *callbacks]}
+    return {"verbose": 0, "callbacks": [StudyConsole(shape=SETTINGS.shape), *callbacks]}
+
+
+def expect(shape: StudyShape | None) -> None:
+    """The shape of the next experiment this process starts (its console's time-left estimate)."""
+    SETTINGS.shape = shape
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '12 min', '2 h 10 min', '3 d 4 h': two units at most, as a person says it."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def trial_label(trial) -> str:
@@ -94,7 +131,7 @@ class StudyConsole(tune.Callback):
     """One line per running trial plus a progress line; see the module docstring."""
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
-                 interval_s: float | None = None):
+                 interval_s: float | None = None, shape: StudyShape | None = None):
         self._stream = stream  # None: whatever sys.stdout is when a line is written
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.interval_s = interval_s if interval_s is not None else (
@@ -105,6 +142,9 @@ class StudyConsole(tune.Callback):
         self.running: dict[str, Any] = {}  # label -> trial
         self.latest: dict[str, dict[str, Any]] = {}  # label -> last result
         self.best: tuple[float, str] | None = None
+        self.shape = shape
+        self.spent: dict[str, tuple[int, float]] = {}  # label -> (epochs, trial seconds) reported so far
+        self.started: dict[str, float] = {}  # label -> time.monotonic() at its start
         self._drawn = 0  # lines of the live view on screen (terminal)
         self._last_time = 0.0
         self._last_text = ""
@@ -123,10 +163,14 @@ class StudyConsole(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.running[trial_label(trial)] = trial
+        self.started.setdefault(trial_label(trial), time.monotonic())
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         label = trial_label(trial)
         self.latest[label] = result
+        epoch, seconds = result.get(R.EPOCH), result.get(R.TRIAL_SECONDS)
+        if isinstance(epoch, int | float) and isinstance(seconds, int | float) and math.isfinite(seconds):
+            self.spent[label] = (int(epoch), float(seconds))
         fid = result.get(R.VAL_FID)
         if isinstance(fid, int | float) and math.isfinite(fid) and (self.best is None or fid < self.best[0]):
             self.best = (float(fid), label)
@@ -174,7 +218,39 @@ class StudyConsole(tune.Callback):
             text += f", {self.errored} failed"
         if self.best is not None:
             text += f", best validation FID so far {self.best[0]:.1f} (trial {self.best[1]})"
+        if (left := self.time_left()) is not None:
+            text += f", {left}"
         return text
+
+    def time_left(self) -> str | None:
+        """'about 2 h 10 min left at the current pace' (see the module docstring), or None before
+        anything is timed."""
+        if self.shape is None or self.total == 0:
+            return None
+        paces = {label: s / e for label, (e, s) in self.spent.items() if e > 0}
+        if paces:  # a trial's own pace for its own epochs; the mean trial's for trials not timed yet
+            pace, how = sum(paces.values()) / len(paces), "at the current pace"
+        elif self.shape.prior_epoch_s is not None:
+            pace, how = self.shape.prior_epoch_s, "at a probe's pace (training only)"
+        else:
+            return None
+        # a running trial still in its first epoch takes at least as long as it has run (a slow
+        # DCGAN beside fast MLPs), and counts so in the mean trial's pace
+        now = time.monotonic()
+        for label in self.running:
+            if label not in paces and label in self.started and now - self.started[label] > pace:
+                paces[label] = now - self.started[label]
+        if paces:
+            pace = sum(paces.values()) / len(paces)
+        expected = self.shape.expected_epochs
+        running = [max(0.0, expected - self.spent.get(label, (0, 0.0))[0]) * paces.get(label, pace)
+                   for label in self.running]
+        waiting = max(0, self.total - self.done - len(self.running)) * expected * pace
+        if not any(running) and waiting == 0:
+            return None  # the experiment's end: nothing left to estimate
+        slots = max(1, min(self.shape.slots, self.total - self.done or 1))
+        left = max([*running, (sum(running) + waiting) / slots])  # no sooner than the longest running trial
+        return f"about {duration(left)} left {how}"
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()

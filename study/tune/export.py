@@ -7,8 +7,10 @@ Stop reasons: a trial that wrote summary.json finished on its own (completed, or
 one that Ray ended in error is "error"; one that Tune stopped before its last epoch is
 "early-stopped". Test metrics: completed trials evaluate them at their end, on the test split,
 inside the trial; early-stopped trials are evaluated here from their last checkpoint, which is
-the epoch ASHA stopped them at (the trainable checkpoints every rung); diverged and errored
-trials have none (NaN).
+the epoch ASHA stopped them at (the trainable checkpoints every rung), together with the whole
+validation suite of that epoch (its row and its last history record get it); diverged and errored
+trials have none (NaN). A search's VAE trials get the importance-weighted NLL after the export, the
+picked ones only (study/followups/likelihood.py); a re-export keeps it, as it keeps Inception FIDs.
 
 `python -m study.export results/<name>` (study/export.py) rebuilds the tables of a finished study
 (e.g. after the launcher died while exporting), evaluating early-stopped trials in-process.
@@ -46,7 +48,8 @@ from study.tune.trainable import stopped_trial_summary
 # params_* columns of its configurations and whatever else the trials' summaries carry.
 TRIAL_COLUMNS = (
     R.STUDY, R.TRIAL_ID, R.FAMILY, R.ARCH, R.SEED, R.SEED_CONFIG, R.STOP_REASON, R.EPOCHS_RUN,
-    R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.IMAGES_PER_S, R.BEST_VAL_FID, R.BEST_EPOCH, R.FINAL_VAL_FID,
+    R.PARAMS_TOTAL, R.TRAIN_SECONDS, R.TRIAL_SECONDS, R.IMAGES_PER_S, R.BEST_VAL_FID, R.BEST_EPOCH,
+    R.FINAL_VAL_FID,
     *[m for m in R.VALIDATION_METRICS if m != R.VAL_FID], *R.TEST_METRICS, R.IW_K, R.IW_IMAGES,
     R.INCEPTION_SAMPLES, R.INCEPTION_SHA256, R.FEATURENET_SHA256, R.NODE, R.RAY_NODE_ID, R.DEVICE,
     R.GPU_NAME, R.GPUS_PER_TRIAL, R.TRIALS_PER_GPU,
@@ -126,6 +129,9 @@ def trial_rows(
         for i, summary in zip(with_checkpoint, evaluated, strict=True):
             if summary.get(R.EPOCHS_RUN) == len(histories[i]):  # else the checkpoint predates the stop
                 summaries[i] = summary
+                # the stop epoch's validation suite, scored from its checkpoint, into its history too
+                histories[i][-1].update({k: summary[k] for k in R.VALIDATION_METRICS
+                                         if k != R.VAL_FID and k in summary})
 
     seed_jsons = {c.to_json() for c in seed_configs}
     rows, history_rows = [], []
@@ -178,7 +184,7 @@ def export_study(
     analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
     rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator,
                                     errored)
-    trials = _keep_inception(store, trials_frame(rows))
+    trials = _keep_post_search(store, trials_frame(rows))
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)
     store.write_table(history, R.HISTORY_FILE)
@@ -191,22 +197,27 @@ def export_study(
 
 
 INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA256)
+# the picked VAE trials' likelihood, computed after the search (study/followups/likelihood.py)
+NLL_COLUMNS = (R.TEST_BINARIZED_NLL, R.IW_K, R.IW_IMAGES, R.NLL_SECONDS)
 
 
-def _keep_inception(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
-    """A re-export keeps the Inception FIDs an earlier `--inception final` wrote (they come from no
-    trial artifact, only from study/metrics/inception.py)."""
+def _keep_post_search(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
+    """A re-export keeps what the steps after the search wrote into trials.parquet (they come from
+    no trial artifact): the Inception FIDs of `--inception final` and the picked trials' likelihood,
+    whose seconds stay in their TRIAL_SECONDS."""
     path = store.path(R.TRIALS_FILE)
     if not store.exists(path):
         return trials
-    old = pd.read_parquet(io.BytesIO(store.read_bytes(path)))
-    if R.TEST_INCEPTION_FID not in old or old[R.TEST_INCEPTION_FID].isna().all():
-        return trials
-    old = old.set_index(R.TRIAL_ID)
-    for column in INCEPTION_COLUMNS:
-        if column in old:
-            values = trials[R.TRIAL_ID].map(old[column])
-            trials[column] = values.where(values.notna(), trials[column])
+    old = pd.read_parquet(io.BytesIO(store.read_bytes(path))).set_index(R.TRIAL_ID)
+    for marker, columns in ((R.TEST_INCEPTION_FID, INCEPTION_COLUMNS), (R.NLL_SECONDS, NLL_COLUMNS)):
+        if marker not in old or old[marker].isna().all():
+            continue
+        for column in columns:
+            if column in old:
+                values = trials[R.TRIAL_ID].map(old[column])
+                trials[column] = values.where(values.notna(), trials.get(column, math.nan))
+    if R.NLL_SECONDS in trials:
+        trials[R.TRIAL_SECONDS] = trials[R.TRIAL_SECONDS] + trials[R.NLL_SECONDS].fillna(0.0)
     return trials
 
 
@@ -230,8 +241,8 @@ def in_process_evaluator(plan: StudyPlan, data_dir: str) -> EarlyStopEvaluator |
 
     def evaluate(checkpoint) -> dict[str, Any]:
         torch.set_num_threads(1)  # one thread per evaluation, as this export has always used
-        with checkpoint.as_directory() as directory:
-            return stopped_trial_summary(checkpoint_file(directory), data, assets, device)
+        with checkpoint.as_directory() as directory:  # the likelihood: the picked trials', later
+            return stopped_trial_summary(checkpoint_file(directory), data, assets, device, nll=False)
 
     return lambda checkpoints: [evaluate(c) for c in checkpoints]
 

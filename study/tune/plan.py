@@ -55,6 +55,7 @@ def default_sampler(family: str, objective: str) -> str:
 # CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
 # 1,000 FID samples, the VAE's binarized NLL on the first 500 test images);
 # "smoke" is what the tests run (study/smoke.py: 1/8-width networks, 2,000 images, seconds per trial).
+FULL_PRESET, QUICK_PRESET = "full", "quick"
 PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, stop_signal="raw",
                  train_subset=None,
@@ -120,6 +121,9 @@ class StudyPlan:
     gan_ema: float = 0.0
     # the scheduler's decision signal, a STOP_SIGNALS key (a study.json written before it: raw)
     stop_signal: str = "raw"
+    # the whole validation suite every this many epochs besides a trial's last (0: its last only; the
+    # other epochs get the FID a scheduler reads and what comes nearly free with it)
+    suite_every: int = 0
 
     @property
     def study_dir(self) -> str:
@@ -158,7 +162,7 @@ def _fail(message: str) -> None:
 
 def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     """Resolve presets and defaults; raise ConfigError on anything invalid."""
-    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
+    preset = "smoke" if args.smoke_test else QUICK_PRESET if args.quick else FULL_PRESET
     values = dict(PRESETS[preset])
     for key in PRESET_FLAGS:
         if getattr(args, key) is not None:
@@ -185,6 +189,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         expect_gpus=getattr(args, "expect_gpus", None),
         gan_ema=float(getattr(args, "gan_ema", 0.0) or 0.0),
         stop_signal=values["stop_signal"],
+        suite_every=getattr(args, "suite_every", None) or 0,
     )
     validate(plan)
     return plan
@@ -220,6 +225,9 @@ def validate(plan: StudyPlan) -> None:
         _fail(f"--name {plan.name!r}: use a plain directory name such as gan-quick.")
     if plan.objective == "pareto" and plan.sampler in ("gp", "qmc"):
         _fail(f"--sampler {plan.sampler} does not support --objective pareto; use tpe or nsga2.")
+    if plan.suite_every < 0:
+        _fail(f"--suite-every {plan.suite_every}: give a number of epochs (1: the whole validation suite "
+              "every epoch), or leave it out for the last epoch only.")
     if plan.eval_batch_size < 1:
         _fail(f"--eval-batch-size {plan.eval_batch_size}: give at least 1 image per batch, e.g. 1000.")
     if plan.inception_images < 2:
@@ -301,3 +309,16 @@ def checkpoint_epochs(plan: StudyPlan) -> frozenset[int]:
     if plan.scheduler == "hyperband":
         return frozenset(range(1, plan.max_epochs + 1))
     return frozenset()
+
+
+def expected_epochs(plan: StudyPlan) -> float:
+    """Epochs a trial runs on average: all of them without a scheduler; under ASHA (and, roughly,
+    HyperBand) a 1/reduction_factor share of the trials going on past each rung. An estimate for
+    the time left (study/tune/console.py): asynchronous ASHA stops fewer of the first trials."""
+    if plan.scheduler == "none":
+        return float(plan.max_epochs)
+    epochs, share, previous = 0.0, 1.0, 0
+    for rung in sorted(scheduler_rungs(plan.grace_period, plan.reduction_factor, plan.max_epochs)):
+        epochs += share * (rung - previous)
+        share, previous = share / plan.reduction_factor, rung
+    return epochs + share * (plan.max_epochs - previous)

@@ -13,6 +13,7 @@ from study import optuna_storage
 from study import results as R
 from study.metrics.inception import inception_missing, score_study
 from study.store import StudyStore
+from study.tune import console
 from study.tune.cluster import (
     cluster_gpus,
     errored_trial_dirs,
@@ -23,9 +24,10 @@ from study.tune.cluster import (
     trial_slots,
 )
 from study.tune.export import ExportedStudy, export_study
-from study.tune.plan import StudyPlan, checkpoint_epochs
+from study.tune.plan import StudyPlan, checkpoint_epochs, expected_epochs
+from study.tune.scoring import scoring_pool
 from study.tune.search import make_scheduler, make_searcher
-from study.tune.trainable import TrialSetup, evaluate_stopped_trial, with_setup
+from study.tune.trainable import TrialSetup, with_setup
 
 
 def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
@@ -44,15 +46,28 @@ def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
     )
 
 
-def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedStudy | None:
-    """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
-    None if the study was interrupted before every trial finished."""
+def study_setup(plan: StudyPlan, data, assets) -> TrialSetup:
+    """What every trial of the search shares (and the scoring workers after it)."""
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-    setup = TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
-                       threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus)
+    # test_nll False: the likelihood of the picked trials only, after the search (followups/likelihood.py)
+    return TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
+                      threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus,
+                      suite_every=plan.suite_every, test_nll=False)
+
+
+def run_study(plan: StudyPlan, data, assets, resume: bool = False,
+              prior_epoch_s: float | None = None) -> ExportedStudy | None:
+    """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
+    None if the study was interrupted before every trial finished. `prior_epoch_s`: seconds per
+    trial-epoch a probe measured, the console's pace until the first epochs are timed."""
+    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
+    setup = study_setup(plan, data, assets)
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     store = StudyStore(plan.study_dir)
     print(plan.header(gpus), flush=True)
+    slots = trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus)
+    print(size_line(plan, len(data.train.images), slots), flush=True)
+    console.expect(console.StudyShape(expected_epochs(plan), slots, prior_epoch_s))
     if resume:
         optuna_storage.fetch(plan.study_dir)  # the restored searcher reopens this file
         tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,
@@ -70,16 +85,27 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False) -> ExportedSt
     if interrupted or results.num_terminated + results.num_errors < plan.trials:
         return None
 
-    setup_ref = ray.put(setup)
-    evaluate = remote_task(evaluate_stopped_trial, plan.cpus_per_trial, gpus)
-
     def evaluate_stopped(checkpoints):
-        print(f"evaluating {len(checkpoints)} early-stopped trial(s) on the test split", flush=True)
-        return ray.get([evaluate.remote(c, setup_ref) for c in checkpoints])
+        workers = min(slots, len(checkpoints))
+        print(f"scoring {len(checkpoints)} early-stopped trial(s) (validation suite at the stop epoch, test "
+              f"metrics) in {workers} worker(s)", flush=True)
+        with scoring_pool(setup, workers, plan.cpus_per_trial, gpus) as score:
+            return score("stopped", [(c,) for c in checkpoints])
 
     errored = errored_trial_dirs(results)
     return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
                         evaluate_stopped, errored=errored)
+
+
+def size_line(plan: StudyPlan, images: int, slots: int) -> str:
+    """The study's size: trials x epochs x images, what its scheduler is expected to leave of it."""
+    most = plan.trials * plan.max_epochs * images
+    line = (f"size: {plan.trials} trials x up to {plan.max_epochs} epochs x {images:,} training images = "
+            f"{most / 1e6:.3g} M images trained at most")
+    if plan.scheduler != "none":
+        line += (f" (the {plan.scheduler} scheduler: about {expected_epochs(plan):.1f} epochs per trial, "
+                 f"{plan.trials * expected_epochs(plan) * images / 1e6:.3g} M)")
+    return line + f"; {slots} trial(s) at once"
 
 
 def remote_task(fn, cpus: float, gpus: float):

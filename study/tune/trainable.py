@@ -1,11 +1,12 @@
 """The Ray Tune function trainable: a Tune trial config -> `study.loop.trial.run_trial`.
 
-Per epoch the trial reports run_trial's record (losses, timings, validation FID/KID/IS) plus
-its parameter counts and node through `tune.report`, with a checkpoint every `checkpoint_every`
-epochs, at every scheduler rung (the epochs where ASHA may stop it, so an early-stopped trial
-always has a checkpoint of the epoch it stopped at) and at the end. It writes the artifact
-layout of study/results.py into its working directory, which Ray syncs into the trial
-directory: samples/epoch_NNN.png, metrics.csv/json, summary.json, and a TensorBoard event file
+Per epoch the trial reports run_trial's record (losses, timings, the validation FID a scheduler reads
+and what comes nearly free with it; the whole validation suite at its last epoch, and every
+`suite_every` epochs when asked) plus its parameter counts and node through `tune.report`, with a
+checkpoint every `checkpoint_every` epochs, at every scheduler rung (the epochs where ASHA may stop
+it, so an early-stopped trial always has a checkpoint of the epoch it stopped at) and at the end.
+It writes the artifact layout of study/results.py into its working directory, which Ray syncs into
+the trial directory: samples/epoch_NNN.png, metrics.csv/json, summary.json, and a TensorBoard event file
 with the sample grids (Ray's own TensorBoard logger already writes the scalars).
 
 The last epoch's report is held back until the test metrics are in: a scheduler may stop a
@@ -26,6 +27,8 @@ import os
 import posixpath
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +99,18 @@ class TrialSetup:
     # at these epochs before the last also test the model and write R.epoch_summary_name(epoch)
     validate_epochs: frozenset[int] | None = None
     test_epochs: frozenset[int] = frozenset()
+    # the whole validation suite (KID, PRDC besides FID/IS/class coverage) every this many epochs besides
+    # the last (0: the last only, and a stopped trial's stop epoch, scored after the search)
+    suite_every: int = 0
+    # a VAE's importance-weighted NLL inside the trial (False in a search: only the trials a report
+    # picks get it, after the search, study/followups/likelihood.py)
+    test_nll: bool = True
+
+    def suite_epochs(self, epochs: int) -> frozenset[int]:
+        """The epochs of an `epochs`-epoch trial that get the whole validation suite besides its last:
+        every `suite_every`-th, and those whose summary is written (test_epochs)."""
+        every = {e for e in range(1, epochs + 1) if self.suite_every and e % self.suite_every == 0}
+        return frozenset(every) | self.test_epochs
 
 
 class CudaUnusableError(RuntimeError):
@@ -214,7 +229,8 @@ class TuneReporter(RunDirectory):
         else:  # (no epoch at all: the model did not fit in memory)
             last = self.history[-1] if self.history else {R.EPOCH: 0}
             metrics, checkpoint = {R.VAL_FID: math.nan, **last, **self.extra}, None
-        final = {k: summary[k] for k in (*R.TEST_METRICS, R.FEATURENET_SHA256, R.STOP_REASON) if k in summary}
+        final = {k: summary[k] for k in (*R.TEST_METRICS, R.FEATURENET_SHA256, R.STOP_REASON, R.TRIAL_SECONDS)
+                 if k in summary}
         self._report({**metrics, **final}, checkpoint)
         if self._writer is not None:
             self._writer.close()
@@ -269,7 +285,8 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
                             evaluator=evaluator, device=device, test_epochs=setup.test_epochs)
     result = run_trial(config, setup.data, reporter, evaluator=evaluator, device=device, resume=resume,
                        checkpoint_epochs=setup.checkpoint_epochs | setup.test_epochs,
-                       validate_epochs=setup.validate_epochs)
+                       validate_epochs=setup.validate_epochs, suite_epochs=setup.suite_epochs(config.epochs),
+                       test_nll=setup.test_nll)
     summary = {**result.summary, **{k: extra[k] for k in R.PLACEMENT if k in extra}}
     del result  # the model: free its memory before the next trial of a reused actor
     release_memory(device)
@@ -281,22 +298,46 @@ def train_trial(tune_config: dict[str, Any], setup: TrialSetup) -> None:
 
 
 def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: EvaluationAssets | None,
-                          device: torch.device) -> dict[str, Any]:
-    """Summary row of a trial the scheduler stopped, from its last checkpoint: the trial's own
-    summary (stop reason early-stopped) plus its test metrics (none without `assets`)."""
+                          device: torch.device, nll: bool = True,
+                          on_model: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Summary row of a trial the scheduler stopped, from its last checkpoint (the epoch it stopped
+    at: the trainable checkpoints every rung): the trial's own summary (stop reason early-stopped)
+    with the whole validation suite of that epoch, which the trial, stopped before it knew that epoch
+    was its last, did not compute (the same numbers: the same model, samples and seeds), plus its
+    test metrics (none without `assets`; `nll` False: a VAE's without the importance-weighted NLL).
+    Its TRIAL_SECONDS add this scoring's seconds to the checkpoint's. `on_model(model)`: told the
+    model once it is loaded (study/tune/scoring.py checks that nothing keeps it)."""
+    started = time.perf_counter()
     config, model, state = load_model(path)
     model = model.to(device)
+    if on_model is not None:
+        on_model(model)
     evaluator = assets.evaluator(config, data, device) if assets is not None else None
-    return summary_row(config, model, list(state["history"]), R.STOP_EARLY, device, evaluator)
+    history = [dict(record) for record in state["history"]]
+    if (evaluator is not None and history and history[-1].get(R.EPOCH) == state["epoch"]
+            and R.STOP_REASON not in history[-1] and R.VAL_FID in history[-1]):
+        suite_started = time.perf_counter()
+        suite = evaluator.validation(model)
+        history[-1].update(suite)
+        history[-1][R.EVAL_SECONDS] = (history[-1].get(R.EVAL_SECONDS, 0.0)
+                                       + time.perf_counter() - suite_started)
+    row = summary_row(config, model, history, R.STOP_EARLY, device, evaluator, nll=nll)
+    row[R.TRIAL_SECONDS] = (history[-1].get(R.TRIAL_SECONDS, math.nan) if history else 0.0) + (
+        time.perf_counter() - started)
+    del model
+    release_memory(device)
+    return row
 
 
-def evaluate_stopped_trial(checkpoint: tune.Checkpoint, setup: TrialSetup) -> dict[str, Any]:
+def evaluate_stopped_trial(checkpoint: tune.Checkpoint, setup: TrialSetup,
+                           on_model: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """`stopped_trial_summary` of a trial the scheduler stopped, from its last Tune checkpoint; runs
-    as a Ray task with a trial's resources (see study/tune/export.py)."""
+    in a scoring worker with a trial's resources (see study/tune/study_run.py)."""
     device = trial_device()
     torch.set_num_threads(max(1, setup.threads))
     with checkpoint.as_directory() as directory:
-        return stopped_trial_summary(checkpoint_file(directory), setup.data, setup.assets, device)
+        return stopped_trial_summary(checkpoint_file(directory), setup.data, setup.assets, device,
+                                     nll=setup.test_nll, on_model=on_model)
 
 
 def with_setup(setup: TrialSetup):

@@ -1,0 +1,110 @@
+"""The VAE's importance-weighted NLL after the search, for the trials a report picks only.
+
+The NLL (k = 500 decoder passes per binarized test image, study/metrics/likelihood.py) costs seconds
+per model, more than a quick trial's training; a search therefore leaves it out of every trial
+(study/tune/study_run.py: TrialSetup.test_nll False) and this step computes it for the trials a
+report can describe (study/quality_gate.py described_trials: the best, the seed configurations, the
+usable trials on a front) and those the replicates re-train (--replicate-top), from each trial's
+last checkpoint (a stopped trial's: the epoch it stopped at), in one scoring worker per trial slot
+(study/tune/scoring.py). The numbers are the ones the trial would have computed (same model,
+seeds and images); the seconds are added to the trial's R.TRIAL_SECONDS (R.NLL_SECONDS beside).
+Replicates compute it inside their trials: every replicate is described.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+from models.config import FAMILY_VAE
+from study import results as R
+from study.data import load_splits
+from study.followups.replicate_plan import select_sources
+from study.metrics.evaluator import prepare_evaluation
+from study.quality_gate import described_trials
+from study.store import StudyStore
+from study.tune.cluster import trial_slots
+from study.tune.export import NLL_COLUMNS
+from study.tune.plan import StudyPlan
+from study.tune.scoring import ScoringWorker, scoring_pool
+from study.tune.trainable import TrialSetup
+
+
+def picked_trials(trials: pd.DataFrame, replicate_top: int | None = None) -> list[str]:
+    """The trial ids whose likelihood a report uses: described_trials, plus the replicates' sources."""
+    ids = [str(trials.loc[label, R.TRIAL_ID]) for label in described_trials(trials)]
+    if replicate_top:
+        ids += [source for source, _, _ in select_sources(trials, replicate_top)]
+    usable = set(trials.loc[trials[R.CHECKPOINT].map(lambda c: isinstance(c, str)), R.TRIAL_ID].astype(str))
+    diverged = set(trials.loc[trials[R.STOP_REASON].isin([R.STOP_DIVERGED, R.STOP_ERROR, R.STOP_OOM]),
+                              R.TRIAL_ID].astype(str))
+    return [t for t in dict.fromkeys(ids) if t in usable and t not in diverged]
+
+
+def missing(trials: pd.DataFrame, ids: list[str]) -> list[str]:
+    """The trials of `ids` without a likelihood yet."""
+    if R.TEST_BINARIZED_NLL not in trials:
+        return ids
+    has = trials.set_index(trials[R.TRIAL_ID].astype(str))[R.TEST_BINARIZED_NLL]
+    return [t for t in ids if not pd.notna(has.get(t))]
+
+
+def run_likelihood(plan: StudyPlan, setup: TrialSetup, gpus: float, replicate_top: int | None = None,
+                   study_dir: str | None = None) -> pd.DataFrame | None:
+    """Compute the likelihood of the picked VAE trials that lack it on the initialised Ray and write it
+    into the study's trials.parquet (`study_dir`, default the plan's); the table as written (None:
+    nothing to do, a GAN study or no metrics). python -m study.replicate calls it too, for sources a
+    new --top picks."""
+    if plan.family != FAMILY_VAE or setup.assets is None:
+        return None
+    study_dir = study_dir or plan.study_dir
+    store = StudyStore(study_dir)
+    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
+    ids = missing(trials, picked_trials(trials, replicate_top))
+    if not ids:
+        return None
+    workers = min(len(ids), trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus))
+    print(f"likelihood (importance-weighted NLL) of the {len(ids)} picked VAE trial(s) of {len(trials)}, "
+          f"in {workers} worker(s)", flush=True)
+    rows = trials.set_index(trials[R.TRIAL_ID].astype(str))
+    with scoring_pool(setup, workers, plan.cpus_per_trial, gpus) as score:
+        scored = score("likelihood", [(study_dir, rows.loc[t, R.CHECKPOINT]) for t in ids])
+    return write_likelihood(store, trials, dict(zip(ids, scored, strict=True)))
+
+
+def score_in_process(plan: StudyPlan, study_dir: str, data_dir: str | None = None) -> pd.DataFrame | None:
+    """`run_likelihood` without Ray, one trial after another in this process, for the picked trials
+    that lack it (python -m study.export after a launcher that died before this step)."""
+    if plan.family != FAMILY_VAE or plan.eval_samples == 0:
+        return None
+    store = StudyStore(study_dir)
+    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
+    rows = trials.set_index(trials[R.TRIAL_ID].astype(str))
+    ids = missing(trials, picked_trials(trials))
+    if not ids:
+        return None
+    print(f"likelihood (importance-weighted NLL) of {len(ids)} picked VAE trial(s), in this process",
+          flush=True)
+    data = load_splits(data_dir or plan.data_dir, train_subset=plan.train_subset, download=False)
+    worker = ScoringWorker(TrialSetup(data=data, assets=prepare_evaluation(data, iw_images=plan.iw_images)))
+    return write_likelihood(store, trials, {t: worker.likelihood(study_dir, rows.loc[t, R.CHECKPOINT])
+                                            for t in ids})
+
+
+def write_likelihood(store: StudyStore, trials: pd.DataFrame,
+                     scored: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Put the likelihood columns of `scored` ({trial id: row}) into trials.parquet, their seconds into
+    TRIAL_SECONDS; the table as written."""
+    for column in NLL_COLUMNS:
+        if column not in trials:
+            trials[column] = float("nan")
+    position = {str(t): i for i, t in enumerate(trials[R.TRIAL_ID])}
+    for trial_id, row in scored.items():
+        index = trials.index[position[trial_id]]
+        for column in NLL_COLUMNS:
+            if column in row:
+                trials.at[index, column] = row[column]
+        trials.at[index, R.TRIAL_SECONDS] = trials.at[index, R.TRIAL_SECONDS] + row.get(R.NLL_SECONDS, 0.0)
+    store.write_table(trials, R.TRIALS_FILE)
+    return trials
