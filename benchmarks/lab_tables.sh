@@ -8,7 +8,8 @@
 # Run it from a separate worktree at a fixed commit (git worktree add ../wt-tables <commit>), so that
 # edits elsewhere never change a running table. Finished chunks' tables are copied to
 # benchmarks/results/lab/tables/FAMILY-random-sSEED/ (study.json, trials.parquet, history.parquet).
-# Every chunk repeats the two seed configurations first (the launcher's rule): the lab keeps one copy.
+# Every chunk starts with the two seed configurations (the launcher's rule), trained with its seed: the lab
+# reads them as one configuration each, trained with several seeds (lab_surrogate.LabTable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAMILY=$1; FIRST=$2; LAST=$3; TRIALS=${4:-40}; RUNS=${5:-../lab-runs}
