@@ -166,3 +166,21 @@ def test_the_likelihood_step_scores_only_the_picked_trials_that_lack_it():
     trials = pd.DataFrame({R.TRIAL_ID: ["a", "b", "c"], R.TEST_BINARIZED_NLL: [90.0, math.nan, math.nan]})
     assert missing(trials, ["a", "b"]) == ["b"]  # a re-run (python -m study.replicate) redoes nothing
     assert missing(trials.drop(columns=R.TEST_BINARIZED_NLL), ["a", "c"]) == ["a", "c"]
+
+
+@pytest.mark.slow
+def test_a_scoring_pool_does_without_the_workers_the_cluster_cannot_start(small):
+    import ray
+
+    from study.tune.cluster import code_runtime_env
+    from study.tune.scoring import scoring_pool
+
+    # one CPU and three one-CPU workers asked for (slots counted before a node was lost): the pool
+    # scores with the worker that started, where it used to wait for ever on the two that never could
+    ray.init(address="local", num_cpus=1, include_dashboard=False, runtime_env=code_runtime_env())
+    try:
+        setup = TrialSetup(data=small, assets=None)
+        with scoring_pool(setup, workers=3, cpus=1, gpus=0, place_timeout_s=5) as score:
+            assert score("holds_model", [(), (), (), ()]) == [False] * 4
+    finally:
+        ray.shutdown()

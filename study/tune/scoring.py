@@ -77,14 +77,34 @@ class ScoringWorker:
         return self.last_model is not None and self.last_model() is not None
 
 
+PLACE_TIMEOUT_S = 60.0  # how long a pool's further workers may take to start before the pool does without
+
+
+def placed_actors(actors: list, timeout_s: float = PLACE_TIMEOUT_S) -> list:
+    """The actors that started: the first however long it takes, the rest within `timeout_s` of it;
+    the others are killed. An actor the cluster cannot place (a node lost since the slots were
+    counted) would take its share of an ActorPool's tasks and never run them: the pool waited for
+    ever (seen in the node-removal fault test)."""
+    pings = {actor.holds_model.remote(): actor for actor in actors}
+    ready, pending = ray.wait(list(pings), num_returns=1)
+    if pending:
+        more, pending = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
+        ready += more
+    for ref in pending:
+        ray.kill(pings[ref])
+    return [pings[ref] for ref in ready]
+
+
 @contextmanager
-def scoring_pool(setup: TrialSetup, workers: int, cpus: float, gpus: float) -> Iterator[Callable]:
-    """`map(method, [args, ...])` over `workers` ScoringWorker actors (each with a trial's resources),
-    results in the order of the arguments; the actors are killed when the block ends."""
+def scoring_pool(setup: TrialSetup, workers: int, cpus: float, gpus: float,
+                 place_timeout_s: float = PLACE_TIMEOUT_S) -> Iterator[Callable]:
+    """`map(method, [args, ...])` over up to `workers` ScoringWorker actors (each with a trial's
+    resources; those the cluster does not start within `place_timeout_s` are left out), results in
+    the order of the arguments; the actors are killed when the block ends."""
     options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus}
     actor_class: Any = ray.remote(**options)(ScoringWorker)
     setup_ref = ray.put(setup)
-    actors = [actor_class.remote(setup_ref) for _ in range(max(1, workers))]
+    actors = placed_actors([actor_class.remote(setup_ref) for _ in range(max(1, workers))], place_timeout_s)
 
     def run(method: str, calls: Sequence[tuple]) -> list[Any]:
         from ray.util import ActorPool

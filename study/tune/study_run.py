@@ -86,7 +86,8 @@ def run_study(plan: StudyPlan, data, assets, resume: bool = False,
         return None
 
     def evaluate_stopped(checkpoints):
-        workers = min(slots, len(checkpoints))
+        # the cluster as it is now: a node lost during the search no longer counts
+        workers = min(trial_slots(plan.cpus_per_trial, gpus), len(checkpoints))
         print(f"scoring {len(checkpoints)} early-stopped trial(s) (validation suite at the stop epoch, test "
               f"metrics) in {workers} worker(s)", flush=True)
         with scoring_pool(setup, workers, plan.cpus_per_trial, gpus) as score:
