@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -322,8 +323,8 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
     title = "IQM over paired repetitions, band: 95 % bootstrap interval"
     height = fig.get_figheight()
     if provisional:  # on the figure itself; the reasons are in lab_summary.csv and lab_table.json
-        fig.suptitle("PROVISIONAL table: few configurations, TPE-biased (see lab_table.json)",
-                     color="firebrick", fontsize=8)
+        # the table's own reasons (a random-draw table short of configurations is not TPE-biased)
+        fig.suptitle(textwrap.fill(f"{provisional} (lab_table.json)", 150), color="firebrick", fontsize=8)
     fig.legend(
         [handles[lab] for lab in labels],
         labels,
