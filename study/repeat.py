@@ -43,18 +43,25 @@ CPU_FIELDS = ("vendor_id", "cpu family", "model", "model name", "stepping", "fla
 
 
 @contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run with `n` intra-op threads, then restore: CPU reductions split differently across threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def pinned_threads(device: torch.device | str) -> Iterator[None]:
     """Within: REPEAT_THREADS intra-op threads when `device` is a CPU (a CUDA or meta computation is
     left alone); the process's own count comes back on exit."""
     if torch.device(device).type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(REPEAT_THREADS)
-    try:
+    with intra_op_threads(REPEAT_THREADS):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @cache

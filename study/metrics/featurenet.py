@@ -26,8 +26,6 @@ import hashlib
 import io
 import math
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data import Split, to_unit
+from study.repeat import intra_op_threads
 from study.results import atomic_path
 
 WEIGHTS_PATH = Path(__file__).resolve().parents[1] / "weights" / "featurenet.pt"  # study/weights/
@@ -265,17 +264,6 @@ def augment_digits(x: torch.Tensor, aug: Augment, generator: torch.Generator) ->
     u, salt = torch.rand(x.shape, generator=generator), torch.rand(x.shape, generator=generator) < 0.5
     x = torch.where(mask & (u < rate), salt.to(x.dtype), x)
     return x.clamp(0, 1)
-
-
-@contextmanager
-def intra_op_threads(n: int) -> Iterator[None]:
-    """Run with `n` intra-op threads, then restore: CPU reductions split differently across threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_featurenet(train: Split, settings: TrainSettings, progress: bool = True) -> FeatureNet:
