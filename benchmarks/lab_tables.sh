@@ -5,6 +5,8 @@
 # can commit and read (benchmarks/lab.py --studies), and an interrupted one resumes with --resume.
 #   bash benchmarks/lab_tables.sh FAMILY FIRST_SEED LAST_SEED [TRIALS] [RUNS_DIR]
 #   e.g. nice -n 19 bash benchmarks/lab_tables.sh vae 100 107 40 ../lab-runs     # 8 chunks of 40 VAE trials
+# LAUNCH_FLAGS: more launcher flags for a new chunk (e.g. "--gpus-per-trial 0.125 --num-cpus 8" on a GPU
+# machine: benchmarks/device/tables.sh); PYTHON, DATA_DIR: the interpreter and MNIST's folder.
 # Run it from a separate worktree at a fixed commit (git worktree add ../wt-tables <commit>), so that
 # edits elsewhere never change a running table. Finished chunks' tables are copied to
 # benchmarks/results/lab/tables/FAMILY-random-sSEED/ (study.json, trials.parquet, history.parquet).
@@ -25,7 +27,7 @@ for SEED in $(seq "$FIRST" "$LAST"); do
   else
     echo "$NAME: $(date -u +%H:%M:%S) start"
     "$PY" -m study.launch --family "$FAMILY" --trials "$TRIALS" --quick --scheduler none --sampler random \
-      --seed "$SEED" --name "$NAME" --storage-path "$RUNS" --inception none ${DATA_DIR:+--data-dir "$DATA_DIR"}
+      --seed "$SEED" --name "$NAME" --storage-path "$RUNS" --inception none ${DATA_DIR:+--data-dir "$DATA_DIR"} ${LAUNCH_FLAGS:-}
   fi
   mkdir -p "$OUT"
   cp "$RUNS/$NAME"/{study.json,trials.parquet,history.parquet} "$OUT/"

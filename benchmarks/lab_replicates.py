@@ -1,0 +1,148 @@
+"""Replicated configurations for the search lab's tables (issue 28, item 1): re-train the table's
+best and some random configurations with new seeds, to the last epoch, so that the surrogate's seed
+noise (benchmarks/lab_surrogate.py, `seed_noise`) is measured across the quality range and not on the
+two seed configurations alone.
+
+    python benchmarks/lab_replicates.py --tables benchmarks/results/lab/tables --family vae \
+        --runs-dir ../lab-runs [--best 20] [--random 10] [--seeds 300 301] [--gpus-per-trial G]
+
+Picks, on the table's final-epoch validation FID (mean over the runs of a configuration; the seed
+configurations, already trained with one seed per chunk, left out): the `--best` lowest and `--random`
+others drawn at random (seed 0), and trains each with every `--seeds` seed through the launcher's own
+trainable, study setup and Ray Tune runner (study/tune/fixed.py: FIFO, to the last epoch, resumable:
+run the same command again after an interruption). Writes the tables' folder
+`<tables>/<family>-replicates/` as one more launcher-like study (study.json, trials.parquet,
+history.parquet), which `benchmarks/lab.py --studies <tables>` reads with the chunks: the lab's
+table then holds those configurations with 1 + len(--seeds) seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from study import results as R  # noqa: E402
+
+NAME = "{family}-replicates"
+DEFAULT_SEEDS = (300, 301)  # the chunks use sampler seeds 100-107 (VAE) and 200-203 (GAN)
+PICK_SEED = 0
+
+
+def pick(trials: pd.DataFrame, best: int, random: int, seed: int = PICK_SEED) -> pd.DataFrame:
+    """The configurations to replicate: one row each (config_json without the seed, its mean final
+    validation FID), the `best` lowest first, then `random` others at random; seed configurations and
+    runs without a finite final FID left out."""
+    frame = trials[~trials[R.SEED_CONFIG].astype(bool)].copy()
+    frame = frame[np.isfinite(frame[R.FINAL_VAL_FID].astype(float))]
+    frame["key"] = [json.dumps({k: v for k, v in json.loads(c).items() if k != "seed"}, sort_keys=True)
+                    for c in frame[R.CONFIG_JSON]]
+    per_config = frame.groupby("key", sort=False)[R.FINAL_VAL_FID].mean().rename("mean_final_fid")
+    per_config = per_config.reset_index().sort_values(["mean_final_fid", "key"]).reset_index(drop=True)
+    top = per_config.iloc[:best]
+    rest = per_config.iloc[best:]
+    drawn = rest.sample(n=min(random, len(rest)), random_state=seed) if random else rest.iloc[:0]
+    return pd.concat([top.assign(picked="best"), drawn.assign(picked="random")], ignore_index=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", required=True, help="folder of the family's chunk studies")
+    parser.add_argument("--family", required=True, choices=("gan", "vae"))
+    parser.add_argument("--runs-dir", required=True, help="where the Ray experiment is written (resumable)")
+    parser.add_argument("--best", type=int, default=20)
+    parser.add_argument("--random", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+    parser.add_argument("--gpus-per-trial", type=float, default=None)
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--address", default=None)
+    parser.add_argument("--num-cpus", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--dry-run", action="store_true", help="print the picked configurations only")
+    args = parser.parse_args(argv)
+
+    tables = Path(args.tables)
+    name = NAME.format(family=args.family)
+    chunks = sorted(d for d in tables.glob(f"{args.family}-random-s*") if (d / R.TRIALS_FILE).exists())
+    if not chunks:
+        print(f"error: no {args.family}-random-s* study with {R.TRIALS_FILE} in {tables}; build the "
+              "table first (benchmarks/lab_tables.sh)", file=sys.stderr)
+        return 2
+    if any(s in {json.loads((d / R.STUDY_JSON).read_text())["seed"] for d in chunks} for s in args.seeds):
+        print("error: --seeds overlap the chunks' seeds; pick seeds no chunk used", file=sys.stderr)
+        return 2
+    trials = pd.concat([pd.read_parquet(d / R.TRIALS_FILE) for d in chunks], ignore_index=True)
+    picked = pick(trials, args.best, args.random)
+    print(f"{name}: {len(picked)} configurations of {len(chunks)} chunks "
+          f"({(picked.picked == 'best').sum()} best, {(picked.picked == 'random').sum()} random; final "
+          f"validation FID {picked.mean_final_fid.min():.1f}-{picked.mean_final_fid.max():.1f}) x seeds "
+          f"{args.seeds} = {len(picked) * len(args.seeds)} runs", flush=True)
+    if args.dry_run:
+        return 0
+
+    import ray
+    from ray import tune
+
+    from study.data import load_splits
+    from study.metrics.evaluator import prepare_evaluation
+    from study.devices import pick_device
+    from study.store import StudyStore
+    from study.tune.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
+    from study.tune.export import trial_rows, trials_frame
+    from study.tune.fixed import run_fixed_configs
+    from study.tune.plan import StudyPlan
+    from study.tune.study_run import study_setup
+    from study.tune.trainable import with_setup
+
+    base = StudyPlan.from_json((chunks[0] / R.STUDY_JSON).read_text())
+    runs_dir = str(Path(args.runs_dir).resolve())
+    data_dir = args.data_dir or base.data_dir
+    plan = replace(base, name=name, storage_path=runs_dir, data_dir=data_dir, seed=args.seeds[0],
+                   gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial)
+    configs = []
+    for key in picked["key"]:
+        for seed in args.seeds:
+            configs.append({**json.loads(key), "seed": seed})
+
+    start_ray(args.address, args.num_cpus)
+    try:
+        data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
+        assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
+                                    prdc_images=plan.eval_samples)
+        gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
+        plan = replace(plan, gpus_per_trial=gpus)
+        trainable = tune.with_resources(with_setup(study_setup(plan, data, assets)),
+                                        {"cpu": plan.cpus_per_trial, "gpu": gpus})
+        results, finished = run_fixed_configs(
+            trainable, configs, storage_path=runs_dir, name=name, max_failures=plan.max_failures,
+            keep_checkpoints=plan.keep_checkpoints, dirname_prefix="replicate",
+            slots=trial_slots(plan.cpus_per_trial, gpus))
+        if not finished:
+            print(f"{name}: interrupted; run the same command again to continue", file=sys.stderr)
+            return 1
+        store = StudyStore(str(Path(runs_dir) / name))
+        from ray.tune import ExperimentAnalysis
+
+        analysis = ExperimentAnalysis(store.uri, storage_filesystem=store.fs)
+        rows, history = trial_rows(store, name, analysis.trials, errored=errored_trial_dirs(results))
+    finally:
+        ray.shutdown()
+    out = tables / name
+    out.mkdir(parents=True, exist_ok=True)
+    trials_frame(rows).to_parquet(out / R.TRIALS_FILE, index=False)
+    pd.DataFrame(history).to_parquet(out / R.HISTORY_FILE, index=False)
+    (out / R.STUDY_JSON).write_text(plan.to_json())
+    picked.to_csv(out / "picked.csv", index=False)
+    print(f"{name}: {len(rows)} runs -> {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
