@@ -94,6 +94,29 @@ def table_names(dirs: list[Path]) -> list[str]:
     return sorted(names)
 
 
+def family_names(dirs: list[Path], family: str) -> list[str]:
+    """table_names of the `family` studies among `dirs`."""
+    return table_names([d for d in dirs if json.loads((d / R.STUDY_JSON).read_text())["family"] == family])
+
+
+def table_mismatch(recorded: dict, names: dict[str, list[str]]) -> str | None:
+    """Why the repetitions on file (lab_table.json's `recorded`) cannot be added to with the tables
+    `names` (family -> its studies), or None. A family is checked against its own studies, so that the
+    families of one directory can be run (and their tables finished) one after the other; a
+    lab_table.json without them (written before) holds one list for all families."""
+    for family, studies in sorted(names.items()):
+        if family not in recorded.get("families", {}):
+            continue  # not run into this directory yet
+        info = recorded["families"][family]
+        if "studies" in info:
+            if info["studies"] != studies:
+                return (f"its {family} repetitions were run on another {family} table "
+                        f"({len(info['studies'])} studies, now {len(studies)})")
+        elif recorded.get("studies") is not None and not set(studies) <= set(recorded["studies"]):
+            return f"its repetitions were run on another table ({len(recorded['studies'])} studies)"
+    return None
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -120,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.out_dir} already holds {len(have)} repetitions: pass --resume to add to them, or "
                 "another --out-dir"
             )
-        recorded = json.loads((args.out_dir / P.TABLE_JSON).read_text())["studies"]
-        if recorded != table_names(dirs):
-            return fail(
-                f"{args.out_dir} was run on another table ({len(recorded)} studies); use another --out-dir"
-            )
+        recorded = json.loads((args.out_dir / P.TABLE_JSON).read_text())
+        on_file = set(have["family"])
+        mismatch = table_mismatch(recorded, {f: family_names(dirs, f) for f in args.families if f in on_file})
+        if mismatch:
+            return fail(f"{args.out_dir}: {mismatch}; use another --out-dir")
     try:
         tables = {f: load_table(dirs, f) for f in args.families}
     except (ValueError, KeyError, OSError) as error:
@@ -137,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         lines[family] = cross_validate(table, folds=args.folds, repeats=args.cv_repeats).line()
         print(f"  {lines[family]}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    P.write_table_json(args.out_dir, table_names(dirs), tables, lines)
+    P.write_table_json(args.out_dir, {f: family_names(dirs, f) for f in tables}, tables, lines)
     plan = P.tiers(args.trials, args.workers, args.samplers, args.schedulers)
     P.run_protocol(P.Lab.fit(tables), args.out_dir, args.families, plan, args.reps, args.cpu_minutes * 60)
     return summarize(args.out_dir)

@@ -341,14 +341,17 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
 
 
 def write_table_json(
-    out_dir: Path, study_dirs: Sequence[str], tables: dict[str, LabTable], lines: dict[str, str]
+    out_dir: Path, studies: dict[str, Sequence[str]], tables: dict[str, LabTable], lines: dict[str, str]
 ) -> None:
-    """<out>/lab_table.json: the table's studies and, per family, its description, why it is
-    provisional and the surrogate's validation (families of an earlier run into the same directory kept)."""
+    """<out>/lab_table.json: per family, its studies, description, why it is provisional and the
+    surrogate's validation, and all families' studies together (families of an earlier run into the
+    same directory kept)."""
     path = out_dir / TABLE_JSON
     families = json.loads(path.read_text())["families"] if path.exists() else {}
-    families |= {f: {"describe": t.describe(), "provisional": t.provisional, "notes": sorted(set(t.notes)),
+    families |= {f: {"studies": sorted(map(str, studies.get(f, []))), "describe": t.describe(),
+                     "provisional": t.provisional, "notes": sorted(set(t.notes)),
                      "validation": lines.get(f, "")} for f, t in tables.items()}
+    union = sorted({s for info in families.values() for s in info.get("studies", [])})
     staging = out_dir / f".{TABLE_JSON}.{os.getpid()}"
-    staging.write_text(json.dumps({"studies": sorted(map(str, study_dirs)), "families": families}, indent=1))
+    staging.write_text(json.dumps({"studies": union, "families": families}, indent=1))
     os.replace(staging, path)

@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     from ray import tune
 
     from study.data import load_splits
-    from study.metrics.evaluator import prepare_evaluation
     from study.devices import pick_device
+    from study.metrics.evaluator import prepare_evaluation
     from study.store import StudyStore
     from study.tune.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
     from study.tune.export import trial_rows, trials_frame

@@ -189,3 +189,19 @@ def test_with_two_trials_in_flight_tpe_guides_9_of_16_trials_not_10(tiny_lab):
     arm = Arm("random", "none", trials=16, workers=2)
     run = simulate(arm, arm.plan(base, 0), surrogate_source(surrogate, table.features, 0))
     assert not run.trials["guided"].any()
+
+
+def test_a_lab_directory_takes_its_families_one_after_the_other_but_not_another_table():
+    from benchmarks.lab import table_mismatch
+
+    gan, vae = ["t/gan-random-s200", "t/gan-random-s201"], ["t/vae-random-s100"]
+    recorded = {"studies": sorted(gan + vae), "families": {"gan": {"studies": gan}, "vae": {"studies": vae}}}
+    assert table_mismatch(recorded, {"gan": gan}) is None
+    # the VAE table grew (its replicates): its own repetitions are refused, the GAN's are not
+    assert "vae" in table_mismatch(recorded, {"vae": vae + ["t/vae-replicates"]})
+    assert table_mismatch(recorded, {"gan": gan, "vae": vae}) is None
+    # a family not yet run into the directory is checked against nothing
+    assert table_mismatch({"studies": gan, "families": {"gan": {"studies": gan}}}, {"vae": vae}) is None
+    # written before the per-family lists: one list for all families
+    assert table_mismatch({"studies": sorted(gan + vae), "families": {"gan": {}}}, {"gan": gan}) is None
+    assert "another table" in table_mismatch({"studies": vae, "families": {"gan": {}}}, {"gan": gan})
