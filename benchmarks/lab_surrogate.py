@@ -144,7 +144,9 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
     names = [s + "/" + t for s, t in zip(trials["study"], trials[R.TRIAL_ID], strict=True)]
     trials[CONFIG_KEY] = [config_key(configs[name]) for name in names]
     trials[SEED] = [configs[name][SEED] for name in names]
-    history = history.merge(
+    # history.parquet's own trial_seconds (seconds so far, per epoch) would shadow the trial's total in
+    # the merge (trial_seconds_x / _y), leaving the clock on training seconds alone
+    history = history.drop(columns=[TRIAL_SECONDS], errors="ignore").merge(
         trials[
             ["study", R.TRIAL_ID, CONFIG_KEY, SEED]
             + ([TRIAL_SECONDS] if TRIAL_SECONDS in trials.columns else [])

@@ -205,3 +205,29 @@ def test_a_lab_directory_takes_its_families_one_after_the_other_but_not_another_
     # written before the per-family lists: one list for all families
     assert table_mismatch({"studies": sorted(gan + vae), "families": {"gan": {}}}, {"gan": gan}) is None
     assert "another table" in table_mismatch({"studies": vae, "families": {"gan": {}}}, {"gan": gan})
+
+
+def test_the_tables_clock_is_each_trials_whole_seconds_not_its_training_seconds(tmp_path):
+    """history.parquet has a trial_seconds column of its own (seconds so far): the table's seconds at a
+    trial's last epoch are still the trial's total (trials.parquet), training and scoring."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from benchmarks.lab_surrogate import load_table
+
+    source = Path(__file__).resolve().parent.parent / "benchmarks/results/lab/tables/gan-random-s200"
+    study = tmp_path / "gan-random-s200"
+    study.mkdir()
+    shutil.copy(source / R.STUDY_JSON, study / R.STUDY_JSON)
+    trials = pd.read_parquet(source / R.TRIALS_FILE).iloc[2:6]
+    history = pd.read_parquet(source / R.HISTORY_FILE)
+    history = history[history[R.TRIAL_ID].isin(trials[R.TRIAL_ID])]
+    assert R.TRIAL_SECONDS in history.columns  # the case this test is about
+    trials.to_parquet(study / R.TRIALS_FILE)
+    history.to_parquet(study / R.HISTORY_FILE)
+    table = load_table([study], "gan")
+    last = table.curves.groupby([CONFIG_KEY, SEED])[SECONDS].max().sort_values().to_numpy()
+    np.testing.assert_allclose(last, np.sort(trials[R.TRIAL_SECONDS].to_numpy(dtype=float)), rtol=1e-9)
+    assert (trials[R.TRIAL_SECONDS] > 2 * trials[R.TRAIN_SECONDS]).all()  # scoring is most of it
+    assert json.loads((study / R.STUDY_JSON).read_text())["family"] == "gan"
