@@ -379,8 +379,7 @@ def _(tmp):
 
 @case("export-study-json-without-experiment")
 def _(tmp):
-    from study.launch import build_parser
-    from study.tune.plan import plan_from_args
+    from study.launch import build_parser, plan_from_args
 
     plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s")))
     (tmp / "study").mkdir()
@@ -428,8 +427,7 @@ CASES["resume-foreign-study-json"] = _resume(lambda d: (d / "study.json").write_
 
 @case("resume-study-json-without-experiment")
 def _(tmp):
-    from study.launch import build_parser
-    from study.tune.plan import plan_from_args
+    from study.launch import build_parser, plan_from_args
 
     plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s")))
     (tmp / "results" / "s").mkdir(parents=True)
@@ -441,8 +439,7 @@ def _(tmp):
 def _(tmp):
     """HyperBand's brackets are not rebuilt on a restore (Tune's own scheduler): refused, with the
     experiment state in place, before Ray starts."""
-    from study.launch import build_parser
-    from study.tune.plan import plan_from_args
+    from study.launch import build_parser, plan_from_args
 
     plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s", "--scheduler", "hyperband")))
     (tmp / "results" / "s").mkdir(parents=True)
@@ -570,7 +567,7 @@ def test_a_second_launcher_on_a_running_study_is_refused(tmp_path, lock_holder, 
 
 def test_a_resume_while_the_study_runs_is_refused(tmp_path, lock_holder, capsys):
     from study import launch as L
-    from study.tune.plan import plan_from_args
+    from study.launch import plan_from_args
 
     plan = plan_from_args(L.build_parser().parse_args(launch(tmp_path, "--name", "s")))
     (tmp_path / "results" / "s").mkdir()
