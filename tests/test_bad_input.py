@@ -10,6 +10,7 @@ from the real files; checkpoints are real torch files.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import random
 import shutil
@@ -423,6 +424,22 @@ CASES["resume-dir-of-other-files"] = _resume(lambda d: (d / "notes.txt").write_t
 CASES["resume-garbage-study-json"] = _resume(lambda d: (d / "study.json").write_text("[1, 2"), "study.json")
 CASES["resume-foreign-study-json"] = _resume(lambda d: (d / "study.json").write_text('{"family": "gan"}'),
                                              "study.json")
+
+
+CASES["resume-newer-schema-study-json"] = _resume(
+    lambda d: (d / "study.json").write_text(json.dumps({"schema": 99, "family": "gan"})), "schema 99")
+
+
+@case("resume-old-study-json-without-experiment")
+def _(tmp):
+    """A study.json written before the spec had a schema (a committed one, verbatim) is read: the resume
+    gets as far as Ray's experiment state, which this directory lacks."""
+    old = REPO_ROOT / "tests" / "fixtures" / "study-v0" / "study.json"
+    name = json.loads(old.read_text())["name"]
+    (tmp / "results" / name).mkdir(parents=True)
+    shutil.copy(old, tmp / "results" / name / "study.json")
+    return Case("study.launch", launch(tmp, "--resume", "--name", name), "has no Ray experiment state",
+                [tmp / "results"])
 
 
 @case("resume-study-json-without-experiment")
