@@ -109,8 +109,9 @@ class StudyPlan(RunSpec):
 @dataclass(frozen=True, kw_only=True)
 class SearchFlags:
     """The study flags of `python -m study.launch`, typed: what a plan is resolved from (the parser
-    holds the defaults). None: the preset's value (PRESET_FLAGS) or the default resolve_plan picks;
-    `family` is one family (--family both: one SearchFlags per family, followups/both.py)."""
+    holds the defaults). None: the preset's value (PRESET_FLAGS) or the default resolve_plan picks.
+    `family` may be followups.BOTH, which followups/both.py splits into one SearchFlags per family
+    before any plan is resolved."""
 
     family: str
     name: str | None
