@@ -176,3 +176,17 @@ def test_no_argparse_namespace_below_the_commands_one_presets_one_chooser():
     choosers = [name for name in project_modules()
                 if re.search(r'smoke_test else .*(QUICK_PRESET|"quick")', _source(name))]
     assert choosers == ["study.tune.spec"]
+
+
+def test_the_evaluate_and_train_commands_read_their_flags_without_writing_into_them(data_dir):
+    from study import evaluate, train
+
+    args = evaluate.build_parser().parse_args(["--reference", "--smoke-test", "--data-dir", str(data_dir)])
+    spec = evaluate.checked_spec(args)
+    assert (spec.samples, spec.iw_k, spec.iw_images) == (SMOKE.REFERENCE_IMAGES, SMOKE.IW_K, SMOKE.IW_IMAGES)
+    assert args.samples == 10_000 and args.inception_samples is None  # the flags as given
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.samples = 3  # type: ignore[misc]
+    args = train.build_parser().parse_args(["--family", "gan", "--smoke-test"])
+    smoke = train.config_from_args(args)
+    assert args.width_scale == 1.0 and train.config_from_args(args) == smoke  # twice: the same config
