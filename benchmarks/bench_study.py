@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study import results as R  # noqa: E402
+from study.tune.spec import choose_preset  # noqa: E402
 
 
 class StudyFigures(NamedTuple):
@@ -137,7 +138,7 @@ FINISHED = re.compile(r"study \S+ finished in (\d+(?:\.\d+)?) s")
 
 
 def run_study(family: str, args: argparse.Namespace, extra: list[str]) -> tuple[float, Path, float]:
-    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
+    preset = choose_preset(args.quick, args.smoke_test)
     name = f"{family}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     command = [sys.executable, "-m", "study.launch", "--family", family, "--name", name,
                "--storage-path", args.storage_path, *(["--data-dir", args.data_dir] if args.data_dir else []),

@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_args(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """What `python -m study.evaluate` was asked, checked, with --smoke-test's caps applied."""
+
+    reference: bool
+    checkpoint: Path | None
+    samples: int
+    inception: bool
+    inception_samples: int | None
+    iw_k: int
+    iw_images: int | None
+    seed: int
+    out: Path | None
+    data_dir: str | None
+    device: str | None
+    smoke_test: bool
+
+
+def checked_spec(args: argparse.Namespace) -> EvaluateSpec:
+    """The spec of the parsed flags; UsageError on anything that cannot work."""
+    samples, iw_k, iw_images = args.samples, args.iw_k, args.iw_images
+    inception_samples = args.inception_samples
     if args.smoke_test:
-        args.samples = min(args.samples, SMOKE.REFERENCE_IMAGES if args.reference else SMOKE.EVAL_SAMPLES)
-        args.iw_k = min(args.iw_k, SMOKE.IW_K)
-        args.iw_images = min(args.iw_images or SMOKE.IW_IMAGES, SMOKE.IW_IMAGES)
-        args.inception_samples = min(args.inception_samples or SMOKE.INCEPTION_SAMPLES,
-                                     SMOKE.INCEPTION_SAMPLES)
-    if args.samples < 2:
-        raise UsageError(f"--samples {args.samples}: FID/KID/IS need at least 2 images")
-    if args.inception_samples is not None and args.inception_samples < 2:
-        raise UsageError(f"--inception-samples {args.inception_samples}: FID needs at least 2 images")
-    if args.iw_k < 1 or (args.iw_images is not None and args.iw_images < 1):
+        samples = min(samples, SMOKE.REFERENCE_IMAGES if args.reference else SMOKE.EVAL_SAMPLES)
+        iw_k = min(iw_k, SMOKE.IW_K)
+        iw_images = min(iw_images or SMOKE.IW_IMAGES, SMOKE.IW_IMAGES)
+        inception_samples = min(inception_samples or SMOKE.INCEPTION_SAMPLES, SMOKE.INCEPTION_SAMPLES)
+    if samples < 2:
+        raise UsageError(f"--samples {samples}: FID/KID/IS need at least 2 images")
+    if inception_samples is not None and inception_samples < 2:
+        raise UsageError(f"--inception-samples {inception_samples}: FID needs at least 2 images")
+    if iw_k < 1 or (iw_images is not None and iw_images < 1):
         raise UsageError("--iw-k and --iw-images must be at least 1")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise UsageError(f"--checkpoint {args.checkpoint} is not a file: pass a checkpoint written by "
@@ -101,6 +122,10 @@ def _check_args(args: argparse.Namespace) -> None:
                          f"{args.out / 'metrics.json'}")
     if args.inception:
         inception_weights_path()  # fail before any slow work when the extra is missing
+    return EvaluateSpec(reference=args.reference, checkpoint=args.checkpoint, samples=samples,
+                        inception=args.inception, inception_samples=inception_samples, iw_k=iw_k,
+                        iw_images=iw_images, seed=args.seed, out=args.out, data_dir=args.data_dir,
+                        device=args.device, smoke_test=args.smoke_test)
 
 
 def _print_table(title: str, values: dict[str, Any]) -> None:
@@ -153,14 +178,14 @@ def evaluate_checkpoint_file(path: Path, data, *, samples: int, seed: int, devic
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _check_args(args)
-        device = pick_device(args.device)
-        data = load_splits(args.data_dir)
-        if args.reference:
+        spec = checked_spec(args)
+        device = pick_device(spec.device)
+        data = load_splits(spec.data_dir)
+        if spec.reference:
             net = load_featurenet(device=device)
-            print(f"reference floors on {args.samples} images per set, feature network {net.sha256[:12]}...")
-            floors = reference_floors(data, net, num_images=args.samples, seed=args.seed, device=device,
-                                      kid_subsets=SMOKE.KID_SUBSETS if args.smoke_test else KID_SUBSETS)
+            print(f"reference floors on {spec.samples} images per set, feature network {net.sha256[:12]}...")
+            floors = reference_floors(data, net, num_images=spec.samples, seed=spec.seed, device=device,
+                                      kid_subsets=SMOKE.KID_SUBSETS if spec.smoke_test else KID_SUBSETS)
             values = floors._asdict()
             blurred = values.pop("fid_blur_test")
             values.update({f"fid_blur{sigma:g}_test": fid for sigma, fid in zip(BLUR_SIGMAS, blurred,
@@ -168,11 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             values["noise_over_floor"] = floors.fid_noise_test / floors.fid_train_test
             _print_table("reference floors", values)
             # what the feature network reads: accuracy under blur/noise, the FID-vs-blur curve
-            print(format_report(robustness_report(net, data, num_images=args.samples, seed=args.seed,
+            print(format_report(robustness_report(net, data, num_images=spec.samples, seed=spec.seed,
                                                   device=device)))
-            if args.inception:  # what blur costs in the paper-comparable metric
-                n = args.inception_samples or args.samples
-                inception = inception_degradation(data, num_images=n, seed=args.seed, device=device,
+            if spec.inception:  # what blur costs in the paper-comparable metric
+                n = spec.inception_samples or spec.samples
+                inception = inception_degradation(data, num_images=n, seed=spec.seed, device=device,
                                                   progress=True)
                 print(f"Inception FID of {n} training digits vs {n} test digits (FID is biased upward "
                       "below 10,000 images)")
@@ -181,21 +206,23 @@ def main(argv: list[str] | None = None) -> int:
                 values.update({f"inception_fid_{name.replace(' ', '')}_test": v
                                for name, v in inception.items()})
                 values["inception_images"] = n
-            if args.out:
-                _write_json(args.out, {**values, **environment(device)})
+            if spec.out:
+                _write_json(spec.out, {**values, **environment(device)})
             return 0
-        inception_samples = (args.inception_samples or args.samples) if args.inception else None
-        record = evaluate_checkpoint_file(args.checkpoint, data, samples=args.samples, seed=args.seed,
+        checkpoint = spec.checkpoint
+        assert checkpoint is not None  # --reference or --checkpoint: a required group
+        inception_samples = (spec.inception_samples or spec.samples) if spec.inception else None
+        record = evaluate_checkpoint_file(checkpoint, data, samples=spec.samples, seed=spec.seed,
                                           device=device,
-                                     iw_k=args.iw_k, iw_images=args.iw_images,
+                                     iw_k=spec.iw_k, iw_images=spec.iw_images,
                                      inception_samples=inception_samples)
     except (UsageError, ConfigError, DataNotFoundError, FeatureNetError, InceptionUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
-    out = args.out or args.checkpoint.with_suffix(".metrics.json")
+    out = spec.out or checkpoint.with_suffix(".metrics.json")
     _write_json(out, record)
     metric_keys = [*R.VALIDATION_METRICS, *R.TEST_METRICS, R.EVAL_SECONDS]
-    _print_table(f"{record[R.FAMILY]}/{record[R.ARCH]} epoch {record[R.EPOCH]}: {args.samples} samples",
+    _print_table(f"{record[R.FAMILY]}/{record[R.ARCH]} epoch {record[R.EPOCH]}: {spec.samples} samples",
                  {k: record[k] for k in metric_keys if k in record and not _is_nan(record[k])})
     print(f"wrote {out}")
     return 0

@@ -14,6 +14,7 @@ trials on validation FID; results land in <storage-path>/<name>/: Ray's experime
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -21,7 +22,7 @@ from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
 from study.followups import BOTH
-from study.followups.launch_plan import checked_plan
+from study.followups.launch_plan import LaunchSpec, checked_plan
 from study.repeat import REPEAT_THREADS
 from study.tune.lock import StudyLockedError
 from study.tune.plan import (
@@ -30,12 +31,15 @@ from study.tune.plan import (
     INCEPTION_IMAGES,
     OBJECTIVES,
     PARETO_SAMPLER,
-    PRESETS,
     SAMPLERS,
     SCHEDULERS,
     STOP_SIGNALS,
+    SearchFlags,
+    StudyPlan,
+    resolve_plan,
 )
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, TRACKERS
+from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
+from study.tune.spec import PRESETS, RaySettings, choose_preset, search_preset
 
 
 def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument per flag, over 60 lines
@@ -48,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
         "(one row per trial), history.parquet (one row per trial-epoch), best_samples.png, and "
         "Ray's experiment (TensorBoard logs with sample grids, checkpoints).",
         epilog="presets (flags you give override them):\n" + "\n".join(
-            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in values.items())
-            for name, values in PRESETS.items()
+            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in search_preset(name).items())
+            for name in PRESETS
         ) + "\n\ncluster: start `ray start --head` on one machine and `ray start --address HEAD:6379` "
         "on the others, then run with --address HEAD:6379 and a --storage-path every node can "
         "reach (NFS path or s3://...).",
@@ -116,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted study --name with its saved settings (study.json); "
                    "finished trials are not re-run")
-    p.add_argument("--dashboard-host", default="127.0.0.1",
+    p.add_argument("--dashboard-host", default=LOOPBACK_HOST,
                    help="interface of the Ray dashboard of a local Ray (default 127.0.0.1; anything "
                    "else exposes it to the network, token-protected)")
     p.add_argument("--dashboard-port", type=int,
@@ -166,21 +170,42 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     return p
 
 
+def search_flags(args: argparse.Namespace) -> SearchFlags:
+    """The study flags, typed (the preset from --quick / --smoke-test)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchFlags) if f.name != "preset"}
+    return SearchFlags(preset=choose_preset(args.quick, args.smoke_test), **given)
+
+
+def spec_from_args(args: argparse.Namespace) -> LaunchSpec:
+    """The launcher's one spec: the study flags, resume, replicates and the Ray settings."""
+    ray = RaySettings(address=args.address, num_cpus=args.num_cpus, dashboard_host=args.dashboard_host,
+                      dashboard_port=args.dashboard_port, trackers=tuple(args.tracker or ()),
+                      verbose=args.verbose)
+    return LaunchSpec(study=search_flags(args), resume=args.resume, replicate_top=args.replicate_top,
+                      replicate_seeds=args.replicate_seeds, ray=ray)
+
+
+def plan_from_args(args: argparse.Namespace) -> StudyPlan:
+    """The plan of parsed flags of one family (ConfigError on anything invalid): what the tests check."""
+    return resolve_plan(search_flags(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.address:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
-    if args.family == BOTH:
+    spec = spec_from_args(args)
+    if spec.study.family == BOTH:
         from study.followups import both  # imports no Ray itself; each study does, after the checks
 
-        return both.launch_both(args, launch_one)
-    return launch_one(args)
+        return both.launch_both(spec, launch_one)
+    return launch_one(spec)
 
 
-def launch_one(args: argparse.Namespace) -> int:
+def launch_one(spec: LaunchSpec) -> int:
     """One family's study: every check first, then the pipeline (which imports Ray)."""
     try:
-        plan, lock = checked_plan(args)
+        spec, plan, lock = checked_plan(spec)
     except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
@@ -188,7 +213,7 @@ def launch_one(args: argparse.Namespace) -> int:
     # without waiting for Ray and the metrics to load
     from study.followups import pipeline
 
-    return pipeline.launch(args, plan, lock)
+    return pipeline.launch(spec, plan, lock)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from study import results as R
 from study.data import DataNotFoundError
 from study.followups.replicate_plan import DEFAULT_SEEDS, DEFAULT_TOP, prepare
 from study.tune.plan import check_data
+from study.tune.spec import RaySettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ray = RaySettings(address=args.address, num_cpus=args.num_cpus, verbose=args.verbose)
     try:
-        _, plan, runs = prepare(args.study_dir, args.top, args.seeds, args.epochs)
+        plan, _, _ = prepare(args.study_dir, args.top, args.seeds, args.epochs)
         check_data(plan.data_dir)
     except (ConfigError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -55,17 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     from study.tune import console
     from study.tune.cluster import ray_session
 
-    console.configure(args.verbose)  # the launcher's compact console, unless --verbose
+    console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
     try:
-        with ray_session(args.address, args.num_cpus):
-            rows = run_replicates(args.study_dir, args.top, args.seeds, args.epochs)
+        with ray_session(ray.address, ray.num_cpus):
+            rows = run_replicates(plan)
     except KeyboardInterrupt:
         rows = None
     except ConfigError as exc:  # resources no node has: found once Ray is up, before any run
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     if rows is None:
-        print(f"\nthe replicates of {plan.name} were interrupted; continue them with the same command:\n"
+        print(f"\nthe replicates of {plan.study} were interrupted; continue them with the same command:\n"
               f"  python -m study.replicate {args.study_dir} --top {args.top} --seeds {args.seeds}"
               + (f" --epochs {args.epochs}" if args.epochs else ""), file=sys.stderr)
         return R.EXIT_INTERRUPTED

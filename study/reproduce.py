@@ -17,14 +17,15 @@ from study import results as R
 from study.data import DataNotFoundError
 from study.followups.reproduce_plan import (
     DEFAULT_SEEDS,
-    PRESETS,
     QUICK_EPOCH_DIVISOR,
     SEED_STUDY_ARCHS,
+    ReproducePlan,
     check_study_dir,
-    plan_from_args,
+    plan_reproduction,
 )
 from study.repeat import REPEAT_THREADS
 from study.tune.plan import check_data
+from study.tune.spec import PRESETS, RaySettings, choose_preset, reproduction_preset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         "largest count and is tested at every count. Writes <storage-path>/<name>/ (trials.parquet, "
         "history.parquet, study.json with reproduces_seed_study), which analysis.report shows as "
         "'reproduced' beside the published numbers. Interrupted? Run the same command again.",
-        epilog="presets:\n" + "\n".join(f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in values.items())
-                                       for name, values in PRESETS.items())
+        epilog="presets:\n" + "\n".join(
+            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in reproduction_preset(name).items())
+            for name in PRESETS)
         + f"\n  quick also divides the printed epoch counts by {QUICK_EPOCH_DIVISOR} (rounded up).",
     )
     p.add_argument("--seed-study", type=int, required=True, choices=sorted(SEED_STUDY_ARCHS),
@@ -67,8 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def plan_from_args(args: argparse.Namespace) -> ReproducePlan:
+    """The reproduction's one spec from the parsed flags (ConfigError on anything invalid)."""
+    return plan_reproduction(seed_study=args.seed_study, preset=choose_preset(args.quick, args.smoke_test),
+                             epochs=args.epochs, seeds=args.seeds, name=args.name,
+                             storage_path=args.storage_path, data_dir=args.data_dir,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             max_failures=args.max_failures)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ray = RaySettings(address=args.address, num_cpus=args.num_cpus, verbose=args.verbose)
     try:
         plan = plan_from_args(args)
         check_study_dir(plan)
@@ -81,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     from study.tune import console
     from study.tune.cluster import ray_session
 
-    console.configure(args.verbose)  # the launcher's compact console, unless --verbose
+    console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
     try:
-        with ray_session(args.address, args.num_cpus):
+        with ray_session(ray.address, ray.num_cpus):
             written = run_reproduction(plan)
     except KeyboardInterrupt:
         written = None

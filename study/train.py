@@ -102,9 +102,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         config = config.replace(epochs=SMOKE.EPOCHS, train_subset=SMOKE.TRAIN_IMAGES,
                                 eval_samples=min(args.eval_samples, SMOKE.EVAL_SAMPLES),
                                 batch_size=SMOKE.BATCH_SIZE)
-        args.width_scale = args.width_scale * SMOKE.WIDTH_SCALE
-    if args.width_scale != 1.0:
-        config = scale_widths(config, args.width_scale)
+    width_scale = args.width_scale * (SMOKE.WIDTH_SCALE if args.smoke_test else 1.0)
+    if width_scale != 1.0:
+        config = scale_widths(config, width_scale)
     if args.latent_dim is not None:
         config = config.replace(latent_dim=args.latent_dim)
     changes = _parse_set(args.set)

@@ -314,11 +314,11 @@ def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_pat
 
     from study import launch
     from study.followups import pipeline
-    from study.tune.plan import plan_from_args
+    from study.launch import plan_from_args, spec_from_args
 
     args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
                                              "--storage-path", str(tmp_path), "--name", "raced"])
-    plan = plan_from_args(args)
+    plan, spec = plan_from_args(args), spec_from_args(args)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -326,7 +326,7 @@ def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_pat
         claim = sharing.Claim(port=port, num_cpus=1, others=[])  # what the check chose, taken since
         started = time.monotonic()
         with pytest.raises(ConfigError, match=f"Ray did not start: .*{port}"):
-            pipeline._session(args, plan, claim)
+            pipeline._session(spec, plan, claim)
     assert time.monotonic() - started < 30 and not ray.is_initialized()
 
 

@@ -18,8 +18,8 @@ import torch
 from models.config import AMP_BF16, ConfigError, TrainConfig, VAEConfig
 from study import launch
 from study import results as R
+from study.launch import plan_from_args
 from study.tune import cluster, study_run
-from study.tune.plan import plan_from_args
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_an_explicit_inception_final_without_its_package_is_refused_before_ray_s
 DEFAULT_ON_A_GPU_CLUSTER = """
 import ray, sys
 from study import launch
-from study.tune.plan import plan_from_args
+from study.launch import plan_from_args
 from study.tune.study_run import wants_inception
 plan = plan_from_args(launch.build_parser().parse_args(sys.argv[1:]))
 ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False)

@@ -26,9 +26,10 @@ from models.config import FAMILIES, ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
+from study.launch import plan_from_args
 from study.tune import cluster, preflight, search
 from study.tune.export import TRIAL_COLUMNS
-from study.tune.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan, plan_from_args
+from study.tune.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan
 from tests.conftest import REPO_ROOT
 
 STUDY_TIMEOUT_S = 300

@@ -146,8 +146,8 @@ def test_replicates_start_the_longest_runs_first_and_keep_their_runs():
 
 
 def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir):
-    from study.launch import build_parser
-    from study.tune.plan import expected_epochs, plan_from_args
+    from study.launch import build_parser, plan_from_args
+    from study.tune.plan import expected_epochs
     from study.tune.study_run import size_line
 
     args = build_parser().parse_args(["--family", "gan", "--quick", "--data-dir", str(data_dir)])

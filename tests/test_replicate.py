@@ -25,7 +25,6 @@ from search_spaces import SpaceOptions, seed_configs
 from study import replicate, reproduce
 from study import results as R
 from study.followups import replicate_plan as replicate_lib
-from study.followups import reproduce_plan as reproduce_lib
 from study.results import EXIT_INTERRUPTED
 from study.tune.export import TRIAL_COLUMNS
 from study.tune.plan import PRESETS, StudyPlan
@@ -130,7 +129,7 @@ def reproduce_args(tmp_path: Path, data_dir, *extra: str) -> list[str]:
 
 def test_reproduce_runs_each_seed_studys_two_configurations_at_its_printed_epochs(tmp_path, data_dir):
     parser = reproduce.build_parser()
-    first = reproduce_lib.plan_from_args(parser.parse_args(["--seed-study", "1",
+    first = reproduce.plan_from_args(parser.parse_args(["--seed-study", "1",
                                                         *reproduce_args(tmp_path, data_dir)]))
     assert first.epochs == (10, 20, 50) and first.max_epochs == 50 and first.seeds == (0, 1, 2)
     assert first.train_subset is None and first.eval_samples == 10_000 and first.name == "seed-study-1"
@@ -139,7 +138,7 @@ def test_reproduce_runs_each_seed_studys_two_configurations_at_its_printed_epoch
                                                                                ("vae", "conv", 0, 50)]
     options = SpaceOptions(loop=dict(epochs=50, seed=0, eval_samples=10_000, train_subset=None))
     assert configs[0] == seed_configs("gan", options)[0]  # the seed configuration, as the searches run it
-    second = reproduce_lib.plan_from_args(parser.parse_args(["--seed-study", "2", "--quick",
+    second = reproduce.plan_from_args(parser.parse_args(["--seed-study", "2", "--quick",
                                                          *reproduce_args(tmp_path, data_dir)]))
     assert second.epochs == (1, 5, 20) and second.name == "seed-study-2-quick"  # printed 10, 50, 200 / 10
     assert {(c.family, c.model.arch) for c in second.configs()} == {("gan", "mlp"), ("vae", "mlp")}

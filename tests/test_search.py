@@ -22,9 +22,10 @@ from optuna.trial import TrialState
 
 from study import launch
 from study import results as R
+from study.launch import plan_from_args
 from study.optuna_storage import sqlite_url
 from study.tune import search
-from study.tune.plan import PARETO_METRICS, plan_from_args
+from study.tune.plan import PARETO_METRICS
 from study.tune.recovery import ResumableOptunaSearch, optuna_state
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -19,19 +19,21 @@ report is the ordinary command over them.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from models.config import FAMILY_GAN as GAN
 from models.config import FAMILY_VAE as VAE
 from models.config import ConfigError
 from study import results as R
+from study.followups.launch_plan import LaunchSpec
 from study.store import StudyStore, is_uri
 from study.tune.plan import check_storage
+from study.tune.spec import SMOKE_PRESET
 
 BOTH_TOP = 1
 BOTH_SEEDS = 3
@@ -44,16 +46,15 @@ def study_names(base: str) -> dict[str, str]:
     return {family: f"{base}-{family}" for family in FAMILIES_IN_ORDER}
 
 
-def family_args(args: argparse.Namespace, family: str, name: str) -> argparse.Namespace:
-    """The flags of one family's study: the shared ones, its family and name, replicates on."""
-    one = copy.copy(args)
-    one.family, one.name = family, name
-    if family != "gan":
-        one.gan_ema = 0.0  # --gan-ema is the GAN study's
-    one.replicate_top = args.replicate_top if args.replicate_top is not None else BOTH_TOP
-    if args.replicate_seeds is None:
-        one.replicate_seeds = SMOKE_SEEDS if args.smoke_test else BOTH_SEEDS
-    return one
+def family_spec(spec: LaunchSpec, family: str, name: str) -> LaunchSpec:
+    """The spec of one family's study: the shared flags, its family and name, replicates on."""
+    study = replace(spec.study, family=family, name=name,
+                    gan_ema=spec.study.gan_ema if family == GAN else 0.0)  # --gan-ema is the GAN study's
+    seeds = spec.replicate_seeds
+    if seeds is None:
+        seeds = SMOKE_SEEDS if spec.study.preset == SMOKE_PRESET else BOTH_SEEDS
+    return replace(spec, study=study, replicate_seeds=seeds,
+                   replicate_top=spec.replicate_top if spec.replicate_top is not None else BOTH_TOP)
 
 
 def _state(study_dir: str) -> str:
@@ -68,19 +69,19 @@ def _state(study_dir: str) -> str:
     return "new"
 
 
-def _replicates(one: argparse.Namespace, study_dir: str) -> int:
+def _replicates(one: LaunchSpec, study_dir: str) -> int:
     """Continue a finished search's replicates (the ordinary command, which resumes them)."""
     command = [sys.executable, "-m", "study.replicate", study_dir, "--top", str(one.replicate_top),
                "--seeds", str(one.replicate_seeds)]
     return subprocess.call(command)
 
 
-def _report(args: argparse.Namespace, dirs: list[str], out: str) -> int:
+def _report(spec: LaunchSpec, dirs: list[str], out: str) -> int:
     command = [sys.executable, "-m", "analysis.report", *dirs, "--out", out, "--overwrite"]
-    if args.smoke_test:
+    if spec.study.preset == SMOKE_PRESET:
         command.append("--smoke-test")
-    if args.data_dir:
-        command += ["--data-dir", args.data_dir]
+    if spec.study.data_dir:
+        command += ["--data-dir", spec.study.data_dir]
     return subprocess.call(command)
 
 
@@ -89,49 +90,49 @@ def _refuse(message: str) -> int:
     return R.EXIT_BAD_INPUT
 
 
-def launch_both(args: argparse.Namespace, launch_one) -> int:
-    """Both studies, their replicates and the report; `launch_one(args)` runs one study (study.launch's
+def launch_both(spec: LaunchSpec, launch_one: Callable[[LaunchSpec], int]) -> int:
+    """Both studies, their replicates and the report; `launch_one(spec)` runs one study (study.launch's
     checks, then pipeline.launch)."""
-    if args.resume and not args.name:
+    flags = spec.study
+    if spec.resume and not flags.name:
         return _refuse("--family both --resume needs the --name the comparison was started with.")
     try:
-        check_storage(args.storage_path)
+        check_storage(flags.storage_path)
     except ConfigError as exc:
         return _refuse(str(exc))
-    if is_uri(args.storage_path):
+    if is_uri(flags.storage_path):
         return _refuse("--family both writes its report locally: use a local --storage-path.")
-    base = args.name or f"both-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = str(Path(args.storage_path).resolve())
+    base = flags.name or f"both-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = str(Path(flags.storage_path).resolve())
     names = study_names(base)
     dirs = {family: f"{storage}/{name}" for family, name in names.items()}
-    if not args.resume:
+    if not spec.resume:
         taken = [d for d in dirs.values() if StudyStore(d).is_nonempty_dir()]
         if taken:
             return _refuse(f"--name {base}: {', '.join(taken)} already exist(s); pass --resume to continue "
                            "that comparison, or choose another --name (nothing was changed).")
     report_dir = f"{storage}/{base}-{REPORT_SUFFIX}"
-    resume_hint = (f"  python -m study.launch --family both --name {base} --storage-path {args.storage_path} "
-                   "--resume")
+    resume_hint = (f"  python -m study.launch --family both --name {base} "
+                   f"--storage-path {flags.storage_path} --resume")
     print(f"comparison {base}: studies {names[GAN]} and {names[VAE]} (same flags), their replicates, "
           f"then the report in {report_dir}", flush=True)
     for family in FAMILIES_IN_ORDER:
-        one = family_args(args, family, names[family])
-        state = _state(dirs[family]) if args.resume else "new"
+        one = family_spec(spec, family, names[family])
+        state = _state(dirs[family]) if spec.resume else "new"
         print(f"\n== {family.upper()} study {names[family]} ({state}) ==", flush=True)
         if state == "done":
             continue
         if state == "searched":
             rc = _replicates(one, dirs[family])
         else:
-            one.resume = state == "interrupted"
-            rc = launch_one(one)
+            rc = launch_one(replace(one, resume=state == "interrupted"))
         if rc != 0:
             if rc != R.EXIT_BAD_INPUT:
                 print(f"the comparison stopped at the {family.upper()} study; continue it with\n"
                       f"{resume_hint}", file=sys.stderr)
             return rc
     print("\n== report ==", flush=True)
-    rc = _report(args, [dirs[f] for f in FAMILIES_IN_ORDER], report_dir)
+    rc = _report(spec, [dirs[f] for f in FAMILIES_IN_ORDER], report_dir)
     if rc != 0:
         print(f"the report failed; rebuild it with\n  python -m analysis.report {dirs[GAN]} {dirs[VAE]} "
               f"--out {report_dir} --overwrite", file=sys.stderr)

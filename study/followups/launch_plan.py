@@ -1,18 +1,33 @@
-"""Every check of `python -m study.launch` before Ray starts or anything is written: the flags, the
-storage path, MNIST, the dashboard port, the replicate flags and the study lock. It imports neither Ray
-nor the metrics, so bad input is refused in about a second."""
+"""The launcher's spec (`LaunchSpec`, which study/launch.py makes of its flags) and every check of
+`python -m study.launch` before Ray starts or anything is written: the flags, the storage path, MNIST,
+the dashboard port, the replicate flags and the study lock. It imports neither Ray nor the metrics, so
+bad input is refused in about a second."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, replace
 
 from models.config import ConfigError
 from study.followups.replicate_plan import DEFAULT_SEEDS as DEFAULT_REPLICATE_SEEDS
 from study.followups.replicate_plan import validate as validate_replicates
 from study.store import StudyStore, is_uri
 from study.tune.lock import StudyLock, UriStudyLock
-from study.tune.plan import StudyPlan, check_data, check_storage, load_resume_plan, plan_from_args
+from study.tune.plan import SearchFlags, StudyPlan, check_data, check_storage, load_resume_plan, resolve_plan
 from study.tune.preflight import check_dashboard_port, check_tracker
+from study.tune.spec import RaySettings
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything `python -m study.launch` was asked, typed (study/launch.py builds it from the flags):
+    the study's flags (family may be followups.BOTH, which followups/both.py splits into one spec per
+    family), whether to resume, the replicates after the search, and the Ray it runs on."""
+
+    study: SearchFlags
+    resume: bool
+    replicate_top: int | None  # None: no replicates
+    replicate_seeds: int | None  # None: the default (DEFAULT_REPLICATE_SEEDS; --family both: its own)
+    ray: RaySettings
 
 
 def check_inception_package() -> None:
@@ -25,12 +40,14 @@ def check_inception_package() -> None:
         raise ConfigError(f"--inception final: {missing}")
 
 
-def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | UriStudyLock]:
-    """The study's plan, every flag checked, and the study's lock (a lease on URI storage); ConfigError,
-    DataNotFoundError or StudyLockedError on bad input, before anything is written."""
-    check_storage(args.storage_path)
-    if args.resume:
-        plan = load_resume_plan(args)
+def checked_plan(spec: LaunchSpec) -> tuple[LaunchSpec, StudyPlan, StudyLock | UriStudyLock]:
+    """The spec with its defaults settled, the study's plan, every flag checked, and the study's lock (a
+    lease on URI storage); ConfigError, DataNotFoundError or StudyLockedError on bad input, before
+    anything is written."""
+    flags, ray = spec.study, spec.ray
+    check_storage(flags.storage_path)
+    if spec.resume:
+        plan = load_resume_plan(flags.name, flags.storage_path, flags.family)
         # Ray loads only for a --resume, whose check needs Ray Tune's experiment state
         from ray import tune
 
@@ -38,25 +55,25 @@ def checked_plan(args: argparse.Namespace) -> tuple[StudyPlan, StudyLock | UriSt
             raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
                               "start the study again under a new --name.")
     else:
-        plan = plan_from_args(args)
+        plan = resolve_plan(flags)
         if StudyStore(plan.study_dir).is_nonempty_dir():
             raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
                               "continue that study, or choose another --name (nothing was changed).")
     check_data(plan.data_dir)
     if plan.inception == "final":
         check_inception_package()
-    if args.replicate_seeds is None:
-        args.replicate_seeds = DEFAULT_REPLICATE_SEEDS
-    if not args.address:
-        if args.dashboard_port is not None:  # a port asked for must be free (else: a free one, sharing.claim)
-            check_dashboard_port(args.dashboard_host, args.dashboard_port)
-        if args.num_cpus is not None and args.num_cpus < plan.cpus_per_trial:
-            raise ConfigError(f"--num-cpus {args.num_cpus}: the local Ray needs at least "
+    seeds = DEFAULT_REPLICATE_SEEDS if spec.replicate_seeds is None else spec.replicate_seeds
+    spec = replace(spec, replicate_seeds=seeds)
+    if ray.local:
+        if ray.dashboard_port is not None:  # a port asked for must be free (else: a free one, sharing.claim)
+            check_dashboard_port(ray.dashboard_host, ray.dashboard_port)
+        if ray.num_cpus is not None and ray.num_cpus < plan.cpus_per_trial:
+            raise ConfigError(f"--num-cpus {ray.num_cpus}: the local Ray needs at least "
                               f"--cpus-per-trial ({plan.cpus_per_trial:g}) CPUs to run one trial.")
-    if args.replicate_top is not None:
-        validate_replicates(args.replicate_top, args.replicate_seeds, None, flag="--replicate-")
-    check_tracker(getattr(args, "tracker", None), is_uri(plan.storage_path))
+    if spec.replicate_top is not None:
+        validate_replicates(spec.replicate_top, seeds, None, flag="--replicate-")
+    check_tracker(ray.trackers, is_uri(plan.storage_path))
     # last check: one launcher per study (a second one, or a --resume while it runs, is refused)
     if is_uri(plan.storage_path):
-        return plan, UriStudyLock.acquire(plan.storage_path, plan.name)
-    return plan, StudyLock.acquire(plan.storage_path, plan.name)
+        return spec, plan, UriStudyLock.acquire(plan.storage_path, plan.name)
+    return spec, plan, StudyLock.acquire(plan.storage_path, plan.name)

@@ -1,14 +1,14 @@
-"""The launcher's library half: a study from its flags to its tables, then what follows it.
+"""The launcher's library half: a study from its spec to its tables, then what follows it.
 
-`launch(args)` checks every flag (and finds MNIST, the dashboard port, the study lock) before Ray
-starts or anything is written, starts or joins Ray, runs the search (study/tune/study_run.py), then
+`launch(spec, plan, lock)` takes the launcher's spec and the plan that launch_plan.checked_plan
+resolved and checked (MNIST, the dashboard port, the study lock: before Ray starts or anything is
+written), starts or joins Ray, runs the search (study/tune/study_run.py), then
 the replicates of its best configurations (study/followups/replicate.py) and the Inception step,
 and prints the end-of-study summary. `python -m study.launch` (study/launch.py) is its parser.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from contextlib import ExitStack
@@ -23,9 +23,11 @@ from search_spaces import seed_configs
 from study import results as R
 from study.data import load_splits, to_unit
 from study.devices import pick_device
+from study.followups.launch_plan import LaunchSpec
 from study.followups.likelihood import run_likelihood
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
+from study.followups.replicate_plan import prepare as prepare_replicates
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, is_uri
 from study.tune import console, sharing, tracking
@@ -39,8 +41,9 @@ from study.tune.cluster import (
 )
 from study.tune.export import ExportedStudy, summary_table
 from study.tune.lock import StudyLock, UriStudyLock
-from study.tune.plan import FULL_PRESET, PRESETS, QUICK_PRESET, StudyPlan, expected_epochs
+from study.tune.plan import StudyPlan, expected_epochs
 from study.tune.recovery import reap_stale_ray, record_local_ray
+from study.tune.spec import FULL_PRESET, QUICK_PRESET, search_preset
 from study.tune.study_run import run_inception, run_study, study_setup, wants_inception
 
 
@@ -51,7 +54,7 @@ def check_cluster(plan: StudyPlan) -> None:
     check_cuda_on_gpu_nodes()
 
 
-def _run(args: argparse.Namespace, plan: StudyPlan):
+def _run(spec: LaunchSpec, plan: StudyPlan):
     """Search, replicates, Inception on the running Ray: (exported study or None, wall seconds,
     replicate rows or None, why the Inception step failed or None)."""
     check_cluster(plan)
@@ -69,17 +72,17 @@ def _run(args: argparse.Namespace, plan: StudyPlan):
         assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
                                     prdc_images=plan.eval_samples)
     began = time.perf_counter()
-    exported = run_study(plan, data, assets, resume=args.resume, prior_epoch_s=prior)
+    exported = run_study(plan, data, assets, resume=spec.resume, prior_epoch_s=prior)
     if exported is not None:  # the picked VAE trials' likelihood (followups/likelihood.py)
         gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-        scored = run_likelihood(plan, study_setup(plan, data, assets), gpus, args.replicate_top)
+        scored = run_likelihood(plan, study_setup(plan, data, assets), gpus, spec.replicate_top)
         if scored is not None:
             exported = replace(exported, trials=scored)
     wall = time.perf_counter() - began
     replicated = None
-    if exported is not None and args.replicate_top is not None:
-        replicated = run_replicates(plan.study_dir, args.replicate_top, args.replicate_seeds, data=data,
-                                    assets=assets)
+    if exported is not None and spec.replicate_top is not None and spec.replicate_seeds is not None:
+        replicates, _, _ = prepare_replicates(plan.study_dir, spec.replicate_top, spec.replicate_seeds)
+        replicated = run_replicates(replicates, data=data, assets=assets)
     failed = None
     if exported is not None and inception:  # after the replicates: it scores them too
         failed = run_inception(plan, data)
@@ -117,7 +120,7 @@ def gpu_scale_line(plan: StudyPlan, images: int, epoch_s: float, slots: int) -> 
     """The one line a full-preset study started without a GPU prints: what it is, its rough size
     here, and the laptop version. It runs anyway."""
     training = plan.trials * expected_epochs(plan) * epoch_s / max(1, min(slots, plan.trials))
-    quick = PRESETS[QUICK_PRESET]
+    quick = search_preset(QUICK_PRESET)
     return (f"note: the full preset is a GPU-scale study ({plan.trials} trials x up to {plan.max_epochs} "
             f"epochs x {images:,} images); on this machine's CPUs its training alone is roughly "
             f"{console.duration(training)} ({slots} trial(s) at once, from timed steps of the seed "
@@ -125,29 +128,31 @@ def gpu_scale_line(plan: StudyPlan, images: int, epoch_s: float, slots: int) -> 
             f"{quick['train_subset']:,} images, minutes per trial); running the full study as asked.")
 
 
-def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:
-    """Run the study of `plan` (the parsed flags, checked by launch_plan.checked_plan, which took
+def launch(spec: LaunchSpec, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:
+    """Run the study of `plan` (resolved from `spec` and checked by launch_plan.checked_plan, which took
     `lock`); the process's exit status."""
+    ray_settings = spec.ray
     try:  # after the study's own lock: this machine's other studies, the dashboard port, the CPUs
-        claim = None if args.address else sharing.claim(plan.name, args.dashboard_host, args.dashboard_port,
-                                                         args.num_cpus, plan.cpus_per_trial)
+        claim = None if not ray_settings.local else sharing.claim(
+            plan.name, ray_settings.dashboard_host, ray_settings.dashboard_port, ray_settings.num_cpus,
+            plan.cpus_per_trial)
     except ConfigError as exc:
         if lock is not None:
             lock.release()
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
-    console.configure(getattr(args, "verbose", True),
-                      tracking.callbacks(getattr(args, "tracker", None), plan.study_dir, plan.name))
-    if args.resume:
+    console.configure(ray_settings.verbose,
+                      tracking.callbacks(ray_settings.trackers, plan.study_dir, plan.name))
+    if spec.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)
         if reaped := reap_stale_ray(StudyStore(plan.study_dir)):
             print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher "
                   "started", flush=True)
-    if claim is not None and (shared := sharing.describe(claim, args.num_cpus)):
+    if claim is not None and (shared := sharing.describe(claim, ray_settings.num_cpus)):
         print(shared, flush=True)
     try:
-        exported, wall, replicated, failed = _session(args, plan, claim)
+        exported, wall, replicated, failed = _session(spec, plan, claim)
     except KeyboardInterrupt:
         exported, wall, replicated, failed = None, 0.0, None, None
     except ConfigError as exc:  # resources no node has, or a Ray that did not start: before any trial
@@ -164,10 +169,10 @@ def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudy
               f"--storage-path {plan.storage_path} --resume", file=sys.stderr)
         return R.EXIT_INTERRUPTED
     print_outcome(plan, exported, wall)
-    if args.replicate_top is not None:
+    if spec.replicate_top is not None:
         if replicated is None:
             print(f"the replicates were interrupted; continue them with\n  python -m study.replicate "
-                  f"{plan.study_dir} --top {args.replicate_top} --seeds {args.replicate_seeds}",
+                  f"{plan.study_dir} --top {spec.replicate_top} --seeds {spec.replicate_seeds}",
                   file=sys.stderr)
             return R.EXIT_INTERRUPTED
         print(f"replicates: {plan.study_dir}/{R.REPLICATES_FILE}\n{replicate_table(replicated)}")
@@ -183,22 +188,24 @@ def launch(args: argparse.Namespace, plan: StudyPlan, lock: StudyLock | UriStudy
 RAY_START_ERRORS = (ValueError, RuntimeError, ConnectionError, TimeoutError)
 
 
-def _session(args: argparse.Namespace, plan: StudyPlan, claim: sharing.Claim | None):
+def _session(spec: LaunchSpec, plan: StudyPlan, claim: sharing.Claim | None):
     """Start or join Ray (a failure to start: ConfigError, one line), print where to look, run."""
-    dashboard = (args.dashboard_host, claim.port) if claim is not None and claim.port is not None else None
-    num_cpus = claim.num_cpus if claim is not None else args.num_cpus
+    ray_settings = spec.ray
+    dashboard = ((ray_settings.dashboard_host, claim.port) if claim is not None and claim.port is not None
+                 else None)
+    num_cpus = claim.num_cpus if claim is not None else ray_settings.num_cpus
     with ExitStack() as stack:
         try:
-            started = stack.enter_context(ray_session(args.address, num_cpus, dashboard))
+            started = stack.enter_context(ray_session(ray_settings.address, num_cpus, dashboard))
         except RAY_START_ERRORS as exc:
             ray.shutdown()  # whatever of the local Ray had started
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"Ray did not start: {first}") from None
-        if started and not args.address:
+        if started and ray_settings.local:
             record_local_ray(StudyStore(plan.study_dir))
         for line in console.hints(plan.study_dir, local=not is_uri(plan.storage_path)):
             print(line, flush=True)
-        return _run(args, plan)
+        return _run(spec, plan)
 
 
 def print_outcome(plan: StudyPlan, exported: ExportedStudy, wall: float) -> None:

@@ -17,32 +17,31 @@ from study.data import load_splits
 from study.devices import pick_device
 from study.followups.likelihood import run_likelihood
 from study.followups.replicate_plan import (
-    DEFAULT_SEEDS,
-    DEFAULT_TOP,
     REPLICATE_DIR_PREFIX,
+    ReplicatePlan,
     ReplicateRun,
     longest_first,
-    prepare,
+    plan_runs,
     read_study,
     replicate_seeds,
     replicates_spec,
 )
 from study.metrics.evaluator import prepare_evaluation
-from study.store import StudyStore, normalize_storage_path
+from study.store import StudyStore
 from study.tune import console
 from study.tune.cluster import errored_trial_dirs, resolve_gpus, trial_slots
 from study.tune.export import TRIAL_COLUMNS, trial_rows, trials_frame
 from study.tune.fixed import run_fixed_configs
-from study.tune.plan import StudyPlan
 from study.tune.trainable import TrialSetup, with_setup
 
 
-def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_SEEDS,
-                   epochs: int | None = None, *, data=None, assets=None) -> pd.DataFrame | None:
-    """Run (or continue) the replicates on an initialised Ray and write replicates.parquet; returns
-    its rows, or None if the run was interrupted. `data`/`assets`: the study's splits and evaluation
-    assets when the caller has them (study.launch), else loaded here."""
-    store, plan, runs = prepare(study_dir, top, seeds, epochs)
+def run_replicates(plan: ReplicatePlan, *, data=None, assets=None) -> pd.DataFrame | None:
+    """Run (or continue) the replicates of `plan` (followups/replicate_plan.py prepare) on an initialised
+    Ray and write replicates.parquet; returns its rows, or None if the run was interrupted.
+    `data`/`assets`: the study's splits and evaluation assets when the caller has them (study.launch),
+    else loaded here."""
+    store, search, trials = read_study(plan.source_dir)
+    runs = plan_runs(search, trials, plan.top, plan.seeds, plan.epochs)
     if data is None:
         data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
     if assets is None and plan.eval_samples > 0:
@@ -55,36 +54,36 @@ def run_replicates(study_dir: str, top: int = DEFAULT_TOP, seeds: int = DEFAULT_
     trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
     # the likelihood of the configurations replicated here, when their search did not compute it (a --top
     # other than the launcher's, or a search whose launcher stopped before its likelihood step)
-    run_likelihood(plan, setup, gpus, top, study_dir)
+    run_likelihood(search, setup, gpus, plan.top, plan.source_dir)
     n_configs = len({r.source_trial_id for r in runs})
-    print(f"replicating {n_configs} configurations of study {plan.name} x {seeds} seeds "
-          f"({len(runs)} runs, seeds {replicate_seeds(plan.seed, seeds)}, "
-          f"{runs[0].config.epochs if epochs else 'their'} epochs, no early stopping) -> "
+    print(f"replicating {n_configs} configurations of study {plan.study} x {plan.seeds} seeds "
+          f"({len(runs)} runs, seeds {replicate_seeds(plan.study_seed, plan.seeds)}, "
+          f"{runs[0].config.epochs if plan.epochs else 'their'} epochs, no early stopping) -> "
           f"{store.uri}/{R.REPLICATES_DIR}", flush=True)
     store.write_bytes(store.path(R.REPLICATES_DIR, R.REPLICATES_SPEC),
-                      json.dumps(replicates_spec(top, seeds, epochs, runs), indent=1).encode())
+                      json.dumps(replicates_spec(plan.top, plan.seeds, plan.epochs, runs), indent=1).encode())
     slots = trial_slots(plan.cpus_per_trial, gpus)
     console.expect(console.StudyShape(float(runs[0].config.epochs), slots))  # every run to its last epoch
     results, finished = run_fixed_configs(
         # the directory as given now (study.json's storage path is where the study was first written)
-        trainable, [r.config.to_dict() for r in longest_first(runs, read_study(study_dir)[2])],
-        storage_path=normalize_storage_path(study_dir),
-        name=R.REPLICATES_DIR,
+        trainable, [r.config.to_dict() for r in longest_first(runs, trials)],
+        storage_path=plan.storage_path, name=plan.name,
         max_failures=plan.max_failures, keep_checkpoints=plan.keep_checkpoints,
         dirname_prefix=REPLICATE_DIR_PREFIX, slots=slots)
     if not finished:
         return None
     errored = errored_trial_dirs(results)
-    rows = replicate_rows(store, plan, runs, errored)
+    rows = replicate_rows(store, plan.study, runs, errored)
     store.write_table(rows, R.REPLICATES_FILE)
     return rows
 
 
-def replicate_rows(store: StudyStore, plan: StudyPlan, runs: list[ReplicateRun],
+def replicate_rows(store: StudyStore, study: str, runs: list[ReplicateRun],
                    errored: set[str] | None = None) -> pd.DataFrame:
-    """The rows of replicates.parquet from the finished Ray experiment STUDY_DIR/replicates/."""
+    """The rows of replicates.parquet (study: the search's name) from the finished Ray experiment
+    STUDY_DIR/replicates/."""
     analysis = ExperimentAnalysis(store.path(R.REPLICATES_DIR), storage_filesystem=store.fs)
-    rows, _ = trial_rows(store, plan.name, analysis.trials, errored=errored)
+    rows, _ = trial_rows(store, study, analysis.trials, errored=errored)
     by_config = {r.config.to_json(): r for r in runs}
     for row in rows:
         run = by_config[row[R.CONFIG_JSON]]

@@ -31,6 +31,7 @@ the rows are completed before they are written (later metrics, e.g. Inception FI
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -41,13 +42,48 @@ import pandas as pd
 
 from models.config import ConfigError, TrainConfig
 from study import results as R
-from study.store import StudyStore
+from study.store import StudyStore, normalize_storage_path
 from study.tune.plan import StudyPlan
+from study.tune.spec import RunSpec
 
 DEFAULT_TOP = 3
 DEFAULT_SEEDS = 5
 REPLICATE_DIR_PREFIX = "replicate"  # STUDY_DIR/replicates/replicate_0001_<id>/
 EPOCHS = "epochs"  # TrainConfig's epoch field
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicatePlan(RunSpec):
+    """The replicates of one finished search, a run of their own (a RunSpec, study/tune/spec.py): Ray's
+    experiment STUDY_DIR/replicates/ (storage_path: the study directory as given now, name:
+    R.REPLICATES_DIR, so `study_dir` is the experiment's), with the search's data, evaluation,
+    resources and retries (its study.json) and the configurations' epochs (--epochs, else the search's
+    max_epochs); which runs: the `top` best configurations and the seed configurations, `seeds` new
+    seeds each. Never saved: replicates.json records the runs (replicates_spec)."""
+
+    study: str  # the search's name (the rows' study column)
+    family: str
+    study_seed: int  # the search's seed; the replicate seeds follow it (replicate_seeds)
+    expect_gpus: int | None
+    suite_every: int
+    top: int
+    seeds: int
+    epochs: int | None  # --epochs (None: the configurations' own)
+
+    @property
+    def source_dir(self) -> str:
+        """The searched study's directory (trials.parquet, study.json, replicates.parquet)."""
+        return self.storage_path
+
+    @classmethod
+    def of(cls, search: StudyPlan, study_dir: str, top: int, seeds: int, epochs: int | None) -> ReplicatePlan:
+        """The replicates of `search`, the study found at `study_dir`."""
+        shared: dict[str, Any] = {f.name: getattr(search, f.name) for f in dataclasses.fields(RunSpec)}
+        shared |= dict(name=R.REPLICATES_DIR, storage_path=normalize_storage_path(study_dir),
+                       max_epochs=epochs or search.max_epochs)
+        return cls(**shared, study=search.name, family=search.family, study_seed=search.seed,
+                   expect_gpus=search.expect_gpus, suite_every=search.suite_every, top=top, seeds=seeds,
+                   epochs=epochs)
 
 
 @dataclass(frozen=True)
@@ -174,13 +210,15 @@ def validate(top: int, seeds: int, epochs: int | None, flag: str = "--") -> None
                           "own).")
 
 
-def prepare(study_dir: str, top: int, seeds: int, epochs: int | None = None):
-    """Everything checked before Ray starts: (store, plan, runs). ConfigError on bad input."""
+def prepare(study_dir: str, top: int, seeds: int,
+            epochs: int | None = None) -> tuple[ReplicatePlan, StudyPlan, list[ReplicateRun]]:
+    """Everything checked before Ray starts: (the replicates' spec, the searched study's plan, the runs).
+    ConfigError on bad input."""
     validate(top, seeds, epochs)
-    store, plan, trials = read_study(study_dir)
-    runs = plan_runs(plan, trials, top, seeds, epochs)
+    store, search, trials = read_study(study_dir)
+    runs = plan_runs(search, trials, top, seeds, epochs)
     if not runs:
         raise ConfigError(f"{study_dir}: no trial has a finite {R.SELECTION_METRIC} and none is a seed "
                           "configuration, so there is nothing to replicate.")
     check_spec(store, replicates_spec(top, seeds, epochs, runs))
-    return store, plan, runs
+    return ReplicatePlan.of(search, study_dir, top, seeds, epochs), search, runs

@@ -25,22 +25,19 @@ the verdict), trials.parquet (one row per configuration x epoch count x seed; `h
 epoch count, `trial_id` the run's Tune id + "-e<epochs>"), history.parquet (each row's epochs up to
 its count) and Ray's experiment. Interrupted? Run the same command again: it continues.
 
-Presets: full (as printed): the whole 50,000-image training split, 10,000 generated images per
-FID/KID/IS, the VAE's IW-NLL on all 10,000 test images, seed widths. --quick: epoch counts divided
-by 10 (rounded up: 1, 2, 5 and 1, 5, 20), the first 4,000 training images, 1,000 generated images,
-IW-NLL on 2,000 test images; numbers are NOT comparable to the printed ones (fewer steps, less
-data), it checks the pipeline on a CPU. --smoke-test (the tests): study/smoke.py's numbers
-(1/8-width networks, epochs 1, 2, 512 training images, 256 generated images), 2 seeds.
+Presets (one table with the search's: study/tune/spec.py PRESETS): full (as printed): the whole
+50,000-image training split, 10,000 generated images per FID/KID/IS, the VAE's IW-NLL on all 10,000
+test images, seed widths. --quick: epoch counts divided by 10 (rounded up: 1, 2, 5 and 1, 5, 20),
+the first 4,000 training images, 1,000 generated images, IW-NLL on 2,000 test images; numbers are
+NOT comparable to the printed ones (fewer steps, less data), it checks the pipeline on a CPU.
+--smoke-test (the tests): study/smoke.py's numbers (1/8-width networks, epochs 1, 2, 512 training
+images, 256 generated images), 2 seeds.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from models.config import (
     ARCH_CONV,
@@ -53,60 +50,32 @@ from models.config import (
 )
 from search_spaces import SpaceOptions, seed_configs
 from study import results as R
-from study import smoke as SMOKE
 from study.data import resolve_data_dir
 from study.store import StudyStore, normalize_storage_path
+from study.tune.spec import FULL_PRESET, QUICK_PRESET, REPRODUCTION_SEEDS, RunSpec, reproduction_preset
 
 # each seed study's configurations (family -> arch) and printed epoch counts
 SEED_STUDY_ARCHS = {1: {FAMILY_GAN: ARCH_DCGAN, FAMILY_VAE: ARCH_CONV},
                     2: {FAMILY_GAN: ARCH_MLP, FAMILY_VAE: ARCH_MLP}}
 PRINTED_EPOCHS = {1: (10, 20, 50), 2: (10, 50, 200)}
-DEFAULT_SEEDS = 3
+DEFAULT_SEEDS = REPRODUCTION_SEEDS
 QUICK_EPOCH_DIVISOR = 10
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(train_subset=None, eval_samples=10_000, iw_images=None, width_scale=1.0,
-                 seeds=DEFAULT_SEEDS),
-    "quick": dict(train_subset=4_000, eval_samples=1_000, iw_images=2_000, width_scale=1.0,
-                  seeds=DEFAULT_SEEDS),
-    "smoke": dict(train_subset=SMOKE.TRAIN_IMAGES, eval_samples=SMOKE.EVAL_SAMPLES, iw_images=SMOKE.IW_IMAGES,
-                  width_scale=SMOKE.WIDTH_SCALE, seeds=2, epochs=tuple(range(1, SMOKE.EPOCHS + 1))),
-}
 RUN_DIR_PREFIX = "run"  # <study>/run_0001_<id>/
 EPOCHS_COLUMN = R.hp_column("epochs")  # a row's epoch count
 
 
-@dataclass(frozen=True)
-class ReproducePlan:
-    """Every setting of one reproduction; saved as study.json (with the keys analysis reads:
-    max_epochs, train_subset, eval_samples, sampler, scheduler, reproduces_seed_study)."""
+@dataclass(frozen=True, kw_only=True)
+class ReproducePlan(RunSpec):
+    """Every setting of one reproduction (a RunSpec, study/tune/spec.py); saved as study.json (with the
+    keys analysis reads: max_epochs, train_subset, eval_samples, sampler, scheduler,
+    reproduces_seed_study)."""
 
     reproduces_seed_study: int  # the study.json key analysis.columns.REPRODUCES names
-    name: str
     configurations: tuple[str, ...]  # family/arch
     epochs: tuple[int, ...]
     seeds: tuple[int, ...]
-    max_epochs: int
-    train_subset: int | None
-    eval_samples: int
-    iw_images: int | None
-    width_scale: float
-    checkpoint_every: int
-    cpus_per_trial: float
-    gpus_per_trial: float | None
-    max_failures: int
-    keep_checkpoints: int
-    data_dir: str
-    storage_path: str
-    preset: str
     sampler: str = "none (the seed studies' configurations)"
     scheduler: str = "none"
-
-    @property
-    def study_dir(self) -> str:
-        return f"{self.storage_path.rstrip('/')}/{self.name}"
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
 
     def configs(self) -> list[TrainConfig]:
         """One TrainConfig per (seed, configuration), trained to the largest epoch count."""
@@ -132,50 +101,54 @@ def parse_epochs(text: str) -> tuple[int, ...]:
     return epochs
 
 
-def plan_from_args(args: argparse.Namespace) -> ReproducePlan:
-    preset = "smoke" if args.smoke_test else "quick" if args.quick else "full"
-    values = PRESETS[preset]
-    n = args.seed_study
-    if args.epochs is not None:
-        epochs = parse_epochs(args.epochs)
+def plan_reproduction(*, seed_study: int, preset: str, epochs: str | None, seeds: int | None,
+                      name: str | None, storage_path: str, data_dir: str | None, cpus_per_trial: float,
+                      gpus_per_trial: float | None, max_failures: int) -> ReproducePlan:
+    """The reproduction's plan from `python -m study.reproduce`'s flags (None: the preset's or the
+    default); ConfigError on anything invalid."""
+    values = reproduction_preset(preset)
+    if epochs is not None:
+        counts = parse_epochs(epochs)
     elif "epochs" in values:
-        epochs = tuple(values["epochs"])
-    elif preset == "quick":
-        epochs = tuple(sorted({math.ceil(e / QUICK_EPOCH_DIVISOR) for e in PRINTED_EPOCHS[n]}))
+        counts = tuple(values["epochs"])
+    elif preset == QUICK_PRESET:
+        counts = tuple(sorted({math.ceil(e / QUICK_EPOCH_DIVISOR) for e in PRINTED_EPOCHS[seed_study]}))
     else:
-        epochs = PRINTED_EPOCHS[n]
-    seeds = args.seeds if args.seeds is not None else values["seeds"]
+        counts = PRINTED_EPOCHS[seed_study]
+    seeds = seeds if seeds is not None else values["seeds"]
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: give at least 1 seed, e.g. --seeds 3.")
-    if args.cpus_per_trial <= 0 or (args.gpus_per_trial is not None and args.gpus_per_trial < 0):
-        raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial} / --gpus-per-trial {args.gpus_per_trial}: "
+    if cpus_per_trial <= 0 or (gpus_per_trial is not None and gpus_per_trial < 0):
+        raise ConfigError(f"--cpus-per-trial {cpus_per_trial} / --gpus-per-trial {gpus_per_trial}: "
                           "CPUs must be > 0 and GPUs >= 0.")
-    name = args.name or f"seed-study-{n}" + ("" if preset == "full" else f"-{preset}")
+    name = name or f"seed-study-{seed_study}" + ("" if preset == FULL_PRESET else f"-{preset}")
     if "/" in name or name.startswith(".") or not name:
-        raise ConfigError(f"--name {name!r}: use a plain directory name such as seed-study-{n}.")
-    data_root, _ = resolve_data_dir(args.data_dir)
-    archs = SEED_STUDY_ARCHS[n]
+        raise ConfigError(f"--name {name!r}: use a plain directory name such as seed-study-{seed_study}.")
+    data_root, _ = resolve_data_dir(data_dir)
+    archs = SEED_STUDY_ARCHS[seed_study]
     return ReproducePlan(
-        reproduces_seed_study=n, name=name, configurations=tuple(f"{f}/{a}" for f, a in archs.items()),
-        epochs=epochs, seeds=tuple(range(seeds)), max_epochs=max(epochs), train_subset=values["train_subset"],
-        eval_samples=values["eval_samples"], iw_images=values["iw_images"], width_scale=values["width_scale"],
-        checkpoint_every=TrainConfig.checkpoint_every, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures, keep_checkpoints=2,
-        data_dir=str(data_root.resolve()), storage_path=normalize_storage_path(args.storage_path),
-        preset=preset,
+        reproduces_seed_study=seed_study, name=name,
+        configurations=tuple(f"{f}/{a}" for f, a in archs.items()), epochs=counts, seeds=tuple(range(seeds)),
+        max_epochs=max(counts), train_subset=values["train_subset"], eval_samples=values["eval_samples"],
+        iw_images=values["iw_images"], width_scale=values["width_scale"],
+        checkpoint_every=TrainConfig.checkpoint_every, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, max_failures=max_failures, keep_checkpoints=2,
+        data_dir=str(data_root.resolve()), storage_path=normalize_storage_path(storage_path), preset=preset,
     )
 
 
 def check_study_dir(plan: ReproducePlan) -> None:
-    """A new directory, or this same reproduction (to continue or re-export it); nothing else."""
+    """A new directory, or this same reproduction (to continue or re-export it); nothing else. A
+    study.json of an earlier schema is compared by its settings."""
     store = StudyStore(plan.study_dir)
     if not store.is_nonempty_dir():
         return
     path = store.path(R.STUDY_JSON)
-    saved = json.loads(store.read_bytes(path)) if store.exists(path) else None
-    mine = json.loads(plan.to_json())
-    if saved is None or {k: v for k, v in saved.items() if k != "storage_path"} != \
-            {k: v for k, v in mine.items() if k != "storage_path"}:
+    try:
+        saved = ReproducePlan.from_json(store.read_bytes(path).decode()) if store.exists(path) else None
+    except ValueError:  # not a reproduction's settings
+        saved = None
+    if saved is None or replace(saved, storage_path=plan.storage_path) != plan:
         raise ConfigError(f"{plan.study_dir} already holds something else than this reproduction (its "
                           f"{R.STUDY_JSON} differs or is missing); pass another --name, or the flags it was "
                           "started with to continue it.")

@@ -1,7 +1,7 @@
-"""Ray Tune and Optuna around the loop: the study plan and presets (plan), the Ray-free checks before
-Ray starts (preflight), the searcher, sampler and scheduler (search), the one Ray bring-up (cluster),
-the trainable, crash recovery, the study lock, the export of a study's tables, fixed-configuration
-runs, and one study's run (study_run)."""
+"""Ray Tune and Optuna around the loop: the base spec of every run, the Ray settings and the presets
+(spec), the search's plan (plan), the Ray-free checks before Ray starts (preflight), the searcher,
+sampler and scheduler (search), the one Ray bring-up (cluster), the trainable, crash recovery, the
+study lock, the export of a study's tables, fixed-configuration runs, and one study's run (study_run)."""
 
 # Set (to 1) only where Ray's GPUs are logical, with no CUDA behind them (the tests on a CPU machine):
 # a trial Ray gave a GPU then trains on the CPU instead of being refused (study/tune/trainable.py

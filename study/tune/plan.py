@@ -1,4 +1,5 @@
-"""The settings of one study: `StudyPlan`, the presets, flags -> plan validation, the resume plan.
+"""The settings of one search: `StudyPlan` (a RunSpec, study/tune/spec.py, where the presets are), the
+launcher's typed flags `SearchFlags` -> plan validation, the resume plan.
 
 Everything here is checked before Ray starts or anything is written; bad input raises
 `ConfigError` with a message naming the flag and how to fix it.
@@ -6,21 +7,19 @@ Everything here is checked before Ray starts or anything is written; bad input r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from models.config import ConfigError
-from search_spaces import DEFAULT_WIDTH_RANGE, SpaceOptions
+from search_spaces import SpaceOptions
 from study import results as R
-from study import smoke as SMOKE
 from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
 from study.store import StudyStore, is_uri, normalize_storage_path
+from study.tune.spec import PRESETS as PRESETS  # re-exported: benchmarks/lab_sim.py reads the table here
+from study.tune.spec import RunSpec, search_preset
 
 SCHEDULERS = ("asha", "hyperband", "none")
 # what a scheduler compares at a rung: the epoch's validation FID (raw) or the trial's best so far
@@ -51,60 +50,25 @@ def default_sampler(family: str, objective: str) -> str:
     """The sampler when --sampler is not given: the family's default (DEFAULT_SAMPLERS) for fid."""
     return PARETO_SAMPLER if objective == "pareto" else DEFAULT_SAMPLERS[family]
 
-# Flags left unset take their value from the preset. "full" is the real study; "quick" a laptop
-# CPU finishes in minutes (seed-width networks at most, a 4,000-image subset, at most 8 epochs,
-# 1,000 FID samples, the VAE's binarized NLL on the first 500 test images);
-# "smoke" is what the tests run (study/smoke.py: 1/8-width networks, 2,000 images, seconds per trial).
-FULL_PRESET, QUICK_PRESET = "full", "quick"
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(trials=16, max_epochs=20, grace_period=2, reduction_factor=3, stop_signal="raw",
-                 train_subset=None,
-                 eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
-                 batch_sizes=(32, 64, 128, 256)),
-    # quick: first rung at epoch 4, raw FID, from benchmarks/bench_fidelity.py on 16 trials per family
-    # (docs/search.md): epoch 2 stopped 1 of the final top 4 in both families, epoch 4 none
-    "quick": dict(trials=8, max_epochs=8, grace_period=4, reduction_factor=2, stop_signal="raw",
-                  train_subset=4_000,
-                  eval_samples=1_000, iw_images=500, width_scale=1.0, width_range=(0.25, 1.0),
-                  batch_sizes=(32, 64, 128)),
-    "smoke": dict(trials=4, max_epochs=4, grace_period=1, reduction_factor=2, stop_signal="raw",
-                  train_subset=SMOKE.STUDY_TRAIN_IMAGES, eval_samples=SMOKE.STUDY_EVAL_SAMPLES,
-                  iw_images=SMOKE.IW_IMAGES, width_scale=SMOKE.WIDTH_SCALE, width_range=(0.5, 1.0),
-                  batch_sizes=(64, 128)),
-}
 # flags that override the preset's value when given
 PRESET_FLAGS = ("trials", "max_epochs", "grace_period", "reduction_factor", "train_subset", "eval_samples",
                 "iw_images", "stop_signal")
 
 
-@dataclass(frozen=True)
-class StudyPlan:
-    """Every setting of one study, resolved and validated; saved as study.json."""
+@dataclass(frozen=True, kw_only=True)
+class StudyPlan(RunSpec):
+    """Every setting of one search, resolved and validated; saved as study.json."""
 
     family: str
-    name: str
     trials: int
-    max_epochs: int
     grace_period: int
     reduction_factor: float
     scheduler: str
     sampler: str
     objective: str
     seed: int
-    train_subset: int | None
-    eval_samples: int
-    iw_images: int | None  # test images behind a VAE's importance-weighted NLL (None: all)
-    checkpoint_every: int
-    width_scale: float
     width_range: tuple[float, float]
     batch_sizes: tuple[int, ...]
-    cpus_per_trial: float
-    gpus_per_trial: float | None  # None: 1 per trial when the cluster has GPUs, else 0
-    max_failures: int
-    keep_checkpoints: int
-    data_dir: str
-    storage_path: str  # absolute local path or URI
-    preset: str
     # GPU speed options (TrainConfig fields; defaults for a study.json written before they existed)
     amp: str = "none"
     channels_last: bool = False
@@ -125,10 +89,6 @@ class StudyPlan:
     # other epochs get the FID a scheduler reads and what comes nearly free with it)
     suite_every: int = 0
 
-    @property
-    def study_dir(self) -> str:
-        return f"{self.storage_path.rstrip('/')}/{self.name}"
-
     def header(self, gpus: float) -> str:
         """The line a study prints as it starts: family, size, scheduler, sampler, resources, directory."""
         return (f"study {self.name}: {self.family}, {self.trials} trials, up to {self.max_epochs} epochs, "
@@ -145,51 +105,77 @@ class StudyPlan:
         return SpaceOptions(width_scale=self.width_scale, width_range=(low, high),
                             batch_sizes=tuple(self.batch_sizes), loop=loop, model=model)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
 
-    @classmethod
-    def from_json(cls, text: str) -> StudyPlan:
-        raw = json.loads(text)
-        for key in ("width_range", "batch_sizes"):
-            raw[key] = tuple(raw[key])
-        return cls(**raw)
+@dataclass(frozen=True, kw_only=True)
+class SearchFlags:
+    """The study flags of `python -m study.launch`, typed: what a plan is resolved from (the parser
+    holds the defaults). None: the preset's value (PRESET_FLAGS) or the default resolve_plan picks.
+    `family` may be followups.BOTH, which followups/both.py splits into one SearchFlags per family
+    before any plan is resolved."""
+
+    family: str
+    name: str | None
+    preset: str
+    trials: int | None
+    max_epochs: int | None
+    grace_period: int | None
+    reduction_factor: float | None
+    train_subset: int | None
+    eval_samples: int | None
+    iw_images: int | None
+    stop_signal: str | None
+    scheduler: str | None
+    sampler: str | None
+    objective: str
+    seed: int
+    suite_every: int | None
+    checkpoint_every: int
+    data_dir: str | None
+    cpus_per_trial: float
+    gpus_per_trial: float | None
+    expect_gpus: int | None
+    max_failures: int
+    keep_checkpoints: int
+    storage_path: str
+    gan_ema: float
+    amp: str
+    channels_last: bool
+    deterministic: bool
+    eval_batch_size: int
+    inception: str | None
+    inception_images: int | None
 
 
 def _fail(message: str) -> None:
     raise ConfigError(message)
 
 
-def plan_from_args(args: argparse.Namespace) -> StudyPlan:
+def resolve_plan(flags: SearchFlags) -> StudyPlan:
     """Resolve presets and defaults; raise ConfigError on anything invalid."""
-    preset = "smoke" if args.smoke_test else QUICK_PRESET if args.quick else FULL_PRESET
-    values = dict(PRESETS[preset])
+    values = search_preset(flags.preset)
     for key in PRESET_FLAGS:
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    name = args.name or f"{args.family}-{time.strftime('%Y%m%d-%H%M%S')}"
-    data_root, _ = resolve_data_dir(args.data_dir)
+        if getattr(flags, key) is not None:
+            values[key] = getattr(flags, key)
+    name = flags.name or f"{flags.family}-{time.strftime('%Y%m%d-%H%M%S')}"
+    data_root, _ = resolve_data_dir(flags.data_dir)
     plan = StudyPlan(
-        family=args.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
+        family=flags.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
         grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
-        scheduler=args.scheduler or default_scheduler(args.objective),
-        sampler=args.sampler or default_sampler(args.family, args.objective),
-        objective=args.objective, seed=args.seed,
+        scheduler=flags.scheduler or default_scheduler(flags.objective),
+        sampler=flags.sampler or default_sampler(flags.family, flags.objective),
+        objective=flags.objective, seed=flags.seed,
         train_subset=values["train_subset"], eval_samples=values["eval_samples"],
-        iw_images=values["iw_images"], checkpoint_every=args.checkpoint_every,
+        iw_images=values["iw_images"], checkpoint_every=flags.checkpoint_every,
         width_scale=values["width_scale"], width_range=tuple(values["width_range"]),
-        batch_sizes=tuple(values["batch_sizes"]), cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
-        keep_checkpoints=args.keep_checkpoints, data_dir=str(data_root.resolve()),
-        storage_path=normalize_storage_path(args.storage_path), preset=preset,
-        amp=args.amp, channels_last=args.channels_last, eval_batch_size=args.eval_batch_size,
-        deterministic=getattr(args, "deterministic", False),
-        inception=getattr(args, "inception", None),
-        inception_images=getattr(args, "inception_images", None) or INCEPTION_IMAGES,
-        expect_gpus=getattr(args, "expect_gpus", None),
-        gan_ema=float(getattr(args, "gan_ema", 0.0) or 0.0),
-        stop_signal=values["stop_signal"],
-        suite_every=getattr(args, "suite_every", None) or 0,
+        batch_sizes=tuple(values["batch_sizes"]), cpus_per_trial=flags.cpus_per_trial,
+        gpus_per_trial=flags.gpus_per_trial, max_failures=flags.max_failures,
+        keep_checkpoints=flags.keep_checkpoints, data_dir=str(data_root.resolve()),
+        storage_path=normalize_storage_path(flags.storage_path), preset=flags.preset,
+        amp=flags.amp, channels_last=flags.channels_last, eval_batch_size=flags.eval_batch_size,
+        deterministic=flags.deterministic, inception=flags.inception,
+        inception_images=flags.inception_images or INCEPTION_IMAGES, expect_gpus=flags.expect_gpus,
+        gan_ema=float(flags.gan_ema or 0.0), stop_signal=values["stop_signal"],
+        suite_every=flags.suite_every or 0,
     )
     validate(plan)
     return plan
@@ -266,26 +252,27 @@ def check_storage(storage_path: str) -> None:
                           "e.g. --storage-path results (nothing was written).")
 
 
-def load_resume_plan(args: argparse.Namespace) -> StudyPlan:
-    """The saved plan of the study --name under --storage-path (its storage path as given now)."""
-    if not args.name:
+def load_resume_plan(name: str | None, storage_path: str, family: str) -> StudyPlan:
+    """The saved plan of the study `name` under `storage_path` (its storage path as given now); a
+    study.json of any earlier schema reads (study/tune/spec.py), anything else is refused."""
+    if not name:
         _fail("--resume needs --name: the name of the interrupted study (a directory under --storage-path).")
-    storage = normalize_storage_path(args.storage_path)
-    store = StudyStore(f"{storage.rstrip('/')}/{args.name}")
+    storage = normalize_storage_path(storage_path)
+    store = StudyStore(f"{storage.rstrip('/')}/{name}")
     if not store.exists(store.path(R.STUDY_JSON)):
         _fail(f"--resume: {store.uri} holds no study to resume ({R.STUDY_JSON} is missing); check --name "
               "and --storage-path, or start a new study without --resume.")
     try:
         plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
-    except (ValueError, TypeError, KeyError) as exc:  # not JSON, or not the launcher's settings
+    except (ValueError, TypeError) as exc:  # not JSON, or not the launcher's settings
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        _fail(f"--resume: {store.path(R.STUDY_JSON)} is not a {R.STUDY_JSON} the launcher wrote ({why}); "
+        _fail(f"--resume: {store.path(R.STUDY_JSON)} is not a {R.STUDY_JSON} this launcher can read ({why}); "
               "restore it from a backup, or start the study again under a new --name.")
-    if plan.family != args.family:
-        _fail(f"--resume: study {args.name} is a {plan.family} study, not {args.family}; "
+    if plan.family != family:
+        _fail(f"--resume: study {name} is a {plan.family} study, not {family}; "
               f"pass --family {plan.family}.")
     if plan.scheduler == "hyperband":  # Tune's HyperBand restarts with empty brackets (docs/search.md)
-        _fail(f"--resume: study {args.name} uses the hyperband scheduler, whose brackets a resume cannot "
+        _fail(f"--resume: study {name} uses the hyperband scheduler, whose brackets a resume cannot "
               "rebuild (its paused trials would be judged against nothing); start it again under a new "
               "--name, or use --scheduler asha, which resumes with its rungs.")
     return dataclasses.replace(plan, storage_path=storage)

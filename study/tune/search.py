@@ -87,14 +87,19 @@ def signal_values(history: pd.DataFrame, signal: str) -> pd.Series:
     return fid.groupby(trials).cummin().groupby(trials).ffill()  # a NaN epoch keeps the best so far
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplayedTrial:
+    """A trial as ASHA sees it in a replay: its id is all the scheduler reads of a Trial."""
+
+    trial_id: str
+
+
 def asha_stop_epochs(plan: StudyPlan, history: pd.DataFrame, trial_order: Sequence[str]) -> dict[str, int]:
     """trial -> the epoch (below max_epochs) at which the plan's ASHA stops it, for `history`'s
     trials run one at a time in `trial_order`: the scheduler `make_scheduler` builds, fed each
     trial's recorded per-epoch stop signal. For a study run one trial at a time on a CPU (bit-for-bit
     training) these are that study's own decisions, and a no-stopping study's replay is the study
     its ASHA twin would have run (benchmarks/bench_search.py), without training it again."""
-    from types import SimpleNamespace
-
     from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
     scheduler = make_scheduler(dataclasses.replace(plan, scheduler="asha"))
@@ -103,7 +108,7 @@ def asha_stop_epochs(plan: StudyPlan, history: pd.DataFrame, trial_order: Sequen
     frame = frame.assign(_signal=signal_values(frame, plan.stop_signal))
     stopped: dict[str, int] = {}
     for trial_id in dict.fromkeys(trial_order):
-        trial: Any = SimpleNamespace(trial_id=trial_id)  # all the scheduler reads of a Trial
+        trial: Any = ReplayedTrial(trial_id)
         controller: Any = None
         AsyncHyperBandScheduler.on_trial_add(scheduler, controller, trial)  # (nothing saved to rebuild)
         rows = frame[frame[R.TRIAL_ID] == trial_id]

@@ -56,7 +56,7 @@ def tracking_uri(study_dir: str) -> str:
 WANDB_DIR = "wandb"
 
 
-def callbacks(trackers: list[str] | None, study_dir: str, study_name: str) -> list[Any]:
+def callbacks(trackers: tuple[str, ...] | list[str] | None, study_dir: str, study_name: str) -> list[Any]:
     """The Tune callbacks of the --tracker values (each once)."""
     if is_uri(study_dir):
         return []
