@@ -1,4 +1,12 @@
-"""What the search buys: random search, with and without ASHA, against TPE, with and without ASHA.
+"""What the search buys, measured on real studies: random search, with and without ASHA, against TPE,
+with and without ASHA.
+
+The judge of the search is the search lab now (benchmarks/lab.py: hundreds of paired simulated
+studies on learning-curve tables of the product's own spaces; docs/search.md). This script stays as
+its real-run mode, for machines where real studies are cheap (a GPU): it runs paired real studies,
+and benchmarks/lab_check.py tells whether their picks and compute fall inside the lab's range for
+the same arms (its studies are launcher study directories). Its own IQM and bootstrap over 3
+repetitions describe those runs; they do not decide defaults.
 
     python benchmarks/bench_search.py --data-dir ../shared/data            # gan + vae, 3 reps, 16 trials
     python benchmarks/bench_search.py --data-dir D --families gan --first-rep 1 --reps 1   # one more rep
