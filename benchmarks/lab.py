@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/lab.py` from anywhere
     sys.path.insert(0, str(ROOT))
@@ -117,6 +119,24 @@ def table_mismatch(recorded: dict, names: dict[str, list[str]]) -> str | None:
     return None
 
 
+def table_clocks(table_json: dict) -> dict[str, str]:
+    """Per family, whose seconds its table's clock counts: the GPU model its trials trained on, or
+    "CPU seconds", read from the studies' trials.parquet (relative to the repository); {} when unread."""
+    clocks = {}
+    for family, info in table_json.get("families", {}).items():
+        names = set()
+        for study in info.get("studies", []):
+            path = ROOT / study / R.TRIALS_FILE  # an absolute study path stays absolute
+            if not path.exists():
+                continue
+            trials = pd.read_parquet(path)
+            gpus = trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
+            names |= {g if isinstance(g, str) and g and g.lower() != "cpu" else "CPU" for g in gpus}
+        if names:
+            clocks[family] = " / ".join(sorted(names))
+    return clocks
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -175,7 +195,7 @@ def summarize(out_dir: Path) -> int:
     provisional = "PROVISIONAL: " + "; ".join(reasons) if reasons else ""
     summary = P.summarize(reps, provisional)
     summary.to_csv(out_dir / P.SUMMARY_CSV, index=False, float_format="%.4g")
-    P.plot_anytime(reps, out_dir / P.FIGURE, provisional)
+    P.plot_anytime(reps, out_dir / P.FIGURE, provisional, clocks=table_clocks(table))
     if provisional:
         print(f"*** {provisional} ***")
     for family, info in table["families"].items():

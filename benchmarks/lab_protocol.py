@@ -278,8 +278,11 @@ ARM_STYLE = {
 }
 
 
-def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
-    """Rows: families; columns: trials x workers; the core arms' IQM pick over compute, 95 % band."""
+def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "",
+                 clocks: dict[str, str] | None = None) -> None:
+    """Rows: families; columns: trials x workers; the core arms' IQM pick over compute, 95 % band.
+    `clocks`: per family, whose seconds the table's clock is (e.g. "NVIDIA H200"; the x axis says so).
+    The y axis stops at twice the worst final IQM: the first trials' picks are off the scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,7 +301,7 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
             ax.set_visible(False)
             continue
         grid = np.linspace(0, np.percentile(cell["compute_s"], 90), 200)
-        n_reps = 0
+        n_reps, finals, lows = 0, [], []
         for (sampler, scheduler), (label, color, style) in ARM_STYLE.items():
             arm = cell[(cell["sampler"] == sampler) & (cell["scheduler"] == scheduler)].sort_values("rep")
             if arm.empty:
@@ -306,11 +309,18 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
             values = _on_grid(arm["anytime_compute"], arm["anytime_pick"], grid)
             keep = np.isfinite(values).all(axis=0)  # every repetition has a pick
             low, high = bootstrap_iqm(values[:, keep], resamples=RESAMPLES // 4)
-            ax.plot(grid[keep], iqm(values[:, keep]), color=color, ls=style, lw=1.3, label=label)
+            curve = iqm(values[:, keep])
+            ax.plot(grid[keep], curve, color=color, ls=style, lw=1.3, label=label)
             ax.fill_between(grid[keep], low, high, color=color, alpha=0.12, lw=0)
             n_reps = max(n_reps, len(arm))
+            if len(curve):
+                finals.append(float(curve[-1]))
+                lows.append(float(np.nanmin(low)))
+        if finals:
+            ax.set_ylim(0.95 * min(lows), 2 * max(finals))
         ax.set_title(f"{family.upper()}, {trials} trials, W={workers} ({n_reps} reps)", fontsize=8)
-        ax.set_xlabel("compute spent (simulated trial seconds)", fontsize=7)
+        clock = (clocks or {}).get(family)
+        ax.set_xlabel(f"compute spent (simulated {clock + ' ' if clock else ''}trial seconds)", fontsize=7)
         ax.set_ylabel("noise-free val FID of the pick", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3, lw=0.5)
@@ -322,6 +332,18 @@ def plot_anytime(reps: pd.DataFrame, path: Path, provisional: str = "") -> None:
                 labels.append(lab)
     title = "IQM over paired repetitions, band: 95 % bootstrap interval"
     height = fig.get_figheight()
+    spare = [ax for ax in axes.flat if not ax.get_visible()]
+    if spare:  # the legend in an empty panel rather than below the figure
+        spare[-1].set_visible(True)
+        spare[-1].axis("off")
+        spare[-1].legend([handles[lab] for lab in labels], labels, loc="center", fontsize=7,
+                         frameon=False, title=title, title_fontsize=7)
+        if provisional:
+            fig.suptitle(textwrap.fill(f"{provisional} (lab_table.json)", 150), color="firebrick", fontsize=8)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height) if provisional else None)
+        fig.savefig(path, dpi=200, bbox_inches="tight")
+        plt.close(fig)
+        return
     if provisional:  # on the figure itself; the reasons are in lab_summary.csv and lab_table.json
         # the table's own reasons (a random-draw table short of configurations is not TPE-biased)
         fig.suptitle(textwrap.fill(f"{provisional} (lab_table.json)", 150), color="firebrick", fontsize=8)

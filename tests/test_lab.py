@@ -231,3 +231,15 @@ def test_the_tables_clock_is_each_trials_whole_seconds_not_its_training_seconds(
     np.testing.assert_allclose(last, np.sort(trials[R.TRIAL_SECONDS].to_numpy(dtype=float)), rtol=1e-9)
     assert (trials[R.TRIAL_SECONDS] > 2 * trials[R.TRAIN_SECONDS]).all()  # scoring is most of it
     assert json.loads((study / R.STUDY_JSON).read_text())["family"] == "gan"
+
+
+def test_the_figure_names_the_machine_whose_seconds_each_table_counts(tmp_path):
+    from benchmarks.lab import table_clocks
+
+    for name, gpus in (("gan-a", ["NVIDIA H200"] * 2), ("vae-a", ["cpu", None])):
+        (tmp_path / name).mkdir()
+        pd.DataFrame({R.GPU_NAME: gpus}).to_parquet(tmp_path / name / R.TRIALS_FILE)
+    table = {"families": {"gan": {"studies": [str(tmp_path / "gan-a")]},
+                          "vae": {"studies": [str(tmp_path / "vae-a")]},
+                          "old": {"studies": [str(tmp_path / "missing")]}}}
+    assert table_clocks(table) == {"gan": "NVIDIA H200", "vae": "CPU"}
