@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study import results as R  # noqa: E402
-from study.tune import ALLOW_CPU_ON_GPU_ENV  # noqa: E402
+from study.engine import ALLOW_CPU_ON_GPU_ENV  # noqa: E402
 
 PACKINGS = (1, 2, 4, 8)
 FINISHED = re.compile(r"study \S+ finished in (\d+(?:\.\d+)?) s")

@@ -9,7 +9,7 @@ two seed configurations alone.
 Picks, on the table's final-epoch validation FID (mean over the runs of a configuration; the seed
 configurations, already trained with one seed per chunk, left out): the `--best` lowest and `--random`
 others drawn at random (seed 0), and trains each with every `--seeds` seed through the launcher's own
-trainable, study setup and Ray Tune runner (study/tune/fixed.py: FIFO, to the last epoch, resumable:
+trainable, study setup and Ray Tune runner (study/engine/fixed.py: FIFO, to the last epoch, resumable:
 run the same command again after an interruption). Writes the tables' folder
 `<tables>/<family>-replicates/` as one more launcher-like study (study.json, trials.parquet,
 history.parquet), which `benchmarks/lab.py --studies <tables>` reads with the chunks: the lab's
@@ -92,14 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from study.data import load_splits
     from study.devices import pick_device
+    from study.engine.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
+    from study.engine.export import trial_rows, trials_frame
+    from study.engine.fixed import run_fixed_configs
+    from study.engine.plan import StudyPlan
+    from study.engine.study_run import study_setup
+    from study.engine.trainable import with_setup
     from study.metrics.evaluator import prepare_evaluation
     from study.store import StudyStore
-    from study.tune.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
-    from study.tune.export import trial_rows, trials_frame
-    from study.tune.fixed import run_fixed_configs
-    from study.tune.plan import StudyPlan
-    from study.tune.study_run import study_setup
-    from study.tune.trainable import with_setup
 
     base = StudyPlan.from_json((chunks[0] / R.STUDY_JSON).read_text())
     runs_dir = str(Path(args.runs_dir).resolve())

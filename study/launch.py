@@ -21,11 +21,8 @@ import sys
 from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
-from study.followups import BOTH
-from study.followups.launch_plan import LaunchSpec, checked_plan
-from study.repeat import REPEAT_THREADS
-from study.tune.lock import StudyLockedError
-from study.tune.plan import (
+from study.engine.lock import StudyLockedError
+from study.engine.plan import (
     DEFAULT_SAMPLERS,
     INCEPTION_CHOICES,
     INCEPTION_IMAGES,
@@ -38,8 +35,11 @@ from study.tune.plan import (
     StudyPlan,
     resolve_plan,
 )
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
-from study.tune.spec import PRESETS, RaySettings, choose_preset, search_preset
+from study.engine.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
+from study.engine.spec import PRESETS, RaySettings, choose_preset, search_preset
+from study.followups import BOTH
+from study.followups.launch_plan import LaunchSpec, checked_plan
+from study.repeat import REPEAT_THREADS
 
 
 def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument per flag, over 60 lines

@@ -15,9 +15,9 @@ import sys
 from models.config import ConfigError
 from study import results as R
 from study.data import DataNotFoundError
+from study.engine.plan import check_data
+from study.engine.spec import RaySettings
 from study.followups.replicate_plan import DEFAULT_SEEDS, DEFAULT_TOP, prepare
-from study.tune.plan import check_data
-from study.tune.spec import RaySettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     # Ray and the metrics load only now: bad input is refused above without waiting for them
+    from study.engine import console
+    from study.engine.cluster import ray_session
     from study.followups.replicate import run_replicates, summary_table
-    from study.tune import console
-    from study.tune.cluster import ray_session
 
     console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
     try:

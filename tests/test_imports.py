@@ -25,16 +25,16 @@ LAYER_RULES = {
     "ground": {"ground", "models"},
     "loop": {"loop", "ground", "models"},
     "metrics": {"metrics", "ground", "models"},
-    "tune": {"tune", "loop", "metrics", "ground", "models", "search_spaces"},
-    "followups": {"followups", "tune", "loop", "metrics", "ground", "models", "search_spaces"},
-    "commands": {"followups", "tune", "loop", "metrics", "ground", "models", "search_spaces"},
+    "engine": {"engine", "loop", "metrics", "ground", "models", "search_spaces"},
+    "followups": {"followups", "engine", "loop", "metrics", "ground", "models", "search_spaces"},
+    "commands": {"followups", "engine", "loop", "metrics", "ground", "models", "search_spaces"},
     "analysis": {"analysis", "ground", "models"},
-    "benchmarks": {"benchmarks", "followups", "tune", "loop", "metrics", "ground", "models", "search_spaces",
-                   "analysis"},
+    "benchmarks": {"benchmarks", "followups", "engine", "loop", "metrics", "ground", "models",
+                   "search_spaces", "analysis"},
 }
 # inside study/, Ray and Optuna are imported by these layers only (optuna_storage: the study's optuna.db,
 # which the analysis reads too)
-RAY_OPTUNA_LAYERS = {"tune", "followups"}
+RAY_OPTUNA_LAYERS = {"engine", "followups"}
 RAY_OPTUNA_MODULES = {"study.optuna_storage"}
 
 
@@ -143,7 +143,7 @@ def test_the_cycle_finder_finds_a_planted_cycle_and_nothing_else():
 
 def test_the_graph_sees_imports_inside_functions_and_submodules():
     graph = import_graph()
-    assert "study.launch" in graph and "study.tune.plan" in graph["study.launch"]
+    assert "study.launch" in graph and "study.engine.plan" in graph["study.launch"]
     assert "study.followups.pipeline" in graph["study.launch"]  # imported inside main()
     assert "study.metrics.domain" in graph["study.metrics.evaluator"]  # `from study.metrics import domain`
     assert len(graph) > 30
@@ -156,7 +156,7 @@ def layer_of(module: str) -> str:
         return "ground"
     parts = module.split(".")
     if parts[0] == "study":
-        assert parts[1] in ("loop", "metrics", "tune", "followups"), f"{module}: in no layer of LAYER_RULES"
+        assert parts[1] in ("loop", "metrics", "engine", "followups"), f"{module}: in no layer of LAYER_RULES"
         return parts[1]
     return parts[0]
 
@@ -175,9 +175,9 @@ def test_each_layer_imports_only_the_layers_below_it():
 def test_the_layer_rules_catch_a_loop_that_reaches_into_the_metrics():
     graph = {"study.loop.trial": {"study.metrics.evaluator", "study.results"},
              "study.metrics.evaluator": set(), "study.results": set(),
-             "analysis.report": {"study.tune.plan"}, "study.tune.plan": set()}
+             "analysis.report": {"study.engine.plan"}, "study.engine.plan": set()}
     assert layer_violations(graph) == [
-        "analysis.report (analysis) imports study.tune.plan (tune)",
+        "analysis.report (analysis) imports study.engine.plan (engine)",
         "study.loop.trial (loop) imports study.metrics.evaluator (metrics)"]
 
 
@@ -191,7 +191,7 @@ def third_party_roots(path: Path) -> set[str]:
     return roots
 
 
-def test_ray_and_optuna_are_imported_only_by_tune_and_the_followups():
+def test_ray_and_optuna_are_imported_only_by_the_engine_and_the_followups():
     offenders = sorted(
         f"{name} imports {sorted(third_party_roots(path) & {'ray', 'optuna'})}"
         for name, path in project_modules().items()

@@ -30,10 +30,10 @@ from models.config import FAMILY_GAN as GAN
 from models.config import FAMILY_VAE as VAE
 from models.config import ConfigError
 from study import results as R
+from study.engine.plan import check_storage
+from study.engine.spec import SMOKE_PRESET
 from study.followups.launch_plan import LaunchSpec
 from study.store import StudyStore, is_uri
-from study.tune.plan import check_storage
-from study.tune.spec import SMOKE_PRESET
 
 BOTH_TOP = 1
 BOTH_SEEDS = 3

@@ -37,12 +37,12 @@ from search_spaces import train_config
 from study import results as R
 from study.data import load_splits
 from study.devices import pick_device
+from study.engine.plan import StudyPlan
+from study.engine.trainable import stopped_trial_summary
 from study.loop.run_dir import checkpoint_file
 from study.loop.summary import summarize
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore
-from study.tune.plan import StudyPlan
-from study.tune.trainable import stopped_trial_summary
 
 # Every trials.parquet has these (NaN where a family or trial has no value), then the hp_* and
 # params_* columns of its configurations and whatever else the trials' summaries carry.

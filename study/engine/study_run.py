@@ -11,10 +11,8 @@ from ray import tune
 from search_spaces import seed_configs
 from study import optuna_storage
 from study import results as R
-from study.metrics.inception import inception_missing, score_study
-from study.store import StudyStore
-from study.tune import console
-from study.tune.cluster import (
+from study.engine import console
+from study.engine.cluster import (
     cluster_gpus,
     errored_trial_dirs,
     fit,
@@ -23,11 +21,13 @@ from study.tune.cluster import (
     trial_dirname,
     trial_slots,
 )
-from study.tune.export import ExportedStudy, export_study
-from study.tune.plan import StudyPlan, checkpoint_epochs, expected_epochs
-from study.tune.scoring import scoring_pool
-from study.tune.search import make_scheduler, make_searcher
-from study.tune.trainable import TrialSetup, with_setup
+from study.engine.export import ExportedStudy, export_study
+from study.engine.plan import StudyPlan, checkpoint_epochs, expected_epochs
+from study.engine.scoring import scoring_pool
+from study.engine.search import make_scheduler, make_searcher
+from study.engine.trainable import TrialSetup, with_setup
+from study.metrics.inception import inception_missing, score_study
+from study.store import StudyStore
 
 
 def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:

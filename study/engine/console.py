@@ -2,7 +2,7 @@
 
     console.configure(verbose=False)          # once per launcher, before Ray starts
     ray.init(..., **console.ray_init_options())
-    tune.RunConfig(..., **console.run_options())   # study/tune/cluster.py: run_config
+    tune.RunConfig(..., **console.run_options())   # study/engine/cluster.py: run_config
 
 Without --verbose, Ray's own reporter is silenced (`RunConfig(verbose=0)`: no config box per trial,
 no status tables), its INFO logs (file packages pushed to the cluster, Tune's state snapshots) and
