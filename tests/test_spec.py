@@ -28,9 +28,9 @@ from study.engine.spec import (
     reproduction_preset,
     search_preset,
 )
-from study.followups import BOTH, both
 from study.followups.replicate_plan import ReplicatePlan
 from study.followups.reproduce_plan import ReproducePlan, check_study_dir
+from study.launcher import BOTH, both
 from study.store import normalize_storage_path
 from tests.conftest import REPO_ROOT
 from tests.test_imports import COMMANDS, project_modules

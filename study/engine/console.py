@@ -17,7 +17,7 @@ epochs per trial, `StudyShape`) times the seconds per epoch each running trial s
 validation, checkpoints, a finished trial's test scoring: R.TRIAL_SECONDS), the mean trial's for
 trials not timed yet, over the trial slots, and never less than the longest running trial's rest.
 Before that, a study on CPUs uses the pace a timed probe of a few training steps gave
-(study/followups/pipeline.py), and says so.
+(study/launcher/pipeline.py), and says so.
 With --verbose, Ray's output is as Ray prints it and this callback stays out of the way.
 """
 

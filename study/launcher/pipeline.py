@@ -38,11 +38,11 @@ from study.engine.plan import StudyPlan, expected_epochs
 from study.engine.recovery import reap_stale_ray, record_local_ray
 from study.engine.spec import FULL_PRESET, QUICK_PRESET, search_preset
 from study.engine.study_run import run_inception, run_study, study_setup, wants_inception
-from study.followups.launch_plan import LaunchSpec
 from study.followups.likelihood import run_likelihood
 from study.followups.replicate import run_replicates
 from study.followups.replicate import summary_table as replicate_table
 from study.followups.replicate_plan import prepare as prepare_replicates
+from study.launcher.launch_plan import LaunchSpec
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, is_uri
 

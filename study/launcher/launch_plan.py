@@ -27,7 +27,7 @@ from study.store import StudyStore, is_uri
 @dataclass(frozen=True)
 class LaunchSpec:
     """Everything `python -m study.launch` was asked, typed (study/launch.py builds it from the flags):
-    the study's flags (family may be followups.BOTH, which followups/both.py splits into one spec per
+    the study's flags (family may be launcher.BOTH, which launcher/both.py splits into one spec per
     family), whether to resume, the replicates after the search, and the Ray it runs on."""
 
     study: SearchFlags
