@@ -93,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     from study.data import load_splits
     from study.devices import pick_device
     from study.engine.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
-    from study.engine.export import trial_rows, trials_frame
     from study.engine.fixed import run_fixed_configs
     from study.engine.plan import StudyPlan
     from study.engine.study_run import study_setup
     from study.engine.trainable import with_setup
+    from study.engine.trial_tables import trial_rows, trials_frame
     from study.metrics.evaluator import prepare_evaluation
     from study.store import StudyStore
 

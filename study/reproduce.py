@@ -4,7 +4,7 @@
     python -m study.reproduce --seed-study 2 --quick            # gan/mlp + vae/mlp, CPU-sized
     python -m study.reproduce --seed-study 2 --epochs 10,50 --seeds 5
 
-The protocol, the presets and what is written: study/followups/reproduce.py.
+The protocol, the presets and what is written: study/followups/reproduce_run.py.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ray and the metrics load only now: bad input is refused above without waiting for them
     from study.engine import console
     from study.engine.cluster import ray_session
-    from study.followups.reproduce import run_reproduction, summary_table
+    from study.followups.reproduce_run import run_reproduction, summary_table
 
     console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
     try:

@@ -101,8 +101,8 @@ def test_a_killed_worker_a_corrupt_checkpoint_and_an_oom_width_each_leave_one_ro
 
     from models.config import TrainConfig, VAEConfig
     from study.data import load_splits
-    from study.engine.export import export_study
     from study.engine.trainable import TrialSetup, with_setup
+    from study.engine.trial_tables import export_study
     from study.metrics.evaluator import prepare_evaluation
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/

@@ -253,3 +253,31 @@ def test_function_level_project_imports_say_why():
 def test_no_import_cycles_among_the_projects_modules():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+NAMED_PACKAGES = ("study", "models", "search_spaces", "analysis")  # benchmarks/ are scripts, not imported
+
+
+def shared_module_names(paths: list[Path]) -> dict[str, list[str]]:
+    """Module basename -> its files, for every name two or more files share (package __init__.py and
+    __main__.py files aside)."""
+    by_name: dict[str, list[str]] = {}
+    for path in paths:
+        if path.name not in ("__init__.py", "__main__.py"):
+            by_name.setdefault(path.stem, []).append(path.relative_to(REPO_ROOT).as_posix())
+    return {name: files for name, files in sorted(by_name.items()) if len(files) > 1}
+
+
+def test_no_two_modules_share_a_name():
+    """A name says which module it is: `export` was both a command and the engine's table writer."""
+    paths = sorted(p for package in NAMED_PACKAGES for p in (REPO_ROOT / package).rglob("*.py"))
+    assert len(paths) > 60
+    shared = shared_module_names(paths)
+    assert not shared, "module names used twice: " + "; ".join(f"{name}: {', '.join(files)}"
+                                                             for name, files in shared.items())
+
+
+def test_the_shared_name_check_finds_a_planted_pair():
+    planted = [REPO_ROOT / "study" / "export.py", REPO_ROOT / "study" / "engine" / "export.py",
+               REPO_ROOT / "study" / "engine" / "__init__.py", REPO_ROOT / "study" / "__init__.py"]
+    assert shared_module_names(planted) == {"export": ["study/export.py", "study/engine/export.py"]}

@@ -27,8 +27,8 @@ from search_spaces import seed_configs
 from study import launch
 from study import results as R
 from study.engine import cluster, preflight, search
-from study.engine.export import TRIAL_COLUMNS
 from study.engine.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan
+from study.engine.trial_tables import TRIAL_COLUMNS
 from study.launch import plan_from_args
 from tests.conftest import REPO_ROOT
 
@@ -404,7 +404,7 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
     assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_BCE_NELBO] > 0).all()
     # the importance-weighted NLL: the trials a report picks carry it (computed after the search, its
     # seconds in their trial_seconds), the others never paid for it
-    from study.followups.likelihood import picked_trials
+    from study.followups.picked_nll import picked_trials
 
     picked = table[R.TRIAL_ID].isin(picked_trials(table))
     assert picked.any() and "likelihood (importance-weighted NLL)" in out
@@ -534,8 +534,8 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     from models.config import TrainConfig as TC
     from models.config import VAEConfig
     from study.data import load_splits
-    from study.engine.export import export_study
     from study.engine.trainable import TrialSetup, with_setup
+    from study.engine.trial_tables import export_study
     from study.metrics.evaluator import prepare_evaluation
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/

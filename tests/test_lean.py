@@ -161,7 +161,7 @@ def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir
 
 
 def test_the_likelihood_step_scores_only_the_picked_trials_that_lack_it():
-    from study.followups.likelihood import missing
+    from study.followups.picked_nll import missing
 
     trials = pd.DataFrame({R.TRIAL_ID: ["a", "b", "c"], R.TEST_BINARIZED_NLL: [90.0, math.nan, math.nan]})
     assert missing(trials, ["a", "b"]) == ["b"]  # a re-run (python -m study.replicate) redoes nothing

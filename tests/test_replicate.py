@@ -24,8 +24,8 @@ from models.config import TrainConfig
 from search_spaces import SpaceOptions, seed_configs
 from study import replicate, reproduce
 from study import results as R
-from study.engine.export import TRIAL_COLUMNS
 from study.engine.plan import PRESETS, StudyPlan
+from study.engine.trial_tables import TRIAL_COLUMNS
 from study.followups import replicate_plan as replicate_lib
 from study.results import EXIT_INTERRUPTED
 from tests.conftest import REPO_ROOT

@@ -21,11 +21,11 @@ from study.engine.cluster import (
     trial_dirname,
     trial_slots,
 )
-from study.engine.export import ExportedStudy, export_study
 from study.engine.plan import StudyPlan, checkpoint_epochs, expected_epochs
 from study.engine.scoring import scoring_pool
 from study.engine.search import make_scheduler, make_searcher
 from study.engine.trainable import TrialSetup, with_setup
+from study.engine.trial_tables import ExportedStudy, export_study
 from study.metrics.inception import inception_missing, score_study
 from study.store import StudyStore
 
@@ -49,7 +49,7 @@ def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
 def study_setup(plan: StudyPlan, data, assets) -> TrialSetup:
     """What every trial of the search shares (and the scoring workers after it)."""
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-    # test_nll False: the likelihood of the picked trials only, after the search (followups/likelihood.py)
+    # test_nll False: the likelihood of the picked trials only, after the search (followups/picked_nll.py)
     return TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
                       threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus,
                       suite_every=plan.suite_every, test_nll=False)

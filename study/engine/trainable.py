@@ -103,7 +103,7 @@ class TrialSetup:
     # the last (0: the last only, and a stopped trial's stop epoch, scored after the search)
     suite_every: int = 0
     # a VAE's importance-weighted NLL inside the trial (False in a search: only the trials a report
-    # picks get it, after the search, study/followups/likelihood.py)
+    # picks get it, after the search, study/followups/picked_nll.py)
     test_nll: bool = True
 
     def suite_epochs(self, epochs: int) -> frozenset[int]:

@@ -1,5 +1,5 @@
 """Which replicates a study gets: its best configurations and its seed configurations, the new seeds,
-the spec a second call must match; checked before Ray starts (study/followups/replicate.py runs them;
+the spec a second call must match; checked before Ray starts (study/followups/replicate_run.py runs them;
 `python -m study.replicate`, study/replicate.py, is the command).
 
     python -m study.replicate results/gan-quick --top 3 --seeds 5

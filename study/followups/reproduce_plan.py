@@ -1,5 +1,5 @@
 """A reproduction's plan: re-run a seed study's own experiment (the planning half, checked before Ray
-starts; study/followups/reproduce.py runs it; `python -m study.reproduce`, study/reproduce.py, is the
+starts; study/followups/reproduce_run.py runs it; `python -m study.reproduce`, study/reproduce.py, is the
 command).
 
     python -m study.reproduce --seed-study 1                    # gan/dcgan + vae/conv at 10, 20, 50 epochs

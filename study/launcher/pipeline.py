@@ -3,7 +3,7 @@
 `launch(spec, plan, lock)` takes the launcher's spec and the plan that launch_plan.checked_plan
 resolved and checked (MNIST, the dashboard port, the study lock: before Ray starts or anything is
 written), starts or joins Ray, runs the search (study/engine/study_run.py), then
-the replicates of its best configurations (study/followups/replicate.py) and the Inception step,
+the replicates of its best configurations (study/followups/replicate_run.py) and the Inception step,
 and prints the end-of-study summary. `python -m study.launch` (study/launch.py) is its parser.
 """
 
@@ -32,16 +32,16 @@ from study.engine.cluster import (
     resolve_gpus,
     trial_slots,
 )
-from study.engine.export import ExportedStudy, summary_table
 from study.engine.lock import StudyLock, UriStudyLock
 from study.engine.plan import StudyPlan, expected_epochs
 from study.engine.recovery import reap_stale_ray, record_local_ray
 from study.engine.spec import FULL_PRESET, QUICK_PRESET, search_preset
 from study.engine.study_run import run_inception, run_study, study_setup, wants_inception
-from study.followups.likelihood import run_likelihood
-from study.followups.replicate import run_replicates
-from study.followups.replicate import summary_table as replicate_table
+from study.engine.trial_tables import ExportedStudy, summary_table
+from study.followups.picked_nll import run_likelihood
 from study.followups.replicate_plan import prepare as prepare_replicates
+from study.followups.replicate_run import run_replicates
+from study.followups.replicate_run import summary_table as replicate_table
 from study.launcher.launch_plan import LaunchSpec
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore, is_uri
@@ -73,7 +73,7 @@ def _run(spec: LaunchSpec, plan: StudyPlan):
                                     prdc_images=plan.eval_samples)
     began = time.perf_counter()
     exported = run_study(plan, data, assets, resume=spec.resume, prior_epoch_s=prior)
-    if exported is not None:  # the picked VAE trials' likelihood (followups/likelihood.py)
+    if exported is not None:  # the picked VAE trials' likelihood (followups/picked_nll.py)
         gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
         scored = run_likelihood(plan, study_setup(plan, data, assets), gpus, spec.replicate_top)
         if scored is not None:

@@ -230,7 +230,7 @@ def run_trial(
     (R.LEAN_VALIDATION_METRICS). A trial the scheduler stops gets its suite from its checkpoint after
     the search (study/engine/trainable.py stopped_trial_summary).
     `test_nll` False: a VAE's test metrics without the importance-weighted NLL (computed later for
-    the trials a report describes, study/followups/likelihood.py).
+    the trials a report describes, study/followups/picked_nll.py).
     Every record and checkpoint carries R.TRIAL_SECONDS, the trial's wall time so far; the summary's
     adds the last writes and the test scoring.
     `config.deterministic`: the whole trial under study.devices.deterministic_algorithms.

@@ -21,10 +21,10 @@ from models.config import FAMILY_VAE
 from study import results as R
 from study.data import load_splits
 from study.engine.cluster import trial_slots
-from study.engine.export import NLL_COLUMNS
 from study.engine.plan import StudyPlan
 from study.engine.scoring import ScoringWorker, scoring_pool
 from study.engine.trainable import TrialSetup
+from study.engine.trial_tables import NLL_COLUMNS
 from study.followups.replicate_plan import select_sources
 from study.metrics.evaluator import prepare_evaluation
 from study.quality_gate import described_trials

@@ -17,10 +17,10 @@ from study.data import load_splits
 from study.devices import pick_device
 from study.engine import console
 from study.engine.cluster import errored_trial_dirs, resolve_gpus, trial_slots
-from study.engine.export import TRIAL_COLUMNS, trial_rows, trials_frame
 from study.engine.fixed import run_fixed_configs
 from study.engine.trainable import TrialSetup, with_setup
-from study.followups.likelihood import run_likelihood
+from study.engine.trial_tables import TRIAL_COLUMNS, trial_rows, trials_frame
+from study.followups.picked_nll import run_likelihood
 from study.followups.replicate_plan import (
     REPLICATE_DIR_PREFIX,
     ReplicatePlan,

@@ -10,7 +10,7 @@ inside the trial; early-stopped trials are evaluated here from their last checkp
 the epoch ASHA stopped them at (the trainable checkpoints every rung), together with the whole
 validation suite of that epoch (its row and its last history record get it); diverged and errored
 trials have none (NaN). A search's VAE trials get the importance-weighted NLL after the export, the
-picked ones only (study/followups/likelihood.py); a re-export keeps it, as it keeps Inception FIDs.
+picked ones only (study/followups/picked_nll.py); a re-export keeps it, as it keeps Inception FIDs.
 
 `python -m study.export results/<name>` (study/export.py) rebuilds the tables of a finished study
 (e.g. after the launcher died while exporting), evaluating early-stopped trials in-process.
@@ -197,7 +197,7 @@ def export_study(
 
 
 INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA256)
-# the picked VAE trials' likelihood, computed after the search (study/followups/likelihood.py)
+# the picked VAE trials' likelihood, computed after the search (study/followups/picked_nll.py)
 NLL_COLUMNS = (R.TEST_BINARIZED_NLL, R.IW_K, R.IW_IMAGES, R.NLL_SECONDS)
 
 
