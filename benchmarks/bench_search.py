@@ -73,6 +73,8 @@ from launcher_study import EXIT_BAD_INPUT, free_port, launcher_failed  # noqa: E
 
 from models.config import FAMILIES  # noqa: E402
 from study import results as R  # noqa: E402
+from study.engine.plan import StudyPlan  # noqa: E402
+from study.engine.search import replay_asha  # noqa: E402
 
 # arm name -> (--sampler, --scheduler) of the launcher
 ARMS = {
@@ -350,10 +352,6 @@ def replayed_curve(baseline_dir: Path, scheduler_dir: Path | None = None) -> pd.
     """random + ASHA replayed on a random-none study (the module docstring), with the grace period,
     reduction factor, max epochs and stop signal of `scheduler_dir`'s study.json (the same
     repetition's TPE + ASHA study, so both arms stop alike), else the random-none study's own."""
-    # only the replay needs Ray and Optuna (imported by study.engine.search); the rest is pandas
-    from study.engine.plan import StudyPlan
-    from study.engine.search import replay_asha
-
     has_plan = scheduler_dir is not None and (scheduler_dir / R.STUDY_JSON).exists()
     source = scheduler_dir if has_plan and scheduler_dir is not None else baseline_dir
     plan = StudyPlan.from_json((source / R.STUDY_JSON).read_text())

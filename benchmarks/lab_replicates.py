@@ -26,10 +26,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import ray
+from ray import tune
+from ray.tune import ExperimentAnalysis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from study import results as R  # noqa: E402
+from study.data import load_splits  # noqa: E402
+from study.devices import pick_device  # noqa: E402
+from study.engine.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots  # noqa: E402
+from study.engine.fixed import run_fixed_configs  # noqa: E402
+from study.engine.plan import StudyPlan  # noqa: E402
+from study.engine.study_run import study_setup  # noqa: E402
+from study.engine.trainable import with_setup  # noqa: E402
+from study.engine.trial_tables import trial_rows, trials_frame  # noqa: E402
+from study.metrics.evaluator import prepare_evaluation  # noqa: E402
+from study.store import StudyStore  # noqa: E402
 
 NAME = "{family}-replicates"
 DEFAULT_SEEDS = (300, 301)  # the chunks use sampler seeds 100-107 (VAE) and 200-203 (GAN)
@@ -87,20 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
 
-    import ray
-    from ray import tune
-
-    from study.data import load_splits
-    from study.devices import pick_device
-    from study.engine.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
-    from study.engine.fixed import run_fixed_configs
-    from study.engine.plan import StudyPlan
-    from study.engine.study_run import study_setup
-    from study.engine.trainable import with_setup
-    from study.engine.trial_tables import trial_rows, trials_frame
-    from study.metrics.evaluator import prepare_evaluation
-    from study.store import StudyStore
-
     base = StudyPlan.from_json((chunks[0] / R.STUDY_JSON).read_text())
     runs_dir = str(Path(args.runs_dir).resolve())
     data_dir = args.data_dir or base.data_dir
@@ -128,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: interrupted; run the same command again to continue", file=sys.stderr)
             return 1
         store = StudyStore(str(Path(runs_dir) / name))
-        from ray.tune import ExperimentAnalysis
-
         analysis = ExperimentAnalysis(store.uri, storage_filesystem=store.fs)
         rows, history = trial_rows(store, name, analysis.trials, errored=errored_trial_dirs(results))
     finally:

@@ -37,7 +37,7 @@ from study.engine.plan import (
 )
 from study.engine.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
 from study.engine.spec import PRESETS, RaySettings, choose_preset, search_preset
-from study.launcher import BOTH
+from study.launcher import BOTH, both  # both imports no Ray itself; each study does, after the checks
 from study.launcher.launch_plan import LaunchSpec, checked_plan
 from study.repeat import REPEAT_THREADS
 
@@ -196,8 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
     spec = spec_from_args(args)
     if spec.study.family == BOTH:
-        from study.launcher import both  # imports no Ray itself; each study does, after the checks
-
         return both.launch_both(spec, launch_one)
     return launch_one(spec)
 

@@ -230,6 +230,18 @@ def function_level_imports() -> list[str]:
     return sorted(set(found))
 
 
+# the most project imports inside functions: each breaks a cycle or puts off a heavy import (Ray, torch)
+# until bad input is refused, and says so; any other belongs at the top of its module
+MAX_FUNCTION_LEVEL_IMPORTS = 12
+
+
+def test_function_level_project_imports_are_few():
+    found = function_level_imports()
+    assert len(found) <= MAX_FUNCTION_LEVEL_IMPORTS, (
+        f"{len(found)} project imports inside functions (at most {MAX_FUNCTION_LEVEL_IMPORTS}): move one to "
+        "its module's top, where no cycle or layer rule forbids it:\n" + "\n".join(found))
+
+
 def test_function_level_project_imports_say_why():
     """Each project import inside a function carries a comment saying why: on its line, or heading the
     block of imports it belongs to."""
