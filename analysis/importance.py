@@ -15,10 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import optuna
 import pandas as pd
+from optuna.importance import FanovaImportanceEvaluator
+from optuna.trial import TrialState
 
 from analysis import columns as C
 from study import results as R
+from study.optuna_storage import load_study
 
 MIN_COMPLETE_TRIALS = 3  # fewer complete trials leave the forest nothing to explain
 
@@ -27,10 +31,6 @@ def param_importances(study, seed: int = 0, min_complete: int = MIN_COMPLETE_TRI
     """One row per assessed parameter: PARAMETER, IMPORTANCE (shares summing to 1), most important
     first. Raises ValueError when the study has fewer than `min_complete` complete trials or no
     parameter shared by all of them."""
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator
-    from optuna.trial import TrialState
-
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < min_complete:
         raise ValueError(f"{len(complete)} complete trial(s), importances need at least {min_complete}")
@@ -49,14 +49,10 @@ class _quiet:
     """Optuna's logging at warning level for the duration (importances log per call)."""
 
     def __enter__(self):
-        import optuna
-
         self.level = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def __exit__(self, *exc):
-        import optuna
-
         optuna.logging.set_verbosity(self.level)
 
 
@@ -64,11 +60,6 @@ def study_importances(study_dirs: Sequence[str | Path], trials: pd.DataFrame,
                       seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """Importances of every study that kept an Optuna study: rows of STUDY, FAMILY, PARAMETER,
     IMPORTANCE, N_TRIALS (complete trials behind them); and a note per study skipped."""
-    # Optuna loads only when importances are asked for: the rest of analysis/ needs none of it
-    from optuna.trial import TrialState
-
-    from study.optuna_storage import load_study
-
     frames, notes = [], []
     for directory in study_dirs:
         study = load_study(directory)

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study import results as R  # noqa: E402
-from study.tune import ALLOW_CPU_ON_GPU_ENV  # noqa: E402
+from study.data import resolve_data_dir  # noqa: E402
+from study.engine import ALLOW_CPU_ON_GPU_ENV  # noqa: E402
 
 PACKINGS = (1, 2, 4, 8)
 FINISHED = re.compile(r"study \S+ finished in (\d+(?:\.\d+)?) s")
@@ -166,10 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no GPU: nothing measured (CUDA is not available on this machine; "
               "--smoke-test runs the benchmark's logic on a logical GPU)")
         return 0
-    # after the early return above: a run without a GPU needs neither Ray nor the data
+    # after the early return above: a run without a GPU needs no Ray
     from ray.cluster_utils import Cluster
-
-    from study.data import resolve_data_dir
 
     root, _ = resolve_data_dir(args.data_dir)
     args.data_dir = str(root)

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from models import build_model, seed_model_config  # noqa: E402
 from models.config import ARCHS, FAMILIES  # noqa: E402
 from study.data import SPLIT_VAL, load_splits  # noqa: E402
+from study.metrics.classifier import load_featurenet  # noqa: E402
 from study.metrics.domain import compute_real_stats, score_images  # noqa: E402
 from study.metrics.evaluator import TrialEvaluator  # noqa: E402
-from study.metrics.featurenet import load_featurenet  # noqa: E402
 from study.metrics.inception import INCEPTION_BATCH, InceptionUnavailable, load_inception  # noqa: E402
 from study.metrics.likelihood import IW_K, vae_scores  # noqa: E402
 from study.metrics.prdc import prdc_real  # noqa: E402

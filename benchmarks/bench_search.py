@@ -23,7 +23,7 @@ repetitions to the same --out-dir, and --summarize joins whatever is there.
 random + ASHA is replayed, not run (unless --run-random-asha): the random sampler's proposals do not
 depend on results, so repetition r of random + ASHA proposes exactly random-none rep r's trials, and
 on a CPU every epoch of a trial trains bit for bit alike whether or not it is stopped later. The
-replay (study.tune.search.replay_asha) feeds the launcher's ASHA the recorded results of random-none
+replay (study.engine.search.replay_asha) feeds the launcher's ASHA the recorded results of random-none
 rep r, one trial at a time in proposal order (the order the anytime curves assume), with the grace
 period, reduction factor, max epochs and stop signal of the same repetition's TPE + ASHA study, and
 keeps each trial's epochs up to the one ASHA stopped it at (tests/test_launch.py checks the replay
@@ -73,6 +73,8 @@ from launcher_study import EXIT_BAD_INPUT, free_port, launcher_failed  # noqa: E
 
 from models.config import FAMILIES  # noqa: E402
 from study import results as R  # noqa: E402
+from study.engine.plan import StudyPlan  # noqa: E402
+from study.engine.search import replay_asha  # noqa: E402
 
 # arm name -> (--sampler, --scheduler) of the launcher
 ARMS = {
@@ -350,10 +352,6 @@ def replayed_curve(baseline_dir: Path, scheduler_dir: Path | None = None) -> pd.
     """random + ASHA replayed on a random-none study (the module docstring), with the grace period,
     reduction factor, max epochs and stop signal of `scheduler_dir`'s study.json (the same
     repetition's TPE + ASHA study, so both arms stop alike), else the random-none study's own."""
-    # only the replay needs Ray and Optuna (imported by study.tune.search); the rest is pandas
-    from study.tune.plan import StudyPlan
-    from study.tune.search import replay_asha
-
     has_plan = scheduler_dir is not None and (scheduler_dir / R.STUDY_JSON).exists()
     source = scheduler_dir if has_plan and scheduler_dir is not None else baseline_dir
     plan = StudyPlan.from_json((source / R.STUDY_JSON).read_text())

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study import results as R  # noqa: E402
-from study.tune.spec import choose_preset  # noqa: E402
+from study.engine.spec import choose_preset  # noqa: E402
 
 
 class StudyFigures(NamedTuple):

@@ -35,7 +35,7 @@ import pandas as pd
 
 from benchmarks.lab_sim import QUICK_ASHA, TPE_DEFAULT, Arm, simulate, surrogate_source
 from benchmarks.lab_surrogate import LabTable, Surrogate
-from study.tune.plan import StudyPlan
+from study.engine.plan import StudyPlan
 
 BASELINE = ("random", "none")  # random search without stopping: Lucic et al.'s protocol
 KEY = ["family", "trials", "workers", "sampler", "scheduler"]

@@ -9,7 +9,7 @@ two seed configurations alone.
 Picks, on the table's final-epoch validation FID (mean over the runs of a configuration; the seed
 configurations, already trained with one seed per chunk, left out): the `--best` lowest and `--random`
 others drawn at random (seed 0), and trains each with every `--seeds` seed through the launcher's own
-trainable, study setup and Ray Tune runner (study/tune/fixed.py: FIFO, to the last epoch, resumable:
+trainable, study setup and Ray Tune runner (study/engine/fixed.py: FIFO, to the last epoch, resumable:
 run the same command again after an interruption). Writes the tables' folder
 `<tables>/<family>-replicates/` as one more launcher-like study (study.json, trials.parquet,
 history.parquet), which `benchmarks/lab.py --studies <tables>` reads with the chunks: the lab's
@@ -26,10 +26,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import ray
+from ray import tune
+from ray.tune import ExperimentAnalysis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from study import results as R  # noqa: E402
+from study.data import load_splits  # noqa: E402
+from study.devices import pick_device  # noqa: E402
+from study.engine.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots  # noqa: E402
+from study.engine.fixed import run_fixed_configs  # noqa: E402
+from study.engine.plan import StudyPlan  # noqa: E402
+from study.engine.study_run import study_setup  # noqa: E402
+from study.engine.trainable import with_setup  # noqa: E402
+from study.engine.trial_tables import trial_rows, trials_frame  # noqa: E402
+from study.metrics.evaluator import prepare_evaluation  # noqa: E402
+from study.store import StudyStore  # noqa: E402
 
 NAME = "{family}-replicates"
 DEFAULT_SEEDS = (300, 301)  # the chunks use sampler seeds 100-107 (VAE) and 200-203 (GAN)
@@ -87,20 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
 
-    import ray
-    from ray import tune
-
-    from study.data import load_splits
-    from study.devices import pick_device
-    from study.metrics.evaluator import prepare_evaluation
-    from study.store import StudyStore
-    from study.tune.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots
-    from study.tune.export import trial_rows, trials_frame
-    from study.tune.fixed import run_fixed_configs
-    from study.tune.plan import StudyPlan
-    from study.tune.study_run import study_setup
-    from study.tune.trainable import with_setup
-
     base = StudyPlan.from_json((chunks[0] / R.STUDY_JSON).read_text())
     runs_dir = str(Path(args.runs_dir).resolve())
     data_dir = args.data_dir or base.data_dir
@@ -128,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: interrupted; run the same command again to continue", file=sys.stderr)
             return 1
         store = StudyStore(str(Path(runs_dir) / name))
-        from ray.tune import ExperimentAnalysis
-
         analysis = ExperimentAnalysis(store.uri, storage_filesystem=store.fs)
         rows, history = trial_rows(store, name, analysis.trials, errored=errored_trial_dirs(results))
     finally:

@@ -2,17 +2,17 @@
 
 One simulated study runs what the launcher runs, minus Ray and training:
   - the family's define-by-run space (`search_spaces.define_by_run`, the seed configurations
-    enqueued first: `study.tune.search.study_seed_points`);
-  - the launcher's Optuna sampler (`study.tune.search.make_sampler`: TPE's start-up rule,
+    enqueued first: `study.engine.search.study_seed_points`);
+  - the launcher's Optuna sampler (`study.engine.search.make_sampler`: TPE's start-up rule,
     multivariate + group, constant liar when more than one trial runs), or one the lab adds
     (`tpe-default`: Optuna's defaults);
-  - the launcher's ASHA (`study.tune.search.make_scheduler`, fed each result in simulated time as
+  - the launcher's ASHA (`study.engine.search.make_scheduler`, fed each result in simulated time as
     Tune feeds it, the way `asha_stop_epochs` does one trial at a time);
   - W workers on a simulated clock: a trial's epoch ends `epoch seconds` after the one before; a
     worker that frees up asks Optuna for the next trial at once, while the others are still RUNNING
     in the Optuna study (so the constant liar sees them). Each epoch's validation FID is reported to
     the Optuna trial as it arrives; a stopped trial is told PRUNED, a finished one COMPLETE with its
-    final FID (study.tune.recovery's rule).
+    final FID (study.engine.recovery's rule).
 A trial's FID curve is the surrogate's noise-free curve plus seed noise drawn from the repetition's
 own generator for its k-th trial, so repetitions pair across arms: the same seed configurations and
 random draws get the same noise in every arm.
@@ -38,8 +38,8 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from search_spaces import define_by_run
 from search_spaces.encode import SpaceFeatures, encode
 from study import results as R
-from study.tune.plan import PRESETS, STOP_SIGNALS, StudyPlan
-from study.tune.search import make_sampler, make_scheduler, study_seed_points
+from study.engine.plan import PRESETS, STOP_SIGNALS, StudyPlan
+from study.engine.search import make_sampler, make_scheduler, study_seed_points
 
 # Optuna's TPESampler() as shipped: 10 random start-up trials, univariate, no constant liar
 TPE_DEFAULT = "tpe-default"

@@ -11,9 +11,9 @@ from models.config import (
     VAEConfig,
     seed_model_config,
 )
-from models.gan import GAN
+from models.gan_model import GAN
 from models.layers import GenerativeModel
-from models.vae import VAE
+from models.vae_model import VAE
 
 
 def build_model(cfg: ModelConfig) -> GenerativeModel:

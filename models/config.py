@@ -102,7 +102,7 @@ class GANConfig:
     dropout: float = 0.0  # discriminator dropout after each hidden layer
     batch_norm: bool = False
     # dcgan only: the first seed study's printed second dense layer of 14*14*64 units (see
-    # models/gan.py: DCGANGenerator for why it is off by default)
+    # models/gan_model.py: DCGANGenerator for why it is off by default)
     printed_second_dense: bool = False
     lr_g: float = 2e-4
     lr_d: float = 2e-4

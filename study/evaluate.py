@@ -30,9 +30,9 @@ from study import smoke as SMOKE
 from study.data import DataNotFoundError, load_splits
 from study.devices import environment, pick_device
 from study.loop.summary import config_columns
+from study.metrics.classifier import FeatureNetError, load_featurenet
 from study.metrics.domain import KID_SUBSETS
 from study.metrics.evaluator import TrialEvaluator
-from study.metrics.featurenet import FeatureNetError, load_featurenet
 from study.metrics.floors import BLUR_SIGMAS, reference_floors
 from study.metrics.inception import InceptionUnavailable, inception_weights_path, model_inception_fid
 from study.metrics.likelihood import IW_IMAGES, IW_K

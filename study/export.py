@@ -1,7 +1,7 @@
 """`python -m study.export results/<name>`: rebuild trials.parquet, history.parquet and
 best_samples.png of a finished study directory (e.g. after the launcher died while exporting);
 early-stopped trials are test-evaluated in this process, and so are the picked VAE trials' likelihood
-when the launcher did not get to it. The export itself is study/tune/export.py.
+when the launcher did not get to it. The export itself is study/engine/trial_tables.py.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import sys
 
 from search_spaces import seed_configs
 from study import results as R
-from study.followups.likelihood import score_in_process
+from study.engine.plan import StudyPlan
+from study.engine.trial_tables import export_study, has_experiment_state, in_process_evaluator, summary_table
+from study.followups.picked_nll import score_in_process
 from study.store import StudyStore
-from study.tune.export import export_study, has_experiment_state, in_process_evaluator, summary_table
-from study.tune.plan import StudyPlan
 
 
 def main(argv: list[str] | None = None) -> int:

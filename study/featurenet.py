@@ -1,7 +1,7 @@
 """`python -m study.featurenet`: train the feature network, or check a weights file's hash, accuracy
 and robustness (study.robustness's table).
 
-The network itself is study/metrics/featurenet.py; this file is its command.
+The network itself is study/metrics/classifier.py; this file is its command.
 
     python -m study.featurenet train [--out PATH] [--seed 0] [--epochs 12] [--smoke-test]
     python -m study.featurenet evaluate [--weights PATH] [--fid-images 10000]
@@ -19,7 +19,7 @@ import torch
 
 from study import smoke as SMOKE
 from study.data import DataNotFoundError, MNISTSplits, load_splits
-from study.metrics.featurenet import (
+from study.metrics.classifier import (
     ROBUSTNESS_FID_IMAGES,
     SHIPPED_SHA256,
     WEIGHTS_PATH,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print("identical to the shipped weights")
     elif not args.smoke_test:
         print(f"differs from the shipped weights ({SHIPPED_SHA256[:12]}...); to ship these, copy the file to "
-              f"{WEIGHTS_PATH} and set SHIPPED_SHA256 in study/metrics/featurenet.py")
+              f"{WEIGHTS_PATH} and set SHIPPED_SHA256 in study/metrics/classifier.py")
     if not args.smoke_test:
         _print_robustness(net, data, ROBUSTNESS_FID_IMAGES)
     return 0

@@ -21,11 +21,8 @@ import sys
 from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
 from study import results as R
 from study.data import DATA_DIR_ENV, DataNotFoundError
-from study.followups import BOTH
-from study.followups.launch_plan import LaunchSpec, checked_plan
-from study.repeat import REPEAT_THREADS
-from study.tune.lock import StudyLockedError
-from study.tune.plan import (
+from study.engine.lock import StudyLockedError
+from study.engine.plan import (
     DEFAULT_SAMPLERS,
     INCEPTION_CHOICES,
     INCEPTION_IMAGES,
@@ -38,8 +35,11 @@ from study.tune.plan import (
     StudyPlan,
     resolve_plan,
 )
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
-from study.tune.spec import PRESETS, RaySettings, choose_preset, search_preset
+from study.engine.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
+from study.engine.spec import PRESETS, RaySettings, choose_preset, search_preset
+from study.launcher import BOTH, both  # both imports no Ray itself; each study does, after the checks
+from study.launcher.launch_plan import LaunchSpec, checked_plan
+from study.repeat import REPEAT_THREADS
 
 
 def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument per flag, over 60 lines
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
     )
     p.add_argument("--family", required=True, choices=(*FAMILIES, BOTH),
                    help="model family to study; both: a GAN and a VAE study with the same protocol, the "
-                   "replicates of each one's top configurations and the report (study/followups/both.py)")
+                   "replicates of each one's top configurations and the report (study/launcher/both.py)")
     p.add_argument("--trials", type=int, help="number of trials, seed configurations included (default 16)")
     p.add_argument("--max-epochs", type=int, help="epochs of a trial that is never stopped (default 20)")
     p.add_argument("--grace-period", type=int,
@@ -196,8 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
     spec = spec_from_args(args)
     if spec.study.family == BOTH:
-        from study.followups import both  # imports no Ray itself; each study does, after the checks
-
         return both.launch_both(spec, launch_one)
     return launch_one(spec)
 
@@ -211,7 +209,7 @@ def launch_one(spec: LaunchSpec) -> int:
         return R.EXIT_BAD_INPUT
     # imported only now: Ray reads LOOPBACK_ENV when it is imported, and bad input is refused above
     # without waiting for Ray and the metrics to load
-    from study.followups import pipeline
+    from study.launcher import pipeline
 
     return pipeline.launch(spec, plan, lock)
 

@@ -4,7 +4,7 @@ configurations and its seed configurations with new seeds, to their last epoch.
     python -m study.replicate results/gan-quick --top 3 --seeds 5
     python -m study.launch --family gan --quick --replicate-top 2 --replicate-seeds 3   # right after a search
 
-What is replicated, with which seeds, and where the rows go: study/followups/replicate.py.
+What is replicated, with which seeds, and where the rows go: study/followups/replicate_run.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sys
 from models.config import ConfigError
 from study import results as R
 from study.data import DataNotFoundError
+from study.engine.plan import check_data
+from study.engine.spec import RaySettings
 from study.followups.replicate_plan import DEFAULT_SEEDS, DEFAULT_TOP, prepare
-from study.tune.plan import check_data
-from study.tune.spec import RaySettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     # Ray and the metrics load only now: bad input is refused above without waiting for them
-    from study.followups.replicate import run_replicates, summary_table
-    from study.tune import console
-    from study.tune.cluster import ray_session
+    from study.engine import console
+    from study.engine.cluster import ray_session
+    from study.followups.replicate_run import run_replicates, summary_table
 
     console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
     try:

@@ -4,7 +4,7 @@
     python -m study.reproduce --seed-study 2 --quick            # gan/mlp + vae/mlp, CPU-sized
     python -m study.reproduce --seed-study 2 --epochs 10,50 --seeds 5
 
-The protocol, the presets and what is written: study/followups/reproduce.py.
+The protocol, the presets and what is written: study/followups/reproduce_run.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sys
 from models.config import ConfigError
 from study import results as R
 from study.data import DataNotFoundError
+from study.engine.plan import check_data
+from study.engine.spec import PRESETS, RaySettings, choose_preset, reproduction_preset
 from study.followups.reproduce_plan import (
     DEFAULT_SEEDS,
     QUICK_EPOCH_DIVISOR,
@@ -24,8 +26,6 @@ from study.followups.reproduce_plan import (
     plan_reproduction,
 )
 from study.repeat import REPEAT_THREADS
-from study.tune.plan import check_data
-from study.tune.spec import PRESETS, RaySettings, choose_preset, reproduction_preset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return R.EXIT_BAD_INPUT
     # Ray and the metrics load only now: bad input is refused above without waiting for them
-    from study.followups.reproduce import run_reproduction, summary_table
-    from study.tune import console
-    from study.tune.cluster import ray_session
+    from study.engine import console
+    from study.engine.cluster import ray_session
+    from study.followups.reproduce_run import run_reproduction, summary_table
 
     console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
     try:

@@ -85,7 +85,7 @@ TEST_BCE_NELBO = "test_bce_nelbo"
 # decoder, importance-weighted with IW_K samples (Burda et al. 2016): comparable with published NLLs
 TEST_BINARIZED_NLL = "test_binarized_nll"
 # a search computes TEST_BINARIZED_NLL (with IW_K, IW_IMAGES) after the search, for the trials the report
-# picks only (study/followups/likelihood.py); NLL_SECONDS its wall time, added to the trial's TRIAL_SECONDS
+# picks only (study/followups/picked_nll.py); NLL_SECONDS its wall time, added to the trial's TRIAL_SECONDS
 NLL_SECONDS = "nll_seconds"
 # the metric groups: what a trial reports each epoch, and what it adds once, on the test split
 VALIDATION_METRICS = (VAL_FID, VAL_KID, VAL_SAMPLE_IS, VAL_PRECISION, VAL_RECALL, VAL_DENSITY, VAL_COVERAGE,

@@ -79,7 +79,7 @@ def _keep_rays_loopback_switch():
     """`study.launch.main` sets Ray's single-node switch (LOOPBACK_ENV) in os.environ for the rest of
     its process; a test that calls it in-process must not hand that switch to a later test's Ray
     nodes (a worker node started with it cannot join a multi-node test cluster)."""
-    from study.tune.preflight import LOOPBACK_ENV  # models.config only: cheap
+    from study.engine.preflight import LOOPBACK_ENV  # models.config only: cheap
 
     before = os.environ.get(LOOPBACK_ENV[0])
     yield

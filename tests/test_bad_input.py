@@ -513,7 +513,7 @@ def _(tmp):
 
 HOLD_LOCK = """
 import sys, time
-from study.tune.lock import StudyLock
+from study.engine.lock import StudyLock
 lock = StudyLock.acquire(sys.argv[1], sys.argv[2])
 print("held", flush=True)
 time.sleep(120)
@@ -672,7 +672,7 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_last_one(tmp_path, 
 # --- the lock on its own -------------------------------------------------------------------------
 
 def test_the_study_lock_is_exclusive_released_and_reclaimed_after_a_crash(tmp_path):
-    from study.tune.lock import StudyLock, StudyLockedError, holder, lock_path
+    from study.engine.lock import StudyLock, StudyLockedError, holder, lock_path
 
     with StudyLock.acquire(tmp_path, "s") as lock:
         assert holder(lock.path)["pid"] == os.getpid()
@@ -705,7 +705,7 @@ def test_a_port_left_in_time_wait_by_a_crashed_study_does_not_refuse_a_resume():
     """The side that closes a connection first keeps it in TIME_WAIT for a minute; the dashboard
     binds with SO_REUSEADDR, so the pre-check must too. A port someone listens on is still refused."""
     from models.config import ConfigError
-    from study.tune.preflight import check_dashboard_port
+    from study.engine.preflight import check_dashboard_port
 
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

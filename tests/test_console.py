@@ -1,5 +1,5 @@
-"""The study console (study/tune/console.py), studies side by side (study/tune/sharing.py), the MLflow
-tracker (study/tune/tracking.py) and `--family both` (study/followups/both.py)."""
+"""The study console (study/engine/console.py), studies side by side (study/engine/sharing.py), the MLflow
+tracker (study/engine/tracking.py) and `--family both` (study/launcher/both.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import pytest
 
 from models.config import ConfigError
 from study import results as R
-from study.tune import sharing, tracking
-from study.tune.console import StudyConsole, StudyShape, duration, trial_label
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT
+from study.engine import sharing, tracking
+from study.engine.console import StudyConsole, StudyShape, duration, trial_label
+from study.engine.preflight import DEFAULT_DASHBOARD_PORT
 from tests.conftest import REPO_ROOT
 
 PROGRESS = re.compile(r"^(\d+)/(\d+) trials done, (\d+) running(, best validation FID so far [\d.]+ "
@@ -313,8 +313,8 @@ def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_pat
     import ray
 
     from study import launch
-    from study.followups import pipeline
     from study.launch import plan_from_args, spec_from_args
+    from study.launcher import pipeline
 
     args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
                                              "--storage-path", str(tmp_path), "--name", "raced"])
@@ -331,7 +331,7 @@ def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_pat
 
 
 def test_family_both_resume_knows_what_each_study_still_needs(tmp_path):
-    from study.followups.both import _state
+    from study.launcher.both import _state
 
     study = tmp_path / "cmp-gan"
     assert _state(str(study)) == "new"
@@ -347,7 +347,7 @@ def test_the_console_pickles_without_its_stream_and_writes_to_stdout_once_restor
     make that fail, and the restored one writes to the restoring process's stdout."""
     from ray import cloudpickle
 
-    from study.tune.console import StudyConsole
+    from study.engine.console import StudyConsole
 
     class Unpicklable(io.StringIO):
         def __reduce__(self):

@@ -23,7 +23,7 @@ from study.loop.trial import run_trial
 from study.metrics import inception as I
 from study.metrics import real_stats as RS
 from study.metrics import robustness as RB
-from study.metrics.featurenet import SHIPPED_SHA256
+from study.metrics.classifier import SHIPPED_SHA256
 from study.train import scale_widths
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")

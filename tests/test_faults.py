@@ -29,9 +29,9 @@ from optuna.trial import TrialState
 
 from study import launch
 from study import results as R
+from study.engine import cluster
+from study.engine.recovery import LOST_ASK_ATTR, session_processes
 from study.optuna_storage import load_study
-from study.tune import cluster
-from study.tune.recovery import LOST_ASK_ATTR, session_processes
 from tests.test_cluster import two_node_cluster  # noqa: F401  (fixture)
 from tests.test_launch import (  # noqa: F401  (local_ray: fixture)
     check_study,
@@ -101,9 +101,9 @@ def test_a_killed_worker_a_corrupt_checkpoint_and_an_oom_width_each_leave_one_ro
 
     from models.config import TrainConfig, VAEConfig
     from study.data import load_splits
+    from study.engine.trainable import TrialSetup, with_setup
+    from study.engine.trial_tables import export_study
     from study.metrics.evaluator import prepare_evaluation
-    from study.tune.export import export_study
-    from study.tune.trainable import TrialSetup, with_setup
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     markers = tmp_path / "markers"
@@ -187,7 +187,7 @@ def asha_run(tmp_path: Path, scheduler, name: str) -> int:
 def test_a_restored_asha_judges_resumed_trials_against_the_rungs_recorded_before(tmp_path):
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.tune.recovery import ResumableASHA
+    from study.engine.recovery import ResumableASHA
 
     common = dict(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", max_t=4, grace_period=1,
                   reduction_factor=2)
@@ -208,8 +208,8 @@ def test_a_searcher_restored_behind_its_optuna_db_skips_the_trials_the_db_finish
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from study.engine.recovery import ResumableOptunaSearch
     from study.optuna_storage import sqlite_url
-    from study.tune.recovery import ResumableOptunaSearch
 
     last = {R.EPOCH: 2, R.VAL_FID: 20.0, "training_iteration": 2, R.STOP_REASON: R.STOP_COMPLETED}
 
@@ -245,8 +245,8 @@ def test_a_searcher_restored_from_before_an_ask_runs_the_seed_configuration_that
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from study.engine.recovery import ResumableOptunaSearch
     from study.optuna_storage import sqlite_url
-    from study.tune.recovery import ResumableOptunaSearch
 
     seeds = [{"lr": 1e-3}, {"lr": 5e-3}]
     last = {R.EPOCH: 2, R.VAL_FID: 20.0, "training_iteration": 2, R.STOP_REASON: R.STOP_COMPLETED}
@@ -381,7 +381,7 @@ def test_out_of_memory_on_a_shared_gpu_is_retried_twice_then_final(tmp_path):
     only named here: the decision needs no GPU."""
     import torch
 
-    from study.tune.trainable import OOM_RETRIES, retry_out_of_memory
+    from study.engine.trainable import OOM_RETRIES, retry_out_of_memory
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert not retry_out_of_memory(R.STOP_OOM, cuda, 1.0, tmp_path)  # a whole GPU: the config does not fit

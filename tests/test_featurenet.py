@@ -10,7 +10,7 @@ import torch
 
 from study.data import load_splits, to_unit
 from study.featurenet import main
-from study.metrics import featurenet as fn
+from study.metrics import classifier as fn
 from study.metrics.robustness import blur
 from study.results import file_sha256
 

@@ -18,15 +18,15 @@ import torch
 from models.config import AMP_BF16, ConfigError, TrainConfig, VAEConfig
 from study import launch
 from study import results as R
+from study.engine import cluster, study_run
 from study.launch import plan_from_args
-from study.tune import cluster, study_run
 
 
 @pytest.fixture
 def logical_gpu_ray(monkeypatch):
     import ray
 
-    from study.tune import ALLOW_CPU_ON_GPU_ENV
+    from study.engine import ALLOW_CPU_ON_GPU_ENV
 
     monkeypatch.setenv(ALLOW_CPU_ON_GPU_ENV, "1")  # these GPUs are logical: CPU trials are expected
 
@@ -50,7 +50,7 @@ def wait_for_all(marker_dir: str, expected: int, timeout_s: float = 120.0) -> di
     import torch
     from ray import tune
 
-    from study.tune.trainable import trial_device
+    from study.engine.trainable import trial_device
 
     Path(marker_dir, tune.get_context().get_trial_id()).touch()
     deadline = time.monotonic() + timeout_s

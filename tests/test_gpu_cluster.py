@@ -18,7 +18,7 @@ import pytest
 
 from study import launch
 from study import results as R
-from study.tune import ALLOW_CPU_ON_GPU_ENV
+from study.engine import ALLOW_CPU_ON_GPU_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 RAY_CLI = Path(sys.executable).with_name("ray")
@@ -77,7 +77,7 @@ DEFAULT_ON_A_GPU_CLUSTER = """
 import ray, sys
 from study import launch
 from study.launch import plan_from_args
-from study.tune.study_run import wants_inception
+from study.engine.study_run import wants_inception
 plan = plan_from_args(launch.build_parser().parse_args(sys.argv[1:]))
 ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False)
 try:
@@ -120,7 +120,7 @@ def test_a_failing_inception_step_keeps_the_tables_and_ends_with_one_clear_error
 # --- item 12: GPU tasks get their own worker; item 7: a GPU without CUDA ---------------------------
 
 def _pid_and_device() -> tuple[int, str]:
-    from study.tune.trainable import trial_device
+    from study.engine.trainable import trial_device
 
     return os.getpid(), str(trial_device())
 
@@ -129,7 +129,7 @@ def _pid_and_device() -> tuple[int, str]:
 def one_logical_gpu():
     import ray
 
-    from study.tune.cluster import code_runtime_env
+    from study.engine.cluster import code_runtime_env
 
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, runtime_env=code_runtime_env())
     try:
@@ -145,8 +145,8 @@ def test_gpu_tasks_get_a_fresh_worker_and_a_gpu_without_cuda_is_refused_unless_a
     from ray import cloudpickle
 
     from models.config import ConfigError
-    from study.tune.cluster import check_cuda_on_gpu_nodes
-    from study.tune.study_run import remote_task
+    from study.engine.cluster import check_cuda_on_gpu_nodes
+    from study.engine.study_run import remote_task
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 
@@ -172,7 +172,7 @@ def test_expected_gpus_size_the_trials_of_a_cluster_that_has_none_yet():
     import ray
 
     from models.config import ConfigError
-    from study.tune.cluster import cluster_gpus, resolve_gpus, trial_slots
+    from study.engine.cluster import cluster_gpus, resolve_gpus, trial_slots
 
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
@@ -192,7 +192,7 @@ def test_expected_gpus_size_the_trials_of_a_cluster_that_has_none_yet():
 def keep_ray_multi_node(monkeypatch) -> None:
     """launch.main sets Ray's single-node switch unless it is set; Ray reads it once, when first imported
     in this process, and the two-node test below needs it off: set it to 1 for in-process launchers."""
-    from study.tune.preflight import LOOPBACK_ENV
+    from study.engine.preflight import LOOPBACK_ENV
 
     monkeypatch.setenv(LOOPBACK_ENV[0], "1")
 
@@ -211,7 +211,7 @@ def test_expect_gpus_must_be_positive(tmp_path, data_dir, capsys, monkeypatch):
 START_LOCAL_RAY = """
 import os, ray
 os.umask(0o022)
-from study.tune.cluster import start_ray
+from study.engine.cluster import start_ray
 start_ray(None, 1)
 ray.shutdown()
 """
@@ -240,7 +240,7 @@ def node_with_its_own_filesystem(tmp_path, monkeypatch):
     import ray
     from ray.cluster_utils import Cluster
 
-    from study.tune.preflight import LOOPBACK_ENV
+    from study.engine.preflight import LOOPBACK_ENV
 
     # a launcher run in this process (launch.main) leaves Ray's single-node switch set: a second node
     # would refuse to join
@@ -282,7 +282,7 @@ def test_local_storage_that_a_node_cannot_see_is_refused_and_shared_storage_pass
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "1 of the cluster's 2 nodes" in errors[0] and str(hidden) in errors[0]
     assert list(hidden.iterdir()) == []  # the marker is gone again
-    from study.tune.cluster import check_shared_storage, code_runtime_env
+    from study.engine.cluster import check_shared_storage, code_runtime_env
 
     ray.init(address=address, runtime_env=code_runtime_env())
     try:
@@ -422,7 +422,7 @@ def test_a_study_on_uri_storage_is_locked_against_a_second_launcher(tmp_path, da
     import json
     import threading
 
-    from study.tune.lock import StudyLockedError, UriStudyLock
+    from study.engine.lock import StudyLockedError, UriStudyLock
 
     uri = tmp_path.as_uri()  # file:///...: the pyarrow path that s3:// and gs:// take
     lock_file = tmp_path / ".s.lock"

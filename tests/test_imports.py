@@ -18,6 +18,8 @@ COMMANDS = frozenset({"study.launch", "study.train", "study.evaluate", "study.re
                       "study.export", "study.featurenet"})
 GROUND = frozenset({"study", "study.results", "study.store", "study.data", "study.optuna_storage",
                     "study.devices", "study.smoke", "study.repeat", "study.quality_gate"})
+# study/'s packages, each a layer of its own (from the bottom up: see LAYER_RULES)
+STUDY_PACKAGES = ("loop", "metrics", "engine", "followups", "launcher")
 # layer -> the layers its modules may import (its own included)
 LAYER_RULES = {
     "models": {"models"},
@@ -25,16 +27,17 @@ LAYER_RULES = {
     "ground": {"ground", "models"},
     "loop": {"loop", "ground", "models"},
     "metrics": {"metrics", "ground", "models"},
-    "tune": {"tune", "loop", "metrics", "ground", "models", "search_spaces"},
-    "followups": {"followups", "tune", "loop", "metrics", "ground", "models", "search_spaces"},
-    "commands": {"followups", "tune", "loop", "metrics", "ground", "models", "search_spaces"},
+    "engine": {"engine", "loop", "metrics", "ground", "models", "search_spaces"},
+    "followups": {"followups", "engine", "loop", "metrics", "ground", "models", "search_spaces"},
+    "launcher": {"launcher", "followups", "engine", "loop", "metrics", "ground", "models", "search_spaces"},
+    "commands": {"launcher", "followups", "engine", "loop", "metrics", "ground", "models", "search_spaces"},
     "analysis": {"analysis", "ground", "models"},
-    "benchmarks": {"benchmarks", "followups", "tune", "loop", "metrics", "ground", "models", "search_spaces",
-                   "analysis"},
+    "benchmarks": {"benchmarks", "launcher", "followups", "engine", "loop", "metrics", "ground", "models",
+                   "search_spaces", "analysis"},
 }
 # inside study/, Ray and Optuna are imported by these layers only (optuna_storage: the study's optuna.db,
 # which the analysis reads too)
-RAY_OPTUNA_LAYERS = {"tune", "followups"}
+RAY_OPTUNA_LAYERS = {"engine", "followups", "launcher"}
 RAY_OPTUNA_MODULES = {"study.optuna_storage"}
 
 
@@ -143,8 +146,8 @@ def test_the_cycle_finder_finds_a_planted_cycle_and_nothing_else():
 
 def test_the_graph_sees_imports_inside_functions_and_submodules():
     graph = import_graph()
-    assert "study.launch" in graph and "study.tune.plan" in graph["study.launch"]
-    assert "study.followups.pipeline" in graph["study.launch"]  # imported inside main()
+    assert "study.launch" in graph and "study.engine.plan" in graph["study.launch"]
+    assert "study.launcher.pipeline" in graph["study.launch"]  # imported inside main()
     assert "study.metrics.domain" in graph["study.metrics.evaluator"]  # `from study.metrics import domain`
     assert len(graph) > 30
 
@@ -156,7 +159,7 @@ def layer_of(module: str) -> str:
         return "ground"
     parts = module.split(".")
     if parts[0] == "study":
-        assert parts[1] in ("loop", "metrics", "tune", "followups"), f"{module}: in no layer of LAYER_RULES"
+        assert parts[1] in STUDY_PACKAGES, f"{module}: in no layer of LAYER_RULES"
         return parts[1]
     return parts[0]
 
@@ -175,9 +178,9 @@ def test_each_layer_imports_only_the_layers_below_it():
 def test_the_layer_rules_catch_a_loop_that_reaches_into_the_metrics():
     graph = {"study.loop.trial": {"study.metrics.evaluator", "study.results"},
              "study.metrics.evaluator": set(), "study.results": set(),
-             "analysis.report": {"study.tune.plan"}, "study.tune.plan": set()}
+             "analysis.report": {"study.engine.plan"}, "study.engine.plan": set()}
     assert layer_violations(graph) == [
-        "analysis.report (analysis) imports study.tune.plan (tune)",
+        "analysis.report (analysis) imports study.engine.plan (engine)",
         "study.loop.trial (loop) imports study.metrics.evaluator (metrics)"]
 
 
@@ -191,7 +194,7 @@ def third_party_roots(path: Path) -> set[str]:
     return roots
 
 
-def test_ray_and_optuna_are_imported_only_by_tune_and_the_followups():
+def test_ray_and_optuna_are_imported_only_by_the_engine_the_followups_and_the_launcher():
     offenders = sorted(
         f"{name} imports {sorted(third_party_roots(path) & {'ray', 'optuna'})}"
         for name, path in project_modules().items()
@@ -227,6 +230,18 @@ def function_level_imports() -> list[str]:
     return sorted(set(found))
 
 
+# the most project imports inside functions: each breaks a cycle or puts off a heavy import (Ray, torch)
+# until bad input is refused, and says so; any other belongs at the top of its module
+MAX_FUNCTION_LEVEL_IMPORTS = 12
+
+
+def test_function_level_project_imports_are_few():
+    found = function_level_imports()
+    assert len(found) <= MAX_FUNCTION_LEVEL_IMPORTS, (
+        f"{len(found)} project imports inside functions (at most {MAX_FUNCTION_LEVEL_IMPORTS}): move one to "
+        "its module's top, where no cycle or layer rule forbids it:\n" + "\n".join(found))
+
+
 def test_function_level_project_imports_say_why():
     """Each project import inside a function carries a comment saying why: on its line, or heading the
     block of imports it belongs to."""
@@ -250,3 +265,31 @@ def test_function_level_project_imports_say_why():
 def test_no_import_cycles_among_the_projects_modules():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+NAMED_PACKAGES = ("study", "models", "search_spaces", "analysis")  # benchmarks/ are scripts, not imported
+
+
+def shared_module_names(paths: list[Path]) -> dict[str, list[str]]:
+    """Module basename -> its files, for every name two or more files share (package __init__.py and
+    __main__.py files aside)."""
+    by_name: dict[str, list[str]] = {}
+    for path in paths:
+        if path.name not in ("__init__.py", "__main__.py"):
+            by_name.setdefault(path.stem, []).append(path.relative_to(REPO_ROOT).as_posix())
+    return {name: files for name, files in sorted(by_name.items()) if len(files) > 1}
+
+
+def test_no_two_modules_share_a_name():
+    """A name says which module it is: `export` was both a command and the engine's table writer."""
+    paths = sorted(p for package in NAMED_PACKAGES for p in (REPO_ROOT / package).rglob("*.py"))
+    assert len(paths) > 60
+    shared = shared_module_names(paths)
+    assert not shared, "module names used twice: " + "; ".join(f"{name}: {', '.join(files)}"
+                                                             for name, files in shared.items())
+
+
+def test_the_shared_name_check_finds_a_planted_pair():
+    planted = [REPO_ROOT / "study" / "export.py", REPO_ROOT / "study" / "engine" / "export.py",
+               REPO_ROOT / "study" / "engine" / "__init__.py", REPO_ROOT / "study" / "__init__.py"]
+    assert shared_module_names(planted) == {"export": ["study/export.py", "study/engine/export.py"]}

@@ -29,8 +29,8 @@ from search_spaces import SpaceOptions, define_by_run, seed_configs
 from search_spaces.encode import UNUSED, encode, space_features
 from study import launch
 from study import results as R
+from study.engine.search import asha_stop_epochs
 from study.launch import plan_from_args
-from study.tune.search import asha_stop_epochs
 
 QUICK = SpaceOptions(width_range=(0.25, 1.0), batch_sizes=(32, 64, 128), loop={"epochs": 8, "seed": 0})
 EPOCHS = 8

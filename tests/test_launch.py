@@ -26,10 +26,10 @@ from models.config import FAMILIES, ConfigError
 from search_spaces import seed_configs
 from study import launch
 from study import results as R
+from study.engine import cluster, preflight, search
+from study.engine.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan
+from study.engine.trial_tables import TRIAL_COLUMNS
 from study.launch import plan_from_args
-from study.tune import cluster, preflight, search
-from study.tune.export import TRIAL_COLUMNS
-from study.tune.plan import OBJECTIVES, PARETO_METRICS, SAMPLERS, StudyPlan
 from tests.conftest import REPO_ROOT
 
 STUDY_TIMEOUT_S = 300
@@ -276,7 +276,7 @@ def test_only_loopback_dashboard_hosts_count_as_local():
 def test_a_ray_without_the_dashboards_packages_runs_the_study_without_a_dashboard(monkeypatch, capsys):
     import ray._private.utils
 
-    from study.tune import cluster
+    from study.engine import cluster
 
     # seen on the first GPU machine: a minimal Ray (carried wheels, no `[default]` extra) and the
     # launcher's default dashboard was ray.init's "Cannot include dashboard with missing packages"
@@ -302,7 +302,7 @@ def test_pareto_runs_without_early_stopping_unless_a_scheduler_is_asked_for(data
 
 
 def test_the_default_sampler_is_tpe_in_both_families_the_header_says_so_and_the_flag_overrides_it(data_dir):
-    from study.tune.plan import DEFAULT_SAMPLERS, PARETO_SAMPLER
+    from study.engine.plan import DEFAULT_SAMPLERS, PARETO_SAMPLER
 
     def plan(family, *extra):
         args = launch.build_parser().parse_args(["--family", family, "--data-dir", str(data_dir), *extra])
@@ -343,7 +343,7 @@ def test_tpe_starts_guiding_after_the_seeds_and_a_study_sized_random_share(data_
 def test_scheduler_rungs_match_ashas_milestones():
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.tune.plan import scheduler_rungs
+    from study.engine.plan import scheduler_rungs
 
     for grace, rf, max_t in [(1, 2, 4), (2, 3, 20), (1, 2.5, 10), (3, 4, 3)]:
         asha = ASHAScheduler(time_attr=R.EPOCH, metric=R.VAL_FID, mode="min", grace_period=grace,
@@ -404,7 +404,7 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
     assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_BCE_NELBO] > 0).all()
     # the importance-weighted NLL: the trials a report picks carry it (computed after the search, its
     # seconds in their trial_seconds), the others never paid for it
-    from study.followups.likelihood import picked_trials
+    from study.followups.picked_nll import picked_trials
 
     picked = table[R.TRIAL_ID].isin(picked_trials(table))
     assert picked.any() and "likelihood (importance-weighted NLL)" in out
@@ -534,9 +534,9 @@ def test_diverged_trials_end_at_once_and_crashed_trials_resume_from_their_checkp
     from models.config import TrainConfig as TC
     from models.config import VAEConfig
     from study.data import load_splits
+    from study.engine.trainable import TrialSetup, with_setup
+    from study.engine.trial_tables import export_study
     from study.metrics.evaluator import prepare_evaluation
-    from study.tune.export import export_study
-    from study.tune.trainable import TrialSetup, with_setup
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     data = load_splits(data_dir, train_subset=1000)

@@ -16,12 +16,12 @@ from ray import tune
 from models import TrainConfig, VAEConfig
 from study import results as R
 from study.data import MNISTSplits
+from study.engine.scoring import ScoringWorker
+from study.engine.trainable import TrialSetup, stopped_trial_summary
 from study.loop.run_dir import RunDirectory
 from study.loop.trial import run_trial
 from study.metrics.evaluator import prepare_evaluation
 from study.quality_gate import described_trials
-from study.tune.scoring import ScoringWorker
-from study.tune.trainable import TrialSetup, stopped_trial_summary
 
 TINY_VAE = VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,), lr=1e-3)
 EVAL_SAMPLES = 120  # > PRDC's k, so the whole suite has every metric
@@ -101,7 +101,7 @@ def test_a_stopped_trials_row_holds_the_whole_suite_of_its_stop_epoch(small, ass
 
 
 def test_scoring_worker_keeps_no_model_between_trials(small, assets, tmp_path):
-    """What a CPU can show of 'memory released between trials' (study/tune/scoring.py): once a task
+    """What a CPU can show of 'memory released between trials' (study/engine/scoring.py): once a task
     returned, nothing references the model it scored (release_memory then frees a GPU's blocks)."""
     run_trial(config(2), small, RunDirectory(tmp_path), evaluator=evaluator(assets, small, 2),
               checkpoint_epochs={1}, suite_epochs=())
@@ -146,9 +146,9 @@ def test_replicates_start_the_longest_runs_first_and_keep_their_runs():
 
 
 def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir):
+    from study.engine.plan import expected_epochs
+    from study.engine.study_run import size_line
     from study.launch import build_parser, plan_from_args
-    from study.tune.plan import expected_epochs
-    from study.tune.study_run import size_line
 
     args = build_parser().parse_args(["--family", "gan", "--quick", "--data-dir", str(data_dir)])
     quick = plan_from_args(args)
@@ -161,7 +161,7 @@ def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir
 
 
 def test_the_likelihood_step_scores_only_the_picked_trials_that_lack_it():
-    from study.followups.likelihood import missing
+    from study.followups.picked_nll import missing
 
     trials = pd.DataFrame({R.TRIAL_ID: ["a", "b", "c"], R.TEST_BINARIZED_NLL: [90.0, math.nan, math.nan]})
     assert missing(trials, ["a", "b"]) == ["b"]  # a re-run (python -m study.replicate) redoes nothing
@@ -172,8 +172,8 @@ def test_the_likelihood_step_scores_only_the_picked_trials_that_lack_it():
 def test_a_scoring_pool_does_without_the_workers_the_cluster_cannot_start(small):
     import ray
 
-    from study.tune.cluster import code_runtime_env
-    from study.tune.scoring import scoring_pool
+    from study.engine.cluster import code_runtime_env
+    from study.engine.scoring import scoring_pool
 
     # one CPU and three one-CPU workers asked for (slots counted before a node was lost): the pool
     # scores with the worker that started, where it used to wait for ever on the two that never could

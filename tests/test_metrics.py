@@ -26,7 +26,7 @@ from study.metrics import likelihood as LK
 from study.metrics import prdc as P
 from study.metrics import real_stats as RS
 from study.metrics import robustness as RB
-from study.metrics.featurenet import SHIPPED_SHA256, load_featurenet
+from study.metrics.classifier import SHIPPED_SHA256, load_featurenet
 from study.repeat import pinned_threads
 from study.train import scale_widths
 

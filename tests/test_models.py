@@ -11,8 +11,8 @@ from models import (
     seed_model_config,
 )
 from models.config import ConfigError
-from models.gan import DISCRIMINATOR, GENERATOR
-from models.vae import DECODER, ENCODER
+from models.gan_model import DISCRIMINATOR, GENERATOR
+from models.vae_model import DECODER, ENCODER
 
 
 def lin(d_in, d_out):  # weights + bias of a dense layer

@@ -24,10 +24,10 @@ from models.config import TrainConfig
 from search_spaces import SpaceOptions, seed_configs
 from study import replicate, reproduce
 from study import results as R
+from study.engine.plan import PRESETS, StudyPlan
+from study.engine.trial_tables import TRIAL_COLUMNS
 from study.followups import replicate_plan as replicate_lib
 from study.results import EXIT_INTERRUPTED
-from study.tune.export import TRIAL_COLUMNS
-from study.tune.plan import PRESETS, StudyPlan
 from tests.conftest import REPO_ROOT
 from tests.test_launch import launch_args, run_launcher
 
@@ -289,7 +289,7 @@ def test_reproduce_writes_a_study_the_report_shows_as_reproduced(replicated, tmp
 def test_fixed_config_runs_keep_their_workers_and_fill_every_slot():
     """Replicates and reproductions run like a study's trials: one reused worker per concurrent
     slot, and Tune told the slots (without it Tune keeps one trial pending)."""
-    from study.tune.fixed import fixed_tune_config
+    from study.engine.fixed import fixed_tune_config
 
     configs = [{"seed": s} for s in range(5)]
     tune_config = fixed_tune_config(configs, 3, "rep")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from study.data import to_unit
-from study.metrics import featurenet as fn
+from study.metrics import classifier as fn
 from study.metrics import robustness as rb
 
 # issue 10's targets on the real test set

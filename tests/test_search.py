@@ -1,5 +1,5 @@
 """What the search tells Optuna (issue 17), without Ray running: the searcher Tune drives
-(study.tune.recovery.ResumableOptunaSearch) fed the results the trainable reports, and the
+(study.engine.recovery.ResumableOptunaSearch) fed the results the trainable reports, and the
 launcher's samplers on concurrent asks.
 
 - A trial the scheduler stopped is PRUNED, its per-epoch validation FIDs (the epoch it stopped at
@@ -22,11 +22,11 @@ from optuna.trial import TrialState
 
 from study import launch
 from study import results as R
+from study.engine import search
+from study.engine.plan import PARETO_METRICS
+from study.engine.recovery import ResumableOptunaSearch, optuna_state
 from study.launch import plan_from_args
 from study.optuna_storage import sqlite_url
-from study.tune import search
-from study.tune.plan import PARETO_METRICS
-from study.tune.recovery import ResumableOptunaSearch, optuna_state
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -198,7 +198,7 @@ def test_the_asha_replay_stops_trials_by_the_rung_rule_one_at_a_time(signal):
 
 
 def test_the_best_so_far_signal_skips_diverged_epochs():
-    from study.tune.trainable import best_so_far
+    from study.engine.trainable import best_so_far
 
     assert math.isnan(best_so_far([]))
     assert math.isnan(best_so_far([{R.VAL_FID: math.nan}]))

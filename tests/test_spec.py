@@ -18,12 +18,8 @@ from models.config import ConfigError
 from study import launch, reproduce
 from study import results as R
 from study import smoke as SMOKE
-from study.followups import BOTH, both
-from study.followups.replicate_plan import ReplicatePlan
-from study.followups.reproduce_plan import ReproducePlan, check_study_dir
-from study.store import normalize_storage_path
-from study.tune.plan import StudyPlan, load_resume_plan, resolve_plan
-from study.tune.spec import (
+from study.engine.plan import StudyPlan, load_resume_plan, resolve_plan
+from study.engine.spec import (
     PRESETS,
     SCHEMA_KEY,
     SPEC_SCHEMA,
@@ -32,6 +28,10 @@ from study.tune.spec import (
     reproduction_preset,
     search_preset,
 )
+from study.followups.replicate_plan import ReplicatePlan
+from study.followups.reproduce_plan import ReproducePlan, check_study_dir
+from study.launcher import BOTH, both
+from study.store import normalize_storage_path
 from tests.conftest import REPO_ROOT
 from tests.test_imports import COMMANDS, project_modules
 
@@ -171,11 +171,11 @@ def test_no_argparse_namespace_below_the_commands_one_presets_one_chooser():
     below = [name for name in project_modules() if name.startswith("study.") and name not in COMMANDS]
     raw = [name for name in below if re.search(r"Namespace|getattr\(args", _source(name))]
     assert not raw, f"an argparse Namespace travels below the commands into {raw}"
-    assert [name for name in project_modules() if "PRESETS" in _assigned_names(name)] == ["study.tune.spec"]
+    assert [name for name in project_modules() if "PRESETS" in _assigned_names(name)] == ["study.engine.spec"]
     # the preset's name from --smoke-test / --quick, chosen in one place
     choosers = [name for name in project_modules()
                 if re.search(r'smoke_test else .*(QUICK_PRESET|"quick")', _source(name))]
-    assert choosers == ["study.tune.spec"]
+    assert choosers == ["study.engine.spec"]
 
 
 def test_the_evaluate_and_train_commands_read_their_flags_without_writing_into_them(data_dir):

@@ -1,4 +1,3 @@
-"""What follows a study's search, and the launcher that chains them: replicates with fresh seeds, the seed
-studies' own protocols, and the pipeline from flags to tables."""
-
-BOTH = "both"  # --family both: study/followups/both.py
+"""What follows a study's search: replicates with fresh seeds (replicate_plan, replicate_run), the picked
+VAE trials' importance-weighted NLL (picked_nll), and the seed studies' own protocols (reproduce_plan,
+reproduce_run). The launcher that chains them with the search is study/launcher/."""

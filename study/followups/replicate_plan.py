@@ -1,5 +1,5 @@
 """Which replicates a study gets: its best configurations and its seed configurations, the new seeds,
-the spec a second call must match; checked before Ray starts (study/followups/replicate.py runs them;
+the spec a second call must match; checked before Ray starts (study/followups/replicate_run.py runs them;
 `python -m study.replicate`, study/replicate.py, is the command).
 
     python -m study.replicate results/gan-quick --top 3 --seeds 5
@@ -42,9 +42,9 @@ import pandas as pd
 
 from models.config import ConfigError, TrainConfig
 from study import results as R
+from study.engine.plan import StudyPlan
+from study.engine.spec import RunSpec
 from study.store import StudyStore, normalize_storage_path
-from study.tune.plan import StudyPlan
-from study.tune.spec import RunSpec
 
 DEFAULT_TOP = 3
 DEFAULT_SEEDS = 5
@@ -54,7 +54,7 @@ EPOCHS = "epochs"  # TrainConfig's epoch field
 
 @dataclass(frozen=True, kw_only=True)
 class ReplicatePlan(RunSpec):
-    """The replicates of one finished search, a run of their own (a RunSpec, study/tune/spec.py): Ray's
+    """The replicates of one finished search, a run of their own (a RunSpec, study/engine/spec.py): Ray's
     experiment STUDY_DIR/replicates/ (storage_path: the study directory as given now, name:
     R.REPLICATES_DIR, so `study_dir` is the experiment's), with the search's data, evaluation,
     resources and retries (its study.json) and the configurations' epochs (--epochs, else the search's

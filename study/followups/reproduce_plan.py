@@ -1,5 +1,5 @@
 """A reproduction's plan: re-run a seed study's own experiment (the planning half, checked before Ray
-starts; study/followups/reproduce.py runs it; `python -m study.reproduce`, study/reproduce.py, is the
+starts; study/followups/reproduce_run.py runs it; `python -m study.reproduce`, study/reproduce.py, is the
 command).
 
     python -m study.reproduce --seed-study 1                    # gan/dcgan + vae/conv at 10, 20, 50 epochs
@@ -13,7 +13,7 @@ This runs exactly that, with S seeds (0 ... S-1; the seed studies name none), th
 
 One run per (configuration, seed), trained once to the largest epoch count: at every printed
 count it checkpoints, computes the validation metrics and the test metrics of the model at that
-epoch and writes its summary row (study.tune.trainable, R.epoch_summary_name). A run of 50 epochs
+epoch and writes its summary row (study.engine.trainable, R.epoch_summary_name). A run of 50 epochs
 recorded at epoch 10 is the same experiment as a separate 10-epoch run (same seed, same data
 order, no learning-rate schedule), at a fraction of the cost. Validation metrics are computed at
 the printed epochs only (nothing here needs them in between).
@@ -25,7 +25,7 @@ the verdict), trials.parquet (one row per configuration x epoch count x seed; `h
 epoch count, `trial_id` the run's Tune id + "-e<epochs>"), history.parquet (each row's epochs up to
 its count) and Ray's experiment. Interrupted? Run the same command again: it continues.
 
-Presets (one table with the search's: study/tune/spec.py PRESETS): full (as printed): the whole
+Presets (one table with the search's: study/engine/spec.py PRESETS): full (as printed): the whole
 50,000-image training split, 10,000 generated images per FID/KID/IS, the VAE's IW-NLL on all 10,000
 test images, seed widths. --quick: epoch counts divided by 10 (rounded up: 1, 2, 5 and 1, 5, 20),
 the first 4,000 training images, 1,000 generated images, IW-NLL on 2,000 test images; numbers are
@@ -51,8 +51,8 @@ from models.config import (
 from search_spaces import SpaceOptions, seed_configs
 from study import results as R
 from study.data import resolve_data_dir
+from study.engine.spec import FULL_PRESET, QUICK_PRESET, REPRODUCTION_SEEDS, RunSpec, reproduction_preset
 from study.store import StudyStore, normalize_storage_path
-from study.tune.spec import FULL_PRESET, QUICK_PRESET, REPRODUCTION_SEEDS, RunSpec, reproduction_preset
 
 # each seed study's configurations (family -> arch) and printed epoch counts
 SEED_STUDY_ARCHS = {1: {FAMILY_GAN: ARCH_DCGAN, FAMILY_VAE: ARCH_CONV},
@@ -66,7 +66,7 @@ EPOCHS_COLUMN = R.hp_column("epochs")  # a row's epoch count
 
 @dataclass(frozen=True, kw_only=True)
 class ReproducePlan(RunSpec):
-    """Every setting of one reproduction (a RunSpec, study/tune/spec.py); saved as study.json (with the
+    """Every setting of one reproduction (a RunSpec, study/engine/spec.py); saved as study.json (with the
     keys analysis reads: max_epochs, train_subset, eval_samples, sampler, scheduler,
     reproduces_seed_study)."""
 

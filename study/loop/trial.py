@@ -1,7 +1,7 @@
 """The one training loop for both families: `run_trial(config, data, report, evaluator=...)`.
 
 It trains one configuration and calls `report(record, artifacts)` once per epoch. It never imports
-Ray: the same loop runs under `python -m study.train`, under Ray Tune (study/tune/trainable.py) and
+Ray: the same loop runs under `python -m study.train`, under Ray Tune (study/engine/trainable.py) and
 in the tests. Families plug in through the small interface of `models.build_model` (train_step,
 decode_to_unit, ...), so there is no per-family loop; metrics come in through the `Evaluator`
 protocol (study/loop/summary.py), so the loop knows nothing of how they are computed.
@@ -228,9 +228,9 @@ def run_trial(
     `suite_epochs`: the validated epochs that get the whole validation suite besides the last (None:
     every one); the others get the FID a scheduler reads and what comes nearly free with it
     (R.LEAN_VALIDATION_METRICS). A trial the scheduler stops gets its suite from its checkpoint after
-    the search (study/tune/trainable.py stopped_trial_summary).
+    the search (study/engine/trainable.py stopped_trial_summary).
     `test_nll` False: a VAE's test metrics without the importance-weighted NLL (computed later for
-    the trials a report describes, study/followups/likelihood.py).
+    the trials a report describes, study/followups/picked_nll.py).
     Every record and checkpoint carries R.TRIAL_SECONDS, the trial's wall time so far; the summary's
     adds the last writes and the test scoring.
     `config.deterministic`: the whole trial under study.devices.deterministic_algorithms.

@@ -1,5 +1,5 @@
 """Domain metrics: FID, KID and IS through torchmetrics' own implementations, with the MNIST feature
-network (study/metrics/featurenet.py) as the custom `feature` module, plus PRDC (study/metrics/prdc.py)
+network (study/metrics/classifier.py) as the custom `feature` module, plus PRDC (study/metrics/prdc.py)
 and class coverage, all from one pass over the images:
   FID  Heusel et al. 2017: ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), float64 features.
   KID  Binkowski et al. 2018: unbiased MMD^2, cubic polynomial kernel, mean over random subsets.
@@ -29,9 +29,9 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from study import results as R
-from study.metrics.featurenet import FEATURE_DIM, NUM_CLASSES, FeatureNet
+from study.metrics.classifier import FEATURE_DIM, NUM_CLASSES, FeatureNet
+from study.metrics.fp32 import full_fp32
 from study.metrics.prdc import PRDC_K, PRDCReal, prdc_real, prdc_scores
-from study.metrics.precision import full_fp32
 from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
 from study.repeat import REPEAT_THREADS, pinned_threads
 

@@ -15,6 +15,7 @@ import torch
 from models.config import FAMILY_VAE, TrainConfig
 from study import results as R
 from study.data import SPLIT_TEST, SPLIT_VAL, MNISTSplits
+from study.metrics.classifier import FeatureNet, load_featurenet
 from study.metrics.domain import (
     KID_SUBSETS,
     LEAN_VALIDATION_KEYS,
@@ -25,7 +26,6 @@ from study.metrics.domain import (
     real_stats_for,
     score_images,
 )
-from study.metrics.featurenet import FeatureNet, load_featurenet
 from study.metrics.likelihood import IW_IMAGES, IW_K, vae_scores
 from study.metrics.prdc import PRDC_K, PRDCKey, PRDCReal, prdc_key, prdc_real
 from study.metrics.real_stats import BATCH_SIZE, RealStats

@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 
 from study.data import SPLIT_TEST, MNISTSplits
+from study.metrics.classifier import FeatureNet, load_featurenet
 from study.metrics.domain import KID_SUBSETS, DomainScores, real_stats_for, score_images
-from study.metrics.featurenet import FeatureNet, load_featurenet
 from study.metrics.real_stats import BATCH_SIZE, unit_batches
 from study.metrics.robustness import blur
 

@@ -32,7 +32,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from models.checkpoint import load_model
 from study import results as R
 from study.data import SPLIT_TEST
-from study.metrics.precision import full_fp32
+from study.metrics.fp32 import full_fp32
 from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
 from study.metrics.sampling import GENERATION_SEED_OFFSET, eval_mode, generate
 from study.results import file_sha256

@@ -11,7 +11,7 @@ import torch
 
 from models.config import LOSS_KL, LOSS_RECON
 from study.data import to_unit
-from study.metrics.precision import full_fp32
+from study.metrics.fp32 import full_fp32
 from study.metrics.real_stats import unit_batches
 from study.metrics.sampling import eval_mode
 

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import torch
 
 from study.data import SPLIT_TEST, MNISTSplits
+from study.metrics.classifier import FeatureNet
 from study.metrics.domain import real_stats_for, score_images
-from study.metrics.featurenet import FeatureNet
 from study.metrics.inception import INCEPTION_BATCH, inception_fid
 from study.metrics.real_stats import unit_batches
 

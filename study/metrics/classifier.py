@@ -17,7 +17,8 @@ noise, and the domain FID of blurred and of pixel-shuffled digits against the re
     python -m study.featurenet train [--out PATH] [--seed 0] [--epochs 12] [--smoke-test]
     python -m study.featurenet evaluate [--weights PATH] [--fid-images 10000]  # hash, accuracy, robustness
 
-(The command is study/featurenet.py; this module holds the network, its loading and training.)
+(The command is study/featurenet.py; this module, named for what the network is, a digit classifier,
+holds the network, its loading and training.)
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def load_featurenet(path: str | Path | None = None, device: torch.device | str =
             f"feature-network weights {path} have SHA-256 {sha}, expected {expected}. Metrics from "
             "different feature networks are not comparable, so we refuse to use them. Restore the "
             "shipped file (git checkout study/weights/), or, if you retrained it on purpose, update "
-            "SHIPPED_SHA256 in study/metrics/featurenet.py and recompute every stored metric."
+            "SHIPPED_SHA256 in study/metrics/classifier.py and recompute every stored metric."
         )
     try:
         ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)

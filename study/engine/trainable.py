@@ -44,11 +44,11 @@ from search_spaces import train_config
 from study import results as R
 from study.data import MNISTSplits
 from study.devices import environment, pick_device
+from study.engine import ALLOW_CPU_ON_GPU_ENV
 from study.loop.run_dir import RunDirectory, checkpoint_file
 from study.loop.summary import Evaluator, summary_row
 from study.loop.trial import EpochArtifacts, release_memory, run_trial
 from study.metrics.evaluator import EvaluationAssets
-from study.tune import ALLOW_CPU_ON_GPU_ENV
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -103,7 +103,7 @@ class TrialSetup:
     # the last (0: the last only, and a stopped trial's stop epoch, scored after the search)
     suite_every: int = 0
     # a VAE's importance-weighted NLL inside the trial (False in a search: only the trials a report
-    # picks get it, after the search, study/followups/likelihood.py)
+    # picks get it, after the search, study/followups/picked_nll.py)
     test_nll: bool = True
 
     def suite_epochs(self, epochs: int) -> frozenset[int]:
@@ -306,7 +306,7 @@ def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: Evaluatio
     was its last, did not compute (the same numbers: the same model, samples and seeds), plus its
     test metrics (none without `assets`; `nll` False: a VAE's without the importance-weighted NLL).
     Its TRIAL_SECONDS add this scoring's seconds to the checkpoint's. `on_model(model)`: told the
-    model once it is loaded (study/tune/scoring.py checks that nothing keeps it)."""
+    model once it is loaded (study/engine/scoring.py checks that nothing keeps it)."""
     started = time.perf_counter()
     config, model, state = load_model(path)
     model = model.to(device)
@@ -332,7 +332,7 @@ def stopped_trial_summary(path: str | Path, data: MNISTSplits, assets: Evaluatio
 def evaluate_stopped_trial(checkpoint: tune.Checkpoint, setup: TrialSetup,
                            on_model: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """`stopped_trial_summary` of a trial the scheduler stopped, from its last Tune checkpoint; runs
-    in a scoring worker with a trial's resources (see study/tune/study_run.py)."""
+    in a scoring worker with a trial's resources (see study/engine/study_run.py)."""
     device = trial_device()
     torch.set_num_threads(max(1, setup.threads))
     with checkpoint.as_directory() as directory:

@@ -27,8 +27,8 @@ import models
 import search_spaces
 import study
 from models.config import ConfigError
-from study.tune import ALLOW_CPU_ON_GPU_ENV, console
-from study.tune.preflight import LOOPBACK_ENV, is_loopback
+from study.engine import ALLOW_CPU_ON_GPU_ENV, console
+from study.engine.preflight import LOOPBACK_ENV, is_loopback
 
 
 def code_runtime_env() -> dict[str, Any]:

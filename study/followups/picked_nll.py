@@ -2,11 +2,11 @@
 
 The NLL (k = 500 decoder passes per binarized test image, study/metrics/likelihood.py) costs seconds
 per model, more than a quick trial's training; a search therefore leaves it out of every trial
-(study/tune/study_run.py: TrialSetup.test_nll False) and this step computes it for the trials a
+(study/engine/study_run.py: TrialSetup.test_nll False) and this step computes it for the trials a
 report can describe (study/quality_gate.py described_trials: the best, the seed configurations, the
 usable trials on a front) and those the replicates re-train (--replicate-top), from each trial's
 last checkpoint (a stopped trial's: the epoch it stopped at), in one scoring worker per trial slot
-(study/tune/scoring.py). The numbers are the ones the trial would have computed (same model,
+(study/engine/scoring.py). The numbers are the ones the trial would have computed (same model,
 seeds and images); the seconds are added to the trial's R.TRIAL_SECONDS (R.NLL_SECONDS beside).
 Replicates compute it inside their trials: every replicate is described.
 """
@@ -20,15 +20,15 @@ import pandas as pd
 from models.config import FAMILY_VAE
 from study import results as R
 from study.data import load_splits
+from study.engine.cluster import trial_slots
+from study.engine.plan import StudyPlan
+from study.engine.scoring import ScoringWorker, scoring_pool
+from study.engine.trainable import TrialSetup
+from study.engine.trial_tables import NLL_COLUMNS
 from study.followups.replicate_plan import select_sources
 from study.metrics.evaluator import prepare_evaluation
 from study.quality_gate import described_trials
 from study.store import StudyStore
-from study.tune.cluster import trial_slots
-from study.tune.export import NLL_COLUMNS
-from study.tune.plan import StudyPlan
-from study.tune.scoring import ScoringWorker, scoring_pool
-from study.tune.trainable import TrialSetup
 
 
 def picked_trials(trials: pd.DataFrame, replicate_top: int | None = None) -> list[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import ConfigError
-from study.tune.preflight import DEFAULT_DASHBOARD_PORT, bind_error, check_dashboard_port
+from study.engine.preflight import DEFAULT_DASHBOARD_PORT, bind_error, check_dashboard_port
 
 PORT_TRIES = 100  # ports after the default that a launcher looks at
 

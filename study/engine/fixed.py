@@ -1,7 +1,7 @@
 """Fixed-configuration runs (study.replicate, study.reproduce): no search, no scheduler.
 
 A list of complete trial configs, each run to its last epoch by the study trainable
-(study/tune/trainable.py) under Tune's FIFO scheduler, with retries from checkpoints and Tune's
+(study/engine/trainable.py) under Tune's FIFO scheduler, with retries from checkpoints and Tune's
 experiment state, so a second invocation restores an interrupted run instead of starting again.
 """
 
@@ -14,7 +14,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import Searcher
 
-from study.tune.cluster import dirname_creator, fit, run_config
+from study.engine.cluster import dirname_creator, fit, run_config
 
 
 def fixed_configs_searcher(configs: list[dict[str, Any]]):
@@ -51,7 +51,7 @@ def fixed_configs_searcher(configs: list[dict[str, Any]]):
 
 def fixed_tune_config(configs: list[dict[str, Any]], slots: int, dirname_prefix: str) -> tune.TuneConfig:
     """FIFO over `configs`, `slots` trials at once, each slot keeping its worker (reuse_actors, as
-    study/tune/study_run.py: no process start, torch import and actor set-up per trial)."""
+    study/engine/study_run.py: no process start, torch import and actor set-up per trial)."""
     return tune.TuneConfig(search_alg=fixed_configs_searcher(configs), scheduler=FIFOScheduler(),
                            num_samples=len(configs), trial_dirname_creator=dirname_creator(dirname_prefix),
                            reuse_actors=True, max_concurrent_trials=slots)
@@ -61,7 +61,7 @@ def run_fixed_configs(trainable, configs: list[dict[str, Any]], *, storage_path:
                       max_failures: int, keep_checkpoints: int, dirname_prefix: str, slots: int):
     """Run every config once (FIFO, to its last epoch) as the Tune experiment storage_path/name, or
     continue that experiment where an earlier call was interrupted. `slots`: trials at once
-    (study.tune.cluster.trial_slots). Returns (ResultGrid, finished): finished is False when the run
+    (study.engine.cluster.trial_slots). Returns (ResultGrid, finished): finished is False when the run
     was interrupted before every trial ended."""
     uri = f"{storage_path.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(uri):

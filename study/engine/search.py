@@ -15,9 +15,9 @@ from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler
 
 from search_spaces import define_by_run, seed_points, tpe_startup_trials
 from study import results as R
+from study.engine.plan import PARETO_METRICS, STOP_SIGNALS, StudyPlan
+from study.engine.recovery import ResumableASHA, ResumableOptunaSearch
 from study.optuna_storage import open_storage
-from study.tune.plan import PARETO_METRICS, STOP_SIGNALS, StudyPlan
-from study.tune.recovery import ResumableASHA, ResumableOptunaSearch
 
 
 def study_seed_points(plan: StudyPlan) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ the configuration (plus a replicate's source_trial_id and replicate_seed) as the
 epoch's metrics at step = epoch, the last sample grid as an image. Its run
 id is fixed by study and trial, so a resumed study's trial continues its run (resume="allow").
 
-Early-stopped trials get their test metrics after the search (study/tune/export.py); those are in
+Early-stopped trials get their test metrics after the search (study/engine/trial_tables.py); those are in
 trials.parquet, not in the trackers. The callbacks run in the driver, so the workers need neither
 package.
 """
@@ -39,8 +39,8 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from study import results as R
+from study.engine.console import trial_label
 from study.store import is_uri
-from study.tune.console import trial_label
 
 MLRUNS_DIR = "mlruns"
 MLFLOW_DB = "mlflow.db"

@@ -166,7 +166,7 @@ def optuna_state(result: dict[str, Any] | None, error: bool) -> TrialState:
     """The Optuna state of a trial Tune ended (Ray calls `on_trial_complete` for both):
     - `error` (Tune gave up on the trial) -> FAIL;
     - no R.STOP_REASON in the last result -> PRUNED: the trainable puts the stop reason in its final
-      report only (study/tune/trainable.py), so the last result without one is the report at which
+      report only (study/engine/trainable.py), so the last result without one is the report at which
       the scheduler stopped it; None is a trial stopped while paused or pending (HyperBand);
     - completed -> COMPLETE; diverged, oom and error -> FAIL."""
     if error:

@@ -15,7 +15,12 @@ from ray.tune import ExperimentAnalysis
 from study import results as R
 from study.data import load_splits
 from study.devices import pick_device
-from study.followups.likelihood import run_likelihood
+from study.engine import console
+from study.engine.cluster import errored_trial_dirs, resolve_gpus, trial_slots
+from study.engine.fixed import run_fixed_configs
+from study.engine.trainable import TrialSetup, with_setup
+from study.engine.trial_tables import TRIAL_COLUMNS, trial_rows, trials_frame
+from study.followups.picked_nll import run_likelihood
 from study.followups.replicate_plan import (
     REPLICATE_DIR_PREFIX,
     ReplicatePlan,
@@ -28,11 +33,6 @@ from study.followups.replicate_plan import (
 )
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore
-from study.tune import console
-from study.tune.cluster import errored_trial_dirs, resolve_gpus, trial_slots
-from study.tune.export import TRIAL_COLUMNS, trial_rows, trials_frame
-from study.tune.fixed import run_fixed_configs
-from study.tune.trainable import TrialSetup, with_setup
 
 
 def run_replicates(plan: ReplicatePlan, *, data=None, assets=None) -> pd.DataFrame | None:

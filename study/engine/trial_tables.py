@@ -10,7 +10,7 @@ inside the trial; early-stopped trials are evaluated here from their last checkp
 the epoch ASHA stopped them at (the trainable checkpoints every rung), together with the whole
 validation suite of that epoch (its row and its last history record get it); diverged and errored
 trials have none (NaN). A search's VAE trials get the importance-weighted NLL after the export, the
-picked ones only (study/followups/likelihood.py); a re-export keeps it, as it keeps Inception FIDs.
+picked ones only (study/followups/picked_nll.py); a re-export keeps it, as it keeps Inception FIDs.
 
 `python -m study.export results/<name>` (study/export.py) rebuilds the tables of a finished study
 (e.g. after the launcher died while exporting), evaluating early-stopped trials in-process.
@@ -37,12 +37,12 @@ from search_spaces import train_config
 from study import results as R
 from study.data import load_splits
 from study.devices import pick_device
+from study.engine.plan import StudyPlan
+from study.engine.trainable import stopped_trial_summary
 from study.loop.run_dir import checkpoint_file
 from study.loop.summary import summarize
 from study.metrics.evaluator import prepare_evaluation
 from study.store import StudyStore
-from study.tune.plan import StudyPlan
-from study.tune.trainable import stopped_trial_summary
 
 # Every trials.parquet has these (NaN where a family or trial has no value), then the hp_* and
 # params_* columns of its configurations and whatever else the trials' summaries carry.
@@ -197,7 +197,7 @@ def export_study(
 
 
 INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA256)
-# the picked VAE trials' likelihood, computed after the search (study/followups/likelihood.py)
+# the picked VAE trials' likelihood, computed after the search (study/followups/picked_nll.py)
 NLL_COLUMNS = (R.TEST_BINARIZED_NLL, R.IW_K, R.IW_IMAGES, R.NLL_SECONDS)
 
 

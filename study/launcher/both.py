@@ -7,7 +7,7 @@ Runs, one after the other and with the same flags (the same protocol: preset, ep
 samples, seed), the GAN study `<name>-gan` and the VAE study `<name>-vae`, each followed by the
 replicates of its top configurations (`--replicate-top`, default 1, and its seed configurations, with
 `--replicate-seeds` new seeds, default 3; smoke 2), then the report (`python -m analysis.report`,
-run as a subprocess: commands and followups do not import analysis) into `<name>-report/`, and ends
+run as a subprocess: commands and the launcher do not import analysis) into `<name>-report/`, and ends
 with the verdict lines and the path of report.html.
 
 `--resume` resumes the whole: a study whose tables and replicates are written is skipped, a study whose
@@ -30,10 +30,10 @@ from models.config import FAMILY_GAN as GAN
 from models.config import FAMILY_VAE as VAE
 from models.config import ConfigError
 from study import results as R
-from study.followups.launch_plan import LaunchSpec
+from study.engine.plan import check_storage
+from study.engine.spec import SMOKE_PRESET
+from study.launcher.launch_plan import LaunchSpec
 from study.store import StudyStore, is_uri
-from study.tune.plan import check_storage
-from study.tune.spec import SMOKE_PRESET
 
 BOTH_TOP = 1
 BOTH_SEEDS = 3

@@ -1,4 +1,4 @@
-"""The settings of one search: `StudyPlan` (a RunSpec, study/tune/spec.py, where the presets are), the
+"""The settings of one search: `StudyPlan` (a RunSpec, study/engine/spec.py, where the presets are), the
 launcher's typed flags `SearchFlags` -> plan validation, the resume plan.
 
 Everything here is checked before Ray starts or anything is written; bad input raises
@@ -17,9 +17,9 @@ from models.config import ConfigError
 from search_spaces import SpaceOptions
 from study import results as R
 from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
+from study.engine.spec import PRESETS as PRESETS  # re-exported: benchmarks/lab_sim.py reads the table here
+from study.engine.spec import RunSpec, search_preset
 from study.store import StudyStore, is_uri, normalize_storage_path
-from study.tune.spec import PRESETS as PRESETS  # re-exported: benchmarks/lab_sim.py reads the table here
-from study.tune.spec import RunSpec, search_preset
 
 SCHEDULERS = ("asha", "hyperband", "none")
 # what a scheduler compares at a rung: the epoch's validation FID (raw) or the trial's best so far
@@ -79,7 +79,7 @@ class StudyPlan(RunSpec):
     inception: str | None = None
     inception_images: int = INCEPTION_IMAGES
     # GPUs an autoscaling cluster will have once its GPU workers start (None: the GPUs of the nodes
-    # alive at launch; study/tune/cluster.py resolve_gpus and trial_slots)
+    # alive at launch; study/engine/cluster.py resolve_gpus and trial_slots)
     expect_gpus: int | None = None
     # GANConfig.ema_decay of every trial (0.0: the trained generator samples, no weight average)
     gan_ema: float = 0.0
@@ -110,7 +110,7 @@ class StudyPlan(RunSpec):
 class SearchFlags:
     """The study flags of `python -m study.launch`, typed: what a plan is resolved from (the parser
     holds the defaults). None: the preset's value (PRESET_FLAGS) or the default resolve_plan picks.
-    `family` may be followups.BOTH, which followups/both.py splits into one SearchFlags per family
+    `family` may be launcher.BOTH, which launcher/both.py splits into one SearchFlags per family
     before any plan is resolved."""
 
     family: str
@@ -254,7 +254,7 @@ def check_storage(storage_path: str) -> None:
 
 def load_resume_plan(name: str | None, storage_path: str, family: str) -> StudyPlan:
     """The saved plan of the study `name` under `storage_path` (its storage path as given now); a
-    study.json of any earlier schema reads (study/tune/spec.py), anything else is refused."""
+    study.json of any earlier schema reads (study/engine/spec.py), anything else is refused."""
     if not name:
         _fail("--resume needs --name: the name of the interrupted study (a directory under --storage-path).")
     storage = normalize_storage_path(storage_path)
@@ -301,7 +301,7 @@ def checkpoint_epochs(plan: StudyPlan) -> frozenset[int]:
 def expected_epochs(plan: StudyPlan) -> float:
     """Epochs a trial runs on average: all of them without a scheduler; under ASHA (and, roughly,
     HyperBand) a 1/reduction_factor share of the trials going on past each rung. An estimate for
-    the time left (study/tune/console.py): asynchronous ASHA stops fewer of the first trials."""
+    the time left (study/engine/console.py): asynchronous ASHA stops fewer of the first trials."""
     if plan.scheduler == "none":
         return float(plan.max_epochs)
     epochs, share, previous = 0.0, 1.0, 0

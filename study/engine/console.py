@@ -2,7 +2,7 @@
 
     console.configure(verbose=False)          # once per launcher, before Ray starts
     ray.init(..., **console.ray_init_options())
-    tune.RunConfig(..., **console.run_options())   # study/tune/cluster.py: run_config
+    tune.RunConfig(..., **console.run_options())   # study/engine/cluster.py: run_config
 
 Without --verbose, Ray's own reporter is silenced (`RunConfig(verbose=0)`: no config box per trial,
 no status tables), its INFO logs (file packages pushed to the cluster, Tune's state snapshots) and
@@ -17,7 +17,7 @@ epochs per trial, `StudyShape`) times the seconds per epoch each running trial s
 validation, checkpoints, a finished trial's test scoring: R.TRIAL_SECONDS), the mean trial's for
 trials not timed yet, over the trial slots, and never less than the longest running trial's rest.
 Before that, a study on CPUs uses the pace a timed probe of a few training steps gave
-(study/followups/pipeline.py), and says so.
+(study/launcher/pipeline.py), and says so.
 With --verbose, Ray's output is as Ray prints it and this callback stays out of the way.
 """
 

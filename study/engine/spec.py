@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from search_spaces import DEFAULT_WIDTH_RANGE
 from study import smoke as SMOKE
-from study.tune.preflight import LOOPBACK_HOST
+from study.engine.preflight import LOOPBACK_HOST
 
 SCHEMA_KEY = "schema"
 SPEC_SCHEMA = 1  # 0: a study.json without the key (written before the spec had a version)
@@ -29,7 +29,7 @@ class SpecFormatError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """The settings every run of the study has: where it is written, what data and evaluation it uses,
-    its resources and retries. Extended by the search (tune/plan.py StudyPlan), the replicates
+    its resources and retries. Extended by the search (study/engine/plan.py StudyPlan), the replicates
     (followups/replicate_plan.py ReplicatePlan) and the reproduction (followups/reproduce_plan.py
     ReproducePlan)."""
 

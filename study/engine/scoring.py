@@ -23,10 +23,10 @@ import torch
 
 from models.checkpoint import load_model
 from study import results as R
+from study.engine.trainable import TrialSetup, evaluate_stopped_trial, trial_device
 from study.loop.trial import release_memory
 from study.repeat import pinned_threads
 from study.store import StudyStore
-from study.tune.trainable import TrialSetup, evaluate_stopped_trial, trial_device
 
 
 class ScoringWorker:

@@ -1,9 +1,0 @@
-"""Ray Tune and Optuna around the loop: the base spec of every run, the Ray settings and the presets
-(spec), the search's plan (plan), the Ray-free checks before Ray starts (preflight), the searcher,
-sampler and scheduler (search), the one Ray bring-up (cluster), the trainable, crash recovery, the
-study lock, the export of a study's tables, fixed-configuration runs, and one study's run (study_run)."""
-
-# Set (to 1) only where Ray's GPUs are logical, with no CUDA behind them (the tests on a CPU machine):
-# a trial Ray gave a GPU then trains on the CPU instead of being refused (study/tune/trainable.py
-# trial_device, study/tune/cluster.py check_cuda_on_gpu_nodes). This file imports nothing.
-ALLOW_CPU_ON_GPU_ENV = "GANVAE_ALLOW_CPU_ON_GPU_NODE"
