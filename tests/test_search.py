@@ -207,3 +207,24 @@ def test_the_best_so_far_signal_skips_diverged_epochs():
     # the replay's signal column is the same running minimum
     frame = pd.DataFrame({R.TRIAL_ID: ["t"] * 4, R.VAL_FID: [r[R.VAL_FID] for r in history]})
     assert list(search.signal_values(frame, "best")) == [80.0, 60.0, 60.0, 60.0]
+
+
+def test_a_trial_restored_from_its_checkpoint_repeats_epochs_without_a_warning_per_epoch(tmp_path):
+    """A trial resumed from its epoch-4 checkpoint reports epochs 5-7 again: Optuna keeps the first
+    values (a CPU trial repeats them bit for bit) and the console stays free of its UserWarning."""
+    import warnings
+
+    storage = optuna.storages.RDBStorage(sqlite_url(tmp_path / "resumed.db"))
+    searcher = ResumableOptunaSearch(space=lr_space, metric=R.VAL_FID, mode="min", storage=storage,
+                                     study_name="resumed", sampler=optuna.samplers.RandomSampler(seed=0))
+    assert searcher.suggest("t") is not None
+    for epoch in range(1, 8):
+        searcher.on_trial_result("t", report(epoch, 100.0 - epoch))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(5, 9):  # restored at epoch 4: 5-7 again, then 8
+            searcher.on_trial_result("t", report(epoch, 200.0 - epoch))
+    assert not [w for w in caught if "already reported" in str(w.message)]
+    searcher.on_trial_complete("t", result=end(8, 192.0, R.STOP_COMPLETED))
+    trial = optuna.load_study(study_name="resumed", storage=sqlite_url(tmp_path / "resumed.db")).trials[0]
+    assert trial.intermediate_values == {**{e: 100.0 - e for e in range(1, 8)}, 8: 192.0}

@@ -244,6 +244,8 @@ class ResumableOptunaSearch(OptunaSearch):
         if value is None or epoch is None or not math.isfinite(value):
             return  # no validation this epoch (diverged: NaN)
         try:
-            self._ot_trials[trial_id].report(float(value), int(epoch))
+            with warnings.catch_warnings():  # a trial restored from a checkpoint repeats its later epochs:
+                warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
+                self._ot_trials[trial_id].report(float(value), int(epoch))  # Optuna keeps the first value
         except optuna.exceptions.UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)  # on_trial_complete then skips it too
