@@ -214,10 +214,9 @@ class ResumableOptunaSearch(OptunaSearch):
             return
         state = optuna_state(result, error)
         if result is not None:  # the report a scheduler stopped it at reaches only this method (at
-            # max_t too: ASHA stops a trial that completed); a pruned trial's value is that epoch's
-            with warnings.catch_warnings():  # without a scheduler on_trial_result had it already,
-                warnings.simplefilter("ignore", UserWarning)  # and Optuna warns and keeps the first
-                self._report(trial_id, result)
+            # max_t too: ASHA stops a trial that completed); a pruned trial's value is that epoch's.
+            # Without a scheduler on_trial_result had it already: _report keeps Optuna's first value quietly
+            self._report(trial_id, result)
         values = self._values(result) if state == TrialState.COMPLETE else None
         if state == TrialState.COMPLETE and values is None:
             state = TrialState.FAIL  # no finite objective: Optuna refuses it as COMPLETE
@@ -244,7 +243,8 @@ class ResumableOptunaSearch(OptunaSearch):
         if value is None or epoch is None or not math.isfinite(value):
             return  # no validation this epoch (diverged: NaN)
         try:
-            with warnings.catch_warnings():  # a trial restored from a checkpoint repeats its later epochs:
+            with warnings.catch_warnings():  # a step reported again (a trial restored from a checkpoint
+                # repeats its later epochs; an unscheduled trial's last epoch reaches on_trial_complete too):
                 warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
                 self._ot_trials[trial_id].report(float(value), int(epoch))  # Optuna keeps the first value
         except optuna.exceptions.UpdateFinishedTrialError:
