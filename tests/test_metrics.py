@@ -438,3 +438,34 @@ def test_binarized_nll_matches_a_brute_force_integral_over_a_2d_latent(data):
     assert iw == pytest.approx(brute, rel=5e-3)
     assert abs(np.mean(iw) - np.mean(brute)) < 0.3
     assert min(brute) > 50  # the likelihood of a digit, not of a degenerate model
+
+
+def test_a_cpu_scores_in_chunks_with_the_numbers_of_whole_batches(data, net, assets, monkeypatch):
+    """On a CPU the feature network, the generator and the VAE's networks see at most RS.CPU_CHUNK
+    images per call (the activations stay in the cache: faster) and give the numbers that whole
+    batches give, for the FID every epoch, the test suite and the VAE's likelihood."""
+    sizes: list[int] = []
+
+    def features(x):
+        sizes.append(len(x))
+        return net.features_and_logits(x)
+
+    x = next(RS.unit_batches(data.val.images[:300]))
+    with torch.no_grad():
+        chunked, whole = RS.per_chunk(features, x), net.features_and_logits(x)
+    assert sizes == [RS.CPU_CHUNK, RS.CPU_CHUNK, 300 - 2 * RS.CPU_CHUNK]
+    for a, b in zip(chunked, whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+    config = TrainConfig(model=seed_model_config("vae", "conv"), eval_samples=300, seed=5)
+    model = build_model(config.model)
+
+    def scores():
+        evaluator = assets.evaluator(config, data, "cpu")
+        return (evaluator.validation(model, suite=False), evaluator.test(model, nll=False),
+                LK.vae_scores(model, data.test.images[:300], iw_k=3, iw_images=300))
+
+    in_chunks = scores()
+    monkeypatch.setattr(RS, "CPU_CHUNK", 10**9)  # whole batches: the code before chunking
+    for a, b in zip(in_chunks, scores(), strict=True):
+        assert a == pytest.approx(b, rel=1e-6, nan_ok=True)

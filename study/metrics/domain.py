@@ -32,7 +32,7 @@ from study import results as R
 from study.metrics.classifier import FEATURE_DIM, NUM_CLASSES, FeatureNet
 from study.metrics.fp32 import full_fp32
 from study.metrics.prdc import PRDC_K, PRDCReal, prdc_real, prdc_scores
-from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, unit_batches
+from study.metrics.real_stats import RealStats, cached_real_stats, images_sha256, per_chunk, unit_batches
 from study.repeat import REPEAT_THREADS, pinned_threads
 
 KID_SUBSETS = 100  # Binkowski et al. 2018 use 100 subsets of 1,000
@@ -63,7 +63,7 @@ class _OneBatchMemo:
     def __call__(self, net: FeatureNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.outputs is None or x is not self.batch or x._version != self.version:
             with torch.no_grad():
-                self.outputs = net.features_and_logits(x)
+                self.outputs = per_chunk(net.features_and_logits, x)
             self.batch, self.version = x, x._version
         return self.outputs
 

@@ -27,6 +27,11 @@ STATS_DIR_ENV = "STUDY_STATS_DIR"
 _CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 DEFAULT_STATS_DIR = _CACHE_HOME / "ganvae-study" / "real_stats"
 BATCH_SIZE = 1000  # images per generation / feature batch
+# On a CPU a convolution over a 1,000-image batch runs ~1.6x slower than over 128-image chunks (the
+# activations leave the cache; at one thread here: feature network 0.27 -> 0.17 s, seed conv VAE
+# decoder 0.20 -> 0.11 s, DCGAN generator 0.34 -> 0.22 s per 1,000 images). Every layer is per image
+# in eval mode, so the outputs are the same (bitwise on this machine's CPU); a GPU keeps the batch.
+CPU_CHUNK = 128
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,25 @@ def cached_real_stats(images_uint8: torch.Tensor, split: str, network_sha256: st
         warnings.warn(f"could not cache real statistics in {directory} ({exc}); set {STATS_DIR_ENV} to a "
                       "writable directory to avoid recomputing them", stacklevel=2)
     return stats
+
+
+def cpu_chunk(device: torch.device | str) -> int | None:
+    """The images per network call when scoring on `device`: CPU_CHUNK on a CPU, None (the whole
+    batch) elsewhere."""
+    return CPU_CHUNK if torch.device(device).type == "cpu" else None
+
+
+def per_chunk(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
+    """`fn(x)` for a batch `x` on the CPU computed CPU_CHUNK images at a time and concatenated (a tensor
+    or a tuple of tensors, as `fn` returns); on another device, or a batch of at most CPU_CHUNK, one
+    call. For per-image functions (eval-mode networks) only."""
+    chunk = cpu_chunk(x.device)
+    if chunk is None or len(x) <= chunk:
+        return fn(x)
+    parts = [fn(piece) for piece in x.split(chunk)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    return torch.cat(parts)
 
 
 def unit_batches(images_uint8: torch.Tensor, batch_size: int = BATCH_SIZE) -> Iterator[torch.Tensor]:

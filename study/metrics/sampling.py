@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from study.data import SPLIT_TEST, SPLIT_VAL
-from study.metrics.real_stats import BATCH_SIZE
+from study.metrics.real_stats import BATCH_SIZE, per_chunk
 
 GENERATION_SEED_OFFSET = {SPLIT_VAL: 0, SPLIT_TEST: 1_000_003}  # test samples differ from validation ones
 
@@ -27,9 +27,10 @@ def eval_mode(model: nn.Module):
 
 
 def generate(model, num_images: int, seed: int, batch_size: int = BATCH_SIZE) -> Iterator[torch.Tensor]:
-    """Seeded, batched samples [B,1,28,28] in [0,1]; the noise is drawn on CPU so it is device-independent."""
+    """Seeded, batched samples [B,1,28,28] in [0,1]; the noise is drawn on CPU so it is device-independent
+    (a batch's noise at once, whatever the chunks a CPU decodes it in: real_stats.CPU_CHUNK)."""
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     for start in range(0, num_images, batch_size):
         z = model.sample_latent(min(batch_size, num_images - start), generator=generator)
-        yield model.decode_to_unit(z.to(device))
+        yield per_chunk(model.decode_to_unit, z.to(device))
