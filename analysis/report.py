@@ -40,7 +40,7 @@ from analysis.document import (
 from analysis.importance import study_importances
 from analysis.latent import METHODS, PCA, best_vae, latent_embedding
 from analysis.load import Studies, StudyLoadError, check_study_dir, epoch_curves, load_studies
-from analysis.search_luck import table_finals
+from analysis.search_luck import matching_tables, table_finals
 from analysis.selection import SELECT, family_of, group_column
 from analysis.tables import (
     comparison_table,
@@ -77,7 +77,9 @@ class ReportSettings:
     latent_method: str = PCA
     data_dir: str | None = None
     allow_mixed: bool = False  # pool studies run under different protocols
-    lab_table: tuple[str, ...] = ()  # study directories of a learning-curve table: the search's luck
+    # study directories of a learning-curve table, the search's luck; None: the committed tables when
+    # their space and preset are the studies' own (search_luck.matching_tables); (): none
+    lab_table: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed", action="store_true",
                    help="pool studies run under different protocols (feature network, eval samples, training "
                    "subset, max epochs); refused otherwise. The report lists every study's protocol")
-    p.add_argument("--lab-table", nargs="+", default=[], metavar="TABLE_STUDY_DIR",
+    p.add_argument("--lab-table", nargs="+", default=None, metavar="TABLE_STUDY_DIR",
                    help="study directories of a learning-curve table of the same space and preset (the "
                    "search lab's random studies without stopping): the verdict then gives how far a repeat "
-                   "of the search could move each family's pick (best of n, 5-95 %%)")
+                   "of the search could move each family's pick (best of n, 5-95 %%). Default: the "
+                   "committed tables (benchmarks/results/lab/tables, the quick preset's spaces) when the "
+                   "studies' space and preset are theirs")
+    p.add_argument("--no-lab-table", action="store_true",
+                   help="no learning-curve table, not even the default")
     p.add_argument("--smoke-test", action="store_true",
                    help=f"a seconds-long run: {SMOKE_RESAMPLES} resamples, {SMOKE_LATENT_IMAGES} latent "
                    "images, PCA")
@@ -129,13 +135,19 @@ def settings_from_args(args: argparse.Namespace) -> ReportSettings:
     settings = ReportSettings(quality=args.quality, resamples=args.resamples, seed=args.seed,
                               latent_images=args.latent_images, latent_method=args.latent_method,
                               data_dir=args.data_dir, allow_mixed=args.allow_mixed,
-                              lab_table=tuple(args.lab_table))
+                              lab_table=lab_tables(args))
     if args.smoke_test:
         settings = ReportSettings(quality=args.quality, resamples=min(args.resamples, SMOKE_RESAMPLES),
                                   seed=args.seed, latent_images=min(args.latent_images, SMOKE_LATENT_IMAGES),
                                   latent_method=PCA, data_dir=args.data_dir, allow_mixed=args.allow_mixed,
-                                  lab_table=tuple(args.lab_table))
+                                  lab_table=lab_tables(args))
     return settings
+
+
+def lab_tables(args: argparse.Namespace) -> tuple[str, ...] | None:
+    if args.no_lab_table and args.lab_table:
+        raise ValueError("--lab-table and --no-lab-table contradict each other; give one of them.")
+    return () if args.no_lab_table else None if args.lab_table is None else tuple(args.lab_table)
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -166,7 +178,12 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
 
     progress("computing fronts, budget curves, tables and verdict")
     curves = budget_curves(trials, q, select=select)
-    lab_table = table_finals(settings.lab_table) if settings.lab_table else None
+    if settings.lab_table is None:
+        table_dirs, luck_note = matching_tables(study_dirs)
+    else:
+        table_dirs = settings.lab_table
+        luck_note = f"search luck from --lab-table ({len(table_dirs)} studies)" if table_dirs else ""
+    lab_table = table_finals(table_dirs) if table_dirs else None
     verdict = decide(trials, curves, quality=q, select=select, replicates=replicates,
                      resamples=settings.resamples, seed=settings.seed, lab_table=lab_table)
     leaders = agreement.leaders(trials, group_column(trials), select)
@@ -174,6 +191,7 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
     verdict = dataclasses.replace(verdict, summary=(
         f"{verdict.summary[0]} {agreement.agreement_sentence(leaders)}", *verdict.summary[1:]))
     tables, notes = report_tables(studies, trials, replicates, curves, verdict, leaders, settings)
+    notes += [luck_note] if luck_note else []
     for name, frame in tables.items():
         frame.to_csv(out / TABLES_DIR / f"{name}.csv", index=False)
 
@@ -304,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         settings = settings_from_args(args)
-        for study in (*args.studies, *args.lab_table):
+        for study in (*args.studies, *(args.lab_table or ())):
             check_study_dir(study)
         check_out(out, args.overwrite)  # cheap checks first: a bad --out is named before any table loads
         load_studies(args.studies, allow_mixed=args.allow_mixed)  # refuses mixed protocols before writing
@@ -329,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / REPORT_MD}, {out / REPORT_HTML} and {len(result.files) - 2} figures/tables")
     for line in (*result.verdict.summary, result.verdict.luck):
         print(f"  {line}")
+    for note in result.notes:
+        if note.startswith("search luck"):
+            print(f"  ({note})")
     return 0
 
 

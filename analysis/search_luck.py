@@ -22,6 +22,17 @@ import pandas as pd
 
 from study import results as R
 
+ROOT = Path(__file__).resolve().parents[1]
+# The search lab's tables of the quick preset's spaces (benchmarks/results/lab/tables: random draws
+# run to the last epoch), used by default when a study's space and preset are theirs.
+COMMITTED_TABLES = ROOT / "benchmarks" / "results" / "lab" / "tables"
+STUDY_JSON = "study.json"
+# the study.json fields that make a table's configurations draws from a study's own space, trained and
+# measured as its trials were: the space (widths, batch sizes, the GAN's weight average), the budget
+# (epochs, images) and the measurement (generated images per FID), and the numerics
+MATCH_FIELDS = ("max_epochs", "train_subset", "eval_samples", "width_scale", "width_range", "batch_sizes",
+                "gan_ema", "amp", "channels_last")
+TABLE_SAMPLER, TABLE_SCHEDULER = "random", "none"  # a table is random draws without stopping
 SEED_FIELD = "seed"
 CONFIG = "config"
 DRAWS = 10_000
@@ -62,6 +73,52 @@ def table_finals(study_dirs: Sequence[str | Path]) -> pd.DataFrame:
     table = pd.concat(frames, ignore_index=True)
     table = table[np.isfinite(table[R.FINAL_VAL_FID])]
     return table.groupby([R.FAMILY, CONFIG], as_index=False)[R.FINAL_VAL_FID].mean()
+
+
+def _study_json(directory: Path) -> dict:
+    try:
+        return json.loads((directory / STUDY_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def matching_tables(study_dirs: Sequence[str | Path],
+                    tables_root: str | Path = COMMITTED_TABLES) -> tuple[tuple[str, ...], str]:
+    """The table studies under `tables_root` (random draws run to the end) whose family is one of
+    `study_dirs`' and whose space, preset and numerics (MATCH_FIELDS) are those of every study of that
+    family; and one line saying which were used, or why none."""
+    root = Path(tables_root)
+    wanted: dict[str, list[dict]] = {}
+    for directory in map(Path, study_dirs):
+        spec = _study_json(directory)
+        if spec.get("family"):
+            wanted.setdefault(str(spec["family"]), []).append(spec)
+    if not wanted:
+        return (), (f"search luck not measured: the studies hold no {STUDY_JSON} (not launched), so no table "
+                    "can be matched to their space and preset; give --lab-table")
+    candidates = sorted(d for d in root.iterdir() if (d / R.TRIALS_FILE).is_file()) if root.is_dir() else []
+    used: list[Path] = []
+    for table in candidates:
+        spec = _study_json(table)
+        studies = wanted.get(str(spec.get("family")), [])
+        if (studies and spec.get("sampler") == TABLE_SAMPLER and spec.get("scheduler") == TABLE_SCHEDULER
+                and all(_same(spec, study) for study in studies)):
+            used.append(table)
+    if used:
+        families = sorted({str(_study_json(t)["family"]) for t in used})
+        return tuple(map(str, used)), (f"search luck from the learning-curve tables in {root} "
+                                       f"({len(used)} studies; {', '.join(f.upper() for f in families)}), "
+                                       "whose space and preset are the studies' own")
+    if not candidates:
+        return (), f"search luck not measured: no learning-curve table in {root} (give --lab-table)"
+    return (), (f"search luck not measured: the tables in {root} were drawn from another space or preset "
+                f"than these studies' ({', '.join(MATCH_FIELDS)}); give --lab-table with a table of theirs")
+
+
+def _same(table: dict, study: dict) -> bool:
+    def norm(value):
+        return list(value) if isinstance(value, (list, tuple)) else value
+    return all(norm(table.get(f)) == norm(study.get(f)) for f in MATCH_FIELDS)
 
 
 def best_of_n(values: Sequence[float], n: int, draws: int = DRAWS,

@@ -120,8 +120,9 @@ def test_report_without_mnist_skips_only_the_latent_figure(tiny_study_dirs, tmp_
     mosaic = {MOSAIC} & files  # needs a usable trial (analysis.quality), else a note says so
     assert files == {REPORT_MD, REPORT_HTML} | (FIGURES - {"figures/vae_latent.png"}) | TABLES | mosaic
     # the tiny studies are not launched: no optuna.db, so no importances either (a note each)
-    assert len(result.notes) == 3 + (not mosaic) and result.notes[-1].startswith("MNIST not found")
+    assert len(result.notes) == 4 + (not mosaic) and result.notes[-1].startswith("MNIST not found")
     assert all("no optuna.db" in note for note in result.notes[:2])
+    assert result.notes[2].startswith("search luck not measured: the studies hold no study.json")
     assert "## Skipped" in (tmp_path / "r" / REPORT_MD).read_text()
 
 

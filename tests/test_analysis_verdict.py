@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -259,3 +260,44 @@ def test_table_finals_averages_a_configurations_seeds_and_drops_unfinished_trial
                       R.FINAL_VAL_FID: [fid]}).to_parquet(study / R.TRIALS_FILE)
     table = search_luck.table_finals(sorted(tmp_path.iterdir()))
     assert sorted(table[R.FINAL_VAL_FID]) == [25.0, 50.0]  # seeds 0 and 1 averaged; the stopped one left out
+
+
+def _study(path, family: str, **changes) -> str:
+    """A study directory with a study.json (the quick preset's fields) and a one-row trials.parquet."""
+    spec = dict(family=family, sampler="tpe", scheduler="asha", max_epochs=8, train_subset=4000,
+                eval_samples=1000, width_scale=1.0, width_range=[0.25, 1.0], batch_sizes=[32, 64, 128],
+                gan_ema=0.0, amp="none", channels_last=False)
+    spec.update(changes)
+    path.mkdir(parents=True)
+    (path / "study.json").write_text(json.dumps(spec))
+    pd.DataFrame({R.FAMILY: [family], "config_json": [json.dumps({"lr": len(str(path))})],
+                  R.STOP_REASON: [R.STOP_COMPLETED],
+                  R.FINAL_VAL_FID: [20.0]}).to_parquet(path / R.TRIALS_FILE)
+    return str(path)
+
+
+def test_the_report_takes_the_tables_whose_space_and_preset_are_the_studies_own(tmp_path):
+    studies = [_study(tmp_path / "gan", "gan"), _study(tmp_path / "vae", "vae")]
+    tables = tmp_path / "tables"
+    table = {f"{f}-random-s{i}": _study(tables / f"{f}-random-s{i}", f, sampler="random", scheduler="none")
+             for f in ("gan", "vae") for i in (0, 1)}
+    _study(tables / "vae-tpe", "vae", scheduler="none")  # guided draws: not a table of the space
+    _study(tables / "gan-smoke", "gan", sampler="random", scheduler="none",
+           train_subset=256)  # another preset
+    used, note = search_luck.matching_tables(studies, tables)
+    assert sorted(used) == sorted(table.values()) and "4 studies; GAN, VAE" in note
+    used, note = search_luck.matching_tables(studies[1:], tables)  # a VAE study alone: the VAE's tables
+    assert sorted(used) == sorted(v for k, v in table.items() if k.startswith("vae"))
+    full = [_study(tmp_path / "full-gan", "gan", max_epochs=20, train_subset=None)]
+    used, note = search_luck.matching_tables(full, tables)
+    assert used == () and "another space or preset" in note and "--lab-table" in note
+    assert search_luck.matching_tables(studies, tmp_path / "none")[0] == ()
+
+
+def test_the_committed_tables_are_the_quick_presets_own():
+    """The default the report falls back on holds both families' tables and matches a quick study."""
+    gan_table = search_luck.COMMITTED_TABLES / "gan-random-s200"
+    spec = json.loads((gan_table / "study.json").read_text())
+    assert spec["preset"] == "quick"
+    used, _ = search_luck.matching_tables([gan_table])
+    assert len(used) >= 4 and all("gan-" in Path(u).name for u in used)
