@@ -1,10 +1,11 @@
-"""A configuration of a family's space as a numeric vector, derived from the space itself.
+"""A configuration of a family's space as a numeric vector, read off the space's table.
 
-`space_features(family, options)` runs the family's define-by-run `define` on a probe trial that
-answers every `suggest_*` with its lowest (then its highest) value, once per architecture, and
-reads off what the space searches: the architectures, each searched scalar with its range and
-scale (log or linear), and each per-layer width stack with its depths and widths. Nothing about the
-space is written here twice: a new parameter in `gan.py` or `vae.py` becomes a new feature.
+`space_features(family, options)` walks the family's table (`search_spaces.common.Space`) once per
+architecture at the low corner (every active row at its lowest value, a categorical at its first
+choice) and once at the high corner, and reads off what the space searches: the architectures, each
+searched scalar with its range and scale (log or linear), and each per-layer width stack with its
+depths and widths (from the smallest depth at its low bounds to the largest at its high bounds).
+Nothing about the space is written here twice: a new row in `gan.py` or `vae.py` becomes a new feature.
 
 `encode(features, config) -> vector` maps a flat TrainConfig dict (what `define` returns, or a
 trial's `config_json`) to [0, 1] features: one-hot architecture, each scalar on its scale, and per
@@ -22,35 +23,12 @@ from typing import Any
 import numpy as np
 
 from models.config import FAMILY_GAN, FAMILY_VAE
-from search_spaces.common import SpaceOptions
-from search_spaces.gan import define as gan_define
-from search_spaces.vae import define as vae_define
+from search_spaces.common import ARCH_PARAM, CATEGORICAL, VALUE, Space, SpaceOptions
+from search_spaces.gan import space as gan_space
+from search_spaces.vae import space as vae_space
 
-ARCH_PARAM = "arch"
+SPACES = {FAMILY_GAN: gan_space, FAMILY_VAE: vae_space}
 UNUSED = -1.0  # a feature the configuration's architecture does not have
-
-
-class _Probe:
-    """An Optuna-like trial answering every suggestion at one end of its range; records the calls."""
-
-    def __init__(self, end: str, arch: str | None = None) -> None:
-        self.end, self.arch = end, arch
-        self.calls: dict[str, tuple[str, Any, Any, bool]] = {}  # name -> (kind, low, high, log)
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        self.calls[name] = ("categorical", tuple(choices), None, False)
-        if name == ARCH_PARAM and self.arch is not None:
-            return self.arch
-        return choices[0] if self.end == "low" else choices[-1]
-
-    def suggest_int(self, name: str, low: int, high: int, log: bool = False, step: int = 1) -> int:
-        self.calls[name] = ("int", low, high, log)
-        return low if self.end == "low" else high
-
-    def suggest_float(self, name: str, low: float, high: float, log: bool = False, step: float | None = None
-                      ) -> float:
-        self.calls[name] = ("float", low, high, log)
-        return low if self.end == "low" else high
 
 
 @dataclass(frozen=True)
@@ -92,19 +70,20 @@ def _mean_log(widths: Sequence[int]) -> float:
     return float(np.mean(np.log(np.asarray(widths, dtype=float))))
 
 
+def _corner(space: Space, arch: str, high: bool) -> dict[str, Any]:
+    """The flat config of `arch` with every other active row at its lowest (or highest) value."""
+    return space.config(space.walk(lambda row: arch if row.name == ARCH_PARAM else row.end(high)))
+
+
 def space_features(family: str, options: SpaceOptions) -> SpaceFeatures:
-    """Probe the family's `define` at both ends of every range, per architecture."""
-    define = {FAMILY_GAN: gan_define, FAMILY_VAE: vae_define}[family]
-    probe = _Probe("low")
-    define(probe, options)
-    archs = probe.calls[ARCH_PARAM][1]
+    """The family's table at its low and high corners, per architecture."""
+    space: Space = SPACES[family](options)
+    values = {row.field: row for row in space.params if row.role == VALUE}
     scalars: dict[str, Scalar] = {}
     stacks: dict[str, dict[str, list[float]]] = {}
     stacks_of: dict[str, frozenset[str]] = {}
-    for arch in archs:
-        low_probe, high_probe = _Probe("low", arch), _Probe("high", arch)
-        low, high = define(low_probe, options), define(high_probe, options)
-        calls = {**low_probe.calls, **high_probe.calls}
+    for arch in space.archs:
+        low, high = _corner(space, arch, high=False), _corner(space, arch, high=True)
         used = set()
         for field in sorted(low):
             if field == ARCH_PARAM or low[field] == high[field]:
@@ -117,13 +96,14 @@ def space_features(family: str, options: SpaceOptions) -> SpaceFeatures:
                     entry["log_width"].append(_mean_log(widths))
                     entry["log_width"] += [math.log(min(widths)), math.log(max(widths))]
                 continue
-            kind, lo, hi, log = calls.get(field, ("", low[field], high[field], False))
-            if kind == "categorical":  # numeric choices (batch size): on a log scale
-                lo, hi, log = min(lo), max(lo), all(c > 0 for c in lo)
+            row = values[field]
+            lo, hi, log = row.low, row.high, row.log
+            if row.kind == CATEGORICAL:  # numeric choices (batch size): on a log scale
+                lo, hi, log = min(row.choices), max(row.choices), all(c > 0 for c in row.choices)
             scalars[field] = Scalar(field, float(lo), float(hi), bool(log))
         stacks_of[arch] = frozenset(used)
     return SpaceFeatures(
-        family=family, archs=tuple(archs), scalars=tuple(scalars.values()),
+        family=family, archs=tuple(space.archs), scalars=tuple(scalars.values()),
         stacks=tuple(Stack(f, (min(e["depth"]), max(e["depth"])), (min(e["log_width"]), max(e["log_width"])))
                      for f, e in stacks.items()),
         stacks_of=stacks_of)

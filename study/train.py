@@ -18,6 +18,7 @@ from typing import Any
 
 from models.checkpoint import load_checkpoint
 from models.config import ARCHS, FAMILIES, ConfigError, TrainConfig, seed_model_config
+from search_spaces import scale_widths
 from study import results as R
 from study import smoke as SMOKE
 from study.data import TRAIN_SIZE, DataNotFoundError, load_splits
@@ -48,13 +49,6 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
             value = text.lower() == "true"
         changes[key.replace("-", "_")] = value
     return changes
-
-
-def scale_widths(config: TrainConfig, factor: float) -> TrainConfig:
-    """Every width/channel tuple of the model multiplied by `factor` (at least 1 unit each)."""
-    flat = config.to_dict()
-    width_keys = [k for k in flat if k.endswith(("_widths", "_channels"))]
-    return config.replace(**{k: [max(1, round(w * factor)) for w in flat[k]] for k in width_keys})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,13 +30,13 @@ from models.config import (
     TrainConfig,
     seed_model_config,
 )
+from search_spaces import scale_widths
 from study import results as R
 from study.data import MNISTSplits, load_splits
 from study.loop.run_dir import RunDirectory, latest_checkpoint
 from study.loop.summary import config_columns, summarize
 from study.loop.trial import run_trial
 from study.metrics.evaluator import prepare_evaluation
-from study.train import scale_widths
 
 EVAL_SAMPLES = 400  # generated images per FID/KID/IS (the real study.metrics evaluator)
 IW_IMAGES = 200  # test images behind a VAE's IW-NLL (all 10,000: ~390 s for the VAE study; 200: ~20 s)

@@ -279,7 +279,7 @@ class Payload:
 
 def small_config(family: str):
     from models.config import TrainConfig, seed_model_config
-    from study.train import scale_widths
+    from search_spaces import scale_widths
 
     return scale_widths(TrainConfig(model=seed_model_config(family, "dcgan" if family == "gan" else "conv"),
                                     epochs=2, batch_size=64, eval_samples=0), 0.125)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from models.config import TrainConfig, seed_model_config
+from search_spaces import scale_widths
 from study import evaluate as E
 from study import results as R
 from study import smoke as SMOKE
@@ -24,7 +25,6 @@ from study.metrics import inception as I
 from study.metrics import real_stats as RS
 from study.metrics import robustness as RB
 from study.metrics.classifier import SHIPPED_SHA256
-from study.train import scale_widths
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 REPO = Path(__file__).resolve().parents[1]

@@ -16,6 +16,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from models import build_model, seed_model_config
 from models.config import TrainConfig
+from search_spaces import scale_widths
 from study import results as R
 from study.data import SPLIT_TEST, SPLIT_VAL, load_splits
 from study.loop.trial import run_trial
@@ -28,7 +29,6 @@ from study.metrics import real_stats as RS
 from study.metrics import robustness as RB
 from study.metrics.classifier import SHIPPED_SHA256, load_featurenet
 from study.repeat import pinned_threads
-from study.train import scale_widths
 
 DATA_DIR = os.environ.get("STUDY_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 

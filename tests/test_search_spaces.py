@@ -1,8 +1,10 @@
-"""Search spaces: seed points reproduce the seed studies, samples stay in range, Optuna runs seeds first."""
+"""Search spaces: seed points reproduce the seed studies, samples stay in range, Optuna runs seeds first,
+the table is what Optuna sees, and width scaling scales every width field."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import pickle
 from collections import defaultdict
@@ -20,11 +22,16 @@ from search_spaces import (
     SpaceOptions,
     config_for_params,
     define_by_run,
+    family_module,
+    geometric_widths,
+    scale_widths,
     seed_configs,
     seed_points,
+    space,
     tpe_startup_trials,
     train_config,
 )
+from search_spaces.common import FIRST
 from search_spaces.gan import DCGAN_D_DEPTHS, MLP_DEPTHS
 from search_spaces.vae import DENSE_DEPTHS
 
@@ -254,3 +261,51 @@ def test_the_family_modules_do_not_import_the_package():
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert "search_spaces" not in imported, path.name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_table_is_what_optuna_sees(family):
+    """Each drawn name is a row of the table with that row's distribution, and a trial draws exactly
+    the rows whose condition its own parameters meet, in the table's order."""
+    table = space(family, SpaceOptions(width_scale=0.5))
+    assert len({row.name for row in table.params}) == len(table.params)  # one row per name
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    define = define_by_run(family, SpaceOptions(width_scale=0.5))
+    drawn = set()
+    for _ in range(200):
+        trial = study.ask()
+        define(trial)
+        study.tell(trial, 1.0)
+        assert list(trial.params) == [row.name for row in table.params if row.active(trial.params)]
+        assert {name: table.row(name).distribution() for name in trial.params} == trial.distributions
+        drawn |= set(trial.params)
+    assert drawn == {row.name for row in table.params}  # and every row is drawn by some trial
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_seed_depth_lies_on_each_stacks_rule_for_other_depths(family):
+    """A stack's widths at depths the seed study did not use continue the seed's own stack, so the
+    ranges at every depth share one geometric pattern (the seed's widths are read from models.config)."""
+    stacks = family_module(family).STACKS
+    for stack in stacks:
+        seed = getattr(seed_model_config(family, stack.arch), stack.field)
+        if stack.depths is None:
+            continue
+        anchor = seed[0] if stack.anchor == FIRST else seed[-1]
+        rule = geometric_widths(anchor, len(seed), stack.ratio)
+        assert (rule if stack.anchor == FIRST else rule[::-1]) == list(seed), stack.prefix
+        assert stack.depths[0] <= len(seed) <= stack.depths[1]
+
+
+@pytest.mark.parametrize(("family", "arch"), [(f, a) for f in FAMILIES for a in ARCHS[f]])
+def test_scale_widths_scales_every_width_field_and_nothing_else(family, arch):
+    config = TrainConfig(model=seed_model_config(family, arch))
+    scaled = scale_widths(config, 0.3)
+    tuples = {f.name for f in dataclasses.fields(config.model) if isinstance(f.default, tuple)}
+    assert tuples == set(space(family, SpaceOptions()).width_fields)
+    before, after = config.to_dict(), scaled.to_dict()
+    assert {k: v for k, v in after.items() if k not in tuples} == {
+        k: v for k, v in before.items() if k not in tuples}
+    for key in tuples:  # round half to even, at least one unit: 64 * 0.3 = 19.2 -> 19
+        assert after[key] == [max(1, round(w * 0.3)) for w in before[key]], key
+    assert all(w == 1 for key in tuples for w in scale_widths(config, 0.001).to_dict()[key])
