@@ -19,13 +19,13 @@ from study.followups.reproduce_plan import summary_table as reproduction_table
 from study.store import StudyStore
 
 
-def _run_module(name: str):
-    """The module that runs the trials (it imports Ray and the metrics): loaded only once the checks
-    passed, so bad input is refused without waiting for them."""
+def _run_modules():
+    """(replicate_run, reproduce_run): the modules that run the trials, which import Ray and the metrics,
+    loaded only once a command's checks passed."""
     # Ray and the metrics load only now: bad input is refused before without waiting for them
     from study.followups import replicate_run, reproduce_run
 
-    return {"replicate": replicate_run, "reproduce": reproduce_run}[name]
+    return replicate_run, reproduce_run
 
 
 def replicate_command(study: StudyStore | str, top: int, seeds: int, epochs: int | None,
@@ -40,7 +40,7 @@ def replicate_command(study: StudyStore | str, top: int, seeds: int, epochs: int
         return plan
 
     def start(plan: ReplicatePlan) -> Command[pd.DataFrame]:
-        replicate_run = _run_module("replicate")
+        replicate_run, _ = _run_modules()
 
         def finished(rows: pd.DataFrame) -> int:
             print(f"\n{len(rows)} replicate runs -> {study}/{R.REPLICATES_FILE}")
@@ -67,7 +67,7 @@ def reproduce_command(resolve: Callable[[], ReproducePlan], ray: RaySettings) ->
         return plan
 
     def start(plan: ReproducePlan) -> Command[tuple[pd.DataFrame, pd.DataFrame]]:
-        reproduce_run = _run_module("reproduce")
+        _, reproduce_run = _run_modules()
 
         def finished(written: tuple[pd.DataFrame, pd.DataFrame]) -> int:
             trials, _ = written
