@@ -9,7 +9,7 @@ two seed configurations alone.
 Picks, on the table's final-epoch validation FID (mean over the runs of a configuration; the seed
 configurations, already trained with one seed per chunk, left out): the `--best` lowest and `--random`
 others drawn at random (seed 0), and trains each with every `--seeds` seed through the launcher's own
-trainable, study setup and Ray Tune runner (study/engine/fixed.py: FIFO, to the last epoch, resumable:
+study setup and the one runner (study/engine/runner.py FixedTrials: FIFO, to the last epoch, resumable:
 run the same command again after an interruption). Writes the tables' folder
 `<tables>/<family>-replicates/` as one more launcher-like study (study.json, trials.parquet,
 history.parquet), which `benchmarks/lab.py --studies <tables>` reads with the chunks: the lab's
@@ -26,22 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import ray
-from ray import tune
-from ray.tune import ExperimentAnalysis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from study import results as R  # noqa: E402
-from study.data import load_splits  # noqa: E402
-from study.devices import pick_device  # noqa: E402
-from study.engine.cluster import errored_trial_dirs, resolve_gpus, start_ray, trial_slots  # noqa: E402
-from study.engine.fixed import run_fixed_configs  # noqa: E402
+from study.engine.cluster import ray_session  # noqa: E402
 from study.engine.plan import StudyPlan  # noqa: E402
-from study.engine.study_run import study_setup  # noqa: E402
-from study.engine.trainable import with_setup  # noqa: E402
-from study.engine.trial_tables import trial_rows, trials_frame  # noqa: E402
-from study.metrics.evaluator import prepare_evaluation  # noqa: E402
+from study.engine.runner import FixedTrials, Rows, Run, run_trials  # noqa: E402
+from study.engine.study_run import study_setup_options  # noqa: E402
+from study.engine.trial_tables import trials_frame  # noqa: E402
 from study.store import StudyStore  # noqa: E402
 
 NAME = "{family}-replicates"
@@ -110,34 +103,23 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             configs.append({**json.loads(key), "seed": seed})
 
-    start_ray(args.address, args.num_cpus)
-    try:
-        data = load_splits(plan.data_dir, train_subset=plan.train_subset, download=False)
-        assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
-                                    prdc_images=plan.eval_samples)
-        gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-        plan = replace(plan, gpus_per_trial=gpus)
-        trainable = tune.with_resources(with_setup(study_setup(plan, data, assets)),
-                                        {"cpu": plan.cpus_per_trial, "gpu": gpus})
-        results, finished = run_fixed_configs(
-            trainable, configs, storage_path=runs_dir, name=name, max_failures=plan.max_failures,
-            keep_checkpoints=plan.keep_checkpoints, dirname_prefix="replicate",
-            slots=trial_slots(plan.cpus_per_trial, gpus))
-        if not finished:
-            print(f"{name}: interrupted; run the same command again to continue", file=sys.stderr)
-            return 1
-        store = StudyStore(str(Path(runs_dir) / name))
-        analysis = ExperimentAnalysis(store.uri, storage_filesystem=store.fs)
-        rows, history = trial_rows(store, name, analysis.trials, errored=errored_trial_dirs(results))
-    finally:
-        ray.shutdown()
-    out = tables / name
-    out.mkdir(parents=True, exist_ok=True)
-    trials_frame(rows).to_parquet(out / R.TRIALS_FILE, index=False)
-    pd.DataFrame(history).to_parquet(out / R.HISTORY_FILE, index=False)
-    (out / R.STUDY_JSON).write_text(plan.to_json())
-    picked.to_csv(out / "picked.csv", index=False)
-    print(f"{name}: {len(rows)} runs -> {out}", flush=True)
+    out = StudyStore(tables / name)  # the tables' folder: one more launcher-like study
+
+    def export(run: Run, rows: Rows) -> int:
+        out.write_table(trials_frame(rows.trials), R.TRIALS_FILE)
+        out.write_table(pd.DataFrame(rows.history), R.HISTORY_FILE)
+        out.write_text(R.STUDY_JSON, replace(plan, gpus_per_trial=run.gpus).to_json())
+        picked.to_csv(Path(out.root) / "picked.csv", index=False)
+        return len(rows.trials)
+
+    with ray_session(args.address, args.num_cpus):
+        # the launcher's study setup (checkpoints at the scheduler's rungs, no likelihood in the trials)
+        written = run_trials(plan, FixedTrials(configs, "replicate"), export, expect_gpus=plan.expect_gpus,
+                             setup_options=study_setup_options(plan))
+    if written is None:
+        print(f"{name}: interrupted; run the same command again to continue", file=sys.stderr)
+        return 1
+    print(f"{name}: {written} runs -> {out}", flush=True)
     return 0
 
 

@@ -18,10 +18,10 @@ import dataclasses
 import os
 import sys
 
-from models.config import AMP_MODES, AMP_NONE, FAMILIES, ConfigError
-from study import results as R
-from study.data import DATA_DIR_ENV, DataNotFoundError
-from study.engine.lock import StudyLockedError
+from models.config import AMP_MODES, AMP_NONE, FAMILIES
+from study.data import DATA_DIR_ENV
+from study.engine.command import Command, run_command
+from study.engine.lock import StudyLock, UriStudyLock
 from study.engine.plan import (
     DEFAULT_SAMPLERS,
     INCEPTION_CHOICES,
@@ -196,22 +196,31 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(*LOOPBACK_ENV)  # before anything imports Ray, see LOOPBACK_ENV
     spec = spec_from_args(args)
     if spec.study.family == BOTH:
-        return both.launch_both(spec, launch_one)
+        return both.launch_both(spec, launch_one, report)
     return launch_one(spec)
 
 
 def launch_one(spec: LaunchSpec) -> int:
-    """One family's study: every check first, then the pipeline (which imports Ray)."""
-    try:
-        spec, plan, lock = checked_plan(spec)
-    except (ConfigError, DataNotFoundError, StudyLockedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    # imported only now: Ray reads LOOPBACK_ENV when it is imported, and bad input is refused above
+    """One family's study: every check first (launch_plan.checked_plan), then the pipeline on Ray
+    (study/engine/command.py run_command)."""
+    return run_command(lambda: checked_plan(spec), _study_command)
+
+
+def _study_command(checked: tuple[LaunchSpec, StudyPlan, StudyLock | UriStudyLock]) -> Command:
+    # imported only now: Ray reads LOOPBACK_ENV when it is imported, and bad input is refused before
     # without waiting for Ray and the metrics to load
     from study.launcher import pipeline
 
-    return pipeline.launch(spec, plan, lock)
+    return pipeline.study_command(*checked)
+
+
+def report(argv: list[str]) -> int:
+    """`python -m analysis.report ARGV` in this process: the report that ends `--family both` (commands
+    may import analysis, which reads only the files a study wrote; the launcher's library may not)."""
+    # imported only now: the report's tables and figures load only for --family both, after its studies
+    from analysis import report as analysis_report
+
+    return analysis_report.main(argv)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from study import results as R
 from study.store import StudyStore, is_uri
 
 
-def local_db_path(study_dir: str) -> Path:
+def local_db_path(store: StudyStore) -> Path:
     """Where the driver's SQLite file lives: in the study directory, or for a URI in a local
     directory keyed by the URI (the same on every run of this machine, so --resume finds it)."""
-    if not is_uri(study_dir):
-        return Path(study_dir) / R.OPTUNA_DB
-    key = hashlib.sha256(study_dir.rstrip("/").encode()).hexdigest()[:16]
+    if not is_uri(store.uri):
+        return Path(store.optuna_db)
+    key = hashlib.sha256(store.uri.rstrip("/").encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / "ganvae-study-optuna" / key / R.OPTUNA_DB
 
 
@@ -38,29 +38,27 @@ def sqlite_url(path: Path | str) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def fetch(study_dir: str) -> Path:
+def fetch(study: StudyStore | str) -> Path:
     """The local database file, for a URI study fetched from its published copy when this
     machine has none (call before restoring the searcher, whose pickle names this file)."""
-    path = local_db_path(study_dir)
+    store = StudyStore.of(study)
+    path = local_db_path(store)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if is_uri(study_dir) and not path.exists():
-        store = StudyStore(study_dir)
-        if store.exists(store.path(R.OPTUNA_DB)):
-            path.write_bytes(store.read_bytes(store.path(R.OPTUNA_DB)))
+    if is_uri(store.uri) and not path.exists() and store.exists(store.optuna_db):
+        path.write_bytes(store.read_bytes(store.optuna_db))
     return path
 
 
-def open_storage(study_dir: str) -> optuna.storages.RDBStorage:
+def open_storage(study: StudyStore | str) -> optuna.storages.RDBStorage:
     """The study's SQLite storage (a new study's file is created by Optuna)."""
-    return optuna.storages.RDBStorage(sqlite_url(fetch(study_dir)))
+    return optuna.storages.RDBStorage(sqlite_url(fetch(study)))
 
 
-def publish(study_dir: str) -> None:
+def publish(store: StudyStore) -> None:
     """Copy a URI study's local database into its study directory (nothing to do when local)."""
-    path = local_db_path(study_dir)
-    if is_uri(study_dir) and path.exists():
-        store = StudyStore(study_dir)
-        store.write_bytes(store.path(R.OPTUNA_DB), path.read_bytes())
+    path = local_db_path(store)
+    if is_uri(store.uri) and path.exists():
+        store.write_bytes(store.optuna_db, path.read_bytes())
 
 
 def load_study(study_dir: str | Path) -> optuna.Study | None:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from models.config import ConfigError
-from study import results as R
-from study.data import DataNotFoundError
-from study.engine.plan import check_data
 from study.engine.spec import RaySettings
-from study.followups.replicate_plan import DEFAULT_SEEDS, DEFAULT_TOP, prepare
+from study.followups.followup_commands import replicate_command
+from study.followups.replicate_plan import DEFAULT_SEEDS, DEFAULT_TOP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,34 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ray = RaySettings(address=args.address, num_cpus=args.num_cpus, verbose=args.verbose)
-    try:
-        plan, _, _ = prepare(args.study_dir, args.top, args.seeds, args.epochs)
-        check_data(plan.data_dir)
-    except (ConfigError, DataNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    # Ray and the metrics load only now: bad input is refused above without waiting for them
-    from study.engine import console
-    from study.engine.cluster import ray_session
-    from study.followups.replicate_run import run_replicates, summary_table
-
-    console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
-    try:
-        with ray_session(ray.address, ray.num_cpus):
-            rows = run_replicates(plan)
-    except KeyboardInterrupt:
-        rows = None
-    except ConfigError as exc:  # resources no node has: found once Ray is up, before any run
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    if rows is None:
-        print(f"\nthe replicates of {plan.study} were interrupted; continue them with the same command:\n"
-              f"  python -m study.replicate {args.study_dir} --top {args.top} --seeds {args.seeds}"
-              + (f" --epochs {args.epochs}" if args.epochs else ""), file=sys.stderr)
-        return R.EXIT_INTERRUPTED
-    print(f"\n{len(rows)} replicate runs -> {args.study_dir}/{R.REPLICATES_FILE}")
-    print(summary_table(rows))
-    return 0
+    return replicate_command(args.study_dir, args.top, args.seeds, args.epochs, ray)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python -m study.reproduce --seed-study 2 --quick            # gan/mlp + vae/mlp, CPU-sized
     python -m study.reproduce --seed-study 2 --epochs 10,50 --seeds 5
 
-The protocol, the presets and what is written: study/followups/reproduce_run.py.
+The protocol, the presets and what is written: study/followups/reproduce_plan.py; the run:
+study/followups/reproduce_run.py, through the one runner (study/engine/runner.py).
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from models.config import ConfigError
-from study import results as R
-from study.data import DataNotFoundError
-from study.engine.plan import check_data
 from study.engine.spec import PRESETS, RaySettings, choose_preset, reproduction_preset
+from study.followups.followup_commands import reproduce_command
 from study.followups.reproduce_plan import (
     DEFAULT_SEEDS,
     QUICK_EPOCH_DIVISOR,
     SEED_STUDY_ARCHS,
     ReproducePlan,
-    check_study_dir,
     plan_reproduction,
 )
 from study.repeat import REPEAT_THREADS
@@ -81,35 +78,7 @@ def plan_from_args(args: argparse.Namespace) -> ReproducePlan:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ray = RaySettings(address=args.address, num_cpus=args.num_cpus, verbose=args.verbose)
-    try:
-        plan = plan_from_args(args)
-        check_study_dir(plan)
-        check_data(plan.data_dir)
-    except (ConfigError, DataNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    # Ray and the metrics load only now: bad input is refused above without waiting for them
-    from study.engine import console
-    from study.engine.cluster import ray_session
-    from study.followups.reproduce_run import run_reproduction, summary_table
-
-    console.configure(ray.verbose)  # the launcher's compact console, unless --verbose
-    try:
-        with ray_session(ray.address, ray.num_cpus):
-            written = run_reproduction(plan)
-    except KeyboardInterrupt:
-        written = None
-    except ConfigError as exc:  # resources no node has: found once Ray is up, before any run
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    if written is None:
-        print(f"\nthe reproduction {plan.name} was interrupted; continue it with the same command.",
-              file=sys.stderr)
-        return R.EXIT_INTERRUPTED
-    trials, _ = written
-    print(f"\n{len(trials)} rows -> {plan.study_dir}/{R.TRIALS_FILE}\n{summary_table(trials)}")
-    print(f"compare with the published numbers: python -m analysis.report <studies...> {plan.study_dir}")
-    return 0
+    return reproduce_command(lambda: plan_from_args(args), ray)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from study.loop.run_dir import RunDirectory, latest_checkpoint
 from study.loop.summary import config_columns, summarize
 from study.loop.trial import run_trial
 from study.metrics.evaluator import prepare_evaluation
+from study.store import StudyStore
 
 EVAL_SAMPLES = 400  # generated images per FID/KID/IS (the real study.metrics evaluator)
 IW_IMAGES = 200  # test images behind a VAE's IW-NLL (all 10,000: ~390 s for the VAE study; 200: ~20 s)
@@ -146,9 +147,9 @@ def build_tiny_studies(root: Path, data_dir: Path, specs: dict[str, list[TrialSp
             row, rows = _run(spec, data, name, study_dir, evaluator_for)
             trials.append(row)
             history.extend(rows)
-        study_dir.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(trials).to_parquet(study_dir / R.TRIALS_FILE, index=False)
-        pd.DataFrame(history).to_parquet(study_dir / R.HISTORY_FILE, index=False)
+        store = StudyStore(study_dir)  # the study's layout and the one table writer (study/store.py)
+        store.write_table(pd.DataFrame(trials), R.TRIALS_FILE)
+        store.write_table(pd.DataFrame(history), R.HISTORY_FILE)
         print(f"fixture study {name}: {len(family_specs)} trials in {time.perf_counter() - started:.1f} s")
         dirs[family] = study_dir
     return TinyStudies(gan=dirs[FAMILY_GAN], vae=dirs[FAMILY_VAE], data_dir=Path(data_dir))

@@ -307,39 +307,41 @@ def test_two_launchers_with_default_flags_both_finish(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(tmp_path, data_dir):
+def test_a_port_taken_between_the_check_and_rays_start_is_one_error_line(capsys):
     """The race the launcher's check cannot close: the port is free at the check, taken when Ray starts.
-    Ray's own refusal becomes a ConfigError (one `error:` line from launch), without a minute's wait."""
+    Ray's own refusal becomes one `error:` line and exit 2 from the command wrapper (study/engine/command.py),
+    without a minute's wait, and the command's resources are released."""
     import ray
 
-    from study import launch
-    from study.launch import plan_from_args, spec_from_args
-    from study.launcher import pipeline
+    from study.engine.command import Command, run_command
+    from study.engine.spec import RaySettings
 
-    args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
-                                             "--storage-path", str(tmp_path), "--name", "raced"])
-    plan, spec = plan_from_args(args), spec_from_args(args)
+    released = []
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
-        claim = sharing.Claim(port=port, num_cpus=1, others=[])  # what the check chose, taken since
+        port = busy.getsockname()[1]  # what the launcher's check chose, taken since
         started = time.monotonic()
-        with pytest.raises(ConfigError, match=f"Ray did not start: .*{port}"):
-            pipeline._session(spec, plan, claim)
+        rc = run_command(lambda: None, lambda _: Command(
+            ray=RaySettings(num_cpus=1), run=lambda: pytest.fail("ran without a Ray"), finished=lambda _: 0,
+            interrupted="", dashboard=("127.0.0.1", port), release=lambda: released.append(True)))
+    assert rc == R.EXIT_BAD_INPUT and released == [True]
+    err = capsys.readouterr().err
+    assert re.search(f"^error: Ray did not start: .*{port}", err, re.MULTILINE) and "Traceback" not in err
     assert time.monotonic() - started < 30 and not ray.is_initialized()
 
 
 def test_family_both_resume_knows_what_each_study_still_needs(tmp_path):
     from study.launcher.both import _state
+    from study.store import StudyStore
 
     study = tmp_path / "cmp-gan"
-    assert _state(str(study)) == "new"
+    assert _state(StudyStore(study)) == "new"
     study.mkdir()
     (study / R.TRIALS_FILE).write_text("")
-    assert _state(str(study)) == "searched"  # its replicates go on (python -m study.replicate)
+    assert _state(StudyStore(study)) == "searched"  # its replicates go on (as python -m study.replicate)
     (study / R.REPLICATES_FILE).write_text("")
-    assert _state(str(study)) == "done"  # skipped
+    assert _state(StudyStore(study)) == "done"  # skipped
 
 
 def test_the_console_pickles_without_its_stream_and_writes_to_stdout_once_restored(capsys):

@@ -22,6 +22,7 @@ from study.loop.run_dir import RunDirectory
 from study.loop.trial import run_trial
 from study.metrics.evaluator import prepare_evaluation
 from study.quality_gate import described_trials
+from study.store import StudyStore
 
 TINY_VAE = VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,), lr=1e-3)
 EVAL_SAMPLES = 120  # > PRDC's k, so the whole suite has every metric
@@ -107,7 +108,7 @@ def test_scoring_worker_keeps_no_model_between_trials(small, assets, tmp_path):
               checkpoint_epochs={1}, suite_epochs=())
     worker = ScoringWorker(TrialSetup(data=small, assets=assets, test_nll=False))
     checkpoint = f"{R.CHECKPOINTS_DIR}/{R.checkpoint_name(2)}"
-    scored = worker.likelihood(str(tmp_path), checkpoint)
+    scored = worker.likelihood(StudyStore(tmp_path), checkpoint)
     assert math.isfinite(scored[R.TEST_BINARIZED_NLL]) and scored[R.NLL_SECONDS] > 0
     assert worker.last_model is not None and not worker.holds_model()
     stop_dir = tmp_path / "tune_checkpoint"

@@ -31,7 +31,7 @@ from study.engine.spec import (
 from study.followups.replicate_plan import ReplicatePlan
 from study.followups.reproduce_plan import ReproducePlan, check_study_dir
 from study.launcher import BOTH, both
-from study.store import normalize_storage_path
+from study.store import StudyStore, normalize_storage_path
 from tests.conftest import REPO_ROOT
 from tests.test_imports import COMMANDS, project_modules
 
@@ -99,12 +99,15 @@ def test_the_search_replicate_and_reproduce_specs_share_one_base(tmp_path, data_
     args = launch.build_parser().parse_args(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir),
                                              "--storage-path", str(tmp_path), "--name", "s"])
     search = launch.plan_from_args(args)
-    replicates = ReplicatePlan.of(search, str(tmp_path / "s"), top=2, seeds=3, epochs=None)
+    study = StudyStore(tmp_path / "s")
+    replicates = ReplicatePlan.of(search, study, top=2, seeds=3, epochs=None)
     assert replicates.study_dir == f"{tmp_path}/s/{R.REPLICATES_DIR}"  # the replicates' Ray experiment
     assert replicates.source_dir == str(tmp_path / "s") and replicates.study == "s"
+    # the specs carry their directories as the one object that owns the files
+    assert replicates.source == study and replicates.store == study.replicates == search.store.replicates
     assert {k: getattr(replicates, k) for k in base - {"name", "storage_path"}} == \
         {k: getattr(search, k) for k in base - {"name", "storage_path"}}
-    assert ReplicatePlan.of(search, str(tmp_path / "s"), 2, 3, epochs=9).max_epochs == 9
+    assert ReplicatePlan.of(search, study, 2, 3, epochs=9).max_epochs == 9
     assert ReplicatePlan.from_json(replicates.to_json()) == replicates
     with pytest.raises(SpecFormatError, match="does not have"):  # a search's settings, not a reproduction's
         ReproducePlan.from_json(search.to_json())

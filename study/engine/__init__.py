@@ -2,8 +2,10 @@
 base spec of every run, the Ray settings and the presets (spec), the search's plan (plan), the Ray-free
 checks before Ray starts (preflight), the searcher, sampler and scheduler (search), the one Ray
 bring-up (cluster), the trainable, crash recovery, the study lock, the export of a study's tables,
-fixed-configuration runs, one study's run (study_run), and the old module names a study started
-before the rename pickled (old_names)."""
+fixed-configuration runs, the one experiment runner (runner: a searcher's trials or fixed configurations,
+from the data to the tables), the one command skeleton (command: checks, Ray, Ctrl-C, exit status), the
+search's run (study_run), and the old module names a study started before the rename pickled
+(old_names)."""
 
 from study.engine import old_names
 

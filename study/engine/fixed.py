@@ -1,8 +1,9 @@
 """Fixed-configuration runs (study.replicate, study.reproduce): no search, no scheduler.
 
 A list of complete trial configs, each run to its last epoch by the study trainable
-(study/engine/trainable.py) under Tune's FIFO scheduler, with retries from checkpoints and Tune's
-experiment state, so a second invocation restores an interrupted run instead of starting again.
+(study/engine/trainable.py) under Tune's FIFO scheduler: the searcher that suggests them and the
+TuneConfig; the one runner (study/engine/runner.py FixedTrials) runs them, with retries from checkpoints
+and Tune's experiment state, so a second invocation restores an interrupted run instead of starting again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import Searcher
 
-from study.engine.cluster import dirname_creator, fit, run_config
+from study.engine.cluster import dirname_creator
 
 
 def fixed_configs_searcher(configs: list[dict[str, Any]]):
@@ -55,23 +56,3 @@ def fixed_tune_config(configs: list[dict[str, Any]], slots: int, dirname_prefix:
     return tune.TuneConfig(search_alg=fixed_configs_searcher(configs), scheduler=FIFOScheduler(),
                            num_samples=len(configs), trial_dirname_creator=dirname_creator(dirname_prefix),
                            reuse_actors=True, max_concurrent_trials=slots)
-
-
-def run_fixed_configs(trainable, configs: list[dict[str, Any]], *, storage_path: str, name: str,
-                      max_failures: int, keep_checkpoints: int, dirname_prefix: str, slots: int):
-    """Run every config once (FIFO, to its last epoch) as the Tune experiment storage_path/name, or
-    continue that experiment where an earlier call was interrupted. `slots`: trials at once
-    (study.engine.cluster.trial_slots). Returns (ResultGrid, finished): finished is False when the run
-    was interrupted before every trial ended."""
-    uri = f"{storage_path.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(uri):
-        print(f"continuing the interrupted run in {uri} (finished trials are not run again)", flush=True)
-        tuner = tune.Tuner.restore(uri, trainable=trainable, resume_unfinished=True, resume_errored=False)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=fixed_tune_config(configs, slots, dirname_prefix),
-            run_config=run_config(name, storage_path, max_failures, keep_checkpoints),
-        )
-    results, interrupted = fit(tuner)
-    return results, not interrupted and results.num_terminated + results.num_errors >= len(configs)

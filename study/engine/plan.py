@@ -258,15 +258,15 @@ def load_resume_plan(name: str | None, storage_path: str, family: str) -> StudyP
     if not name:
         _fail("--resume needs --name: the name of the interrupted study (a directory under --storage-path).")
     storage = normalize_storage_path(storage_path)
-    store = StudyStore(f"{storage.rstrip('/')}/{name}")
-    if not store.exists(store.path(R.STUDY_JSON)):
+    store = StudyStore(f"{storage.rstrip('/')}/{name}")  # the study directory, named by the flags
+    if not store.has(R.STUDY_JSON):
         _fail(f"--resume: {store.uri} holds no study to resume ({R.STUDY_JSON} is missing); check --name "
               "and --storage-path, or start a new study without --resume.")
     try:
-        plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+        plan = StudyPlan.from_json(store.read_text(R.STUDY_JSON))
     except (ValueError, TypeError) as exc:  # not JSON, or not the launcher's settings
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        _fail(f"--resume: {store.path(R.STUDY_JSON)} is not a {R.STUDY_JSON} this launcher can read ({why}); "
+        _fail(f"--resume: {store.study_json} is not a {R.STUDY_JSON} this launcher can read ({why}); "
               "restore it from a backup, or start the study again under a new --name.")
     if plan.family != family:
         _fail(f"--resume: study {name} is a {plan.family} study, not {family}; "

@@ -44,16 +44,15 @@ class ScoringWorker:
         release_memory(self.device)
         return row
 
-    def likelihood(self, study_dir: str, checkpoint: str) -> dict[str, Any]:
-        """The likelihood columns (with R.NLL_SECONDS) of the model in `checkpoint` (relative to
-        `study_dir`, as trials.parquet's CHECKPOINT column)."""
-        row = self._likelihood(study_dir, checkpoint)
+    def likelihood(self, store: StudyStore, checkpoint: str) -> dict[str, Any]:
+        """The likelihood columns (with R.NLL_SECONDS) of the model in `checkpoint` (relative to the
+        study directory `store`, as trials.parquet's CHECKPOINT column)."""
+        row = self._likelihood(store, checkpoint)
         release_memory(self.device)
         return row
 
-    def _likelihood(self, study_dir: str, checkpoint: str) -> dict[str, Any]:
+    def _likelihood(self, store: StudyStore, checkpoint: str) -> dict[str, Any]:
         started = time.perf_counter()
-        store = StudyStore(study_dir)
         path = store.path(checkpoint)
         config, model, _ = load_model(path, data=store.read_bytes(path))
         model = model.to(self.device)

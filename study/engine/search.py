@@ -61,7 +61,7 @@ def make_searcher(plan: StudyPlan, concurrency: int = 1):
         mode=mode,
         points_to_evaluate=study_seed_points(plan),
         sampler=make_sampler(plan, concurrency),
-        storage=open_storage(plan.study_dir),  # <study dir>/optuna.db (study/optuna_storage.py)
+        storage=open_storage(plan.store),  # <study dir>/optuna.db (study/optuna_storage.py)
         study_name=plan.name,
     )
 

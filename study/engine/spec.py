@@ -10,6 +10,7 @@ and reads the same way, the fields added since taking their defaults.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Self
@@ -17,6 +18,7 @@ from typing import Any, Self
 from search_spaces import DEFAULT_WIDTH_RANGE
 from study import smoke as SMOKE
 from study.engine.preflight import LOOPBACK_HOST
+from study.store import StudyStore
 
 SCHEMA_KEY = "schema"
 SPEC_SCHEMA = 1  # 0: a study.json without the key (written before the spec had a version)
@@ -51,6 +53,12 @@ class RunSpec:
     @property
     def study_dir(self) -> str:
         return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    @functools.cached_property
+    def store(self) -> StudyStore:
+        """The study directory (the run's Ray experiment) as the one object that owns its files, made
+        once per spec (not a field: study.json holds the settings, not where they are read from)."""
+        return StudyStore(self.study_dir)
 
     def to_json(self) -> str:
         return json.dumps({SCHEMA_KEY: SPEC_SCHEMA, **dataclasses.asdict(self)}, indent=1)

@@ -1,101 +1,75 @@
-"""One study on an initialised Ray: the Tune experiment (searcher, scheduler, the trainable with the
-shared setup), the export of its tables, and the Inception step over the chosen trials."""
+"""One study on an initialised Ray: the search through the one runner (study/engine/runner.py: the
+plan's searcher and scheduler, the trainable with the search's setup, the export of its tables), and
+the Inception step over the chosen trials."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import ray
-from ray import tune
 
 from search_spaces import seed_configs
-from study import optuna_storage
 from study import results as R
 from study.engine import console
-from study.engine.cluster import (
-    cluster_gpus,
-    errored_trial_dirs,
-    fit,
-    resolve_gpus,
-    run_config,
-    trial_dirname,
-    trial_slots,
-)
+from study.engine.cluster import cluster_gpus, resolve_gpus, trial_slots
 from study.engine.plan import StudyPlan, checkpoint_epochs, expected_epochs
+from study.engine.runner import Run, SearchTrials, run_trials, trial_setup
 from study.engine.scoring import scoring_pool
 from study.engine.search import make_scheduler, make_searcher
-from study.engine.trainable import TrialSetup, with_setup
-from study.engine.trial_tables import ExportedStudy, export_study
+from study.engine.trainable import TrialSetup
+from study.engine.trial_tables import ExportedStudy, write_study_tables
 from study.metrics.inception import inception_missing, score_study
-from study.store import StudyStore
 
 
-def _new_tuner(plan: StudyPlan, trainable, gpus: float) -> tune.Tuner:
-    slots = trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus)
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=make_searcher(plan, slots), scheduler=make_scheduler(plan),
-                                    num_samples=plan.trials, trial_dirname_creator=trial_dirname,
-                                    # one worker process per concurrent slot, not per trial: no
-                                    # process start, torch import and actor set-up per trial; with
-                                    # a searcher Tune keeps 1 trial pending unless told the slots,
-                                    # and a reused actor then takes it: every slot must be asked for
-                                    reuse_actors=True,
-                                    max_concurrent_trials=slots),
-        run_config=run_config(plan.name, plan.storage_path, plan.max_failures, plan.keep_checkpoints),
-    )
+def study_setup_options(plan: StudyPlan) -> dict[str, Any]:
+    """The search's TrialSetup options: checkpoints at the scheduler's rungs, the suite every
+    --suite-every epochs, and no likelihood in the trials (test_nll False: the picked trials' only, after
+    the search, followups/picked_nll.py)."""
+    return dict(checkpoint_epochs=checkpoint_epochs(plan), suite_every=plan.suite_every, test_nll=False)
 
 
 def study_setup(plan: StudyPlan, data, assets) -> TrialSetup:
-    """What every trial of the search shares (and the scoring workers after it)."""
+    """What every trial of the search shares (and the scoring workers after it) on the running Ray."""
     gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-    # test_nll False: the likelihood of the picked trials only, after the search (followups/picked_nll.py)
-    return TrialSetup(data=data, assets=assets, checkpoint_epochs=checkpoint_epochs(plan),
-                      threads=max(1, int(plan.cpus_per_trial)), gpus_per_trial=gpus,
-                      suite_every=plan.suite_every, test_nll=False)
+    return trial_setup(plan, data, assets, gpus, **study_setup_options(plan))
 
 
-def run_study(plan: StudyPlan, data, assets, resume: bool = False,
-              prior_epoch_s: float | None = None) -> ExportedStudy | None:
-    """Run (or resume) the Tune experiment on an initialised Ray; returns the ExportedStudy, or
-    None if the study was interrupted before every trial finished. `prior_epoch_s`: seconds per
-    trial-epoch a probe measured, the console's pace until the first epochs are timed."""
-    gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
-    setup = study_setup(plan, data, assets)
-    trainable = tune.with_resources(with_setup(setup), {"cpu": plan.cpus_per_trial, "gpu": gpus})
-    store = StudyStore(plan.study_dir)
-    print(plan.header(gpus), flush=True)
-    slots = trial_slots(plan.cpus_per_trial, gpus, plan.expect_gpus)
-    print(size_line(plan, len(data.train.images), slots), flush=True)
-    console.expect(console.StudyShape(expected_epochs(plan), slots, prior_epoch_s))
-    if resume:
-        optuna_storage.fetch(plan.study_dir)  # the restored searcher reopens this file
-        tuner = tune.Tuner.restore(store.uri, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False)
-    else:
-        store.write_bytes(store.path(R.STUDY_JSON), plan.to_json().encode())
-        tuner = _new_tuner(plan, trainable, gpus)
-    try:
-        results, interrupted = fit(tuner)
-    finally:
-        optuna_storage.publish(plan.study_dir)  # a URI study's database into its study directory
-    # the in-memory statuses: the saved experiment state can lag behind (HyperBand leaves
-    # trials it stopped while paused marked PAUSED on disk); Ctrl-C marks the running trials
-    # TERMINATED in memory, so the interrupt is checked too
-    if interrupted or results.num_terminated + results.num_errors < plan.trials:
-        return None
+def search_trials(plan: StudyPlan) -> SearchTrials:
+    """The search's trials: the plan's Optuna searcher (told the trials at once) and scheduler."""
+    return SearchTrials(searcher=lambda slots: make_searcher(plan, slots), scheduler=make_scheduler(plan),
+                        trials=plan.trials)
 
-    def evaluate_stopped(checkpoints):
-        # the cluster as it is now: a node lost during the search no longer counts
-        workers = min(trial_slots(plan.cpus_per_trial, gpus), len(checkpoints))
-        print(f"scoring {len(checkpoints)} early-stopped trial(s) (validation suite at the stop epoch, test "
-              f"metrics) in {workers} worker(s)", flush=True)
-        with scoring_pool(setup, workers, plan.cpus_per_trial, gpus) as score:
-            return score("stopped", [(c,) for c in checkpoints])
 
-    errored = errored_trial_dirs(results)
-    return export_study(plan.study_dir, plan.name, seed_configs(plan.family, plan.space()),
-                        evaluate_stopped, errored=errored)
+def run_study(plan: StudyPlan, data, assets, prior_epoch_s: float | None = None) -> ExportedStudy | None:
+    """Run (or resume: the study directory holds the interrupted experiment) the search on an initialised
+    Ray (study/engine/runner.py); returns the ExportedStudy, or None if the study was interrupted before
+    every trial finished. `prior_epoch_s`: seconds per trial-epoch a probe measured, the console's pace
+    until the first epochs are timed."""
+
+    def before(run: Run, restoring: bool) -> None:
+        print(plan.header(run.gpus), flush=True)
+        print(size_line(plan, len(run.data.train.images), run.slots), flush=True)
+        console.expect(console.StudyShape(expected_epochs(plan), run.slots, prior_epoch_s))
+        if not restoring:
+            run.store.write_text(R.STUDY_JSON, plan.to_json())
+
+    def evaluate_stopped(run: Run):
+        def evaluate(checkpoints):
+            # the cluster as it is now: a node lost during the search no longer counts
+            workers = min(trial_slots(plan.cpus_per_trial, run.gpus), len(checkpoints))
+            print(f"scoring {len(checkpoints)} early-stopped trial(s) (validation suite at the stop epoch, "
+                  f"test metrics) in {workers} worker(s)", flush=True)
+            with scoring_pool(run.setup, workers, plan.cpus_per_trial, run.gpus) as score:
+                return score("stopped", [(c,) for c in checkpoints])
+
+        return evaluate
+
+    return run_trials(plan, search_trials(plan), lambda run, rows: write_study_tables(run.store, rows.trials,
+                                                                                      rows.history),
+                      expect_gpus=plan.expect_gpus, setup_options=study_setup_options(plan), data=data,
+                      assets=assets, before=before, seed_configs=seed_configs(plan.family, plan.space()),
+                      stopped=evaluate_stopped)
 
 
 def size_line(plan: StudyPlan, images: int, slots: int) -> str:
@@ -143,7 +117,7 @@ def run_inception(plan: StudyPlan, data) -> str | None:
           flush=True)
     task = remote_task(score_study, plan.cpus_per_trial, gpus)
     try:
-        scored = ray.get(task.remote(plan.study_dir, data.test.images, plan.inception_images))
+        scored = ray.get(task.remote(plan.store, data.test.images, plan.inception_images))
     except Exception as exc:  # a Ray task error wraps anything the step raised, on any node
         cause = getattr(exc, "cause", None) or exc
         reason = " ".join(f"{type(cause).__name__}: {cause}".split())

@@ -18,7 +18,6 @@ picked ones only (study/followups/picked_nll.py); a re-export keeps it, as it ke
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import posixpath
@@ -167,23 +166,32 @@ def trials_frame(rows: list[dict]) -> pd.DataFrame:
     return frame[first + rest]
 
 
-def has_experiment_state(uri: str) -> bool:
-    """Whether `uri` holds a Ray Tune experiment that can be restored (and so exported)."""
-    return tune.Tuner.can_restore(uri)
+def has_experiment_state(store: StudyStore) -> bool:
+    """Whether `store` holds a Ray Tune experiment that can be restored (and so exported)."""
+    return tune.Tuner.can_restore(store.uri)
+
+
+def experiment_trials(store: StudyStore) -> list:
+    """The trials of the Ray Tune experiment in `store`, as its saved experiment state has them."""
+    return ExperimentAnalysis(store.root, storage_filesystem=store.fs).trials
 
 
 def export_study(
-    study_dir: str,
+    study: StudyStore | str,
     study_name: str,
     seed_configs: Sequence[TrainConfig] = (),
     early_stop_evaluator: EarlyStopEvaluator | None = None,
     errored: set[str] | None = None,
 ) -> ExportedStudy:
-    """Write trials.parquet, history.parquet and best_samples.png into the study directory."""
-    store = StudyStore(study_dir)
-    analysis = ExperimentAnalysis(store.root, storage_filesystem=store.fs)
-    rows, history_rows = trial_rows(store, study_name, analysis.trials, seed_configs, early_stop_evaluator,
-                                    errored)
+    """Read a finished search's experiment and write its tables (write_study_tables)."""
+    store = StudyStore.of(study)
+    rows, history_rows = trial_rows(store, study_name, experiment_trials(store), seed_configs,
+                                    early_stop_evaluator, errored)
+    return write_study_tables(store, rows, history_rows)
+
+
+def write_study_tables(store: StudyStore, rows: list[dict], history_rows: list[dict]) -> ExportedStudy:
+    """Write a search's trials.parquet, history.parquet and best_samples.png into the study directory."""
     trials = _keep_post_search(store, trials_frame(rows))
     history = pd.DataFrame(history_rows)
     store.write_table(trials, R.TRIALS_FILE)
@@ -192,7 +200,7 @@ def export_study(
     if best is not None:
         grids = store.files(store.path(best[R.TRIAL_DIR], R.SAMPLES_DIR), ".png")
         if grids:
-            store.write_bytes(store.path(R.BEST_SAMPLES_FILE), store.read_bytes(grids[-1]))
+            store.write_bytes(store.best_samples, store.read_bytes(grids[-1]))
     return ExportedStudy(trials, history, None if best is None else best[R.TRIAL_ID])
 
 
@@ -205,10 +213,9 @@ def _keep_post_search(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
     """A re-export keeps what the steps after the search wrote into trials.parquet (they come from
     no trial artifact): the Inception FIDs of `--inception final` and the picked trials' likelihood,
     whose seconds stay in their TRIAL_SECONDS."""
-    path = store.path(R.TRIALS_FILE)
-    if not store.exists(path):
+    if not store.has(R.TRIALS_FILE):
         return trials
-    old = pd.read_parquet(io.BytesIO(store.read_bytes(path))).set_index(R.TRIAL_ID)
+    old = store.read_table(R.TRIALS_FILE).set_index(R.TRIAL_ID)
     for marker, columns in ((R.TEST_INCEPTION_FID, INCEPTION_COLUMNS), (R.NLL_SECONDS, NLL_COLUMNS)):
         if marker not in old or old[marker].isna().all():
             continue

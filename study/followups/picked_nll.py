@@ -13,8 +13,6 @@ Replicates compute it inside their trials: every replicate is described.
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 
 from models.config import FAMILY_VAE
@@ -51,16 +49,15 @@ def missing(trials: pd.DataFrame, ids: list[str]) -> list[str]:
 
 
 def run_likelihood(plan: StudyPlan, setup: TrialSetup, gpus: float, replicate_top: int | None = None,
-                   study_dir: str | None = None) -> pd.DataFrame | None:
+                   study: StudyStore | None = None) -> pd.DataFrame | None:
     """Compute the likelihood of the picked VAE trials that lack it on the initialised Ray and write it
-    into the study's trials.parquet (`study_dir`, default the plan's); the table as written (None:
+    into the study's trials.parquet (`study`, default the plan's directory); the table as written (None:
     nothing to do, a GAN study or no metrics). python -m study.replicate calls it too, for sources a
     new --top picks."""
     if plan.family != FAMILY_VAE or setup.assets is None:
         return None
-    study_dir = study_dir or plan.study_dir
-    store = StudyStore(study_dir)
-    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
+    store = study or plan.store
+    trials = store.read_table(R.TRIALS_FILE)
     ids = missing(trials, picked_trials(trials, replicate_top))
     if not ids:
         return None
@@ -69,17 +66,16 @@ def run_likelihood(plan: StudyPlan, setup: TrialSetup, gpus: float, replicate_to
           f"in {workers} worker(s)", flush=True)
     rows = trials.set_index(trials[R.TRIAL_ID].astype(str))
     with scoring_pool(setup, workers, plan.cpus_per_trial, gpus) as score:
-        scored = score("likelihood", [(study_dir, rows.loc[t, R.CHECKPOINT]) for t in ids])
+        scored = score("likelihood", [(store, rows.loc[t, R.CHECKPOINT]) for t in ids])
     return write_likelihood(store, trials, dict(zip(ids, scored, strict=True)))
 
 
-def score_in_process(plan: StudyPlan, study_dir: str, data_dir: str | None = None) -> pd.DataFrame | None:
+def score_in_process(plan: StudyPlan, store: StudyStore, data_dir: str | None = None) -> pd.DataFrame | None:
     """`run_likelihood` without Ray, one trial after another in this process, for the picked trials
     that lack it (python -m study.export after a launcher that died before this step)."""
     if plan.family != FAMILY_VAE or plan.eval_samples == 0:
         return None
-    store = StudyStore(study_dir)
-    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
+    trials = store.read_table(R.TRIALS_FILE)
     rows = trials.set_index(trials[R.TRIAL_ID].astype(str))
     ids = missing(trials, picked_trials(trials))
     if not ids:
@@ -88,7 +84,7 @@ def score_in_process(plan: StudyPlan, study_dir: str, data_dir: str | None = Non
           flush=True)
     data = load_splits(data_dir or plan.data_dir, train_subset=plan.train_subset, download=False)
     worker = ScoringWorker(TrialSetup(data=data, assets=prepare_evaluation(data, iw_images=plan.iw_images)))
-    return write_likelihood(store, trials, {t: worker.likelihood(study_dir, rows.loc[t, R.CHECKPOINT])
+    return write_likelihood(store, trials, {t: worker.likelihood(store, rows.loc[t, R.CHECKPOINT])
                                             for t in ids})
 
 

@@ -32,7 +32,7 @@ the rows are completed before they are written (later metrics, e.g. Inception FI
 from __future__ import annotations
 
 import dataclasses
-import io
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -75,11 +75,18 @@ class ReplicatePlan(RunSpec):
         """The searched study's directory (trials.parquet, study.json, replicates.parquet)."""
         return self.storage_path
 
+    @functools.cached_property
+    def source(self) -> StudyStore:
+        """The searched study's directory, whose replicates.parquet the rows go to (`store`, the
+        replicates' Ray experiment, is its replicates/)."""
+        return StudyStore(self.storage_path)
+
     @classmethod
-    def of(cls, search: StudyPlan, study_dir: str, top: int, seeds: int, epochs: int | None) -> ReplicatePlan:
-        """The replicates of `search`, the study found at `study_dir`."""
+    def of(cls, search: StudyPlan, study: StudyStore, top: int, seeds: int,
+           epochs: int | None) -> ReplicatePlan:
+        """The replicates of `search`, the study found at `study`."""
         shared: dict[str, Any] = {f.name: getattr(search, f.name) for f in dataclasses.fields(RunSpec)}
-        shared |= dict(name=R.REPLICATES_DIR, storage_path=normalize_storage_path(study_dir),
+        shared |= dict(name=R.REPLICATES_DIR, storage_path=normalize_storage_path(study.uri),
                        max_epochs=epochs or search.max_epochs)
         return cls(**shared, study=search.name, family=search.family, study_seed=search.seed,
                    expect_gpus=search.expect_gpus, suite_every=search.suite_every, top=top, seeds=seeds,
@@ -162,21 +169,20 @@ def longest_first(runs: list[ReplicateRun], trials: pd.DataFrame) -> list[Replic
 
 
 # --- the study directory ------------------------------------------------------------------------------
-def read_study(study_dir: str) -> tuple[StudyStore, StudyPlan, pd.DataFrame]:
+def read_study(study: StudyStore | str) -> tuple[StudyStore, StudyPlan, pd.DataFrame]:
     """The study's store, plan and trials table; ConfigError naming what is missing."""
-    store = StudyStore(study_dir)
+    store = StudyStore.of(study)
     for name in (R.STUDY_JSON, R.TRIALS_FILE):
-        if not store.exists(store.path(name)):
-            raise ConfigError(f"{study_dir} holds no {name}: pass the directory of a finished study "
+        if not store.has(name):
+            raise ConfigError(f"{store} holds no {name}: pass the directory of a finished study "
                               "(results/<name>/ from python -m study.launch; resume an interrupted study "
                               "with --resume first).")
     try:
-        plan = StudyPlan.from_json(store.read_bytes(store.path(R.STUDY_JSON)).decode())
+        plan = StudyPlan.from_json(store.read_text(R.STUDY_JSON))
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{study_dir}/{R.STUDY_JSON} is not a study plan written by study.launch ({exc}); "
+        raise ConfigError(f"{store}/{R.STUDY_JSON} is not a study plan written by study.launch ({exc}); "
                           "replicate a search study, not e.g. a study.reproduce directory.") from None
-    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
-    return store, plan, trials
+    return store, plan, store.read_table(R.TRIALS_FILE)
 
 
 def replicates_spec(top: int, seeds: int, epochs: int | None, runs: list[ReplicateRun]) -> dict[str, Any]:
@@ -186,10 +192,9 @@ def replicates_spec(top: int, seeds: int, epochs: int | None, runs: list[Replica
 
 def check_spec(store: StudyStore, spec: dict[str, Any]) -> None:
     """Refuse to continue replicates started with other flags (their runs would be mixed in)."""
-    path = store.path(R.REPLICATES_DIR, R.REPLICATES_SPEC)
-    if not store.exists(path):
+    if not store.exists(store.replicates_spec):
         return
-    saved = json.loads(store.read_bytes(path))
+    saved = json.loads(store.read_bytes(store.replicates_spec))
     if (saved["runs"], saved["epochs"]) != (spec["runs"], spec["epochs"]):  # the same runs: continue them
         raise ConfigError(
             f"{store.uri}/{R.REPLICATES_DIR} holds replicates started with --top {saved['top']} --seeds "
@@ -210,15 +215,34 @@ def validate(top: int, seeds: int, epochs: int | None, flag: str = "--") -> None
                           "own).")
 
 
-def prepare(study_dir: str, top: int, seeds: int,
+def prepare(study: StudyStore | str, top: int, seeds: int,
             epochs: int | None = None) -> tuple[ReplicatePlan, StudyPlan, list[ReplicateRun]]:
     """Everything checked before Ray starts: (the replicates' spec, the searched study's plan, the runs).
     ConfigError on bad input."""
     validate(top, seeds, epochs)
-    store, search, trials = read_study(study_dir)
+    store, search, trials = read_study(study)
     runs = plan_runs(search, trials, top, seeds, epochs)
     if not runs:
-        raise ConfigError(f"{study_dir}: no trial has a finite {R.SELECTION_METRIC} and none is a seed "
+        raise ConfigError(f"{store}: no trial has a finite {R.SELECTION_METRIC} and none is a seed "
                           "configuration, so there is nothing to replicate.")
     check_spec(store, replicates_spec(top, seeds, epochs, runs))
-    return ReplicatePlan.of(search, study_dir, top, seeds, epochs), search, runs
+    return ReplicatePlan.of(search, store, top, seeds, epochs), search, runs
+
+
+def summary_table(rows: pd.DataFrame) -> str:
+    """Per source configuration: seeds, and mean +- sd of the final validation FID and test FID."""
+    def fmt(values: pd.Series) -> str:
+        values = pd.to_numeric(values, errors="coerce").dropna()
+        if values.empty:
+            return "-"
+        sd = values.std(ddof=1) if len(values) > 1 else math.nan
+        return f"{values.mean():.4g}" + (f" ± {sd:.2g}" if math.isfinite(sd) else "")
+
+    lines = []
+    for source, group in rows.groupby(R.SOURCE_TRIAL_ID, sort=False):
+        lines.append({"source_trial": source, R.ARCH: group[R.ARCH].iloc[0],
+                      R.SEED_CONFIG: bool(group[R.SEED_CONFIG].iloc[0]), "seeds": len(group),
+                      f"{R.FINAL_VAL_FID} (mean ± sd)": fmt(group[R.FINAL_VAL_FID]),
+                      f"{R.TEST_FID} (mean ± sd)": fmt(group[R.TEST_FID]),
+                      "stop reasons": ", ".join(sorted(set(group[R.STOP_REASON])))})
+    return pd.DataFrame(lines).to_string(index=False)

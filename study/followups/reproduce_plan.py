@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import pandas as pd
+
 from models.config import (
     ARCH_CONV,
     ARCH_DCGAN,
@@ -52,7 +54,7 @@ from search_spaces import SpaceOptions, seed_configs
 from study import results as R
 from study.data import resolve_data_dir
 from study.engine.spec import FULL_PRESET, QUICK_PRESET, REPRODUCTION_SEEDS, RunSpec, reproduction_preset
-from study.store import StudyStore, normalize_storage_path
+from study.store import normalize_storage_path
 
 # each seed study's configurations (family -> arch) and printed epoch counts
 SEED_STUDY_ARCHS = {1: {FAMILY_GAN: ARCH_DCGAN, FAMILY_VAE: ARCH_CONV},
@@ -140,15 +142,23 @@ def plan_reproduction(*, seed_study: int, preset: str, epochs: str | None, seeds
 def check_study_dir(plan: ReproducePlan) -> None:
     """A new directory, or this same reproduction (to continue or re-export it); nothing else. A
     study.json of an earlier schema is compared by its settings."""
-    store = StudyStore(plan.study_dir)
+    store = plan.store
     if not store.is_nonempty_dir():
         return
-    path = store.path(R.STUDY_JSON)
     try:
-        saved = ReproducePlan.from_json(store.read_bytes(path).decode()) if store.exists(path) else None
+        saved = ReproducePlan.from_json(store.read_text(R.STUDY_JSON)) if store.has(R.STUDY_JSON) else None
     except ValueError:  # not a reproduction's settings
         saved = None
     if saved is None or replace(saved, storage_path=plan.storage_path) != plan:
         raise ConfigError(f"{plan.study_dir} already holds something else than this reproduction (its "
                           f"{R.STUDY_JSON} differs or is missing); pass another --name, or the flags it was "
                           "started with to continue it.")
+
+
+def summary_table(trials: pd.DataFrame) -> str:
+    """Per configuration and epoch count: seeds, mean final validation FID, test FID, test BCE loss."""
+    columns = [c for c in (R.FINAL_VAL_FID, R.TEST_FID, R.TEST_BCE_NELBO) if c in trials]
+    grouped = trials.groupby([R.FAMILY, R.ARCH, EPOCHS_COLUMN], sort=True)
+    table = grouped[columns].mean()
+    table.insert(0, "seeds", grouped.size())
+    return table.to_string(float_format=lambda v: f"{v:.4g}")

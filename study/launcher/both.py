@@ -6,12 +6,13 @@
 Runs, one after the other and with the same flags (the same protocol: preset, epochs, subsets, eval
 samples, seed), the GAN study `<name>-gan` and the VAE study `<name>-vae`, each followed by the
 replicates of its top configurations (`--replicate-top`, default 1, and its seed configurations, with
-`--replicate-seeds` new seeds, default 3; smoke 2), then the report (`python -m analysis.report`,
-run as a subprocess: commands and the launcher do not import analysis) into `<name>-report/`, and ends
-with the verdict lines and the path of report.html.
+`--replicate-seeds` new seeds, default 3; smoke 2), then the report (`python -m analysis.report`'s
+main, which study/launch.py hands in: the launcher's library does not import analysis) into
+`<name>-report/`, and ends with the verdict lines and the path of report.html. Every stage runs in
+this process, one after the other, each on a Ray of its own (study/engine/command.py).
 
 `--resume` resumes the whole: a study whose tables and replicates are written is skipped, a study whose
-search finished goes on with its replicates (`python -m study.replicate` continues them), an
+search finished goes on with its replicates (as `python -m study.replicate` continues them), an
 interrupted study is resumed (`--resume` of its own), a study not yet begun starts; the report is
 rebuilt. Each part stays usable on its own: the study directories are ordinary studies, and the
 report is the ordinary command over them.
@@ -19,7 +20,6 @@ report is the ordinary command over them.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +32,7 @@ from models.config import ConfigError
 from study import results as R
 from study.engine.plan import check_storage
 from study.engine.spec import SMOKE_PRESET
+from study.followups.followup_commands import replicate_command
 from study.launcher.launch_plan import LaunchSpec
 from study.store import StudyStore, is_uri
 
@@ -57,11 +58,10 @@ def family_spec(spec: LaunchSpec, family: str, name: str) -> LaunchSpec:
                    replicate_top=spec.replicate_top if spec.replicate_top is not None else BOTH_TOP)
 
 
-def _state(study_dir: str) -> str:
+def _state(store: StudyStore) -> str:
     """done (tables and replicates), searched (tables only), interrupted, new."""
-    store = StudyStore(study_dir)
-    if store.exists(store.path(R.TRIALS_FILE)):
-        return "done" if store.exists(store.path(R.REPLICATES_FILE)) else "searched"
+    if store.has(R.TRIALS_FILE):
+        return "done" if store.has(R.REPLICATES_FILE) else "searched"
     from ray import tune  # only here: the refusals of launch_both come before Ray loads
 
     if tune.Tuner.can_restore(store.uri):
@@ -69,20 +69,21 @@ def _state(study_dir: str) -> str:
     return "new"
 
 
-def _replicates(one: LaunchSpec, study_dir: str) -> int:
-    """Continue a finished search's replicates (the ordinary command, which resumes them)."""
-    command = [sys.executable, "-m", "study.replicate", study_dir, "--top", str(one.replicate_top),
-               "--seeds", str(one.replicate_seeds)]
-    return subprocess.call(command)
+def _replicates(one: LaunchSpec, study: StudyStore) -> int:
+    """Continue a finished search's replicates in this process, on the comparison's Ray settings (what
+    `python -m study.replicate` does, which resumes them)."""
+    assert one.replicate_top is not None and one.replicate_seeds is not None  # family_spec sets both
+    return replicate_command(study, one.replicate_top, one.replicate_seeds, None, one.ray)
 
 
-def _report(spec: LaunchSpec, dirs: list[str], out: str) -> int:
-    command = [sys.executable, "-m", "analysis.report", *dirs, "--out", out, "--overwrite"]
+def report_argv(spec: LaunchSpec, dirs: list[StudyStore], out: str) -> list[str]:
+    """The report's arguments (`python -m analysis.report ARGV`): both studies, into `out`."""
+    argv = [*(str(d) for d in dirs), "--out", out, "--overwrite"]
     if spec.study.preset == SMOKE_PRESET:
-        command.append("--smoke-test")
+        argv.append("--smoke-test")
     if spec.study.data_dir:
-        command += ["--data-dir", spec.study.data_dir]
-    return subprocess.call(command)
+        argv += ["--data-dir", spec.study.data_dir]
+    return argv
 
 
 def _refuse(message: str) -> int:
@@ -90,9 +91,11 @@ def _refuse(message: str) -> int:
     return R.EXIT_BAD_INPUT
 
 
-def launch_both(spec: LaunchSpec, launch_one: Callable[[LaunchSpec], int]) -> int:
-    """Both studies, their replicates and the report; `launch_one(spec)` runs one study (study.launch's
-    checks, then pipeline.launch)."""
+def launch_both(spec: LaunchSpec, launch_one: Callable[[LaunchSpec], int],
+                report: Callable[[list[str]], int]) -> int:
+    """Both studies, their replicates and the report, in this process; `launch_one(spec)` runs one study
+    (study.launch's checks, then the pipeline), `report(argv)` the report (analysis.report's main): the
+    command hands both in, since the launcher imports no command and no analysis."""
     flags = spec.study
     if spec.resume and not flags.name:
         return _refuse("--family both --resume needs the --name the comparison was started with.")
@@ -105,9 +108,9 @@ def launch_both(spec: LaunchSpec, launch_one: Callable[[LaunchSpec], int]) -> in
     base = flags.name or f"both-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = str(Path(flags.storage_path).resolve())
     names = study_names(base)
-    dirs = {family: f"{storage}/{name}" for family, name in names.items()}
+    dirs = {family: StudyStore(f"{storage}/{name}") for family, name in names.items()}
     if not spec.resume:
-        taken = [d for d in dirs.values() if StudyStore(d).is_nonempty_dir()]
+        taken = [str(d) for d in dirs.values() if d.is_nonempty_dir()]
         if taken:
             return _refuse(f"--name {base}: {', '.join(taken)} already exist(s); pass --resume to continue "
                            "that comparison, or choose another --name (nothing was changed).")
@@ -132,7 +135,7 @@ def launch_both(spec: LaunchSpec, launch_one: Callable[[LaunchSpec], int]) -> in
                       f"{resume_hint}", file=sys.stderr)
             return rc
     print("\n== report ==", flush=True)
-    rc = _report(spec, [dirs[f] for f in FAMILIES_IN_ORDER], report_dir)
+    rc = report(report_argv(spec, [dirs[f] for f in FAMILIES_IN_ORDER], report_dir))
     if rc != 0:
         print(f"the report failed; rebuild it with\n  python -m analysis.report {dirs[GAN]} {dirs[VAE]} "
               f"--out {report_dir} --overwrite", file=sys.stderr)

@@ -21,7 +21,7 @@ from study.engine.preflight import check_dashboard_port, check_tracker
 from study.engine.spec import RaySettings
 from study.followups.replicate_plan import DEFAULT_SEEDS as DEFAULT_REPLICATE_SEEDS
 from study.followups.replicate_plan import validate as validate_replicates
-from study.store import StudyStore, is_uri
+from study.store import is_uri
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ def checked_plan(spec: LaunchSpec) -> tuple[LaunchSpec, StudyPlan, StudyLock | U
         # Ray loads only for a --resume, whose check needs Ray Tune's experiment state
         from ray import tune
 
-        if not tune.Tuner.can_restore(StudyStore(plan.study_dir).uri):
+        if not tune.Tuner.can_restore(plan.store.uri):
             raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
                               "start the study again under a new --name.")
     else:
         plan = resolve_plan(flags)
-        if StudyStore(plan.study_dir).is_nonempty_dir():
+        if plan.store.is_nonempty_dir():
             raise ConfigError(f"--name {plan.name}: {plan.study_dir} already exists; pass --resume to "
                               "continue that study, or choose another --name (nothing was changed).")
     check_data(plan.data_dir)

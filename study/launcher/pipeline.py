@@ -1,20 +1,20 @@
 """The launcher's library half: a study from its spec to its tables, then what follows it.
 
-`launch(spec, plan, lock)` takes the launcher's spec and the plan that launch_plan.checked_plan
+`study_command(spec, plan, lock)` takes the launcher's spec and the plan that launch_plan.checked_plan
 resolved and checked (MNIST, the dashboard port, the study lock: before Ray starts or anything is
-written), starts or joins Ray, runs the search (study/engine/study_run.py), then
-the replicates of its best configurations (study/followups/replicate_run.py) and the Inception step,
-and prints the end-of-study summary. `python -m study.launch` (study/launch.py) is its parser.
+written) and makes the command that study/engine/command.py run_command runs on Ray: the search
+(study/engine/study_run.py), then the replicates of its best configurations
+(study/followups/replicate_run.py) and the Inception step, and the end-of-study summary.
+`python -m study.launch` (study/launch.py) is its parser.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import replace
 
-import ray
+import pandas as pd
 import torch
 
 from models import build_model
@@ -28,10 +28,10 @@ from study.engine.cluster import (
     check_cuda_on_gpu_nodes,
     check_shared_storage,
     cluster_gpus,
-    ray_session,
     resolve_gpus,
     trial_slots,
 )
+from study.engine.command import Command
 from study.engine.lock import StudyLock, UriStudyLock
 from study.engine.plan import StudyPlan, expected_epochs
 from study.engine.recovery import reap_stale_ray, record_local_ray
@@ -40,11 +40,11 @@ from study.engine.study_run import run_inception, run_study, study_setup, wants_
 from study.engine.trial_tables import ExportedStudy, summary_table
 from study.followups.picked_nll import run_likelihood
 from study.followups.replicate_plan import prepare as prepare_replicates
+from study.followups.replicate_plan import summary_table as replicate_table
 from study.followups.replicate_run import run_replicates
-from study.followups.replicate_run import summary_table as replicate_table
 from study.launcher.launch_plan import LaunchSpec
 from study.metrics.evaluator import prepare_evaluation
-from study.store import StudyStore, is_uri
+from study.store import is_uri
 
 
 def check_cluster(plan: StudyPlan) -> None:
@@ -72,7 +72,7 @@ def _run(spec: LaunchSpec, plan: StudyPlan):
         assets = prepare_evaluation(data, pick_device(), iw_images=plan.iw_images,
                                     prdc_images=plan.eval_samples)
     began = time.perf_counter()
-    exported = run_study(plan, data, assets, resume=spec.resume, prior_epoch_s=prior)
+    exported = run_study(plan, data, assets, prior_epoch_s=prior)
     if exported is not None:  # the picked VAE trials' likelihood (followups/picked_nll.py)
         gpus = resolve_gpus(plan.cpus_per_trial, plan.gpus_per_trial, plan.expect_gpus)
         scored = run_likelihood(plan, study_setup(plan, data, assets), gpus, spec.replicate_top)
@@ -81,7 +81,7 @@ def _run(spec: LaunchSpec, plan: StudyPlan):
     wall = time.perf_counter() - began
     replicated = None
     if exported is not None and spec.replicate_top is not None and spec.replicate_seeds is not None:
-        replicates, _, _ = prepare_replicates(plan.study_dir, spec.replicate_top, spec.replicate_seeds)
+        replicates, _, _ = prepare_replicates(plan.store, spec.replicate_top, spec.replicate_seeds)
         replicated = run_replicates(replicates, data=data, assets=assets)
     failed = None
     if exported is not None and inception:  # after the replicates: it scores them too
@@ -128,46 +128,61 @@ def gpu_scale_line(plan: StudyPlan, images: int, epoch_s: float, slots: int) -> 
             f"{quick['train_subset']:,} images, minutes per trial); running the full study as asked.")
 
 
-def launch(spec: LaunchSpec, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> int:
-    """Run the study of `plan` (resolved from `spec` and checked by launch_plan.checked_plan, which took
-    `lock`); the process's exit status."""
+def study_command(spec: LaunchSpec, plan: StudyPlan, lock: StudyLock | UriStudyLock | None) -> Command:
+    """The study of `plan` (resolved from `spec` and checked by launch_plan.checked_plan, which took
+    `lock`) as a command for study/engine/command.py run_command: this machine's claim (its other
+    studies, the dashboard port, the CPUs; ConfigError, with the lock released, when it cannot be had),
+    the trackers, then the search, its replicates and the Inception step on Ray."""
     ray_settings = spec.ray
     try:  # after the study's own lock: this machine's other studies, the dashboard port, the CPUs
         claim = None if not ray_settings.local else sharing.claim(
             plan.name, ray_settings.dashboard_host, ray_settings.dashboard_port, ray_settings.num_cpus,
             plan.cpus_per_trial)
-    except ConfigError as exc:
+    except ConfigError:
         if lock is not None:
             lock.release()
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    console.configure(ray_settings.verbose,
-                      tracking.callbacks(ray_settings.trackers, plan.study_dir, plan.name))
+        raise
     if spec.resume:
         print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
               "other study flags are ignored", flush=True)
-        if reaped := reap_stale_ray(StudyStore(plan.study_dir)):
+        if reaped := reap_stale_ray(plan.store):
             print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher "
                   "started", flush=True)
     if claim is not None and (shared := sharing.describe(claim, ray_settings.num_cpus)):
         print(shared, flush=True)
-    try:
-        exported, wall, replicated, failed = _session(spec, plan, claim)
-    except KeyboardInterrupt:
-        exported, wall, replicated, failed = None, 0.0, None, None
-    except ConfigError as exc:  # resources no node has, or a Ray that did not start: before any trial
-        print(f"error: {exc}", file=sys.stderr)
-        return R.EXIT_BAD_INPUT
-    finally:
+
+    def on_ray(started: bool) -> None:
+        if started and ray_settings.local:
+            record_local_ray(plan.store)
+        for line in console.hints(plan.study_dir, local=not is_uri(plan.storage_path)):
+            print(line, flush=True)
+
+    def release() -> None:
         if lock is not None:
             lock.release()
         if claim is not None:
             claim.release()
-    if exported is None:
-        print(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
-              f"  python -m study.launch --family {plan.family} --name {plan.name} "
-              f"--storage-path {plan.storage_path} --resume", file=sys.stderr)
-        return R.EXIT_INTERRUPTED
+
+    def run():
+        outcome = _run(spec, plan)
+        return None if outcome[0] is None else outcome  # the search itself was interrupted
+
+    return Command(
+        ray=ray_settings, run=run, finished=lambda outcome: finish(spec, plan, *outcome),
+        interrupted=(f"\nstudy {plan.name} was interrupted before every trial finished; continue it with\n"
+                     f"  python -m study.launch --family {plan.family} --name {plan.name} "
+                     f"--storage-path {plan.storage_path} --resume"),
+        num_cpus=claim.num_cpus if claim is not None else None,
+        dashboard=((ray_settings.dashboard_host, claim.port) if claim is not None and claim.port is not None
+                   else None),
+        callbacks=tracking.callbacks(ray_settings.trackers, plan.study_dir, plan.name),
+        on_ray=on_ray, release=release)
+
+
+def finish(spec: LaunchSpec, plan: StudyPlan, exported: ExportedStudy, wall: float,
+           replicated: pd.DataFrame | None, failed: str | None) -> int:
+    """The end of a search that finished: its summary, its replicates' (or how to continue them), the
+    Inception step's failure; the exit status."""
     print_outcome(plan, exported, wall)
     if spec.replicate_top is not None:
         if replicated is None:
@@ -182,30 +197,6 @@ def launch(spec: LaunchSpec, plan: StudyPlan, lock: StudyLock | UriStudyLock | N
               "`python -m study.evaluate --inception` per checkpoint.", file=sys.stderr)
         return 1
     return 0
-
-
-# what ray.init raises when its dashboard or another part cannot start (a port taken since our check)
-RAY_START_ERRORS = (ValueError, RuntimeError, ConnectionError, TimeoutError)
-
-
-def _session(spec: LaunchSpec, plan: StudyPlan, claim: sharing.Claim | None):
-    """Start or join Ray (a failure to start: ConfigError, one line), print where to look, run."""
-    ray_settings = spec.ray
-    dashboard = ((ray_settings.dashboard_host, claim.port) if claim is not None and claim.port is not None
-                 else None)
-    num_cpus = claim.num_cpus if claim is not None else ray_settings.num_cpus
-    with ExitStack() as stack:
-        try:
-            started = stack.enter_context(ray_session(ray_settings.address, num_cpus, dashboard))
-        except RAY_START_ERRORS as exc:
-            ray.shutdown()  # whatever of the local Ray had started
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"Ray did not start: {first}") from None
-        if started and ray_settings.local:
-            record_local_ray(StudyStore(plan.study_dir))
-        for line in console.hints(plan.study_dir, local=not is_uri(plan.storage_path)):
-            print(line, flush=True)
-        return _run(spec, plan)
 
 
 def print_outcome(plan: StudyPlan, exported: ExportedStudy, wall: float) -> None:

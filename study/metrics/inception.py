@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import io
 import math
 import posixpath
 import warnings
@@ -218,8 +217,17 @@ def add_inception_fid(table_path: str, test_images_uint8: torch.Tensor,
     Returns the table as written.
     """
     store = StudyStore(posixpath.dirname(str(table_path).rstrip("/")) or ".")
-    name = posixpath.basename(str(table_path))
-    table = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(name))))
+    return score_table(store, posixpath.basename(str(table_path)), test_images_uint8, trial_ids,
+                       num_images=num_images, device=device, cache_dir=cache_dir, progress=progress,
+                       network=network)
+
+
+def score_table(store: StudyStore, name: str, test_images_uint8: torch.Tensor,
+                trial_ids: Iterable[str] | None = None, *, num_images: int = 10_000,
+                device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
+                progress: bool = False, network: Inception | None = None) -> pd.DataFrame:
+    """add_inception_fid of the table `name` of the study directory `store`."""
+    table = store.read_table(name)
     for column, dtype in ((R.TEST_INCEPTION_FID, float), (R.INCEPTION_SAMPLES, float),
                           (R.INCEPTION_SHA256, object)):
         if column not in table:
@@ -258,23 +266,22 @@ def chosen_trials(trials: pd.DataFrame) -> list[str]:
     return ids
 
 
-def score_study(study_dir: str, test_images_uint8: torch.Tensor, num_images: int, *,
+def score_study(study: StudyStore | str, test_images_uint8: torch.Tensor, num_images: int, *,
                 device: torch.device | str | None = None,
                 cache_dir: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Inception FID for a finished study: its chosen trials in trials.parquet, and every row of
     replicates.parquet when there is one. Returns {table: {trial id: Inception FID}}."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    store = StudyStore(study_dir)
-    trials = pd.read_parquet(io.BytesIO(store.read_bytes(store.path(R.TRIALS_FILE))))
+    store = StudyStore.of(study)
+    trials = store.read_table(R.TRIALS_FILE)
     scored = {}
     network = load_inception(device)  # once for both tables
     for name, ids in ((R.TRIALS_FILE, chosen_trials(trials)), (R.REPLICATES_FILE, None)):
-        if name == R.REPLICATES_FILE and not store.exists(store.path(name)):
+        if name == R.REPLICATES_FILE and not store.has(name):
             continue
-        table = add_inception_fid(f"{study_dir.rstrip('/')}/{name}", test_images_uint8, ids,
-                                  num_images=num_images, device=device, cache_dir=cache_dir,
-                                  network=network)
+        table = score_table(store, name, test_images_uint8, ids, num_images=num_images, device=device,
+                            cache_dir=cache_dir, network=network)
         done = table[table[R.TEST_INCEPTION_FID].notna()]
         scored[name] = {str(t): float(v) for t, v in zip(done[R.TRIAL_ID], done[R.TEST_INCEPTION_FID],
                                                          strict=True)}
