@@ -9,6 +9,7 @@ from the real files; checkpoints are real torch files.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -463,6 +464,22 @@ def _(tmp):
     (tmp / "results" / "s" / "study.json").write_text(plan.to_json())
     (tmp / "results" / "s" / "tuner.pkl").write_bytes(b"")  # what can_restore looks for
     return Case("study.launch", launch(tmp, "--resume", "--name", "s"), "hyperband", [tmp / "results"])
+
+
+@case("resume-moved-study")
+def _(tmp):
+    """A study copied from another storage path: Ray's saved state names the old one, where its new trials
+    would go (or whose optuna.db the searcher would fail to open). Refused before Ray starts, with
+    where to put it back."""
+    from study.launch import build_parser, plan_from_args
+
+    plan = plan_from_args(build_parser().parse_args(launch(tmp, "--name", "s")))
+    moved = dataclasses.replace(plan, storage_path=str(tmp / "elsewhere"))
+    (tmp / "results" / "s").mkdir(parents=True)
+    (tmp / "results" / "s" / "study.json").write_text(moved.to_json())
+    (tmp / "results" / "s" / "tuner.pkl").write_bytes(b"")  # what can_restore looks for
+    return Case("study.launch", launch(tmp, "--resume", "--name", "s"),
+                f"started under --storage-path {tmp / 'elsewhere'} and has moved", [tmp / "results"])
 
 
 @case("launch-existing-name-without-resume")

@@ -8,7 +8,9 @@ Everything here is checked before Ray starts or anything is written; bad input r
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +278,21 @@ def load_resume_plan(name: str | None, storage_path: str, family: str) -> StudyP
               "rebuild (its paused trials would be judged against nothing); start it again under a new "
               "--name, or use --scheduler asha, which resumes with its rungs.")
     return dataclasses.replace(plan, storage_path=storage)
+
+
+def moved_from(plan: StudyPlan) -> str | None:
+    """The storage path the study `plan` (from load_resume_plan) was started under, when its study.json
+    names another one than it lies under now; else None. Ray's saved state names the old one:
+    Tuner.restore re-homes the trials it restores, but not (Ray 2.60) the experiment its search
+    generator pickled, from which every later trial takes its directory, nor the searcher's optuna.db;
+    a moved study would write its new trials where it was, or fail to open its database."""
+    saved = json.loads(plan.store.read_text(R.STUDY_JSON)).get("storage_path")
+
+    def where(path: str) -> str:
+        return path.rstrip("/") if is_uri(path) else os.path.realpath(path)
+    if not saved or where(str(saved)) == where(plan.storage_path):
+        return None
+    return str(saved)
 
 
 def scheduler_rungs(grace_period: int, reduction_factor: float, max_t: int) -> frozenset[int]:

@@ -15,6 +15,7 @@ from study.engine.plan import (
     check_data,
     check_storage,
     load_resume_plan,
+    moved_from,
     resolve_plan,
 )
 from study.engine.preflight import check_dashboard_port, check_tracker
@@ -61,6 +62,14 @@ def checked_plan(spec: LaunchSpec) -> tuple[LaunchSpec, StudyPlan, StudyLock | U
         if not tune.Tuner.can_restore(plan.store.uri):
             raise ConfigError(f"--resume: {plan.study_dir} has no Ray experiment state to restore; "
                               "start the study again under a new --name.")
+        if (saved := moved_from(plan)) is not None:
+            old = f"{saved.rstrip('/')}/{plan.name}"
+            link = "" if is_uri(saved) else (f", or link it there (mkdir -p {saved} && ln -s "
+                                             f"{plan.study_dir} {old})")
+            raise ConfigError(f"--resume: study {plan.name} was started under --storage-path {saved} and has "
+                              f"moved to {plan.storage_path}; Ray's saved state names the old place, where a "
+                              f"resume would write its new trials. Move it back to {old}{link}, then resume "
+                              f"with --storage-path {saved} (nothing was changed).")
     else:
         plan = resolve_plan(flags)
         if plan.store.is_nonempty_dir():
