@@ -38,18 +38,20 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from search_spaces import define_by_run
 from search_spaces.encode import SpaceFeatures, encode
 from study import results as R
-from study.engine.plan import PRESETS, STOP_SIGNALS, StudyPlan
+from study.engine.plan import STOP_SIGNALS, StudyPlan
 from study.engine.search import make_sampler, make_scheduler, study_seed_points
 
 # Optuna's TPESampler() as shipped: 10 random start-up trials, univariate, no constant liar
 TPE_DEFAULT = "tpe-default"
 LAB_SAMPLERS = ("random", "qmc", "tpe", TPE_DEFAULT, "gp")
-# scheduler arms: (grace period, reduction factor, stop signal); None: the quick preset's own
-# values; "none" runs every trial to the end
-QUICK_ASHA = "asha"  # the quick preset's own ASHA (its grace period, factor and stop signal)
+# scheduler arms: (grace period, reduction factor, stop signal); "none" runs every trial to the end
+QUICK_ASHA = "asha"  # the quick preset's ASHA as the repetitions on file ran it: first rung 4, factor 2, raw
+# Pinned, not read from PRESETS: a change of the preset must not redefine an arm whose repetitions are on
+# file (benchmarks/results/lab/reps); a new preset schedule gets an arm of its own
+QUICK_ASHA_RUNGS = (4, 2.0, "raw")
 SCHEDULER_VARIANTS: dict[str, tuple[int, float, str] | None] = {
     "none": None,
-    QUICK_ASHA: None,
+    QUICK_ASHA: QUICK_ASHA_RUNGS,
     "asha-best": (4, 2.0, "best"),  # the quick rung, on the trial's best FID so far
     "asha-g2-r2": (2, 2.0, "raw"),  # rungs at epochs 2 and 4
     "asha-g1-r2": (1, 2.0, "raw"),  # rungs at 1, 2, 4
@@ -76,11 +78,7 @@ class Arm:
         scheduler = "none" if self.scheduler == "none" else "asha"
         changes: dict[str, Any] = dict(trials=self.trials, seed=rep, sampler=sampler, scheduler=scheduler)
         variant = SCHEDULER_VARIANTS[self.scheduler]
-        if self.scheduler == QUICK_ASHA:
-            preset = PRESETS[base.preset]
-            changes |= dict(grace_period=preset["grace_period"], reduction_factor=preset["reduction_factor"],
-                            stop_signal=preset["stop_signal"])
-        elif variant is not None:
+        if variant is not None:
             grace, factor, signal = variant
             changes |= dict(grace_period=grace, reduction_factor=float(factor), stop_signal=signal)
         return dataclasses.replace(base, **changes)

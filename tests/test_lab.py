@@ -29,6 +29,7 @@ from search_spaces import SpaceOptions, define_by_run, seed_configs
 from search_spaces.encode import UNUSED, encode, space_features
 from study import launch
 from study import results as R
+from study.engine.plan import PRESETS
 from study.engine.search import asha_stop_epochs
 from study.launch import plan_from_args
 
@@ -148,6 +149,22 @@ def test_the_simulator_repeats_itself_exactly_with_a_fixed_seed(tiny_lab):
     assert trials["start"].iloc[:3].eq(0).all()  # three workers start at once
     other = simulate(arm, arm.plan(base, 8), surrogate_source(surrogate, table.features, 8)).trials
     assert not other["observed_final"].equals(trials["observed_final"])  # another repetition differs
+
+
+def test_the_quick_asha_arm_is_pinned_to_the_rung_its_repetitions_ran_not_read_from_the_preset(data_dir):
+    """The repetitions on file for the "asha" arm ran the quick preset's rung 4, factor 2, raw: a change
+    of the preset must not redefine the arm (its plan is the same before and after)."""
+    args = launch.build_parser().parse_args(["--family", "vae", "--quick", "--data-dir", str(data_dir),
+                                             "--name", "lab-pin"])
+    base = plan_from_args(args)
+    arm = Arm("tpe", "asha", trials=12, workers=2)
+    before = arm.plan(base, 0)
+    assert (before.grace_period, before.reduction_factor, before.stop_signal) == (4, 2.0, "raw")
+    with pytest.MonkeyPatch.context() as patch:  # the one table, changed in place for every reader
+        patch.setitem(PRESETS, "quick", {**PRESETS["quick"], "grace_period": 1, "reduction_factor": 3.0})
+        after = arm.plan(plan_from_args(args), 0)
+    assert (after.grace_period, after.reduction_factor, after.stop_signal) == (4, 2.0, "raw")
+    assert after.trials == 12 and after.scheduler == "asha" and after.sampler == "tpe"
 
 
 def test_the_simulators_asha_stops_what_replay_asha_stops_on_the_same_curves(tiny_lab):

@@ -19,7 +19,7 @@ from models.config import ConfigError
 from search_spaces import SpaceOptions
 from study import results as R
 from study.data import DataNotFoundError, has_mnist, resolve_data_dir, verify_mnist
-from study.engine.spec import PRESETS as PRESETS  # re-exported: benchmarks/lab_sim.py reads the table here
+from study.engine.spec import PRESETS as PRESETS  # re-exported: tests read the table here
 from study.engine.spec import RunSpec, search_preset
 from study.store import StudyStore, is_uri, normalize_storage_path
 
