@@ -92,7 +92,7 @@ def load_study(path: str | Path) -> Studies:
     if R.STUDY not in history.columns:
         history[R.STUDY] = trials[R.STUDY].iloc[0] if len(trials) else path.name
     history = _join_config(history, trials)
-    plan = _read_plan(path)
+    plan = read_plan(path)
     reproduces = plan.get(C.REPRODUCES)
     trials[C.REPRODUCES] = float(reproduces) if reproduces is not None else np.nan
     replicates = _load_replicates(path, trials)
@@ -142,7 +142,7 @@ _PROTOCOL_NAMES = {R.FEATURENET_SHA256: "feature network", C.PLAN_EVAL_SAMPLES: 
 FULL_SPLIT = "full"
 
 
-def _read_plan(path: Path) -> dict:
+def read_plan(path: Path) -> dict:
     """study.json's settings ({} for a study directory without one, e.g. written by the tests)."""
     file = path / R.STUDY_JSON
     if not file.is_file():

@@ -16,17 +16,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from analysis.load import StudyLoadError, read_plan
 from study import results as R
 
 ROOT = Path(__file__).resolve().parents[1]
 # The search lab's tables of the quick preset's spaces (benchmarks/results/lab/tables: random draws
 # run to the last epoch), used by default when a study's space and preset are theirs.
 COMMITTED_TABLES = ROOT / "benchmarks" / "results" / "lab" / "tables"
-STUDY_JSON = "study.json"
 # the study.json fields that make a table's configurations draws from a study's own space, trained and
 # measured as its trials were: the space (widths, batch sizes, the GAN's weight average), the budget
 # (epochs, images) and the measurement (generated images per FID), and the numerics
@@ -76,9 +77,10 @@ def table_finals(study_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def _study_json(directory: Path) -> dict:
+    """A directory's study.json settings; {} when it has none or it is not JSON (not a usable table)."""
     try:
-        return json.loads((directory / STUDY_JSON).read_text())
-    except (OSError, ValueError):
+        return read_plan(directory)
+    except StudyLoadError:
         return {}
 
 
@@ -94,21 +96,21 @@ def matching_tables(study_dirs: Sequence[str | Path],
         if spec.get("family"):
             wanted.setdefault(str(spec["family"]), []).append(spec)
     if not wanted:
-        return (), (f"search luck not measured: the studies hold no {STUDY_JSON} (not launched), so no table "
-                    "can be matched to their space and preset; give --lab-table")
+        return (), (f"search luck not measured: the studies hold no {R.STUDY_JSON} (not launched), so no "
+                    "table can be matched to their space and preset; give --lab-table")
     candidates = sorted(d for d in root.iterdir() if (d / R.TRIALS_FILE).is_file()) if root.is_dir() else []
-    used: list[Path] = []
+    used: dict[Path, str] = {}  # table -> its family
     for table in candidates:
         spec = _study_json(table)
-        studies = wanted.get(str(spec.get("family")), [])
-        if (studies and spec.get("sampler") == TABLE_SAMPLER and spec.get("scheduler") == TABLE_SCHEDULER
-                and all(_same(spec, study) for study in studies)):
-            used.append(table)
+        family = str(spec.get("family"))
+        if (spec.get("sampler") == TABLE_SAMPLER and spec.get("scheduler") == TABLE_SCHEDULER
+                and family in wanted and all(_same(spec, study) for study in wanted[family])):
+            used[table] = family
     if used:
-        families = sorted({str(_study_json(t)["family"]) for t in used})
+        families = ", ".join(f.upper() for f in sorted(set(used.values())))
         return tuple(map(str, used)), (f"search luck from the learning-curve tables in {root} "
-                                       f"({len(used)} studies; {', '.join(f.upper() for f in families)}), "
-                                       "whose space and preset are the studies' own")
+                                       f"({len(used)} studies; {families}), whose space and preset are the "
+                                       "studies' own")
     if not candidates:
         return (), f"search luck not measured: no learning-curve table in {root} (give --lab-table)"
     return (), (f"search luck not measured: the tables in {root} were drawn from another space or preset "
@@ -116,7 +118,8 @@ def matching_tables(study_dirs: Sequence[str | Path],
 
 
 def _same(table: dict, study: dict) -> bool:
-    def norm(value):
+    """Equal MATCH_FIELDS (a JSON list and a tuple count as the same sequence)."""
+    def norm(value: Any) -> Any:
         return list(value) if isinstance(value, (list, tuple)) else value
     return all(norm(table.get(f)) == norm(study.get(f)) for f in MATCH_FIELDS)
 
