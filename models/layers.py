@@ -43,6 +43,18 @@ def conv_out_size(size: int, n_stride2: int) -> int:
     return size
 
 
+def chunked(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, chunk: int | None) -> Any:
+    """fn(x) (a tensor or a tuple of tensors) computed at most `chunk` rows per call and concatenated
+    (None, or a batch of at most `chunk`: one call); for per-example functions, i.e. networks in eval
+    mode."""
+    if chunk is None or len(x) <= chunk:
+        return fn(x)
+    parts = [fn(piece) for piece in x.split(max(1, chunk))]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.config import ARCH_CONV, FAMILY_VAE, LOSS_KL, LOSS_NELBO, LOSS_RECON, VAEConfig
-from models.layers import IMAGE_PIXELS, Autocast, GenerativeModel, activation, mlp
+from models.layers import IMAGE_PIXELS, Autocast, GenerativeModel, activation, chunked, mlp
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -103,17 +102,6 @@ def _normal_like(mu: torch.Tensor, generator: torch.Generator | None) -> torch.T
     return torch.randn(mu.shape, generator=generator, device=draw_on, dtype=mu.dtype).to(mu.device)
 
 
-def _chunked(module: nn.Module, x: torch.Tensor, chunk: int | None) -> Any:
-    """module(x) (a tensor or a tuple of tensors), at most `chunk` rows per call (None: one call); for
-    per-example modules, i.e. in eval mode."""
-    if chunk is None or len(x) <= chunk:
-        return module(x)
-    parts = [module(piece) for piece in x.split(max(1, chunk))]
-    if isinstance(parts[0], tuple):
-        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
-    return torch.cat(parts)
-
-
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) per example (Kingma & Welling 2014, Appendix B)."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
@@ -158,10 +146,10 @@ class VAE(GenerativeModel):
                    chunk: int | None = None) -> dict[str, torch.Tensor]:
         """Per-example reconstruction NLL and KL, with one reparameterised sample (`chunk`: the networks
         see at most that many examples per call, in eval mode; the noise is drawn for the whole batch)."""
-        mu, logvar = _chunked(self.encoder, x_unit, chunk)
+        mu, logvar = chunked(self.encoder, x_unit, chunk)
         eps = _normal_like(mu, generator)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
-        return {LOSS_RECON: bernoulli_nll(_chunked(self.decoder, z, chunk), x_unit),
+        return {LOSS_RECON: bernoulli_nll(chunked(self.decoder, z, chunk), x_unit),
                 LOSS_KL: gaussian_kl(mu, logvar)}
 
     def train_step(self, x_unit: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
@@ -187,13 +175,13 @@ class VAE(GenerativeModel):
         -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x). A likelihood only for binary x (Bernoulli decoder).
         `chunk`: decode at most this many latents per call (the same noise, drawn per sample i for the
         whole batch; None: the whole batch at once)."""
-        mu, logvar = _chunked(self.encoder, x_unit, chunk)
+        mu, logvar = chunked(self.encoder, x_unit, chunk)
         std = torch.exp(0.5 * logvar)
         log_weights = []
         for _ in range(k):
             eps = _normal_like(mu, generator)
             z = mu + eps * std
-            log_px_z = -bernoulli_nll(_chunked(self.decoder, z, chunk), x_unit)
+            log_px_z = -bernoulli_nll(chunked(self.decoder, z, chunk), x_unit)
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
             log_qz_x = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(1)
             log_weights.append(log_px_z + log_pz - log_qz_x)

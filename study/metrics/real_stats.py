@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from models.layers import chunked
 from study.data import to_unit
 
 if TYPE_CHECKING:  # torchmetrics loads only where the metrics are computed
@@ -116,13 +117,7 @@ def per_chunk(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
     """`fn(x)` for a batch `x` on the CPU computed CPU_CHUNK images at a time and concatenated (a tensor
     or a tuple of tensors, as `fn` returns); on another device, or a batch of at most CPU_CHUNK, one
     call. For per-image functions (eval-mode networks) only."""
-    chunk = cpu_chunk(x.device)
-    if chunk is None or len(x) <= chunk:
-        return fn(x)
-    parts = [fn(piece) for piece in x.split(chunk)]
-    if isinstance(parts[0], tuple):
-        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
-    return torch.cat(parts)
+    return chunked(fn, x, cpu_chunk(x.device))
 
 
 def unit_batches(images_uint8: torch.Tensor, batch_size: int = BATCH_SIZE) -> Iterator[torch.Tensor]:
