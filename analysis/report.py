@@ -88,6 +88,7 @@ class ReportResult:
     files: tuple[Path, ...]  # relative to out
     verdict: Verdict
     notes: tuple[str, ...]  # what was skipped and why
+    luck_source: str = ""  # which learning-curve table measured the search's luck, or why none (in notes too)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +205,8 @@ def build_report(study_dirs: list[str | Path], out: Path, settings: ReportSettin
     (out / REPORT_HTML).write_text(to_html(blocks, TITLE, base=out))  # figures embedded
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     progress(f"report written in {time.perf_counter() - started:.1f} s")
-    return ReportResult(out=out, files=tuple(files), verdict=verdict, notes=tuple(notes))
+    return ReportResult(out=out, files=tuple(files), verdict=verdict, notes=tuple(notes),
+                        luck_source=luck_note)
 
 
 def report_tables(studies: Studies, trials: pd.DataFrame, replicates: pd.DataFrame, curves,
@@ -347,9 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / REPORT_MD}, {out / REPORT_HTML} and {len(result.files) - 2} figures/tables")
     for line in (*result.verdict.summary, result.verdict.luck):
         print(f"  {line}")
-    for note in result.notes:
-        if note.startswith("search luck"):
-            print(f"  ({note})")
+    if result.luck_source:
+        print(f"  ({result.luck_source})")
     return 0
 
 
