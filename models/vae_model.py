@@ -143,10 +143,13 @@ class VAE(GenerativeModel):
         return torch.sigmoid(self.decoder(z))
 
     def loss_terms(self, x_unit: torch.Tensor, generator: torch.Generator | None = None,
-                   chunk: int | None = None) -> dict[str, torch.Tensor]:
+                   chunk: int | None = None,
+                   posterior: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Per-example reconstruction NLL and KL, with one reparameterised sample (`chunk`: the networks
-        see at most that many examples per call, in eval mode; the noise is drawn for the whole batch)."""
-        mu, logvar = chunked(self.encoder, x_unit, chunk)
+        see at most that many examples per call, in eval mode; the noise is drawn for the whole batch).
+        `posterior`: the encoder's (mu, logvar) of `x_unit` when the caller already has them (scoring,
+        in eval mode: the same values), so the encoder is not run twice."""
+        mu, logvar = chunked(self.encoder, x_unit, chunk) if posterior is None else posterior
         eps = _normal_like(mu, generator)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         return {LOSS_RECON: bernoulli_nll(chunked(self.decoder, z, chunk), x_unit),

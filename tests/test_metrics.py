@@ -15,7 +15,7 @@ import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from models import build_model, seed_model_config
-from models.config import TrainConfig
+from models.config import LOSS_KL, LOSS_RECON, TrainConfig
 from search_spaces import scale_widths
 from study import results as R
 from study.data import SPLIT_TEST, SPLIT_VAL, load_splits
@@ -265,7 +265,8 @@ def test_metric_code_runs_in_full_fp32_and_restores_the_tf32_settings(data, net,
     torch.set_float32_matmul_precision("high")
     torch.backends.cudnn.allow_tf32 = True
     vae = tiny_model("vae", "mlp")
-    hooks = [net.register_forward_hook(record), vae.encoder.register_forward_hook(record)]
+    hooks = [net.register_forward_hook(record), vae.encoder.register_forward_hook(record),
+             vae.decoder.register_forward_hook(record)]
     try:
         images = [RS.to_unit(data.test.images[:32])]
         D.score_images(images, val_stats, net, kid_subsets=2, kid_subset_size=16, prdc=False)
@@ -469,3 +470,39 @@ def test_a_cpu_scores_in_chunks_with_the_numbers_of_whole_batches(data, net, ass
     monkeypatch.setattr(RS, "CPU_CHUNK", 10**9)  # whole batches: the code before chunking
     for a, b in zip(in_chunks, scores(), strict=True):
         assert a == pytest.approx(b, rel=1e-6, nan_ok=True)
+
+
+def test_the_feature_networks_pool_gives_max_pool2d_bit_for_bit_and_keeps_its_gradient():
+    """MaxPool2x2's CPU path (four strided maxima, no autograd) equals F.max_pool2d exactly, ties of
+    ReLU zeros included; with autograd it is the kernel itself (the gradient to one input of a tie)."""
+    from study.metrics.classifier import MaxPool2x2
+
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(7, 5, 24, 24))  # half zeros: ties in most windows
+    pool = MaxPool2x2()
+    with torch.no_grad():
+        assert torch.equal(pool(x), torch.nn.functional.max_pool2d(x, 2))
+        assert torch.equal(pool(x[..., :23, :23]), torch.nn.functional.max_pool2d(x[..., :23, :23], 2))
+    leaf = x.clone().requires_grad_()
+    pool(leaf).sum().backward()
+    kernel = x.clone().requires_grad_()
+    torch.nn.functional.max_pool2d(kernel, 2).sum().backward()
+    assert torch.equal(leaf.grad, kernel.grad)
+
+
+def test_vae_scores_runs_the_encoder_once_per_batch_with_the_numbers_of_two_passes():
+    """The reconstruction and the ELBO share one encoder pass (eval mode: the same mu, logvar), so the
+    scores equal those of loss_terms' own encoder pass."""
+    torch.manual_seed(3)
+    model = build_model(seed_model_config("vae", "conv")).eval()
+    images = (torch.rand(40, 28, 28) * 255).to(torch.uint8)
+    calls = []
+    model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    scores = LK.vae_scores(model, images, seed=1, batch_size=20, nll=False)
+    assert len(calls) == 2  # one per batch of 20 (the CPU chunk is larger)
+    x = images.unsqueeze(1).float().div(255.0)
+    with torch.no_grad():
+        terms = [model.loss_terms(b, generator=g)
+                 for g in [torch.Generator().manual_seed(1)] for b in x.split(20)]
+    nelbo = sum(float((t[LOSS_RECON] + t[LOSS_KL]).sum()) for t in terms) / 40
+    assert scores.bce_nelbo == pytest.approx(nelbo, rel=1e-6)

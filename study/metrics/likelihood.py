@@ -56,9 +56,9 @@ def vae_scores(model, images_uint8: torch.Tensor, *, seed: int = 0, iw_k: int = 
     with eval_mode(model):
         for x in unit_batches(images_uint8, batch_size):
             x = x.to(device)
-            mu, _logvar = per_chunk(model.encoder, x)
+            mu, logvar = per_chunk(model.encoder, x)
             sq_err += float((torch.sigmoid(per_chunk(model.decoder, mu)) - x).pow(2).sum())
-            terms = model.loss_terms(x, generator=generator, chunk=chunk)
+            terms = model.loss_terms(x, generator=generator, chunk=chunk, posterior=(mu, logvar))
             bce_nelbo += float((terms[LOSS_RECON] + terms[LOSS_KL]).sum())  # Kingma & Welling 2014, Eq. 10
         binary = binarized(images_uint8)[:iw_images]  # the whole set binarized, so a prefix is the same
         for x in binary.split(batch_size) if nll else ():
