@@ -117,11 +117,12 @@ def compute_column(history: pd.DataFrame) -> str:
 
 def end_seconds(trials: pd.DataFrame, history: pd.DataFrame) -> dict[str, float]:
     """Per trial, the seconds it spent after its last recorded epoch (its test scoring, a stopped
-    trial's suite, a picked trial's likelihood): trials.parquet's trial_seconds minus the history's."""
+    trial's suite): trials.parquet's search seconds (R.search_seconds: not the picked trials'
+    likelihood, a step after the search) minus the history's."""
     if compute_column(history) != R.TRIAL_SECONDS or R.TRIAL_SECONDS not in trials:
         return {}
     last = history.groupby(R.TRIAL_ID)[R.TRIAL_SECONDS].max()
-    total = trials.set_index(R.TRIAL_ID)[R.TRIAL_SECONDS]
+    total = R.search_seconds(trials).set_axis(trials[R.TRIAL_ID])
     return {str(t): max(0.0, float(total[t] - last[t])) for t in last.index if t in total.index}
 
 

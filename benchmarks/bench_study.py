@@ -18,8 +18,10 @@ history.parquet (test_eval_s is printed on its own). What is left is process and
 shipping data and assets, checkpoint, PNG and TensorBoard writes, and Tune's bookkeeping.
 
 And the training share (issue 26): sum(train_seconds) / sum(trial_seconds), the part of what the
-trials spent that went into training (trial_seconds: training, validation, test scoring,
-checkpoints, the likelihood of the picked trials). A study from before trial_seconds existed gets
+trials spent in the search that went into training (trial_seconds: training, validation, test
+scoring, checkpoints). Beside it the share of everything the study spent on its trials, the
+likelihood of the trials the report describes included (computed after the search: R.LIKELIHOOD_SECONDS,
+study/results.py says why it is not in trial_seconds). A study from before trial_seconds existed gets
 train / (train + validation + test scoring seconds), its recorded parts, with a printed note.
 
     python benchmarks/bench_study.py --data-dir D --families vae -- --scheduler none   # 8 quick trials
@@ -75,20 +77,25 @@ def study_figures(trials: pd.DataFrame) -> StudyFigures:
 
 
 class Share(NamedTuple):
-    trial_s: float  # every second the trials spent, summed
+    trial_s: float  # every second the trials spent in the search, summed (R.search_seconds)
     train_share: float  # sum(train_seconds) / trial_s
     exact: bool  # False: a study without trial_seconds (trial_s: its recorded training + scoring)
+    likelihood_s: float  # the picked trials' likelihood after the search, summed
+    study_share: float  # sum(train_seconds) / (trial_s + likelihood_s)
 
 
 def training_share(trials: pd.DataFrame, history: pd.DataFrame) -> Share:
     train = float(trials[R.TRAIN_SECONDS].fillna(0).sum())
-    if R.TRIAL_SECONDS in trials and trials[R.TRIAL_SECONDS].notna().all():
-        total = float(trials[R.TRIAL_SECONDS].sum())
-        return Share(round(total, 2), round(train / total, 3) if total else math.nan, True)
-    evaluation = float(history[R.EVAL_SECONDS].fillna(0).sum()) if R.EVAL_SECONDS in history else 0.0
-    test = float(trials.get(R.TEST_EVAL_SECONDS, pd.Series(0.0, index=trials.index)).fillna(0).sum())
-    total = train + evaluation + test
-    return Share(round(total, 2), round(train / total, 3) if total else math.nan, False)
+    after = float(R.after_search_seconds(trials).sum())
+    exact = R.TRIAL_SECONDS in trials and bool(trials[R.TRIAL_SECONDS].notna().all())
+    if exact:
+        total = float(R.search_seconds(trials).sum())
+    else:
+        evaluation = float(history[R.EVAL_SECONDS].fillna(0).sum()) if R.EVAL_SECONDS in history else 0.0
+        test = float(trials.get(R.TEST_EVAL_SECONDS, pd.Series(0.0, index=trials.index)).fillna(0).sum())
+        total = train + evaluation + test
+    return Share(round(total, 2), round(train / total, 3) if total else math.nan, exact, round(after, 2),
+                 round(train / (total + after), 3) if total + after else math.nan)
 
 
 class Overhead(NamedTuple):
@@ -199,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for row in rows:
         print(f"training share of {row['study']}: {row['train_s']:.0f} s training of {row['trial_s']:.0f} s "
-              f"the trials spent = {row['train_share']:.2f}", flush=True)
+              f"the trials spent in the search = {row['train_share']:.2f}; with the likelihood of the "
+              f"trials the report describes ({row['likelihood_s']:.0f} s after the search) "
+              f"{row['study_share']:.2f}", flush=True)
     return 0
 
 

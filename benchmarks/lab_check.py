@@ -11,7 +11,8 @@ of the same arm at `--workers` workers:
 - the pick's observed final validation FID with the 5-95 % range of the simulated picks' observed FID;
 - the surrogate's noise-free FID of the real pick's configuration at its last epoch with the range of
   the simulated picks' noise-free FID (the lab's `pick_fid`);
-- the study's compute (sum of `trial_seconds`) with the range of the simulated compute.
+- the study's compute (its search seconds: sum of `trial_seconds`, `study.results.search_seconds`) with
+  the range of the simulated compute.
 It prints one row per real study, a line per seed pairing TPE's pick with random's, and writes --out.
 A real study's seconds come from its own machine: they compare with the table's only when both ran
 on the same kind of machine at a similar load (say so in the note).
@@ -64,7 +65,7 @@ def check_rows(reps: pd.DataFrame, real_dirs: list[Path], surrogates: dict[str, 
         config = {k: v for k, v in json.loads(pick[R.CONFIG_JSON]).items() if k != "seed"}
         epochs = int(pick[R.EPOCHS_RUN])
         predicted = float(np.exp(surrogate.curves(encode(features, config))[0][epochs - 1]))
-        compute = float(trials[R.TRIAL_SECONDS].sum()) if R.TRIAL_SECONDS in trials else float("nan")
+        compute = float(R.search_seconds(trials).sum()) if R.TRIAL_SECONDS in trials else float("nan")
         for name, value, column in (("observed", float(pick[R.FINAL_VAL_FID]), "pick_observed"),
                                     ("true", predicted, "pick_true"),
                                     ("compute", compute, "compute_s")):

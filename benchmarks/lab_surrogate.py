@@ -119,6 +119,8 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
             notes.append(
                 f"{directory.name}: no {TRIAL_SECONDS} column, its seconds are training seconds only"
             )
+        if TRIAL_SECONDS in trials.columns:  # the search's seconds: a table from before 2026-12-05 added
+            trials = trials.assign(**{TRIAL_SECONDS: R.search_seconds(trials)})  # the picks' likelihood
         trial_frames.append(trials.assign(study=plan["name"]))
         history_frames.append(history.assign(study=plan["name"]))
     if not plans:

@@ -403,14 +403,14 @@ def test_a_four_trial_vae_pareto_study_on_uri_storage_records_the_vae_metrics(tm
         assert finished[column].map(math.isfinite).all(), column
     assert finished[R.TEST_RECON_MSE].between(0, 1).all() and (finished[R.TEST_BCE_NELBO] > 0).all()
     # the importance-weighted NLL: the trials a report picks carry it (computed after the search, its
-    # seconds in their trial_seconds), the others never paid for it
+    # seconds beside their trial_seconds), the others never paid for it
     from study.followups.picked_nll import picked_trials
 
     picked = table[R.TRIAL_ID].isin(picked_trials(table))
     assert picked.any() and "likelihood (importance-weighted NLL)" in out
     assert table.loc[picked, R.TEST_BINARIZED_NLL].map(math.isfinite).all()
-    assert (table.loc[picked, R.NLL_SECONDS] > 0).all()
-    assert table.loc[~picked, [R.TEST_BINARIZED_NLL, R.NLL_SECONDS]].isna().all().all()
+    assert (table.loc[picked, R.LIKELIHOOD_SECONDS] > 0).all()
+    assert table.loc[~picked, [R.TEST_BINARIZED_NLL, R.LIKELIHOOD_SECONDS]].isna().all().all()
     # binary pixels have no entropy of their own: the honest NLL lies below the grey-pixel BCE loss
     assert (table.loc[picked, R.TEST_BINARIZED_NLL] < table.loc[picked, R.TEST_BCE_NELBO]).all()
     # Inception FID: filled for the best trial and the Pareto trials only, with its protocol recorded

@@ -109,7 +109,7 @@ def test_scoring_worker_keeps_no_model_between_trials(small, assets, tmp_path):
     worker = ScoringWorker(TrialSetup(data=small, assets=assets, test_nll=False))
     checkpoint = f"{R.CHECKPOINTS_DIR}/{R.checkpoint_name(2)}"
     scored = worker.likelihood(StudyStore(tmp_path), checkpoint)
-    assert math.isfinite(scored[R.TEST_BINARIZED_NLL]) and scored[R.NLL_SECONDS] > 0
+    assert math.isfinite(scored[R.TEST_BINARIZED_NLL]) and scored[R.LIKELIHOOD_SECONDS] > 0
     assert worker.last_model is not None and not worker.holds_model()
     stop_dir = tmp_path / "tune_checkpoint"
     stop_dir.mkdir()

@@ -61,3 +61,31 @@ def test_a_path_below_a_directory_the_user_cannot_enter_is_unwritable_not_a_cras
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert "not reachable by this user" in done.stdout
+
+
+def test_a_trials_search_seconds_leave_out_the_likelihood_computed_after_the_search(tmp_path):
+    """write_likelihood puts the picked trials' likelihood and its seconds beside trial_seconds, not in
+    it; a table written before (legacy nll_seconds, added to trial_seconds) reads the same through
+    R.search_seconds, and a re-export keeps its seconds under the new name without adding them."""
+    from study.engine.trial_tables import _keep_post_search
+    from study.followups.picked_nll import write_likelihood
+    from study.store import StudyStore
+
+    store = StudyStore(tmp_path)
+    trials = pd.DataFrame({R.TRIAL_ID: ["a", "b"], R.TRIAL_SECONDS: [10.0, 20.0]})
+    written = write_likelihood(store, trials.copy(), {"b": {R.TEST_BINARIZED_NLL: 95.0, R.IW_K: 500,
+                                                            R.IW_IMAGES: 500, R.LIKELIHOOD_SECONDS: 7.0}})
+    assert written[R.TRIAL_SECONDS].tolist() == [10.0, 20.0]
+    assert written[R.LIKELIHOOD_SECONDS].fillna(0).tolist() == [0.0, 7.0]
+    assert R.search_seconds(written).tolist() == [10.0, 20.0]
+    assert R.after_search_seconds(written).tolist() == [0.0, 7.0]
+
+    legacy = pd.DataFrame({R.TRIAL_ID: ["a", "b"], R.TRIAL_SECONDS: [10.0, 27.0],
+                           R.TEST_BINARIZED_NLL: [np.nan, 95.0], R.LEGACY_NLL_SECONDS: [np.nan, 7.0]})
+    assert R.search_seconds(legacy).tolist() == [10.0, 20.0]
+    assert R.after_search_seconds(legacy).tolist() == [0.0, 7.0]
+    store.write_table(legacy, R.TRIALS_FILE)
+    reexported = _keep_post_search(store, trials.copy())  # trial_seconds from the artifacts: the search's
+    assert reexported[R.TRIAL_SECONDS].tolist() == [10.0, 20.0]
+    assert reexported[R.LIKELIHOOD_SECONDS].fillna(0).tolist() == [0.0, 7.0]
+    assert reexported[R.TEST_BINARIZED_NLL].tolist()[1] == 95.0

@@ -45,7 +45,7 @@ class ScoringWorker:
         return row
 
     def likelihood(self, store: StudyStore, checkpoint: str) -> dict[str, Any]:
-        """The likelihood columns (with R.NLL_SECONDS) of the model in `checkpoint` (relative to the
+        """The likelihood columns (with R.LIKELIHOOD_SECONDS) of the model in `checkpoint` (relative to the
         study directory `store`, as trials.parquet's CHECKPOINT column)."""
         row = self._likelihood(store, checkpoint)
         release_memory(self.device)
@@ -65,7 +65,7 @@ class ScoringWorker:
             return {}
         with pinned_threads(self.device):  # as the trials' own test metrics (study/repeat.py)
             row = evaluator.likelihood(model)
-        row[R.NLL_SECONDS] = time.perf_counter() - started
+        row[R.LIKELIHOOD_SECONDS] = time.perf_counter() - started
         return row
 
     def _watch(self, model) -> None:

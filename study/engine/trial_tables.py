@@ -206,25 +206,26 @@ def write_study_tables(store: StudyStore, rows: list[dict], history_rows: list[d
 
 INCEPTION_COLUMNS = (R.TEST_INCEPTION_FID, R.INCEPTION_SAMPLES, R.INCEPTION_SHA256)
 # the picked VAE trials' likelihood, computed after the search (study/followups/picked_nll.py)
-NLL_COLUMNS = (R.TEST_BINARIZED_NLL, R.IW_K, R.IW_IMAGES, R.NLL_SECONDS)
+NLL_COLUMNS = (R.TEST_BINARIZED_NLL, R.IW_K, R.IW_IMAGES, R.LIKELIHOOD_SECONDS)
 
 
 def _keep_post_search(store: StudyStore, trials: pd.DataFrame) -> pd.DataFrame:
     """A re-export keeps what the steps after the search wrote into trials.parquet (they come from
-    no trial artifact): the Inception FIDs of `--inception final` and the picked trials' likelihood,
-    whose seconds stay in their TRIAL_SECONDS."""
+    no trial artifact): the Inception FIDs of `--inception final` and the picked trials' likelihood
+    (a table written before 2026-12-05 holds its seconds as R.LEGACY_NLL_SECONDS: kept under the new
+    name; TRIAL_SECONDS comes from the artifacts, the search's seconds only)."""
     if not store.has(R.TRIALS_FILE):
         return trials
     old = store.read_table(R.TRIALS_FILE).set_index(R.TRIAL_ID)
-    for marker, columns in ((R.TEST_INCEPTION_FID, INCEPTION_COLUMNS), (R.NLL_SECONDS, NLL_COLUMNS)):
+    if R.LEGACY_NLL_SECONDS in old and R.LIKELIHOOD_SECONDS not in old:
+        old = old.rename(columns={R.LEGACY_NLL_SECONDS: R.LIKELIHOOD_SECONDS})
+    for marker, columns in ((R.TEST_INCEPTION_FID, INCEPTION_COLUMNS), (R.LIKELIHOOD_SECONDS, NLL_COLUMNS)):
         if marker not in old or old[marker].isna().all():
             continue
         for column in columns:
             if column in old:
                 values = trials[R.TRIAL_ID].map(old[column])
                 trials[column] = values.where(values.notna(), trials.get(column, math.nan))
-    if R.NLL_SECONDS in trials:
-        trials[R.TRIAL_SECONDS] = trials[R.TRIAL_SECONDS] + trials[R.NLL_SECONDS].fillna(0.0)
     return trials
 
 

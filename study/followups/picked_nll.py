@@ -7,7 +7,8 @@ report can describe (study/quality_gate.py described_trials: the best, the seed 
 usable trials on a front) and those the replicates re-train (--replicate-top), from each trial's
 last checkpoint (a stopped trial's: the epoch it stopped at), in one scoring worker per trial slot
 (study/engine/scoring.py). The numbers are the ones the trial would have computed (same model,
-seeds and images); the seconds are added to the trial's R.TRIAL_SECONDS (R.NLL_SECONDS beside).
+seeds and images); their seconds go in R.LIKELIHOOD_SECONDS, not in the trial's R.TRIAL_SECONDS (a step
+after the search, like the Inception FID: study/results.py).
 Replicates compute it inside their trials: every replicate is described.
 """
 
@@ -90,8 +91,8 @@ def score_in_process(plan: StudyPlan, store: StudyStore, data_dir: str | None = 
 
 def write_likelihood(store: StudyStore, trials: pd.DataFrame,
                      scored: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Put the likelihood columns of `scored` ({trial id: row}) into trials.parquet, their seconds into
-    TRIAL_SECONDS; the table as written."""
+    """Put the likelihood columns of `scored` ({trial id: row}), their seconds included, into
+    trials.parquet; the table as written."""
     for column in NLL_COLUMNS:
         if column not in trials:
             trials[column] = float("nan")
@@ -101,6 +102,5 @@ def write_likelihood(store: StudyStore, trials: pd.DataFrame,
         for column in NLL_COLUMNS:
             if column in row:
                 trials.at[index, column] = row[column]
-        trials.at[index, R.TRIAL_SECONDS] = trials.at[index, R.TRIAL_SECONDS] + row.get(R.NLL_SECONDS, 0.0)
     store.write_table(trials, R.TRIALS_FILE)
     return trials
