@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.lab import study_dirs  # noqa: E402
 from benchmarks.lab_protocol import done_reps  # noqa: E402
+from benchmarks.lab_sim import scheduler_arm  # noqa: E402
 from benchmarks.lab_surrogate import Surrogate, load_table  # noqa: E402
 from search_spaces.encode import encode  # noqa: E402
 from study import results as R  # noqa: E402
@@ -51,11 +52,11 @@ def check_rows(reps: pd.DataFrame, real_dirs: list[Path], surrogates: dict[str, 
     for directory in real_dirs:
         plan = json.loads((directory / R.STUDY_JSON).read_text())
         trials = pd.read_parquet(directory / R.TRIALS_FILE)
-        family = plan["family"]
+        family, scheduler = plan["family"], scheduler_arm(plan)
         arm = reps[(reps.family == family) & (reps.trials == plan["trials"]) & (reps.workers == workers)
-                   & (reps.sampler == plan["sampler"]) & (reps.scheduler == plan["scheduler"])]
+                   & (reps.sampler == plan["sampler"]) & (reps.scheduler == scheduler)]
         pick = R.best_trial(trials)
-        row = dict(study=plan["name"], family=family, sampler=plan["sampler"], scheduler=plan["scheduler"],
+        row = dict(study=plan["name"], family=family, sampler=plan["sampler"], scheduler=scheduler,
                    trials=plan["trials"], workers=workers, seed=plan["seed"], lab_reps=len(arm),
                    real_trials=len(trials), real_stopped=int((trials[R.STOP_REASON] == R.STOP_EARLY).sum()))
         if pick is None or arm.empty:
@@ -80,10 +81,13 @@ def check_rows(reps: pd.DataFrame, real_dirs: list[Path], surrogates: dict[str, 
 
 def pair_lines(frame: pd.DataFrame, reps: pd.DataFrame) -> list[str]:
     """Per family and seed: TPE's real pick against random's, beside the lab's P(TPE's pick beats
-    random's) on the same arms."""
+    random's) on the same arms; studies of one sampler at several trial counts or schedules (the quick
+    preset's design, benchmarks/lab_design.sh) get design_lines instead."""
     lines = []
     for (family, seed), group in frame.groupby(["family", "seed"]):
         by = group.set_index("sampler")
+        if by.index.has_duplicates:
+            continue
         if not {"tpe", "random"} <= set(by.index) or "real_observed" not in by:
             continue
         tpe, rnd = by.loc["tpe"], by.loc["random"]
@@ -96,6 +100,35 @@ def pair_lines(frame: pd.DataFrame, reps: pd.DataFrame) -> list[str]:
             f"(observed final val FID; surrogate's noise-free {tpe.real_true:.1f} vs {rnd.real_true:.1f}): "
             f"{'TPE' if tpe.real_observed < rnd.real_observed else 'random'} better; the lab's "
             f"P(TPE's pick beats random's) = {p:.2f} over {len(wide)} paired repetitions")
+    return lines
+
+
+def design_lines(frame: pd.DataFrame) -> list[str]:
+    """Per family, the real studies of one sampler grouped by arm (trials, scheduler): each arm's
+    picks over the seeds (observed final validation FID, the surrogate's noise-free FID, the study's
+    search seconds) against the lab's median for the arm, and the paired difference between two arms
+    seed by seed."""
+    lines = []
+    for family, group in frame.groupby("family"):
+        arms = group.groupby(["trials", "scheduler"])
+        if arms.ngroups < 2 or group.sampler.nunique() != 1 or "real_observed" not in group:
+            continue
+        for (trials, scheduler), arm in arms:
+            lines.append(
+                f"{family} {trials} trials, {scheduler}: {len(arm)} seeds, observed pick "
+                f"{arm.real_observed.mean():.1f} (lab median {arm.lab_observed_median.mean():.1f}), "
+                f"noise-free {arm.real_true.mean():.1f} (lab {arm.lab_true_median.mean():.1f}), "
+                f"{arm.real_compute.mean():.0f} s (lab {arm.lab_compute_median.mean():.0f} s); inside the "
+                f"lab's 90 % range: observed {int(arm.observed_inside.sum())}/{len(arm)}, noise-free "
+                f"{int(arm.true_inside.sum())}/{len(arm)}, "
+                f"seconds {int(arm.compute_inside.sum())}/{len(arm)}")
+        wide = group.pivot_table(index="seed", columns=["trials", "scheduler"], values="real_true")
+        if wide.shape[1] == 2:
+            (a, b) = wide.columns
+            diff = (wide[b] - wide[a]).dropna()
+            lines.append(f"{family} paired by seed, noise-free FID of the pick, {b[0]} {b[1]} minus {a[0]} "
+                         f"{a[1]}: mean {diff.mean():+.1f} over {len(diff)} seeds "
+                         f"({int((diff < 0).sum())} of {len(diff)} lower)")
     return lines
 
 
@@ -129,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "real_true", "lab_true_lo", "lab_true_hi", "true_inside", "real_compute", "lab_compute_lo",
             "lab_compute_hi", "compute_inside"]
     print(frame[[c for c in show if c in frame]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    for line in pair_lines(frame, reps):
+    for line in pair_lines(frame, reps) + design_lines(frame):
         print(line)
     print(f"wrote {out}")
     return 0

@@ -58,6 +58,17 @@ SCHEDULER_VARIANTS: dict[str, tuple[int, float, str] | None] = {
     "asha-g1-r3": (1, 3.0, "raw"),  # rungs at 1 and 3
 }
 
+
+def scheduler_arm(plan: dict) -> str | None:
+    """The lab's scheduler arm a real study ran (its study.json: scheduler, grace period, reduction
+    factor, stop signal), or None when the lab has no such arm."""
+    if plan["scheduler"] == "none":
+        return "none"
+    if plan["scheduler"] != "asha":
+        return None
+    rungs = (int(plan["grace_period"]), float(plan["reduction_factor"]), plan.get("stop_signal", "raw"))
+    return next((name for name, variant in SCHEDULER_VARIANTS.items() if variant == rungs), None)
+
 # a curve source: (config dict, trial index k) -> (noise-free log FID [E], observed log FID [E],
 # seconds per epoch)
 CurveSource = Callable[[dict, int], tuple[np.ndarray, np.ndarray, float]]

@@ -286,3 +286,18 @@ def test_the_tables_clock_leaves_out_the_picked_trials_likelihood_a_step_after_t
     search = (trials[R.TRIAL_SECONDS] - trials[R.LEGACY_NLL_SECONDS].fillna(0)).to_numpy(dtype=float)
     np.testing.assert_allclose(np.sort(last.to_numpy()), np.sort(search), rtol=1e-9)
     assert (trials.loc[picked, R.LEGACY_NLL_SECONDS] > 0).all()  # seconds that would have counted
+
+
+def test_a_real_study_is_checked_against_the_lab_arm_of_its_own_rungs():
+    """lab_check matches a real study to the arm its grace period, reduction factor and stop signal
+    ran (the quick preset's design studies run rungs 1-2-4), not to every ASHA arm at once."""
+    from benchmarks.lab_sim import scheduler_arm
+
+    plan = dict(scheduler="asha", grace_period=4, reduction_factor=2.0, stop_signal="raw")
+    assert scheduler_arm(plan) == "asha"
+    assert scheduler_arm(plan | dict(grace_period=1)) == "asha-g1-r2"
+    assert scheduler_arm(plan | dict(grace_period=1, reduction_factor=3)) == "asha-g1-r3"
+    assert scheduler_arm(plan | dict(stop_signal="best")) == "asha-best"
+    assert scheduler_arm(plan | dict(grace_period=3)) is None
+    assert scheduler_arm(plan | dict(scheduler="none")) == "none"
+    assert scheduler_arm(plan | dict(scheduler="hyperband")) is None
