@@ -301,3 +301,23 @@ def test_a_real_study_is_checked_against_the_lab_arm_of_its_own_rungs():
     assert scheduler_arm(plan | dict(grace_period=3)) is None
     assert scheduler_arm(plan | dict(scheduler="none")) == "none"
     assert scheduler_arm(plan | dict(scheduler="hyperband")) is None
+
+
+def test_the_design_check_pairs_two_arms_of_one_sampler_seed_by_seed_on_the_picks_test_fid():
+    from benchmarks.lab_check import design_lines, pair_lines
+
+    rows = []
+    for seed, (old, new) in enumerate([(41.2, 41.2), (74.0, 23.4), (50.3, 50.7)]):
+        for trials, scheduler, test in ((8, "asha", old), (16, "asha-g1-r3", new)):
+            rows.append(dict(family="vae", sampler="tpe", trials=trials, scheduler=scheduler, seed=seed,
+                             real_test=test, real_true=test + 1, real_compute=100.0 + trials,
+                             real_observed=test - 1, lab_observed_median=40.0, lab_true_median=41.0,
+                             lab_compute_median=120.0, observed_inside=True, true_inside=True,
+                             compute_inside=seed > 0))
+    frame = pd.DataFrame(rows)
+    lines = design_lines(frame)
+    assert pair_lines(frame, pd.DataFrame(columns=["family"])) == []  # one sampler: no TPE-vs-random line
+    assert lines[0].startswith("vae 8 trials, asha: 3 seeds") and "seconds 2/3" in lines[0]
+    test_line = next(line for line in lines if "test FID of the pick" in line)
+    assert "16 asha-g1-r3 minus 8 asha: mean -16.7 over 3 seeds (1 lower, 1 equal, 1 higher" in test_line
+    assert "+0.0, -50.6, +0.4" in test_line
