@@ -197,14 +197,14 @@ def test_the_evaluate_and_train_commands_read_their_flags_without_writing_into_t
 
 def test_the_quick_preset_runs_the_labs_design_per_family_and_a_flag_still_overrides_it(tmp_path, data_dir):
     """The quick search is the lab's design (docs/search.md): GAN 12 and VAE 16 trials with rungs at
-    epochs 1, 2 and 4; --family both gives each family its own count; --trials overrides both."""
+    epochs 1 and 3; --family both gives each family its own count; --trials overrides both."""
     def plan(*flags):
         args = launch.build_parser().parse_args(
             ["--family", "gan", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path), *flags])
         return resolve_plan(launch.spec_from_args(args).study)
 
     gan = plan()
-    assert (gan.trials, gan.grace_period, gan.reduction_factor, gan.scheduler) == (12, 1, 2.0, "asha")
+    assert (gan.trials, gan.grace_period, gan.reduction_factor, gan.scheduler) == (12, 1, 3.0, "asha")
     assert plan("--family", "vae").trials == 16 and plan("--trials", "8").trials == 8
     spec = launch.spec_from_args(launch.build_parser().parse_args(
         ["--family", "both", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path)]))

@@ -126,11 +126,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                       eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
                       batch_sizes=(32, 64, 128, 256),
                       reproduction=dict(seeds=REPRODUCTION_SEEDS)),
-    # quick: the search lab's design for the 8-trial, first-rung-4 search's time on 2 cores
-    # (docs/search.md, "The quick preset's own design"): more trials, rungs at epochs 1, 2 and 4 (factor 2,
-    # raw FID); per family the trial count whose picks were best at about that compute (TPE, 2 at once)
+    # quick: the search lab's design for the time the 8-trial, first-rung-4 search took on 2 cores
+    # (docs/search.md, "The quick preset's own design"): more trials, ASHA rungs at epochs 1 and 3 (factor
+    # 3, raw FID); per family the trial count whose pick was best at about that compute (TPE, 2 at once)
     QUICK_PRESET: dict(trials={FAMILY_GAN: 12, FAMILY_VAE: 16}, max_epochs=8, grace_period=1,
-                       reduction_factor=2, stop_signal="raw",
+                       reduction_factor=3, stop_signal="raw",
                        train_subset=4_000,
                        eval_samples=1_000, iw_images=500, width_scale=1.0, width_range=(0.25, 1.0),
                        batch_sizes=(32, 64, 128),
