@@ -36,7 +36,7 @@ from study.engine.plan import (
     resolve_plan,
 )
 from study.engine.preflight import DEFAULT_DASHBOARD_PORT, LOOPBACK_ENV, LOOPBACK_HOST, TRACKERS
-from study.engine.spec import PRESETS, RaySettings, choose_preset, search_preset
+from study.engine.spec import PRESETS, RaySettings, choose_preset, preset_text
 from study.launcher import BOTH, both  # both imports no Ray itself; each study does, after the checks
 from study.launcher.launch_plan import LaunchSpec, checked_plan
 from study.repeat import REPEAT_THREADS
@@ -52,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:  # declarative: one add_argument 
         "(one row per trial), history.parquet (one row per trial-epoch), best_samples.png, and "
         "Ray's experiment (TensorBoard logs with sample grids, checkpoints).",
         epilog="presets (flags you give override them):\n" + "\n".join(
-            f"  {name:<6} " + ", ".join(f"{k}={v}" for k, v in search_preset(name).items())
-            for name in PRESETS
+            f"  {name:<6} " + preset_text(name) for name in PRESETS
         ) + "\n\ncluster: start `ray start --head` on one machine and `ray start --address HEAD:6379` "
         "on the others, then run with --address HEAD:6379 and a --storage-path every node can "
         "reach (NFS path or s3://...).",

@@ -193,3 +193,21 @@ def test_the_evaluate_and_train_commands_read_their_flags_without_writing_into_t
     args = train.build_parser().parse_args(["--family", "gan", "--smoke-test"])
     smoke = train.config_from_args(args)
     assert args.width_scale == 1.0 and train.config_from_args(args) == smoke  # twice: the same config
+
+
+def test_the_quick_preset_runs_the_labs_design_per_family_and_a_flag_still_overrides_it(tmp_path, data_dir):
+    """The quick search is the lab's design (docs/search.md): GAN 12 and VAE 16 trials with rungs at
+    epochs 1 and 3; --family both gives each family its own count; --trials overrides both."""
+    def plan(*flags):
+        args = launch.build_parser().parse_args(
+            ["--family", "gan", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path), *flags])
+        return resolve_plan(launch.spec_from_args(args).study)
+
+    gan = plan()
+    assert (gan.trials, gan.grace_period, gan.reduction_factor, gan.scheduler) == (12, 1, 3.0, "asha")
+    assert plan("--family", "vae").trials == 16 and plan("--trials", "8").trials == 8
+    spec = launch.spec_from_args(launch.build_parser().parse_args(
+        ["--family", "both", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path)]))
+    assert [resolve_plan(both.family_spec(spec, f, f"c-{f}").study).trials for f in ("gan", "vae")] == [12, 16]
+    assert "trials=gan 12 / vae 16" in launch.build_parser().format_help()
+    assert search_preset("full")["trials"] == 16 and search_preset("quick", "vae")["trials"] == 16

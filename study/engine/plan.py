@@ -154,7 +154,7 @@ def _fail(message: str) -> None:
 
 def resolve_plan(flags: SearchFlags) -> StudyPlan:
     """Resolve presets and defaults; raise ConfigError on anything invalid."""
-    values = search_preset(flags.preset)
+    values = search_preset(flags.preset, flags.family)
     for key in PRESET_FLAGS:
         if getattr(flags, key) is not None:
             values[key] = getattr(flags, key)

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Self
 
+from models.config import FAMILY_GAN, FAMILY_VAE
 from search_spaces import DEFAULT_WIDTH_RANGE
 from study import smoke as SMOKE
 from study.engine.preflight import LOOPBACK_HOST
@@ -125,9 +126,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                       eval_samples=10_000, iw_images=None, width_scale=1.0, width_range=DEFAULT_WIDTH_RANGE,
                       batch_sizes=(32, 64, 128, 256),
                       reproduction=dict(seeds=REPRODUCTION_SEEDS)),
-    # quick: first rung at epoch 4, raw FID, from benchmarks/bench_fidelity.py on 16 trials per family
-    # (docs/search.md): epoch 2 stopped 1 of the final top 4 in both families, epoch 4 none
-    QUICK_PRESET: dict(trials=8, max_epochs=8, grace_period=4, reduction_factor=2, stop_signal="raw",
+    # quick: the search lab's design for the time the 8-trial, first-rung-4 search took on 2 cores
+    # (docs/search.md, "The quick preset's own design"): more trials, ASHA rungs at epochs 1 and 3 (factor
+    # 3, raw FID); per family the trial count whose pick was best at about that compute (TPE, 2 at once)
+    QUICK_PRESET: dict(trials={FAMILY_GAN: 12, FAMILY_VAE: 16}, max_epochs=8, grace_period=1,
+                       reduction_factor=3, stop_signal="raw",
                        train_subset=4_000,
                        eval_samples=1_000, iw_images=500, width_scale=1.0, width_range=(0.25, 1.0),
                        batch_sizes=(32, 64, 128),
@@ -147,9 +150,20 @@ def choose_preset(quick: bool, smoke_test: bool) -> str:
     return SMOKE_PRESET if smoke_test else QUICK_PRESET if quick else FULL_PRESET
 
 
-def search_preset(name: str) -> dict[str, Any]:
-    """A search's values of preset `name` (study.launch)."""
-    return {key: value for key, value in PRESETS[name].items() if key != REPRODUCTION}
+def search_preset(name: str, family: str | None = None) -> dict[str, Any]:
+    """A search's values of preset `name` (study.launch); with `family`, a per-family value (a dict by
+    family, as the quick preset's trials) is that family's."""
+    values = {key: value for key, value in PRESETS[name].items() if key != REPRODUCTION}
+    if family is not None:
+        values = {key: value[family] if isinstance(value, dict) else value for key, value in values.items()}
+    return values
+
+
+def preset_text(name: str) -> str:
+    """Preset `name` in one line (--help): key=value, a per-family value as gan 12 / vae 16."""
+    def shown(value: Any) -> str:
+        return " / ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+    return ", ".join(f"{key}={shown(value)}" for key, value in search_preset(name).items())
 
 
 def reproduction_preset(name: str) -> dict[str, Any]:
