@@ -107,9 +107,9 @@ def pair_lines(frame: pd.DataFrame, reps: pd.DataFrame) -> list[str]:
 def design_lines(frame: pd.DataFrame) -> list[str]:
     """Per family, the real studies of one sampler grouped by arm (trials, scheduler): each arm's
     picks over the seeds (observed final validation FID, the surrogate's noise-free FID, the study's
-    search seconds) against the lab's median for the arm, and the paired difference between two arms
-    seed by seed: in the pick's test FID (the real description of what validation chose) and in the
-    surrogate's noise-free FID of the pick."""
+    search seconds) against the lab's median for the arm, and each other arm's paired difference from
+    the arm with the fewest trials (the former preset), seed by seed: in the pick's test FID (the real
+    description of what validation chose) and in the surrogate's noise-free FID of the pick."""
     lines = []
     for family, group in frame.groupby("family"):
         arms = group.groupby(["trials", "scheduler"])
@@ -127,15 +127,15 @@ def design_lines(frame: pd.DataFrame) -> list[str]:
         for value, what in (("real_test", "test FID of the pick"),
                             ("real_true", "noise-free FID of the pick"), ("real_compute", "search seconds")):
             wide = group.pivot_table(index="seed", columns=["trials", "scheduler"], values=value)
-            if wide.shape[1] != 2:
-                continue
-            (a, b) = wide.columns
-            diff = (wide[b] - wide[a]).dropna()
-            same = int((diff.abs() < 0.05).sum())
-            lines.append(f"{family} paired by seed, {what}, {b[0]} {b[1]} minus {a[0]} {a[1]}: mean "
-                         f"{diff.mean():+.1f} over {len(diff)} seeds ({int((diff < -0.05).sum())} lower, "
-                         f"{same} equal, {int((diff > 0.05).sum())} higher; per seed "
-                         + ", ".join(f"{d:+.1f}" for d in diff) + ")")
+            # each proposal against the baseline: the arm with the fewest trials (the former preset)
+            a = min(wide.columns)
+            for b in (column for column in wide.columns if column != a):
+                diff = (wide[b] - wide[a]).dropna()
+                same = int((diff.abs() < 0.05).sum())
+                lines.append(f"{family} paired by seed, {what}, {b[0]} {b[1]} minus {a[0]} {a[1]}: mean "
+                             f"{diff.mean():+.1f} over {len(diff)} seeds ({int((diff < -0.05).sum())} "
+                             f"lower, {same} equal, {int((diff > 0.05).sum())} higher; per seed "
+                             + ", ".join(f"{d:+.1f}" for d in diff) + ")")
     return lines
 
 

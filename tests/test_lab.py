@@ -321,3 +321,19 @@ def test_the_design_check_pairs_two_arms_of_one_sampler_seed_by_seed_on_the_pick
     test_line = next(line for line in lines if "test FID of the pick" in line)
     assert "16 asha-g1-r3 minus 8 asha: mean -16.7 over 3 seeds (1 lower, 1 equal, 1 higher" in test_line
     assert "+0.0, -50.6, +0.4" in test_line
+
+
+def test_the_design_check_pairs_every_proposal_with_the_arm_of_fewest_trials():
+    from benchmarks.lab_check import design_lines
+
+    rows = [dict(family="vae", sampler="tpe", trials=trials, scheduler=scheduler, seed=seed,
+                 real_test=test + seed, real_true=test, real_compute=100.0, real_observed=test,
+                 lab_observed_median=40.0, lab_true_median=41.0, lab_compute_median=120.0,
+                 observed_inside=True, true_inside=True, compute_inside=True)
+            for seed in range(2)
+            for trials, scheduler, test in ((16, "asha-g1-r2", 30.0), (8, "asha", 50.0),
+                                            (16, "asha-g1-r3", 20.0))]
+    tests = [line for line in design_lines(pd.DataFrame(rows)) if "test FID" in line]
+    assert len(tests) == 2 and all("minus 8 asha" in line for line in tests)
+    assert "16 asha-g1-r2 minus 8 asha: mean -20.0" in tests[0]
+    assert "16 asha-g1-r3 minus 8 asha: mean -30.0" in tests[1]

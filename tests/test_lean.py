@@ -151,8 +151,8 @@ def test_the_study_size_and_the_epochs_a_scheduler_is_expected_to_leave(data_dir
     from study.engine.study_run import size_line
     from study.launch import build_parser, plan_from_args
 
-    args = build_parser().parse_args(["--family", "gan", "--quick", "--data-dir", str(data_dir), "--trials", "8",
-                                      "--grace-period", "4", "--reduction-factor", "2"])
+    args = build_parser().parse_args(["--family", "gan", "--quick", "--data-dir", str(data_dir),
+                                      "--trials", "8", "--grace-period", "4", "--reduction-factor", "2"])
     quick = plan_from_args(args)
     # ASHA with a first rung at epoch 4 (factor 2): rungs at epochs 4 and 8, half the trials go on past 4
     assert expected_epochs(quick) == 4 + 4 / 2

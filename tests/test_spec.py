@@ -200,7 +200,8 @@ def test_the_quick_preset_runs_the_labs_design_per_family_and_a_flag_still_overr
     epochs 1 and 3; --family both gives each family its own count; --trials overrides both."""
     def plan(*flags):
         args = launch.build_parser().parse_args(
-            ["--family", "gan", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path), *flags])
+            ["--family", "gan", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path),
+             *flags])
         return resolve_plan(launch.spec_from_args(args).study)
 
     gan = plan()
@@ -208,6 +209,7 @@ def test_the_quick_preset_runs_the_labs_design_per_family_and_a_flag_still_overr
     assert plan("--family", "vae").trials == 16 and plan("--trials", "8").trials == 8
     spec = launch.spec_from_args(launch.build_parser().parse_args(
         ["--family", "both", "--quick", "--data-dir", str(data_dir), "--storage-path", str(tmp_path)]))
-    assert [resolve_plan(both.family_spec(spec, f, f"c-{f}").study).trials for f in ("gan", "vae")] == [12, 16]
+    trials = [resolve_plan(both.family_spec(spec, f, f"c-{f}").study).trials for f in ("gan", "vae")]
+    assert trials == [12, 16]
     assert "trials=gan 12 / vae 16" in launch.build_parser().format_help()
     assert search_preset("full")["trials"] == 16 and search_preset("quick", "vae")["trials"] == 16
