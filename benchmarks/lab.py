@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/lab.py` from anywhere
 
 from benchmarks import lab_protocol as P  # noqa: E402
 from benchmarks.lab_sim import LAB_SAMPLERS, SCHEDULER_VARIANTS  # noqa: E402
-from benchmarks.lab_surrogate import cross_validate, load_table  # noqa: E402
+from benchmarks.lab_surrogate import clock_machine, cross_validate, load_table  # noqa: E402
 from study import results as R  # noqa: E402
 
 PROVISIONAL_STUDIES = ROOT / "benchmarks" / "results" / "bench-search" / "studies"
@@ -120,20 +120,21 @@ def table_mismatch(recorded: dict, names: dict[str, list[str]]) -> str | None:
 
 
 def table_clocks(table_json: dict) -> dict[str, str]:
-    """Per family, whose seconds its table's clock counts: the GPU model its trials trained on, or
-    "CPU seconds", read from the studies' trials.parquet (relative to the repository); {} when unread."""
+    """Per family, whose seconds its table's clock counts: the GPU model, or "CPU", that ran most of
+    its runs (lab_surrogate.clock_machine, as load_table decides), read from the studies'
+    trials.parquet (relative to the repository); {} when unread."""
     clocks = {}
     for family, info in table_json.get("families", {}).items():
-        names = set()
+        names = []
         for study in info.get("studies", []):
             path = ROOT / study / R.TRIALS_FILE  # an absolute study path stays absolute
             if not path.exists():
                 continue
             trials = pd.read_parquet(path)
             gpus = trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
-            names |= {g if isinstance(g, str) and g and g.lower() != "cpu" else "CPU" for g in gpus}
+            names.append(gpus)
         if names:
-            clocks[family] = " / ".join(sorted(names))
+            clocks[family] = clock_machine(pd.concat(names, ignore_index=True))
     return clocks
 
 

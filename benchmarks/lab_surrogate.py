@@ -4,9 +4,12 @@
 history.parquet): every trial's configuration (`config_json`, the training seed apart), its
 validation FID at every epoch it ran, and its seconds: `trial_seconds` when trials.parquet has it
 (the lean-trials issue), else the training seconds, with a printed note (they leave out evaluation
-and the per-trial fixed cost). A table is *provisional* unless every study sampled at random (or by
-QMC) without a scheduler and it holds the issue's 150 GAN / 300 VAE configurations: a table of
-TPE-guided studies over-represents good regions.
+and the per-trial fixed cost). The table's clock is one machine's: the one that ran most of its runs
+(`clock`, from trials.parquet's `gpu_name`); runs trained elsewhere (a GPU table's replicated
+configurations re-trained on a CPU) add their learning curves and seed noise, not their seconds.
+A table is *provisional* unless every study sampled at random (or by QMC) without a scheduler and
+it holds the issue's 150 GAN / 300 VAE configurations: a table of TPE-guided studies over-represents
+good regions.
 
 **Surrogate.** `Surrogate.fit(table)`: an extra-trees regressor (Geurts et al. 2006) of log
 validation FID on (the configuration's `search_spaces.encode` vector, epoch / last epoch), so every
@@ -49,6 +52,18 @@ TOP_SHARE = 0.10
 TREES = 300
 
 
+def machine_name(gpu_name: object) -> str:
+    """The machine whose seconds a run counts: its GPU model, or "CPU" (a missing name is a CPU run:
+    tables written before the column was kept ran on CPUs)."""
+    return gpu_name if isinstance(gpu_name, str) and gpu_name and gpu_name.lower() != "cpu" else "CPU"
+
+
+def clock_machine(gpu_names: pd.Series) -> str:
+    """The machine that ran most of the runs (ties: the first in name order): a table's clock."""
+    counts = pd.Series([machine_name(g) for g in gpu_names]).value_counts()
+    return str(counts[counts == counts.max()].sort_index().index[0]) if len(counts) else "CPU"
+
+
 def _geometric_mean(values: pd.Series) -> float:
     return float(np.exp(np.log(values.to_numpy(dtype=float)).mean()))
 
@@ -72,6 +87,7 @@ class LabTable:
     provisional: list[str] = field(default_factory=list)  # why the table is provisional ([]: it is not)
     notes: list[str] = field(default_factory=list)
     plan_json: str = ""  # a study.json of the table (the lab's simulated studies start from it)
+    clock: str = "CPU"  # the machine whose seconds SECONDS counts (runs trained elsewhere: NaN seconds)
 
     @property
     def features(self) -> SpaceFeatures:
@@ -142,6 +158,13 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         )
     trials = pd.concat(trial_frames, ignore_index=True)
     history = pd.concat(history_frames, ignore_index=True)
+    machines = trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
+    trials["machine"] = [machine_name(g) for g in machines]
+    clock = clock_machine(machines)
+    elsewhere_studies = trials.loc[trials["machine"] != clock, ["study", "machine"]].drop_duplicates()
+    for study, machine in elsewhere_studies.to_numpy():
+        notes.append(f"{study}: trained on {machine}, not the table's clock ({clock}): its learning curves "
+                     "and seed noise count, its seconds do not")
     configs = {row.study + "/" + row.trial_id: json.loads(row.config_json) for row in trials.itertuples()}
     names = [s + "/" + t for s, t in zip(trials["study"], trials[R.TRIAL_ID], strict=True)]
     trials[CONFIG_KEY] = [config_key(configs[name]) for name in names]
@@ -163,6 +186,9 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         trained = history.groupby(["study", R.TRIAL_ID])[R.TRAIN_SECONDS].transform("max")
         extra = (history[TRIAL_SECONDS].astype(float) - trained).clip(lower=0).fillna(0)
         seconds = seconds + extra * history[R.EPOCH] / last
+    elsewhere = history.merge(trials[["study", R.TRIAL_ID, "machine"]], on=["study", R.TRIAL_ID],
+                              how="left")["machine"].ne(clock).to_numpy()
+    seconds = seconds.where(~elsewhere, np.nan)  # another machine's seconds are not this clock's
     history = history.assign(**{SECONDS: seconds})
     curves = history.groupby([CONFIG_KEY, SEED, R.EPOCH], as_index=False).agg(
         **{R.VAL_FID: (R.VAL_FID, _geometric_mean), SECONDS: (SECONDS, "mean")}
@@ -196,6 +222,7 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         provisional=provisional,
         notes=notes,
         plan_json=json.dumps(plans[0]),
+        clock=clock,
     )
 
 
@@ -268,6 +295,7 @@ class Surrogate:
             .agg(seconds=(SECONDS, "max"), epochs=(R.EPOCH, "max"))
             .reset_index()
         )
+        runs = runs[np.isfinite(runs["seconds"].astype(float))]  # runs on the table's clock only
         seconds_model = _trees(seed).fit(
             np.stack([x[k] for k in runs[CONFIG_KEY]]), np.log(runs["seconds"] / runs["epochs"])
         )

@@ -250,6 +250,53 @@ def test_the_tables_clock_is_each_trials_whole_seconds_not_its_training_seconds(
     assert json.loads((study / R.STUDY_JSON).read_text())["family"] == "gan"
 
 
+def test_runs_trained_on_another_machine_add_curves_and_seed_noise_but_not_seconds(tmp_path):
+    """The GAN table's chunks ran on an H200, its replicated configurations on a CPU (~10x the seconds
+    per epoch): the CPU runs' FID curves and seed noise count, their seconds stay out of the GPU
+    clock's seconds model, and the table says which clock it keeps."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.lab import table_clocks
+    from benchmarks.lab_surrogate import load_table, seed_noise
+
+    source = Path(__file__).resolve().parent.parent / "benchmarks/results/lab/tables/gan-random-s200"
+    trials = pd.read_parquet(source / R.TRIALS_FILE).iloc[:12]
+    history = pd.read_parquet(source / R.HISTORY_FILE)
+    history = history[history[R.TRIAL_ID].isin(trials[R.TRIAL_ID])]
+    assert (trials[R.GPU_NAME] == "NVIDIA H200").all()  # the case this test is about
+    chunk, replicas = tmp_path / "gan-random-s200", tmp_path / "gan-replicates"
+    for study in (chunk, replicas):
+        study.mkdir()
+        plan = json.loads((source / R.STUDY_JSON).read_text())
+        (study / R.STUDY_JSON).write_text(json.dumps({**plan, "name": study.name}))
+    trials.to_parquet(chunk / R.TRIALS_FILE)
+    history.to_parquet(chunk / R.HISTORY_FILE)
+    # a CPU re-run of the first 4 configurations with another seed: slower, and its FID a little off
+    again = trials.iloc[:4].copy()
+    again[R.CONFIG_JSON] = [json.dumps({**json.loads(c), SEED: 300}) for c in again[R.CONFIG_JSON]]
+    again[R.GPU_NAME] = "cpu"
+    again[R.TRIAL_SECONDS] = again[R.TRIAL_SECONDS] * 10
+    again_history = history[history[R.TRIAL_ID].isin(again[R.TRIAL_ID])].copy()
+    again_history[R.TRAIN_SECONDS] = again_history[R.TRAIN_SECONDS] * 10
+    again_history[R.VAL_FID] = again_history[R.VAL_FID] * 1.05
+    again.to_parquet(replicas / R.TRIALS_FILE)
+    again_history.to_parquet(replicas / R.HISTORY_FILE)
+
+    alone, both = load_table([chunk], "gan"), load_table([chunk, replicas], "gan")
+    assert alone.clock == both.clock == "NVIDIA H200"
+    assert any("gan-replicates: trained on CPU" in note for note in both.notes)
+    clocks = table_clocks({"families": {"gan": {"studies": [str(chunk), str(replicas)]}}})
+    assert clocks == {"gan": "NVIDIA H200"}
+    cpu = both.curves[both.curves[SEED] == 300]
+    assert len(cpu) == 4 * EPOCHS and cpu[SECONDS].isna().all() and cpu[R.VAL_FID].notna().all()
+    assert both.curves.loc[both.curves[SEED] != 300, SECONDS].notna().all()
+    x = alone.matrix()
+    np.testing.assert_allclose(Surrogate.fit(both).epoch_seconds(x), Surrogate.fit(alone).epoch_seconds(x))
+    assert seed_noise(alone.curves, EPOCHS)[0][-1] == 0  # one seed per configuration: no noise measured
+    assert seed_noise(both.curves, EPOCHS)[0][-1] > 0  # the CPU seeds measure it
+
+
 def test_the_figure_names_the_machine_whose_seconds_each_table_counts(tmp_path):
     from benchmarks.lab import table_clocks
 
