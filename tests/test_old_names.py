@@ -7,6 +7,7 @@ rename (a VAE chunk of the lab's table, random sampler, 2 trials; Ray 2.60)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,24 @@ print("spec kept:", recovery.__spec__.name, sys.modules["study.tune.recovery"] i
 """
 
 
+def _old_storage_folder() -> Path:
+    """The folder of the optuna.db the fixture's searcher pickle names (an absolute path on the machine
+    that made it): unpickling the searcher opens that SQLite storage, which needs its folder."""
+    found = re.search(rb"sqlite:///(/[^\s\x00]+?)/optuna\.db", (OLD_STUDY / "tuner.pkl").read_bytes())
+    assert found, "the fixture's tuner.pkl names no SQLite optuna.db"
+    return Path(found.group(1).decode())
+
+
 def test_a_study_pickled_under_the_old_names_unpickles_into_the_engine():
-    run = subprocess.run([sys.executable, "-c", UNPICKLE, str(OLD_STUDY)], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=300)
+    folder = _old_storage_folder()
+    made = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
+    folder.mkdir(parents=True, exist_ok=True)  # a fresh machine lacks it (it passed where it was left)
+    try:
+        run = subprocess.run([sys.executable, "-c", UNPICKLE, str(OLD_STUDY)], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert lines == ["without the old names: study.tune",
