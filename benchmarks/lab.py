@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/lab.py` from anywhere
 
 from benchmarks import lab_protocol as P  # noqa: E402
 from benchmarks.lab_sim import LAB_SAMPLERS, SCHEDULER_VARIANTS  # noqa: E402
-from benchmarks.lab_surrogate import clock_machine, cross_validate, load_table  # noqa: E402
+from benchmarks.lab_surrogate import clock_machine, cross_validate, gpu_names, load_table  # noqa: E402
 from study import results as R  # noqa: E402
 
 PROVISIONAL_STUDIES = ROOT / "benchmarks" / "results" / "bench-search" / "studies"
@@ -130,9 +130,7 @@ def table_clocks(table_json: dict) -> dict[str, str]:
             path = ROOT / study / R.TRIALS_FILE  # an absolute study path stays absolute
             if not path.exists():
                 continue
-            trials = pd.read_parquet(path)
-            gpus = trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
-            names.append(gpus)
+            names.append(gpu_names(pd.read_parquet(path)))
         if names:
             clocks[family] = clock_machine(pd.concat(names, ignore_index=True))
     return clocks

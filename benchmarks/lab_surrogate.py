@@ -58,6 +58,11 @@ def machine_name(gpu_name: object) -> str:
     return gpu_name if isinstance(gpu_name, str) and gpu_name and gpu_name.lower() != "cpu" else "CPU"
 
 
+def gpu_names(trials: pd.DataFrame) -> pd.Series:
+    """A trials table's `gpu_name` column, or None per row where the table has none."""
+    return trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
+
+
 def clock_machine(gpu_names: pd.Series) -> str:
     """The machine that ran most of the runs (ties: the first in name order): a table's clock."""
     counts = pd.Series([machine_name(g) for g in gpu_names]).value_counts()
@@ -158,9 +163,8 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         )
     trials = pd.concat(trial_frames, ignore_index=True)
     history = pd.concat(history_frames, ignore_index=True)
-    machines = trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
-    trials["machine"] = [machine_name(g) for g in machines]
-    clock = clock_machine(machines)
+    trials["machine"] = [machine_name(g) for g in gpu_names(trials)]
+    clock = clock_machine(trials["machine"])
     elsewhere_studies = trials.loc[trials["machine"] != clock, ["study", "machine"]].drop_duplicates()
     for study, machine in elsewhere_studies.to_numpy():
         notes.append(f"{study}: trained on {machine}, not the table's clock ({clock}): its learning curves "
@@ -173,7 +177,7 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
     # the merge (trial_seconds_x / _y), leaving the clock on training seconds alone
     history = history.drop(columns=[TRIAL_SECONDS], errors="ignore").merge(
         trials[
-            ["study", R.TRIAL_ID, CONFIG_KEY, SEED]
+            ["study", R.TRIAL_ID, CONFIG_KEY, SEED, "machine"]
             + ([TRIAL_SECONDS] if TRIAL_SECONDS in trials.columns else [])
         ],
         on=["study", R.TRIAL_ID],
@@ -186,9 +190,7 @@ def load_table(study_dirs: Sequence[str | Path], family: str) -> LabTable:
         trained = history.groupby(["study", R.TRIAL_ID])[R.TRAIN_SECONDS].transform("max")
         extra = (history[TRIAL_SECONDS].astype(float) - trained).clip(lower=0).fillna(0)
         seconds = seconds + extra * history[R.EPOCH] / last
-    elsewhere = history.merge(trials[["study", R.TRIAL_ID, "machine"]], on=["study", R.TRIAL_ID],
-                              how="left")["machine"].ne(clock).to_numpy()
-    seconds = seconds.where(~elsewhere, np.nan)  # another machine's seconds are not this clock's
+    seconds = seconds.where(history["machine"] == clock)  # another machine's seconds are not this clock's
     history = history.assign(**{SECONDS: seconds})
     curves = history.groupby([CONFIG_KEY, SEED, R.EPOCH], as_index=False).agg(
         **{R.VAL_FID: (R.VAL_FID, _geometric_mean), SECONDS: (SECONDS, "mean")}
