@@ -429,7 +429,7 @@ def test_a_study_on_uri_storage_is_locked_against_a_second_launcher(tmp_path, da
     held = UriStudyLock.acquire(uri, "s", heartbeat_s=0.05, settle_s=0.01)
     first_beat = json.loads(lock_file.read_text())["beat"]
     with pytest.raises(StudyLockedError, match=f"launcher PID {os.getpid()} on {socket.gethostname()}"):
-        UriStudyLock.acquire(uri, "s", settle_s=0.01)
+        UriStudyLock.acquire(uri, "s", settle_s=0.5)  # long enough to re-read a lock met mid-rewrite
     rc = launch.main(["--family", "gan", "--smoke-test", "--data-dir", str(data_dir), "--storage-path", uri,
                       "--name", "s", "--dashboard-port", str(free_port())])
     assert rc == R.EXIT_BAD_INPUT and not (tmp_path / "s").exists()

@@ -12,11 +12,12 @@ nothing and "an existing study directory" keeps meaning a study.
 
 Object stores (s3://, gs://; file:// too) have no flock and pyarrow writes no object conditionally,
 so `UriStudyLock` is a lease: the object `<storage>/.<name>.lock` names its holder and a heartbeat the
-holder rewrites every HEARTBEAT_S. A launcher refuses while that heartbeat is younger than STALE_S,
-else writes its own id, waits SETTLE_S and reads the object back: if another launcher wrote after
-it, it refuses (the last writer wins). Its limits (docs/cluster.md): two launchers whose check and
-write fall within SETTLE_S of each other on a store slower than that could both proceed, and a
-launcher killed with SIGKILL blocks its study for STALE_S.
+holder rewrites every HEARTBEAT_S. A launcher refuses while that heartbeat is younger than STALE_S
+(a lock that exists but does not parse, caught mid-rewrite or left half written, is read again for
+SETTLE_S, then judged by its modification time), else writes its own id, waits SETTLE_S and reads the
+object back: if another launcher wrote after it, it refuses (the last writer wins). Its limits
+(docs/cluster.md): two launchers whose check and write fall within SETTLE_S of each other on a store
+slower than that could both proceed, and a launcher killed with SIGKILL blocks its study for STALE_S.
 """
 
 from __future__ import annotations
@@ -128,8 +129,7 @@ class UriStudyLock:
         fs, root = pafs.FileSystem.from_uri(storage_uri)
         path = posixpath.join(root, f".{name}.lock")
         where = f"{storage_uri.rstrip('/')}/.{name}.lock"
-        held = _read(fs, path)
-        if held is not None and time.time() - float(held.get("beat", 0)) < stale_s:
+        if (held := _live_holder(fs, path, stale_s, settle_s)) is not None:
             raise StudyLockedError(_uri_message(where, name, held))
         record = {"id": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -172,6 +172,27 @@ def _read(fs: pafs.FileSystem, path: str) -> dict | None:
             return json.loads(f.read())
     except (OSError, ValueError):  # missing (FileNotFoundError is an OSError) or half written
         return None
+
+
+def _live_holder(fs: pafs.FileSystem, path: str, stale_s: float, settle_s: float) -> dict | None:
+    """The record of the live launcher holding the URI lock at `path` ({} when it holds a lock that does
+    not parse), or None when the lock is free: missing, or its heartbeat older than `stale_s`. A lock
+    that exists but does not parse is not free: on a local or NFS file:// store the holder's heartbeat
+    truncates the file before it writes it, so a read can meet it empty or half written. Such a lock is
+    read again for up to `settle_s`; if it still does not parse (its writer was killed mid-write), the
+    object's modification time stands in for the heartbeat."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        held = _read(fs, path)
+        if held is not None:
+            return held if time.time() - float(held.get("beat", 0)) < stale_s else None
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return None
+        if time.monotonic() >= deadline:
+            mtime = info.mtime  # a datetime, or None where the store keeps none: then it counts as fresh
+            return {} if mtime is None or time.time() - mtime.timestamp() < stale_s else None
+        time.sleep(min(0.05, settle_s))
 
 
 def _uri_message(where: str, name: str, who: dict) -> str:
