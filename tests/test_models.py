@@ -125,6 +125,52 @@ def test_gan_step_updates_both_networks():
     assert 0 < losses["d_real"] < 1 and 0 < losses["d_fake"] < 1
 
 
+def _reference_gan_step(model, x_unit, optimizers):
+    """The alternating step written out with nothing frozen (Goodfellow et al. 2014, non-saturating G)."""
+    import torch.nn.functional as F
+
+    real = x_unit * 2.0 - 1.0
+    ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
+    fake = model.generator(model.sample_latent(len(real), device=real.device))
+    loss_d = (F.binary_cross_entropy_with_logits(model.discriminator(real), ones)
+              + F.binary_cross_entropy_with_logits(model.discriminator(fake.detach()), zeros))
+    optimizers[DISCRIMINATOR].zero_grad(set_to_none=True)
+    loss_d.backward()
+    d_grads = [p.grad.clone() for p in model.discriminator.parameters()]
+    optimizers[DISCRIMINATOR].step()
+    loss_g = F.binary_cross_entropy_with_logits(model.discriminator(fake), ones)
+    optimizers[GENERATOR].zero_grad(set_to_none=True)
+    loss_g.backward()
+    optimizers[GENERATOR].step()
+    return d_grads
+
+
+@pytest.mark.parametrize("cfg", [
+    GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16, 24)),
+    GANConfig(latent_dim=8, g_widths=(16, 8), d_widths=(8, 16), batch_norm=True),
+    GANConfig(arch="mlp", latent_dim=8, g_widths=(32,), d_widths=(32,)),
+])
+def test_gan_generator_step_leaves_the_discriminator_gradient_alone_and_trains_bit_for_bit_the_same(cfg):
+    # the generator's step freezes the discriminator (its weight gradients are skipped): the same
+    # parameters, bit for bit, as the step with nothing frozen, and the discriminator's .grad is its own
+    # loss's (the old step left the generator loss's gradient there)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    reference = build_model(cfg)
+    reference.load_state_dict(model.state_dict())
+    opt, ref_opt = model.make_optimizers(), reference.make_optimizers()
+    for step in range(3):
+        x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(step))
+        torch.manual_seed(100 + step)
+        model.train_step(x, opt)
+        torch.manual_seed(100 + step)
+        d_grads = _reference_gan_step(reference, x, ref_opt)
+        for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+            assert torch.equal(a, b)
+        for p, g in zip(model.discriminator.parameters(), d_grads, strict=True):
+            assert p.requires_grad and torch.equal(p.grad, g)
+
+
 def test_vae_elbo_terms_are_consistent():
     torch.manual_seed(0)
     model = build_model(VAEConfig(arch="mlp", latent_dim=4, enc_widths=(32,), dec_widths=(32,)))
