@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -459,16 +460,23 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
             finished_before.update({str(p.relative_to(study_dir)): p.read_bytes() for p in summaries})
             process.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
 
-    rc, out = run_launcher(launch_args(data_dir, tmp_path, "resumable", "--family", "gan", "--trials", "6",
+    # the study starts on MNIST in a folder that is gone when it resumes (another machine, data moved):
+    # the resume reads it from the --data-dir it is given (it used to ignore the flag and refuse)
+    first_data = tmp_path / "data-before"
+    (first_data / "MNIST").mkdir(parents=True)
+    (first_data / "MNIST" / "raw").symlink_to(Path(data_dir).resolve() / "MNIST" / "raw")
+    rc, out = run_launcher(launch_args(first_data, tmp_path, "resumable", "--family", "gan", "--trials", "6",
                                        num_cpus=1),
                            interrupt_after_first_trial)
     assert finished_before, out[-3000:]
     assert rc == R.EXIT_INTERRUPTED, out[-3000:]
     assert "--resume" in out and not (study_dir / R.TRIALS_FILE).exists()
+    shutil.rmtree(first_data)
 
     rc, out = run_launcher(launch_args(data_dir, tmp_path, "resumable", "--family", "gan", "--resume",
                                        num_cpus=1))
     assert rc == 0, out[-3000:]
+    assert f"MNIST from {Path(data_dir).resolve()}; other study flags but --data-dir are ignored" in out
     table = check_study(study_dir, "gan", trials=6)
     for path, content in finished_before.items():  # finished trials were not run again
         assert (study_dir / path).read_bytes() == content

@@ -152,6 +152,11 @@ def _fail(message: str) -> None:
     raise ConfigError(message)
 
 
+def data_folder(data_dir: str | None) -> str:
+    """The absolute MNIST folder a study reads: the flag, else $STUDY_DATA_DIR, else the cache."""
+    return str(resolve_data_dir(data_dir)[0].resolve())
+
+
 def resolve_plan(flags: SearchFlags) -> StudyPlan:
     """Resolve presets and defaults; raise ConfigError on anything invalid."""
     values = search_preset(flags.preset, flags.family)
@@ -159,7 +164,6 @@ def resolve_plan(flags: SearchFlags) -> StudyPlan:
         if getattr(flags, key) is not None:
             values[key] = getattr(flags, key)
     name = flags.name or f"{flags.family}-{time.strftime('%Y%m%d-%H%M%S')}"
-    data_root, _ = resolve_data_dir(flags.data_dir)
     plan = StudyPlan(
         family=flags.family, name=name, trials=values["trials"], max_epochs=values["max_epochs"],
         grace_period=values["grace_period"], reduction_factor=float(values["reduction_factor"]),
@@ -171,7 +175,7 @@ def resolve_plan(flags: SearchFlags) -> StudyPlan:
         width_scale=values["width_scale"], width_range=tuple(values["width_range"]),
         batch_sizes=tuple(values["batch_sizes"]), cpus_per_trial=flags.cpus_per_trial,
         gpus_per_trial=flags.gpus_per_trial, max_failures=flags.max_failures,
-        keep_checkpoints=flags.keep_checkpoints, data_dir=str(data_root.resolve()),
+        keep_checkpoints=flags.keep_checkpoints, data_dir=data_folder(flags.data_dir),
         storage_path=normalize_storage_path(flags.storage_path), preset=flags.preset,
         amp=flags.amp, channels_last=flags.channels_last, eval_batch_size=flags.eval_batch_size,
         deterministic=flags.deterministic, inception=flags.inception,

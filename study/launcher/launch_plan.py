@@ -14,6 +14,7 @@ from study.engine.plan import (
     StudyPlan,
     check_data,
     check_storage,
+    data_folder,
     load_resume_plan,
     moved_from,
     resolve_plan,
@@ -70,6 +71,8 @@ def checked_plan(spec: LaunchSpec) -> tuple[LaunchSpec, StudyPlan, StudyLock | U
                               f"moved to {plan.storage_path}; Ray's saved state names the old place, where a "
                               f"resume would write its new trials. Move it back to {old}{link}, then resume "
                               f"with --storage-path {saved} (nothing was changed).")
+        if flags.data_dir:  # where MNIST lies is the machine's, not the study's: it may have moved
+            plan = replace(plan, data_dir=data_folder(flags.data_dir))
     else:
         plan = resolve_plan(flags)
         if plan.store.is_nonempty_dir():

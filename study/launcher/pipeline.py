@@ -143,8 +143,8 @@ def study_command(spec: LaunchSpec, plan: StudyPlan, lock: StudyLock | UriStudyL
             lock.release()
         raise
     if spec.resume:
-        print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}); "
-              "other study flags are ignored", flush=True)
+        print(f"resuming study {plan.name} with the settings it started with ({R.STUDY_JSON}), MNIST from "
+              f"{plan.data_dir}; other study flags but --data-dir are ignored", flush=True)
         if reaped := reap_stale_ray(plan.store):
             print(f"ended {len(reaped)} leftover process(es) of the Ray that the interrupted launcher "
                   "started", flush=True)
