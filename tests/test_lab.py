@@ -384,3 +384,35 @@ def test_the_design_check_pairs_every_proposal_with_the_arm_of_fewest_trials():
     assert len(tests) == 2 and all("minus 8 asha" in line for line in tests)
     assert "16 asha-g1-r2 minus 8 asha: mean -20.0" in tests[0]
     assert "16 asha-g1-r3 minus 8 asha: mean -30.0" in tests[1]
+
+
+def test_the_replicates_keep_the_ended_runs_and_train_only_the_pairs_the_table_lacks():
+    from benchmarks.lab_replicates import merge_runs, still_to_run
+    from models import TrainConfig, seed_model_config
+
+    base = TrainConfig(model=seed_model_config("gan", "dcgan"), epochs=2).to_dict()
+    configs = [{**base, "lr_g": lr, "seed": seed} for lr in (1e-3, 2e-3) for seed in (300, 301)]
+    jsons = [TrainConfig.from_dict(c).to_json() for c in configs]
+
+    def table(study, rows):  # rows: (config index, trial id, stop reason, final FID)
+        trials = pd.DataFrame({R.STUDY: study, R.TRIAL_ID: [r[1] for r in rows],
+                               R.CONFIG_JSON: [jsons[r[0]] for r in rows],
+                               R.STOP_REASON: [r[2] for r in rows], R.FINAL_VAL_FID: [r[3] for r in rows]})
+        history = pd.DataFrame([{R.STUDY: study, R.TRIAL_ID: r[1], R.EPOCH: e, R.VAL_FID: r[3] + 2 - e}
+                                for r in rows for e in (1, 2)])
+        return trials, history
+
+    # a session committed 2 ended runs and one that errored; the next one's experiment is new
+    nan = float("nan")
+    before = table("gan-replicates", [(0, "a", R.STOP_COMPLETED, 30.0), (1, "b", R.STOP_DIVERGED, nan),
+                                      (2, "c", R.STOP_ERROR, nan)])
+    assert still_to_run(configs, before[0]) == configs[2:]  # the errored run trains again
+    assert still_to_run(configs, pd.DataFrame()) == configs
+    now = table("gan-replicates", [(2, "d", R.STOP_COMPLETED, 41.0), (3, "e", R.STOP_COMPLETED, 42.0),
+                                   (0, "f", R.STOP_COMPLETED, 31.0)])
+    trials, history = merge_runs(before, now)
+    assert sorted(trials[R.TRIAL_ID]) == ["b", "d", "e", "f"]  # config 0: the later table's run
+    assert set(trials[R.CONFIG_JSON]) == set(jsons) and still_to_run(configs, trials) == []
+    assert sorted(set(history[R.TRIAL_ID])) == ["b", "d", "e", "f"] and len(history) == 8
+    assert history[history[R.TRIAL_ID] == "f"][R.VAL_FID].tolist() == [32.0, 31.0]
+    assert merge_runs((pd.DataFrame(), pd.DataFrame()), (pd.DataFrame(), pd.DataFrame()))[0].empty
