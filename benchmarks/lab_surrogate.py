@@ -63,9 +63,10 @@ def gpu_names(trials: pd.DataFrame) -> pd.Series:
     return trials[R.GPU_NAME] if R.GPU_NAME in trials.columns else pd.Series([None] * len(trials))
 
 
-def clock_machine(gpu_names: pd.Series) -> str:
-    """The machine that ran most of the runs (ties: the first in name order): a table's clock."""
-    counts = pd.Series([machine_name(g) for g in gpu_names]).value_counts()
+def clock_machine(machines: pd.Series) -> str:
+    """The machine that ran most of the runs (ties: the first in name order): a table's clock.
+    `machines`: the runs' GPU names or machine names (machine_name maps both to the machine's)."""
+    counts = pd.Series([machine_name(g) for g in machines]).value_counts()
     return str(counts[counts == counts.max()].sort_index().index[0]) if len(counts) else "CPU"
 
 
